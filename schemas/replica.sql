@@ -1,0 +1,29 @@
+-- The client replica's own tables, beside the synced tables' projections (created from domain.sql)
+-- and their golden copies `server_data_<table>` (created from the schema model). One SQLite file.
+
+-- Small facts about this replica: its client id (made once, at creation), per-channel cursors.
+CREATE TABLE IF NOT EXISTS moat_meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value ANY
+) STRICT;
+
+-- Local changesets not yet confirmed by the server, oldest first. `diff` is the JSON diff exactly as it
+-- is sent on the wire. A pending overlay is part of the projection; a rejected one is not, and stays
+-- here with the server's reason until the user dismisses it.
+CREATE TABLE IF NOT EXISTS overlays (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    mutation_id TEXT NOT NULL UNIQUE,
+    diff        TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'rejected')),
+    reason      TEXT,
+    created_ms  INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+) STRICT;
+
+-- Conflicts the server reported for this client's writes, kept until the user resolves them.
+-- `conflict` is the JSON conflict object from the wire (table, key, columns with base/theirs/mine).
+CREATE TABLE IF NOT EXISTS conflicts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    mutation_id TEXT NOT NULL,
+    conflict    TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
+) STRICT;

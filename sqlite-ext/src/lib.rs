@@ -1,0 +1,31 @@
+//! # sqlite-ext: the core of Moat
+//!
+//! Every rule of sync and merge lives here, once, with no networking and no threads: the server and
+//! every client (native through uniffi, web through wasm) wrap this crate and only move bytes.
+//!
+//! - [`schema`]: which tables are synced, read from the SQL under `schemas/`.
+//! - [`value`]: SQLite values and their one canonical JSON form.
+//! - [`changeset`] (internal): SQLite's binary changeset format, read and written byte for byte.
+//! - [`diff`]: JSON diffs, the wire form of a changeset, decoded strictly against the schema.
+//! - [`apply`]: applying a diff with the conflict handler; field-level merge; conflicts as data.
+//! - [`replica`]: a client's database: golden `server_data_*` tables, the `overlays` log of pending
+//!   local changesets, and the projection the UI reads, rebased whenever the server moves.
+//!
+//! The wire format is described with examples in `docs/protocol.md`.
+#![warn(unreachable_pub, missing_debug_implementations, missing_docs)]
+
+pub mod apply;
+mod changeset;
+pub mod diff;
+mod error;
+pub mod replica;
+pub mod schema;
+pub mod value;
+
+pub use apply::{ColumnConflict, Conflict, ConflictKind, MergeReport, merge};
+pub use changeset::Op;
+pub use diff::{Change, ColumnChange, Diff, Fields};
+pub use error::{Error, Result};
+pub use replica::{Mutation, Rejected, Replica, Resolution, StoredConflict};
+pub use schema::{Column, ColumnType, Schema, Table};
+pub use value::Value;

@@ -1,0 +1,499 @@
+//! A client's replica: golden state, pending overlays and the projection, in one SQLite file.
+//!
+//! For each synced table `t` the file holds:
+//! - `server_data_t`: the last state the server confirmed (golden). Only server diffs write it.
+//! - `t`: the projection the UI reads and writes: always `server_data_t` with the pending overlays
+//!   applied on top, in order.
+//!
+//! and once: `overlays` (pending local changesets, oldest first, each as the JSON diff that is sent),
+//! `conflicts` (what the server could not merge, until the user resolves it) and `moat_meta`.
+//!
+//! A local write runs against the projection under a session; the changeset it records becomes an
+//! overlay in the same transaction. A server diff is applied to both `server_data_t` and `t`; the rows
+//! it touched that a pending overlay also touches are reset from `server_data_t` and the overlays are
+//! replayed over them ("rebase"), so a local edit is never lost under a server update. Every public
+//! method that changes something is one transaction: a crash leaves the file before or after it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use rusqlite::session::Session;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{Conflict, Policy, apply_changeset};
+use crate::changeset;
+use crate::diff::{Diff, Fields, key_json};
+use crate::error::{Error, Result};
+use crate::schema::{Schema, Table, quote};
+use crate::value::Value;
+
+const REPLICA_SQL: &str = include_str!("../../schemas/replica.sql");
+
+/// A local change on its way to the server: its id and its diff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mutation {
+    /// Unique per client and increasing: `<client id>-<n>`. The server applies each id once.
+    pub mutation_id: String,
+    /// The changes, with the base value of every changed column.
+    pub diff: Diff,
+}
+
+/// A mutation the server refused, kept with its reason until the user dismisses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// The refused mutation.
+    pub mutation: Mutation,
+    /// Why, in the server's words.
+    pub reason: String,
+}
+
+/// A conflict waiting for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConflict {
+    /// Local id, to resolve it by.
+    pub id: i64,
+    /// The mutation that ran into it.
+    pub mutation_id: String,
+    /// Base, theirs and mine per column.
+    pub conflict: Conflict,
+}
+
+/// How the user settles a conflict. Keeping mine or editing is an ordinary write, based on the
+/// server's value, so it goes through the overlays like any other edit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Write my values over the server's.
+    KeepMine,
+    /// Keep the server's values; nothing is sent.
+    TakeTheirs,
+    /// Write these values instead.
+    Edit(Fields<Value>),
+}
+
+/// One client's database.
+#[derive(Debug)]
+pub struct Replica {
+    conn: Connection,
+    schema: Schema,
+    client_id: String,
+}
+
+impl Replica {
+    /// Opens (creating if needed) a replica file for `schema`. WAL, `synchronous = FULL`: a local write
+    /// that returned survives a crash.
+    pub fn open(path: impl AsRef<Path>, schema: Schema) -> Result<Replica> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Self::init(conn, schema)
+    }
+
+    /// A replica that lives in memory only (tests, benchmarks).
+    pub fn open_in_memory(schema: Schema) -> Result<Replica> {
+        Self::init(Connection::open_in_memory()?, schema)
+    }
+
+    fn init(mut conn: Connection, schema: Schema) -> Result<Replica> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(REPLICA_SQL)?;
+        let stored: Option<String> = tx
+            .query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0))
+            .optional()?;
+        match stored {
+            None => {
+                tx.execute_batch(schema.sql())?;
+                for t in schema.tables() {
+                    tx.execute_batch(&t.server_data_ddl())?;
+                }
+                tx.execute(
+                    "INSERT INTO moat_meta (key, value) VALUES ('schema_sql', ?1), \
+                     ('client_id', lower(hex(randomblob(12)))), ('next_mutation', 1)",
+                    [schema.sql()],
+                )?;
+            }
+            Some(sql) if sql == schema.sql() => {}
+            Some(_) => {
+                return Err(Error::Schema(
+                    "this replica was made with another schema; migrate it first".into(),
+                ));
+            }
+        }
+        let client_id: String =
+            tx.query_row("SELECT value FROM moat_meta WHERE key = 'client_id'", [], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(Replica { conn, schema, client_id })
+    }
+
+    /// This replica's client id, made once when the file was created.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The schema of the synced tables.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The connection, for reading the projection (the synced tables under their own names).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` against the projection in one transaction and records what it changed as a pending
+    /// overlay. Returns the mutation to send, or `None` when nothing changed.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<(T, Option<Mutation>)> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = capture(&tx, &self.schema, &self.client_id, f)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Inserts a row (every column named in `row` must exist; the key must be given).
+    pub fn insert(&mut self, table: &str, row: &Fields<Value>) -> Result<Option<Mutation>> {
+        let t = self.schema.table(table)?.clone();
+        let cols = column_indexes(&t, row)?;
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(&t.name),
+            cols.iter().map(|&i| quote(&t.columns[i].name)).collect::<Vec<_>>().join(", "),
+            (1..=cols.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
+        );
+        let values: Vec<&Value> = row.0.iter().map(|(_, v)| v).collect();
+        Ok(self.write(|c| Ok(c.execute(&sql, params_from_iter(values))?))?.1)
+    }
+
+    /// Sets columns of the row with key `pk`. Fails with [`Error::NotFound`] when there is no such row.
+    pub fn update(
+        &mut self,
+        table: &str,
+        pk: &Fields<Value>,
+        set: &Fields<Value>,
+    ) -> Result<Option<Mutation>> {
+        let t = self.schema.table(table)?.clone();
+        let (n, m) = self.write(|c| update_row(c, &t, pk, set))?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("{table} {}", key_json(pk))));
+        }
+        Ok(m)
+    }
+
+    /// Deletes the row with key `pk`, if it is there.
+    pub fn delete(&mut self, table: &str, pk: &Fields<Value>) -> Result<Option<Mutation>> {
+        let t = self.schema.table(table)?.clone();
+        let key = key_values(&t, pk)?;
+        let sql = format!("DELETE FROM {} WHERE {}", quote(&t.name), t.pk_where());
+        Ok(self.write(|c| Ok(c.execute(&sql, params_from_iter(key))?))?.1)
+    }
+
+    /// One row of the projection, column by column.
+    pub fn row(&self, table: &str, pk: &Fields<Value>) -> Result<Option<Fields<Value>>> {
+        let t = self.schema.table(table)?;
+        read_row(&self.conn, t, &t.name, pk)
+    }
+
+    /// One row of the golden state (what the server last confirmed).
+    pub fn server_row(&self, table: &str, pk: &Fields<Value>) -> Result<Option<Fields<Value>>> {
+        let t = self.schema.table(table)?;
+        read_row(&self.conn, t, &t.server_data_name(), pk)
+    }
+
+    /// The pending mutations, oldest first: what to send, in this order.
+    pub fn pending(&self) -> Result<Vec<Mutation>> {
+        load_pending(&self.conn, &self.schema)
+    }
+
+    /// How many mutations wait for the server.
+    pub fn pending_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM overlays WHERE state = 'pending'", [], |r| r.get(0))?)
+    }
+
+    /// The mutations the server refused, with its reasons, oldest first.
+    pub fn rejected(&self) -> Result<Vec<Rejected>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT mutation_id, diff, reason FROM overlays WHERE state = 'rejected' ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mutation_id, diff, reason): (String, String, Option<String>) = row?;
+            let diff = Diff::from_json(&diff, &self.schema)?;
+            out.push(Rejected {
+                mutation: Mutation { mutation_id, diff },
+                reason: reason.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies a diff from the server to the golden state and the projection, then rebases the pending
+    /// overlays that touch the same rows. The server's word is final for `server_data_*`.
+    pub fn apply_server_diff(&mut self, diff: &Diff) -> Result<()> {
+        diff.validate(&self.schema)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let golden = diff.to_raw(&self.schema, Table::server_data_name)?;
+        apply_changeset(&tx, &changeset::write(&golden), Policy::Authoritative)?;
+        apply_changeset(&tx, &diff.to_changeset(&self.schema)?, Policy::Authoritative)?;
+        let pending = load_pending(&tx, &self.schema)?;
+        if !pending.is_empty() {
+            let touched: HashSet<(&str, String)> =
+                diff.changes.iter().map(|c| (c.table.as_str(), c.key())).collect();
+            let mut reset = HashMap::new();
+            for c in pending.iter().flat_map(|m| &m.diff.changes) {
+                if touched.contains(&(c.table.as_str(), c.key())) {
+                    reset.insert((c.table.clone(), c.key()), c.pk.clone());
+                }
+            }
+            rebase(&tx, &self.schema, &pending, &reset)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The server applied `mutation_id`: the overlay leaves, `conflicts` (what it could not merge) are
+    /// kept for the user, and the rows the overlay touched are rebased. Returns false for an unknown
+    /// or already acknowledged id, so a repeated ack changes nothing.
+    pub fn acknowledge(&mut self, mutation_id: &str, conflicts: &[Conflict]) -> Result<bool> {
+        self.settle(mutation_id, |tx| {
+            tx.execute("DELETE FROM overlays WHERE mutation_id = ?1", [mutation_id])?;
+            for c in conflicts {
+                let json = serde_json::to_string(c).expect("conflicts always serialise");
+                tx.execute(
+                    "INSERT INTO conflicts (mutation_id, conflict) VALUES (?1, ?2)",
+                    (mutation_id, json),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The server refused `mutation_id`: it leaves the projection but stays listed, with `reason`,
+    /// until [`Replica::dismiss_rejected`]. Returns false for an id that is not pending.
+    pub fn reject(&mut self, mutation_id: &str, reason: &str) -> Result<bool> {
+        self.settle(mutation_id, |tx| {
+            tx.execute(
+                "UPDATE overlays SET state = 'rejected', reason = ?2 WHERE mutation_id = ?1",
+                (mutation_id, reason),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Takes a pending overlay out of the projection (`f` says how) and rebases its rows.
+    fn settle(&mut self, mutation_id: &str, f: impl FnOnce(&Connection) -> Result<()>) -> Result<bool> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let diff: Option<String> = tx
+            .query_row(
+                "SELECT diff FROM overlays WHERE mutation_id = ?1 AND state = 'pending'",
+                [mutation_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(diff) = diff else { return Ok(false) };
+        let diff = Diff::from_json(&diff, &self.schema)?;
+        f(&tx)?;
+        let reset = diff.changes.iter().map(|c| ((c.table.clone(), c.key()), c.pk.clone())).collect();
+        let pending = load_pending(&tx, &self.schema)?;
+        rebase(&tx, &self.schema, &pending, &reset)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Forgets a rejected mutation once the user has seen it.
+    pub fn dismiss_rejected(&mut self, mutation_id: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("DELETE FROM overlays WHERE mutation_id = ?1 AND state = 'rejected'", [mutation_id])?;
+        Ok(n > 0)
+    }
+
+    /// Conflicts waiting for the user, oldest first.
+    pub fn conflicts(&self) -> Result<Vec<StoredConflict>> {
+        let mut stmt = self.conn.prepare("SELECT id, mutation_id, conflict FROM conflicts ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, mutation_id, json) = row?;
+            let conflict = serde_json::from_str(&json).map_err(|e| Error::Malformed(e.to_string()))?;
+            out.push(StoredConflict { id, mutation_id, conflict });
+        }
+        Ok(out)
+    }
+
+    /// Settles a conflict. Keep mine and edit write to the projection like any local edit (so the base
+    /// is the server's value) and return the mutation to send; take theirs sends nothing. A row that
+    /// the server deleted cannot be written: [`Error::NotFound`], and the conflict stays.
+    pub fn resolve(&mut self, conflict_id: i64, resolution: Resolution) -> Result<Option<Mutation>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let json: String = tx
+            .query_row("SELECT conflict FROM conflicts WHERE id = ?1", [conflict_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("conflict {conflict_id}")))?;
+        let conflict: Conflict = serde_json::from_str(&json).map_err(|e| Error::Malformed(e.to_string()))?;
+        tx.execute("DELETE FROM conflicts WHERE id = ?1", [conflict_id])?;
+        let values = match resolution {
+            Resolution::TakeTheirs => {
+                tx.commit()?;
+                return Ok(None);
+            }
+            Resolution::KeepMine => {
+                Fields(conflict.columns.iter().map(|c| (c.column.clone(), c.mine.clone())).collect())
+            }
+            Resolution::Edit(values) => values,
+        };
+        let table = self.schema.table(&conflict.table)?;
+        let (n, m) =
+            capture(&tx, &self.schema, &self.client_id, |c| update_row(c, table, &conflict.pk, &values))?;
+        if n == 0 {
+            return Err(Error::NotFound(format!(
+                "{} {} was deleted",
+                conflict.table,
+                key_json(&conflict.pk)
+            )));
+        }
+        tx.commit()?;
+        Ok(m)
+    }
+}
+
+/// Runs `f` under a session on the projection tables; what it changed becomes a pending overlay.
+fn capture<T>(
+    conn: &Connection,
+    schema: &Schema,
+    client_id: &str,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<(T, Option<Mutation>)> {
+    let mut session = Session::new(conn)?;
+    for t in schema.tables() {
+        session.attach(Some(t.name.as_str()))?;
+    }
+    let out = f(conn)?;
+    let mut bytes = Vec::new();
+    session.changeset_strm(&mut bytes)?;
+    drop(session);
+    if bytes.is_empty() {
+        return Ok((out, None));
+    }
+    let diff = Diff::from_changeset(schema, &bytes)?;
+    let n: i64 = conn.query_row(
+        "UPDATE moat_meta SET value = value + 1 WHERE key = 'next_mutation' RETURNING value - 1",
+        [],
+        |r| r.get(0),
+    )?;
+    let mutation_id = format!("{client_id}-{n}");
+    conn.execute("INSERT INTO overlays (mutation_id, diff) VALUES (?1, ?2)", (&mutation_id, diff.to_json()))?;
+    Ok((out, Some(Mutation { mutation_id, diff })))
+}
+
+fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT mutation_id, diff FROM overlays WHERE state = 'pending' ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mutation_id, json) = row?;
+        out.push(Mutation { mutation_id, diff: Diff::from_json(&json, schema)? });
+    }
+    Ok(out)
+}
+
+/// Resets the rows in `reset` from the golden state, then replays over them, in order, the parts of
+/// the pending overlays that touch them. Rows outside `reset` are not read or written.
+fn rebase(
+    conn: &Connection,
+    schema: &Schema,
+    pending: &[crate::replica::Mutation],
+    reset: &HashMap<(String, String), Fields<Value>>,
+) -> Result<()> {
+    if reset.is_empty() {
+        return Ok(());
+    }
+    for ((table, _), pk) in reset {
+        let t = schema.table(table)?;
+        let key = key_values(t, pk)?;
+        let del = format!("DELETE FROM {} WHERE {}", quote(&t.name), t.pk_where());
+        conn.prepare_cached(&del)?.execute(params_from_iter(&key))?;
+        let copy = format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {} WHERE {}",
+            quote(&t.name),
+            quote(&t.server_data_name()),
+            t.pk_where(),
+            cols = t.column_list()
+        );
+        conn.prepare_cached(&copy)?.execute(params_from_iter(&key))?;
+    }
+    for m in pending {
+        let changes: Vec<_> = m
+            .diff
+            .changes
+            .iter()
+            .filter(|c| reset.contains_key(&(c.table.clone(), c.key())))
+            .cloned()
+            .collect();
+        if !changes.is_empty() {
+            apply_changeset(conn, &Diff { changes }.to_changeset(schema)?, Policy::MineWins)?;
+        }
+    }
+    Ok(())
+}
+
+fn update_row(conn: &Connection, t: &Table, pk: &Fields<Value>, set: &Fields<Value>) -> Result<usize> {
+    let cols = column_indexes(t, set)?;
+    if cols.is_empty() {
+        return Err(Error::Invalid("an update must set a column".into()));
+    }
+    if let Some(&i) = cols.iter().find(|&&i| t.columns[i].pk > 0) {
+        return Err(Error::Invalid(format!("key column {} cannot be updated", t.columns[i].name)));
+    }
+    let mut key = key_values(t, pk)?;
+    let assignments: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| format!("{} = ?{}", quote(&t.columns[i].name), key.len() + n + 1))
+        .collect();
+    let sql = format!("UPDATE {} SET {} WHERE {}", quote(&t.name), assignments.join(", "), t.pk_where());
+    key.extend(set.0.iter().map(|(_, v)| v.clone()));
+    Ok(conn.execute(&sql, params_from_iter(key))?)
+}
+
+/// The schema's index of every column named in `fields`, refusing unknown names.
+fn column_indexes<T>(t: &Table, fields: &Fields<T>) -> Result<Vec<usize>> {
+    fields
+        .iter()
+        .map(|(name, _)| {
+            t.column_index(name)
+                .ok_or_else(|| Error::UnknownColumn { table: t.name.clone(), column: name.to_owned() })
+        })
+        .collect()
+}
+
+/// The key's values in key order, checking that exactly the key columns are given.
+fn key_values(t: &Table, pk: &Fields<Value>) -> Result<Vec<Value>> {
+    if pk.0.len() != t.pk.len() {
+        return Err(Error::Invalid(format!("{} has a key of {} columns", t.name, t.pk.len())));
+    }
+    t.pk.iter()
+        .map(|&i| {
+            let name = &t.columns[i].name;
+            pk.get(name).cloned().ok_or_else(|| Error::Invalid(format!("key column {name} missing")))
+        })
+        .collect()
+}
+
+fn read_row(
+    conn: &Connection,
+    t: &Table,
+    sql_name: &str,
+    pk: &Fields<Value>,
+) -> Result<Option<Fields<Value>>> {
+    let key = key_values(t, pk)?;
+    let sql = format!("SELECT {} FROM {} WHERE {}", t.column_list(), quote(sql_name), t.pk_where());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let row = stmt
+        .query_row(params_from_iter(key), |r| {
+            (0..t.columns.len()).map(|i| Ok((t.columns[i].name.clone(), r.get::<_, Value>(i)?))).collect()
+        })
+        .optional()?;
+    Ok(row.map(Fields))
+}

@@ -1,0 +1,294 @@
+//! The schema model: which tables are synced, their columns, types and keys.
+//!
+//! The model is read from SQLite itself (`pragma_table_list`, `pragma_table_info`) after running the
+//! schema's SQL, so the `.sql` files under `schemas/` are the single source of truth. Every name from the
+//! wire is looked up here before it can reach SQL; the only identifiers ever put into SQL text are the
+//! ones this model holds, which are checked to be plain `[A-Za-z_][A-Za-z0-9_]*` names.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::value::Value;
+
+/// Prefix of a replica's golden copy of a synced table: `jobs` is kept as `server_data_jobs`.
+pub const SERVER_DATA_PREFIX: &str = "server_data_";
+
+/// Names a synced table may not have: the replica's own tables and prefixes.
+const RESERVED: [&str; 3] = ["overlays", "conflicts", "moat_meta"];
+const RESERVED_PREFIXES: [&str; 3] = ["sqlite_", "moat_", SERVER_DATA_PREFIX];
+
+/// The declared type of a column of a STRICT table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `INTEGER` / `INT`.
+    Integer,
+    /// `REAL`.
+    Real,
+    /// `TEXT`.
+    Text,
+    /// `BLOB`.
+    Blob,
+    /// `ANY`: any storage class.
+    Any,
+}
+
+impl ColumnType {
+    fn parse(decl: &str) -> Option<ColumnType> {
+        match decl.to_ascii_uppercase().as_str() {
+            "INTEGER" | "INT" => Some(ColumnType::Integer),
+            "REAL" => Some(ColumnType::Real),
+            "TEXT" => Some(ColumnType::Text),
+            "BLOB" => Some(ColumnType::Blob),
+            "ANY" => Some(ColumnType::Any),
+            _ => None,
+        }
+    }
+
+    /// True when a STRICT column of this type stores `v` as it is (NULL is checked separately).
+    pub fn admits(self, v: &Value) -> bool {
+        matches!(
+            (self, v),
+            (_, Value::Null)
+                | (ColumnType::Any, _)
+                | (ColumnType::Integer, Value::Integer(_))
+                | (ColumnType::Real, Value::Real(_))
+                | (ColumnType::Text, Value::Text(_))
+                | (ColumnType::Blob, Value::Blob(_))
+        )
+    }
+}
+
+/// One column of a synced table.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// The column's name.
+    pub name: String,
+    /// Its declared type.
+    pub ty: ColumnType,
+    /// Declared NOT NULL.
+    pub not_null: bool,
+    /// Its 1-based position in the primary key, or 0.
+    pub pk: u8,
+}
+
+/// One synced table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The table's name, as on the wire.
+    pub name: String,
+    /// Its columns, in declaration order (the order of changeset records).
+    pub columns: Vec<Column>,
+    /// Indexes into `columns` of the primary key, in key order.
+    pub pk: Vec<usize>,
+}
+
+impl Table {
+    /// The index of a column by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The primary-key position bytes of the changeset table header.
+    pub(crate) fn pk_flags(&self) -> Vec<u8> {
+        self.columns.iter().map(|c| c.pk).collect()
+    }
+
+    /// `"jobs"` → `"server_data_jobs"`.
+    pub fn server_data_name(&self) -> String {
+        format!("{SERVER_DATA_PREFIX}{}", self.name)
+    }
+
+    /// DDL of the golden copy: same columns, types, NOT NULL and key; no defaults or checks, because
+    /// the server's state must always be storable.
+    pub(crate) fn server_data_ddl(&self) -> String {
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let ty = match c.ty {
+                    ColumnType::Integer => "INTEGER",
+                    ColumnType::Real => "REAL",
+                    ColumnType::Text => "TEXT",
+                    ColumnType::Blob => "BLOB",
+                    ColumnType::Any => "ANY",
+                };
+                format!("{} {ty}{}", quote(&c.name), if c.not_null { " NOT NULL" } else { "" })
+            })
+            .collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({})) STRICT",
+            quote(&self.server_data_name()),
+            cols.join(", "),
+            self.pk_list()
+        )
+    }
+
+    /// `"a", "b"`: every column, quoted, in order.
+    pub(crate) fn column_list(&self) -> String {
+        self.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
+    }
+
+    fn pk_list(&self) -> String {
+        self.pk.iter().map(|&i| quote(&self.columns[i].name)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `"k1" = ?1 AND "k2" = ?2`, binding the key in key order.
+    pub(crate) fn pk_where(&self) -> String {
+        self.pk
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| format!("{} = ?{}", quote(&self.columns[i].name), n + 1))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+}
+
+/// The synced tables of a database, and the SQL they were made from.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    sql: String,
+    tables: Vec<Table>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Schema {
+    /// Builds the model by running `sql` in a scratch in-memory database. Every table the SQL creates
+    /// is a synced table and must follow the rules in `schemas/domain.sql`.
+    pub fn from_sql(sql: &str) -> Result<Schema> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(sql).map_err(|e| Error::Schema(format!("schema SQL does not run: {e}")))?;
+        let mut schema = Self::from_connection(&conn)?;
+        schema.sql = sql.to_owned();
+        Ok(schema)
+    }
+
+    /// The demo domain of `schemas/domain.sql`, built into the crate.
+    pub fn demo() -> Schema {
+        Self::from_sql(DEMO_SQL).expect("schemas/domain.sql is a valid schema")
+    }
+
+    /// Reads the model of every user table of `conn`'s main database.
+    fn from_connection(conn: &Connection) -> Result<Schema> {
+        let mut stmt = conn.prepare(
+            "SELECT name, strict FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )?;
+        let listed: Vec<(String, bool)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let mut cols =
+            conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")?;
+        let mut tables = Vec::new();
+        for (name, strict) in listed {
+            check_name("table", &name)?;
+            if RESERVED.contains(&name.as_str()) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                return Err(Error::Schema(format!("table name {name:?} is reserved")));
+            }
+            if !strict {
+                return Err(Error::Schema(format!("table {name:?} must be STRICT")));
+            }
+            let mut columns = Vec::new();
+            for row in cols.query_map([&name], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })? {
+                let (cname, decl, not_null, pk) = row?;
+                check_name("column", &cname)?;
+                let ty = ColumnType::parse(&decl)
+                    .ok_or_else(|| Error::Schema(format!("{name}.{cname}: unsupported type {decl:?}")))?;
+                let pk = u8::try_from(pk).map_err(|_| Error::Schema(format!("{name}: key too wide")))?;
+                columns.push(Column { name: cname, ty, not_null, pk });
+            }
+            let mut pk: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].pk > 0).collect();
+            if pk.is_empty() {
+                return Err(Error::Schema(format!("table {name:?} needs an explicit PRIMARY KEY")));
+            }
+            pk.sort_by_key(|&i| columns[i].pk);
+            tables.push(Table { name, columns, pk });
+        }
+        if tables.is_empty() {
+            return Err(Error::Schema("the schema defines no table".into()));
+        }
+        let by_name = tables.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        Ok(Schema { sql: String::new(), tables, by_name })
+    }
+
+    /// The SQL the schema was built from.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Every synced table, by name order.
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+
+    /// A synced table by its wire name.
+    pub fn table(&self, name: &str) -> Result<&Table> {
+        self.by_name.get(name).map(|&i| &self.tables[i]).ok_or_else(|| Error::UnknownTable(name.to_owned()))
+    }
+}
+
+/// The demo domain's SQL.
+pub const DEMO_SQL: &str = include_str!("../../schemas/domain.sql");
+
+/// Names that reach SQL text must be plain identifiers; they are quoted all the same.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64;
+    if ok { Ok(()) } else { Err(Error::Schema(format!("{what} name {name:?} is not a plain identifier"))) }
+}
+
+/// Quotes an identifier that the schema model holds (and so has checked).
+pub(crate) fn quote(name: &str) -> String {
+    debug_assert!(check_name("identifier", name).is_ok() || name.starts_with(SERVER_DATA_PREFIX));
+    format!("\"{name}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_schema_is_read_from_sql() {
+        let s = Schema::demo();
+        let names: Vec<_> = s.tables().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["customers", "inventory_items", "jobs", "layout_definition", "object_metadata"]);
+        let jobs = s.table("jobs").unwrap();
+        assert_eq!(jobs.pk, [0]);
+        let price = &jobs.columns[jobs.column_index("price_cents").unwrap()];
+        assert_eq!((price.ty, price.not_null), (ColumnType::Integer, true));
+        assert!(matches!(s.table("users"), Err(Error::UnknownTable(_))));
+    }
+
+    #[test]
+    fn rules_for_synced_tables_are_enforced() {
+        for (sql, why) in [
+            ("CREATE TABLE t (id TEXT PRIMARY KEY)", "STRICT"),
+            ("CREATE TABLE t (id TEXT) STRICT", "PRIMARY KEY"),
+            ("CREATE TABLE overlays (id TEXT PRIMARY KEY) STRICT", "reserved"),
+            ("CREATE TABLE server_data_t (id TEXT PRIMARY KEY) STRICT", "reserved"),
+            ("CREATE TABLE \"a b\" (id TEXT PRIMARY KEY) STRICT", "identifier"),
+            ("CREATE TABLE t (\"x;\" TEXT PRIMARY KEY) STRICT", "identifier"),
+        ] {
+            let err = Schema::from_sql(sql).unwrap_err().to_string();
+            assert!(err.contains(why), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn composite_keys_keep_key_order() {
+        let s =
+            Schema::from_sql("CREATE TABLE t (a TEXT, b INTEGER, c ANY, PRIMARY KEY (b, a)) STRICT").unwrap();
+        let t = s.table("t").unwrap();
+        assert_eq!(t.pk, [1, 0]);
+        assert_eq!(t.pk_flags(), [2, 1, 0]);
+    }
+}

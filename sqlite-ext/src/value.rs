@@ -1,0 +1,289 @@
+//! SQLite values and their one canonical JSON form.
+//!
+//! The wire must keep SQLite's five storage classes apart and must survive a trip through a JavaScript
+//! `JSON.parse`, whose numbers are doubles. So each value has exactly one encoding:
+//!
+//! | SQLite                       | JSON                              |
+//! |------------------------------|-----------------------------------|
+//! | NULL                         | `null`                            |
+//! | INTEGER in ±(2^53 − 1)       | a bare number: `42`               |
+//! | INTEGER outside that range   | `{"int": "9223372036854775807"}`  |
+//! | REAL                         | `{"real": 1.5}`, `{"real": "inf"}`, `{"real": "-inf"}` |
+//! | TEXT                         | a string: `"open"`                |
+//! | BLOB                         | `{"blob": "<standard base64>"}`   |
+//!
+//! A bare JSON number is therefore always an exact integer, and anything that is not canonical (a bare
+//! `1.5`, `{"int": "5"}`, a tagged object with extra keys) is refused by the decoder.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Largest integer a JavaScript number holds exactly (2^53 − 1).
+pub const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
+
+/// One SQLite value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit signed integer.
+    Integer(i64),
+    /// An IEEE double. SQLite never stores NaN (it becomes NULL), so neither does this.
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Raw bytes.
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    /// True when both values are the same SQLite value, as SQLite's session extension compares them:
+    /// same storage class and same bytes (so `1` and `1.0` differ, and reals compare bit for bit).
+    pub fn same_as(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Real(a), Value::Real(b)) => a.to_bits() == b.to_bits(),
+            _ => self == other,
+        }
+    }
+
+    /// Reads a value that SQLite handed out. Text that is not UTF-8 is refused.
+    pub(crate) fn from_value_ref(v: ValueRef<'_>) -> Result<Value, std::str::Utf8Error> {
+        Ok(match v {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Integer(i),
+            ValueRef::Real(r) => Value::Real(r),
+            ValueRef::Text(t) => Value::Text(std::str::from_utf8(t)?.to_owned()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        })
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
+            Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+impl rusqlite::types::FromSql for Value {
+    fn column_result(v: ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        Value::from_value_ref(v).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Text(s)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Integer(i)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(r: f64) -> Self {
+        Value::Real(r)
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Integer(i) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(i) => s.serialize_i64(*i),
+            Value::Integer(i) => tagged(s, "int", &i.to_string()),
+            Value::Real(r) if r.is_finite() => tagged(s, "real", r),
+            Value::Real(r) if *r > 0.0 => tagged(s, "real", "inf"),
+            Value::Real(r) if *r < 0.0 => tagged(s, "real", "-inf"),
+            Value::Real(_) => Err(serde::ser::Error::custom("NaN is not a SQLite value")),
+            Value::Text(t) => s.serialize_str(t),
+            Value::Blob(b) => tagged(s, "blob", &BASE64.encode(b)),
+        }
+    }
+}
+
+fn tagged<S: Serializer, T: Serialize + ?Sized>(s: S, tag: &str, v: &T) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(1))?;
+    m.serialize_entry(tag, v)?;
+    m.end()
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("null, a string, a safe integer, or {\"int\"|\"real\"|\"blob\": ...}")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Text(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&v) {
+            Ok(Value::Integer(v))
+        } else {
+            Err(E::custom(format!("integer {v} is beyond ±2^53-1 and must be written {{\"int\": \"{v}\"}}")))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        match i64::try_from(v) {
+            Ok(i) => self.visit_i64(i),
+            Err(_) => Err(E::custom(format!("integer {v} does not fit in 64 signed bits"))),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Err(E::custom(format!("bare number {v} is not an integer; a REAL is written {{\"real\": {v}}}")))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Some(tag) = map.next_key::<String>()? else {
+            return Err(de::Error::custom("an empty object is not a value"));
+        };
+        let value = match tag.as_str() {
+            "int" => {
+                let s: String = map.next_value()?;
+                let i: i64 =
+                    s.parse().map_err(|_| de::Error::custom(format!("{s:?} is not a 64-bit integer")))?;
+                if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) || s != i.to_string() {
+                    return Err(de::Error::custom(format!(
+                        "{{\"int\": {s:?}}} is not canonical: safe integers are bare numbers"
+                    )));
+                }
+                Value::Integer(i)
+            }
+            "real" => Value::Real(map.next_value::<RealRepr>()?.0),
+            "blob" => {
+                let s: String = map.next_value()?;
+                Value::Blob(
+                    BASE64
+                        .decode(s.as_bytes())
+                        .map_err(|e| de::Error::custom(format!("blob is not standard base64: {e}")))?,
+                )
+            }
+            other => return Err(de::Error::custom(format!("unknown value tag {other:?}"))),
+        };
+        if map.next_key::<de::IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("a tagged value has exactly one key"));
+        }
+        Ok(value)
+    }
+}
+
+/// The payload of `{"real": ...}`: a finite number, or `"inf"` / `"-inf"`.
+struct RealRepr(f64);
+
+impl<'de> Deserialize<'de> for RealRepr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RealRepr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, \"inf\" or \"-inf\"")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RealRepr, E> {
+                Ok(RealRepr(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RealRepr, E> {
+                Ok(RealRepr(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RealRepr, E> {
+                Ok(RealRepr(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RealRepr, E> {
+                match v {
+                    "inf" => Ok(RealRepr(f64::INFINITY)),
+                    "-inf" => Ok(RealRepr(f64::NEG_INFINITY)),
+                    _ => Err(E::custom(format!(
+                        "{v:?} is not a real; only \"inf\" and \"-inf\" are written as strings"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(v: Value) -> String {
+        let json = serde_json::to_string(&v).unwrap();
+        let back: Value = serde_json::from_str(&json).unwrap();
+        assert!(back.same_as(&v), "{v:?} -> {json} -> {back:?}");
+        json
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(round(Value::Null), "null");
+        assert_eq!(round(Value::Integer(42)), "42");
+        assert_eq!(round(Value::Integer(MAX_SAFE_INTEGER)), "9007199254740991");
+        assert_eq!(round(Value::Integer(i64::MAX)), r#"{"int":"9223372036854775807"}"#);
+        assert_eq!(round(Value::Integer(i64::MIN)), r#"{"int":"-9223372036854775808"}"#);
+        assert_eq!(round(Value::Real(3.0)), r#"{"real":3.0}"#);
+        assert_eq!(round(Value::Real(-0.0)), r#"{"real":-0.0}"#);
+        assert_eq!(round(Value::Real(f64::INFINITY)), r#"{"real":"inf"}"#);
+        assert_eq!(round(Value::Text("1".into())), r#""1""#);
+        assert_eq!(round(Value::Blob(vec![0, 255])), r#"{"blob":"AP8="}"#);
+    }
+
+    #[test]
+    fn non_canonical_is_refused() {
+        for bad in [
+            "1.5",
+            "1e3",
+            "9007199254740992",
+            r#"{"int":"5"}"#,
+            r#"{"int":"007199254740993000"}"#,
+            r#"{"real":1,"blob":""}"#,
+            r#"{"real":"nan"}"#,
+            r#"{"blob":"***"}"#,
+            r#"{"date":"x"}"#,
+            "{}",
+            "[]",
+            "true",
+        ] {
+            assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}
