@@ -13,6 +13,9 @@
 //! | CONFLICT | insert of a key that exists | equal columns are fine; each differing column is a **row_exists** conflict, the existing row stays |
 //! | CONSTRAINT | NOT NULL, CHECK, type of a STRICT table | the whole diff is rolled back: [`Error::Constraint`] |
 //!
+//! Values are compared as SQL's `IS` compares them, which is how SQLite itself decides that a row
+//! still holds a change's base values ([`Value::sql_eq`]).
+//!
 //! Non-conflicting columns of an update that had a conflicting column are applied in a second pass
 //! (a residual changeset whose base is the current row). Everything happens inside one savepoint, and
 //! a session records what was really applied, which is what the server broadcasts.
@@ -132,10 +135,10 @@ fn classify(
             for (name, cc) in change.cols.iter() {
                 let (Some(base), Some(mine)) = (&cc.old, &cc.new) else { continue };
                 let theirs = current(name).unwrap_or(Value::Null);
-                if theirs.same_as(base) {
+                if theirs.sql_eq(base) {
                     apply
                         .push((name.to_owned(), ColumnChange { old: Some(theirs), new: Some(mine.clone()) }));
-                } else if !theirs.same_as(mine) {
+                } else if !theirs.sql_eq(mine) {
                     columns.push(ColumnConflict {
                         column: name.to_owned(),
                         base: Some(base.clone()),
@@ -171,7 +174,7 @@ fn classify(
             for (name, cc) in change.cols.iter() {
                 let mine = cc.new.clone().unwrap_or(Value::Null);
                 let theirs = current(name).unwrap_or(Value::Null);
-                if !theirs.same_as(&mine) {
+                if !theirs.sql_eq(&mine) {
                     columns.push(ColumnConflict {
                         column: name.to_owned(),
                         base: None,

@@ -230,8 +230,34 @@ impl Replica {
     /// Applies a diff from the server to the golden state and the projection, then rebases the pending
     /// overlays that touch the same rows. The server's word is final for `server_data_*`.
     pub fn apply_server_diff(&mut self, diff: &Diff) -> Result<()> {
+        self.apply_server_diff_inner(diff, None)
+    }
+
+    /// [`Replica::apply_server_diff`] for the change at `version` of `channel`, recording the cursor in
+    /// the same transaction, so that after a crash the replica resumes exactly after the last diff it
+    /// applied.
+    pub fn apply_server_diff_at(&mut self, channel: &str, version: i64, diff: &Diff) -> Result<()> {
+        self.apply_server_diff_inner(diff, Some((channel, version)))
+    }
+
+    /// The version of the last diff applied from `channel`, if any.
+    pub fn cursor(&self, channel: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM moat_meta WHERE key = 'cursor:' || ?1", [channel], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn apply_server_diff_inner(&mut self, diff: &Diff, cursor: Option<(&str, i64)>) -> Result<()> {
         diff.validate(&self.schema)?;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some((channel, version)) = cursor {
+            tx.execute(
+                "INSERT INTO moat_meta (key, value) VALUES ('cursor:' || ?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (channel, version),
+            )?;
+        }
         let golden = diff.to_raw(&self.schema, Table::server_data_name)?;
         apply_changeset(&tx, &changeset::write(&golden), Policy::Authoritative)?;
         apply_changeset(&tx, &diff.to_changeset(&self.schema)?, Policy::Authoritative)?;

@@ -52,6 +52,19 @@ impl Value {
         }
     }
 
+    /// SQL's `IS`: the comparison SQLite's changeset apply uses to decide whether a row still holds
+    /// a change's base values. Unlike [`Value::same_as`], an INTEGER and a REAL of the same number
+    /// are equal (`3 IS 3.0`), and so are `0.0` and `-0.0`.
+    pub fn sql_eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Integer(i), Value::Real(r)) | (Value::Real(r), Value::Integer(i)) => {
+                r.fract() == 0.0 && *r >= -9.223_372_036_854_776e18 && *r < 9.223_372_036_854_776e18 && *r as i64 == *i
+            }
+            (Value::Real(a), Value::Real(b)) => a == b,
+            _ => self == other,
+        }
+    }
+
     /// Reads a value that SQLite handed out. Text that is not UTF-8 is refused.
     pub(crate) fn from_value_ref(v: ValueRef<'_>) -> Result<Value, std::str::Utf8Error> {
         Ok(match v {
@@ -265,6 +278,18 @@ mod tests {
         assert_eq!(round(Value::Real(f64::INFINITY)), r#"{"real":"inf"}"#);
         assert_eq!(round(Value::Text("1".into())), r#""1""#);
         assert_eq!(round(Value::Blob(vec![0, 255])), r#"{"blob":"AP8="}"#);
+    }
+
+    #[test]
+    fn sql_equality_follows_sqlite() {
+        assert!(Value::Integer(3).sql_eq(&Value::Real(3.0)));
+        assert!(!Value::Integer(3).same_as(&Value::Real(3.0)));
+        assert!(Value::Real(0.0).sql_eq(&Value::Real(-0.0)));
+        assert!(!Value::Real(0.0).same_as(&Value::Real(-0.0)));
+        assert!(!Value::Integer(i64::MAX).sql_eq(&Value::Real(9.223_372_036_854_776e18)));
+        assert!(!Value::Text("3".into()).sql_eq(&Value::Integer(3)));
+        assert!(!Value::Text("a".into()).sql_eq(&Value::Blob(b"a".to_vec())));
+        assert!(Value::Null.sql_eq(&Value::Null));
     }
 
     #[test]
