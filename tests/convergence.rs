@@ -87,9 +87,14 @@ fn local_edit(rng: &mut Rng, c: &mut Client, who: usize, counter: &mut usize) {
         let cols: Vec<String> = t.pk.iter().map(|&i| t.columns[i].name.clone()).collect();
         let sql = format!("SELECT {} FROM {table}", cols.join(","));
         let mut stmt = c.replica.connection().prepare(&sql).unwrap();
-        stmt.query_map([], |r| (0..cols.len()).map(|i| r.get(i)).collect()).unwrap().map(Result::unwrap).collect()
+        stmt.query_map([], |r| (0..cols.len()).map(|i| r.get(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
-    let key_of = |k: &Vec<Value>| Fields(t.pk.iter().zip(k).map(|(&i, v)| (t.columns[i].name.clone(), v.clone())).collect());
+    let key_of = |k: &Vec<Value>| {
+        Fields(t.pk.iter().zip(k).map(|(&i, v)| (t.columns[i].name.clone(), v.clone())).collect())
+    };
     let data_cols: Vec<&str> = t.columns.iter().filter(|c| c.pk == 0).map(|c| c.name.as_str()).collect();
     let roll = rng.below(100);
     if roll < 70 && !keys.is_empty() {
@@ -114,7 +119,10 @@ fn local_edit(rng: &mut Rng, c: &mut Client, who: usize, counter: &mut usize) {
             // Some inserts reuse a small key space on purpose, so two replicas insert the same key.
             "items" if rng.chance(0.3) => vec![("id".into(), format!("shared-{}", rng.below(3)).into())],
             "items" => vec![("id".into(), format!("r{who}-{counter}").into())],
-            _ => vec![("owner".into(), format!("r{who}").into()), ("n".into(), Value::Integer(*counter as i64))],
+            _ => vec![
+                ("owner".into(), format!("r{who}").into()),
+                ("n".into(), Value::Integer(*counter as i64)),
+            ],
         };
         for col in &data_cols {
             if *col == "label" {
@@ -241,7 +249,15 @@ fn run(seed: u64, dir: &std::path::Path, stats: &mut Stats) {
         .map(|i| {
             let path = dir.join(format!("seed{seed}-client{i}.db"));
             let replica = Replica::open(&path, schema.clone()).unwrap();
-            let mut c = Client { path, replica, online: false, inbox: VecDeque::new(), sent: Vec::new(), reported: 0, resolved: 0 };
+            let mut c = Client {
+                path,
+                replica,
+                online: false,
+                inbox: VecDeque::new(),
+                sent: Vec::new(),
+                reported: 0,
+                resolved: 0,
+            };
             connect(&server, &mut c);
             c
         })
@@ -318,7 +334,11 @@ fn run(seed: u64, dir: &std::path::Path, stats: &mut Stats) {
     let truth = dump(&server.conn, &schema, "");
     for (i, c) in clients.iter().enumerate() {
         assert_eq!(dump(c.replica.connection(), &schema, ""), truth, "seed {seed}: projection of client {i}");
-        assert_eq!(dump(c.replica.connection(), &schema, "server_data_"), truth, "seed {seed}: golden of client {i}");
+        assert_eq!(
+            dump(c.replica.connection(), &schema, "server_data_"),
+            truth,
+            "seed {seed}: golden of client {i}"
+        );
         assert_eq!(c.reported, c.resolved, "seed {seed}: client {i} saw every conflict");
     }
 }
@@ -333,12 +353,16 @@ fn replicas_converge_and_no_edit_is_lost() {
     let mut stats = Stats::default();
     let n = seeds.len();
     for seed in seeds {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed, dir.path(), &mut stats)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed, dir.path(), &mut stats)));
         if let Err(e) = result {
             eprintln!("failed on seed {seed}; replay with MOAT_SEED={seed}");
             std::panic::resume_unwind(e);
         }
     }
-    println!("convergence: {n} seeds, {} applied diffs, {} conflicts resolved, {} replayed pushes, {} rejected", stats.log, stats.conflicts, stats.replays, stats.rejected);
+    println!(
+        "convergence: {n} seeds, {} applied diffs, {} conflicts resolved, {} replayed pushes, {} rejected",
+        stats.log, stats.conflicts, stats.replays, stats.rejected
+    );
     assert!(stats.conflicts > 0 && stats.replays > 0, "the generator no longer makes conflicts or replays");
 }

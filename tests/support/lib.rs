@@ -148,7 +148,10 @@ impl ModelServer {
         let t = self.schema.table(table).unwrap();
         let cols: Vec<String> = t.columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
         let cond: Vec<String> =
-            t.pk.iter().enumerate().map(|(n, &i)| format!("\"{}\" = ?{}", t.columns[i].name, n + 1)).collect();
+            t.pk.iter()
+                .enumerate()
+                .map(|(n, &i)| format!("\"{}\" = ?{}", t.columns[i].name, n + 1))
+                .collect();
         let sql = format!("SELECT {} FROM \"{table}\" WHERE {}", cols.join(","), cond.join(" AND "));
         let key: Vec<Value> = pk.iter().map(|(_, v)| v.clone()).collect();
         let mut stmt = self.conn.prepare(&sql).unwrap();
@@ -235,7 +238,11 @@ impl ModelServer {
                         }
                         let Some(row) = &row else { panic!("row {} missing after {:?}", c.key(), c.op) };
                         let now = &row.iter().find(|(n, _)| n == name).unwrap().1;
-                        assert!(now.sql_eq(cc.new.as_ref().unwrap()), "{}.{name} lost: {now:?} vs {cc:?}", c.key());
+                        assert!(
+                            now.sql_eq(cc.new.as_ref().unwrap()),
+                            "{}.{name} lost: {now:?} vs {cc:?}",
+                            c.key()
+                        );
                     }
                 }
             }
