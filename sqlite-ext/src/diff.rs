@@ -176,15 +176,7 @@ impl Diff {
 
     /// Checks every table, column, type and rule of the format.
     pub fn validate(&self, schema: &Schema) -> Result<()> {
-        let mut rows = HashSet::new();
-        for c in &self.changes {
-            let table = schema.table(&c.table)?;
-            to_raw_change(table, c)?;
-            if !rows.insert((c.table.as_str(), key_json(&c.pk))) {
-                return Err(Error::Invalid(format!("two changes to row {} of {}", key_json(&c.pk), c.table)));
-            }
-        }
-        Ok(())
+        self.to_raw(schema, |_| String::new()).map(drop)
     }
 
     /// The binary changeset SQLite applies, naming tables by their wire names.
@@ -201,9 +193,13 @@ impl Diff {
     ) -> Result<Vec<RawTable>> {
         let mut out: Vec<RawTable> = Vec::new();
         let mut current: Option<&str> = None;
+        let mut rows = HashSet::with_capacity(self.changes.len());
         for c in &self.changes {
             let table = schema.table(&c.table)?;
             let raw = to_raw_change(table, c)?;
+            if !rows.insert((c.table.as_str(), c.key())) {
+                return Err(Error::Invalid(format!("two changes to row {} of {}", c.key(), c.table)));
+            }
             if current != Some(c.table.as_str()) {
                 out.push(RawTable { name: name_of(table), pk: table.pk_flags(), changes: Vec::new() });
                 current = Some(c.table.as_str());

@@ -25,7 +25,7 @@ use crate::apply::{Conflict, Policy, apply_changeset};
 use crate::changeset;
 use crate::diff::{Diff, Fields, key_json};
 use crate::error::{Error, Result};
-use crate::schema::{Schema, Table, quote};
+use crate::schema::{SERVER_DATA_PREFIX, Schema, Table, quote};
 use crate::value::Value;
 
 const REPLICA_SQL: &str = include_str!("../../schemas/replica.sql");
@@ -249,7 +249,14 @@ impl Replica {
     }
 
     fn apply_server_diff_inner(&mut self, diff: &Diff, cursor: Option<(&str, i64)>) -> Result<()> {
-        diff.validate(&self.schema)?;
+        // One pass checks the diff and builds the changeset; the golden copy gets the same changes
+        // under its own table names.
+        let mut raw = diff.to_raw(&self.schema, |t| t.name.clone())?;
+        let projection = changeset::write(&raw);
+        for t in &mut raw {
+            t.name = format!("{SERVER_DATA_PREFIX}{}", t.name);
+        }
+        let golden = changeset::write(&raw);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some((channel, version)) = cursor {
             tx.execute(
@@ -258,9 +265,8 @@ impl Replica {
                 (channel, version),
             )?;
         }
-        let golden = diff.to_raw(&self.schema, Table::server_data_name)?;
-        apply_changeset(&tx, &changeset::write(&golden), Policy::Authoritative)?;
-        apply_changeset(&tx, &diff.to_changeset(&self.schema)?, Policy::Authoritative)?;
+        apply_changeset(&tx, &golden, Policy::Authoritative)?;
+        apply_changeset(&tx, &projection, Policy::Authoritative)?;
         let pending = load_pending(&tx, &self.schema)?;
         if !pending.is_empty() {
             let touched: HashSet<(&str, String)> =
