@@ -5,7 +5,7 @@
 //!
 //! - [`schema`]: which tables are synced, read from the SQL under `schemas/`.
 //! - [`value`]: SQLite values and their one canonical JSON form.
-//! - [`changeset`] (internal): SQLite's binary changeset format, read and written byte for byte.
+//! - `changeset` (internal): SQLite's binary changeset format, read and written byte for byte.
 //! - [`diff`]: JSON diffs, the wire form of a changeset, decoded strictly against the schema.
 //! - [`apply`]: applying a diff with the conflict handler; field-level merge; conflicts as data.
 //! - [`replica`]: a client's database: golden `server_data_*` tables, the `overlays` log of pending

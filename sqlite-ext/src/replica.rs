@@ -435,7 +435,7 @@ fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {
 fn rebase(
     conn: &Connection,
     schema: &Schema,
-    pending: &[crate::replica::Mutation],
+    pending: &[Mutation],
     reset: &HashMap<(String, String), Fields<Value>>,
 ) -> Result<()> {
     if reset.is_empty() {
