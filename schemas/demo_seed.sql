@@ -19,6 +19,7 @@ SELECT t.tenant || ':jobs', t.tenant, 'jobs', 'jobs', t.job_label, t.job_label_p
                   {"value":"done","label":"Done","color":"#16a34a"}]},
       {"name":"price_cents","label":"Price","type":"currency","currency":"USD","scale":2},
       {"name":"notes","label":"Notes","type":"multiline"},
+      {"name":"internal_notes","label":"Internal notes","type":"multiline"},
       {"name":"line_items","label":"Line items","type":"line_items"},
       {"name":"assignee","label":"Assignee","type":"text"},
       {"name":"customer_id","label":"Customer","type":"reference","object_type":"customers"},
@@ -68,7 +69,8 @@ SELECT t.tenant || ':jobs:detail', t.tenant, 'jobs', 'detail', NULL,
         {"field":"price_cents","widget":"currency"}]},
       {"id":"work","label":"Work","columns":1,"fields":[
         {"field":"line_items","widget":"line_items"},
-        {"field":"notes","widget":"multiline"}]}]'
+        {"field":"notes","widget":"multiline"},
+        {"field":"internal_notes","widget":"multiline"}]}]'
 FROM (SELECT 'company-a' AS tenant UNION ALL SELECT 'company-b') AS t;
 
 INSERT INTO layout_definition (id, tenant_id, object_type, name, role, sections)
@@ -131,14 +133,15 @@ FROM n, t;
 WITH RECURSIVE
     n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000),
     t(tenant, tag) AS (SELECT 'company-a', 'a' UNION ALL SELECT 'company-b', 'b')
-INSERT INTO jobs (id, tenant_id, title, status, price_cents, notes, line_items, assignee, customer_id,
-                  scheduled_date)
+INSERT INTO jobs (id, tenant_id, title, status, price_cents, notes, internal_notes, line_items, assignee,
+                  customer_id, scheduled_date)
 SELECT printf('job-%s-%05d', t.tag, n.i), t.tenant,
     ('["Repair","Install","Inspect","Replace","Service","Maintain"]' ->> (n.i % 6)) || ' ' ||
     ('["boiler","water heater","AC unit","furnace","sump pump","thermostat","heat pump","ductwork"]' ->> (n.i % 8)),
     ('["open","scheduled","in_progress","on_hold","done"]' ->> ((n.i * 7) % 5)),
     5000 + (n.i * 7919) % 150000,
     CASE WHEN n.i % 3 = 0 THEN 'Customer asked for a call 30 minutes before arrival.' END,
+    CASE WHEN n.i % 4 = 0 THEN 'Margin is thin on this one; no discounts.' END,
     json_array(
         json_object('sku', printf('SKU-%05d', 10000 + ((n.i % 400) + 1) * 7), 'qty', 1 + n.i % 3,
                     'unit_price_cents', 500 + (n.i * 131) % 9000)),

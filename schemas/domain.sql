@@ -26,6 +26,7 @@ CREATE TABLE jobs (
     status         TEXT NOT NULL DEFAULT 'open',
     price_cents    INTEGER NOT NULL DEFAULT 0,
     notes          TEXT,
+    internal_notes TEXT,
     line_items     TEXT NOT NULL DEFAULT '[]',
     assignee       TEXT,
     customer_id    TEXT,

@@ -134,6 +134,13 @@ impl Diff {
         Ok(diff)
     }
 
+    /// Checks a diff already parsed as a JSON value (for a diff inside a larger message).
+    pub fn from_value(value: serde_json::Value, schema: &Schema) -> Result<Diff> {
+        let diff: Diff = serde_json::from_value(value).map_err(|e| Error::Malformed(e.to_string()))?;
+        diff.validate(schema)?;
+        Ok(diff)
+    }
+
     /// The diff as compact JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a diff always serialises: values are never NaN")

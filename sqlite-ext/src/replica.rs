@@ -182,7 +182,7 @@ impl Replica {
     /// Deletes the row with key `pk`, if it is there.
     pub fn delete(&mut self, table: &str, pk: &Fields<Value>) -> Result<Option<Mutation>> {
         let t = self.schema.table(table)?.clone();
-        let key = key_values(&t, pk)?;
+        let key = t.key_values(pk)?;
         let sql = format!("DELETE FROM {} WHERE {}", quote(&t.name), t.pk_where());
         Ok(self.write(|c| Ok(c.execute(&sql, params_from_iter(key))?))?.1)
     }
@@ -443,7 +443,7 @@ fn rebase(
     }
     for ((table, _), pk) in reset {
         let t = schema.table(table)?;
-        let key = key_values(t, pk)?;
+        let key = t.key_values(pk)?;
         let del = format!("DELETE FROM {} WHERE {}", quote(&t.name), t.pk_where());
         conn.prepare_cached(&del)?.execute(params_from_iter(&key))?;
         let copy = format!(
@@ -478,7 +478,7 @@ fn update_row(conn: &Connection, t: &Table, pk: &Fields<Value>, set: &Fields<Val
     if let Some(&i) = cols.iter().find(|&&i| t.columns[i].pk > 0) {
         return Err(Error::Invalid(format!("key column {} cannot be updated", t.columns[i].name)));
     }
-    let mut key = key_values(t, pk)?;
+    let mut key = t.key_values(pk)?;
     let assignments: Vec<String> = cols
         .iter()
         .enumerate()
@@ -500,26 +500,13 @@ fn column_indexes<T>(t: &Table, fields: &Fields<T>) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// The key's values in key order, checking that exactly the key columns are given.
-fn key_values(t: &Table, pk: &Fields<Value>) -> Result<Vec<Value>> {
-    if pk.0.len() != t.pk.len() {
-        return Err(Error::Invalid(format!("{} has a key of {} columns", t.name, t.pk.len())));
-    }
-    t.pk.iter()
-        .map(|&i| {
-            let name = &t.columns[i].name;
-            pk.get(name).cloned().ok_or_else(|| Error::Invalid(format!("key column {name} missing")))
-        })
-        .collect()
-}
-
 fn read_row(
     conn: &Connection,
     t: &Table,
     sql_name: &str,
     pk: &Fields<Value>,
 ) -> Result<Option<Fields<Value>>> {
-    let key = key_values(t, pk)?;
+    let key = t.key_values(pk)?;
     let sql = format!("SELECT {} FROM {} WHERE {}", t.column_list(), quote(sql_name), t.pk_where());
     let mut stmt = conn.prepare_cached(&sql)?;
     let row = stmt

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
+use rusqlite::{OptionalExtension, params_from_iter};
+
+use crate::diff::{Change, ColumnChange, Fields};
+use crate::changeset::Op;
 use crate::error::{Error, Result};
 use crate::value::Value;
 
@@ -132,6 +136,98 @@ impl Table {
 
     fn pk_list(&self) -> String {
         self.pk.iter().map(|&i| quote(&self.columns[i].name)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The key's values in key order, checking that exactly the key columns are given.
+    pub fn key_values(&self, pk: &Fields<Value>) -> Result<Vec<Value>> {
+        if pk.0.len() != self.pk.len() {
+            return Err(Error::Invalid(format!("{} has a key of {} columns", self.name, self.pk.len())));
+        }
+        self.pk
+            .iter()
+            .map(|&i| {
+                let name = &self.columns[i].name;
+                pk.get(name).cloned().ok_or_else(|| Error::Invalid(format!("key column {name} missing")))
+            })
+            .collect()
+    }
+
+    fn checked_columns(&self, columns: &[&str]) -> Result<String> {
+        let names: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                self.column_index(c)
+                    .map(|i| quote(&self.columns[i].name))
+                    .ok_or_else(|| Error::UnknownColumn { table: self.name.clone(), column: (*c).to_owned() })
+            })
+            .collect::<Result<_>>()?;
+        Ok(names.join(", "))
+    }
+
+    /// Reads `columns` of the row with key `pk` from this table in `conn`; every name is checked.
+    pub fn read_columns(&self, conn: &Connection, pk: &Fields<Value>, columns: &[&str]) -> Result<Option<Vec<Value>>> {
+        let sql = format!("SELECT {} FROM {} WHERE {}", self.checked_columns(columns)?, quote(&self.name), self.pk_where());
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let n = columns.len();
+        Ok(stmt
+            .query_row(params_from_iter(self.key_values(pk)?), |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())
+            .optional()?)
+    }
+
+    /// How many rows have `filter` columns equal to the given values. Every name is checked.
+    pub fn count(&self, conn: &Connection, filter: &[(&str, &Value)]) -> Result<i64> {
+        let (cond, values) = self.filter_sql(filter)?;
+        let sql = format!("SELECT count(*) FROM {}{cond}", quote(&self.name));
+        Ok(conn.prepare_cached(&sql)?.query_row(params_from_iter(values), |r| r.get(0))?)
+    }
+
+    fn filter_sql<'v>(&self, filter: &[(&str, &'v Value)]) -> Result<(String, Vec<&'v Value>)> {
+        let names: Vec<&str> = filter.iter().map(|(c, _)| *c).collect();
+        self.checked_columns(&names)?;
+        let cond: Vec<String> = names.iter().enumerate().map(|(n, c)| format!("{} = ?{}", quote(c), n + 1)).collect();
+        let cond = if cond.is_empty() { String::new() } else { format!(" WHERE {}", cond.join(" AND ")) };
+        Ok((cond, filter.iter().map(|(_, v)| *v).collect()))
+    }
+
+    /// Calls `f` with every row (all columns, in order) whose `filter` columns equal the given values,
+    /// in key order. Every name is checked.
+    pub fn scan<E: From<Error>>(
+        &self,
+        conn: &Connection,
+        filter: &[(&str, &Value)],
+        mut f: impl FnMut(Vec<Value>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (cond, values) = self.filter_sql(filter)?;
+        let order: Vec<String> = self.pk.iter().map(|&i| quote(&self.columns[i].name)).collect();
+        let sql = format!("SELECT {} FROM {}{cond} ORDER BY {}", self.column_list(), quote(&self.name), order.join(", "));
+        let mut stmt = conn.prepare_cached(&sql).map_err(Error::from)?;
+        let mut rows = stmt.query(params_from_iter(values)).map_err(Error::from)?;
+        let n = self.columns.len();
+        while let Some(r) = rows.next().map_err(Error::from)? {
+            f((0..n).map(|i| r.get::<_, Value>(i)).collect::<rusqlite::Result<_>>().map_err(Error::from)?)?;
+        }
+        Ok(())
+    }
+
+    /// An insert change carrying a whole row (all columns, in order), as a snapshot sends it.
+    pub fn insert_change(&self, row: Vec<Value>) -> Change {
+        let mut pk = Vec::with_capacity(self.pk.len());
+        let mut cols = Vec::with_capacity(self.columns.len());
+        for (c, v) in self.columns.iter().zip(row) {
+            if c.pk > 0 {
+                pk.push((c.pk, (c.name.clone(), v)));
+            } else {
+                cols.push((c.name.clone(), ColumnChange { old: None, new: Some(v) }));
+            }
+        }
+        pk.sort_by_key(|(pos, _)| *pos);
+        Change {
+            table: self.name.clone(),
+            op: Op::Insert,
+            pk: Fields(pk.into_iter().map(|(_, kv)| kv).collect()),
+            cols: Fields(cols),
+            indirect: false,
+        }
     }
 
     /// `"k1" = ?1 AND "k2" = ?2`, binding the key in key order.

@@ -1,0 +1,121 @@
+//! Configuration: a TOML file, then `MOAT_*` environment variables, then command-line flags, each
+//! overriding the one before. Every field has a default, so an empty file (or none) works.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The HS256 secret `--demo` uses when none is configured. Only ever for the demo.
+pub const DEMO_SECRET: &str = "moat-demo-secret-do-not-use-in-production";
+
+/// Everything `moat serve` can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`MOAT_LISTEN`, `--listen`).
+    pub listen: String,
+    /// The SQLite database file (`MOAT_DATABASE`, `--db`).
+    pub database: PathBuf,
+    /// The built web client to serve at `/` (`MOAT_WEB_ROOT`, `--web-root`).
+    pub web_root: PathBuf,
+    /// Schema SQL of the synced tables; the built-in demo schema when absent.
+    pub schema: Option<PathBuf>,
+    /// Sync rules; the built-in `schemas/sync_rules.toml` when absent.
+    pub rules: Option<PathBuf>,
+    /// Seed a new database with the demo data and enable the demo sign-in (`--demo`).
+    pub demo: bool,
+    /// Token keys.
+    pub auth: AuthConfig,
+    /// Limits that protect the server from its clients.
+    pub limits: Limits,
+}
+
+/// Token keys: at least one must be set (or `demo`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 shared secret (`MOAT_HS256_SECRET`), at least 16 bytes.
+    pub hs256_secret: Option<String>,
+    /// A PEM file with an Ed25519 public key, for EdDSA tokens.
+    pub ed25519_public_key: Option<PathBuf>,
+}
+
+/// Limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Frames a subscriber may fall behind its channel before it is cut off.
+    pub channel_buffer: usize,
+    /// Time a new connection has to send its hello.
+    pub hello_timeout_ms: u64,
+    /// Time a frame may take to reach a client's socket before the client is cut off.
+    pub send_timeout_ms: u64,
+    /// Pushes a connection may have waiting for their acks.
+    pub max_inflight_pushes: usize,
+    /// Versions kept in the change log; an older cursor gets a fresh snapshot.
+    pub log_retention: i64,
+    /// Rows per snapshot chunk.
+    pub snapshot_chunk_rows: usize,
+    /// Most writes in one group commit.
+    pub max_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database: "moat.db".into(),
+            web_root: "web/dist".into(),
+            schema: None,
+            rules: None,
+            demo: false,
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 1 << 20,
+            channel_buffer: 1024,
+            hello_timeout_ms: 10_000,
+            send_timeout_ms: 10_000,
+            max_inflight_pushes: 1024,
+            log_retention: 100_000,
+            snapshot_chunk_rows: 2_000,
+            max_batch: 512,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any), then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?;
+                toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?
+            }
+            None => Config::default(),
+        };
+        if let Ok(v) = std::env::var("MOAT_LISTEN") {
+            config.listen = v;
+        }
+        if let Ok(v) = std::env::var("MOAT_DATABASE") {
+            config.database = v.into();
+        }
+        if let Ok(v) = std::env::var("MOAT_WEB_ROOT") {
+            config.web_root = v.into();
+        }
+        if let Ok(v) = std::env::var("MOAT_HS256_SECRET") {
+            config.auth.hs256_secret = Some(v);
+        }
+        Ok(config)
+    }
+}

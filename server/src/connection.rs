@@ -1,0 +1,230 @@
+//! One WebSocket connection: hello and authentication, catch-up or snapshot, then the live loop
+//! that forwards the channel's frames and dispatches the client's frames to their handlers.
+//!
+//! The socket is only ever written from this task, so frame order is this task's order: a writer's
+//! own broadcast diff is always sent before its ack (the writer thread publishes before it answers,
+//! and this loop drains the channel before sending an ack).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::auth::{Claims, now_secs};
+use crate::handlers;
+use crate::hub::Frame;
+use crate::protocol::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close};
+use crate::rules::Profile;
+use crate::server::AppState;
+use crate::store::PushReply;
+
+/// Why a connection ends.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The peer went away or the socket failed.
+    Gone,
+    /// The server closes with this code and reason.
+    Close(u16, String),
+}
+
+/// A connection after a good hello.
+pub(crate) struct Conn {
+    pub(crate) ws: WebSocket,
+    pub(crate) state: AppState,
+    pub(crate) claims: Claims,
+    pub(crate) client_id: String,
+    pub(crate) profile: Profile,
+    /// The last version sent on this connection's channel.
+    pub(crate) sent: i64,
+    pub(crate) inflight: usize,
+    pub(crate) replies: mpsc::Sender<PushReply>,
+}
+
+impl Conn {
+    /// Sends a text frame, cutting off a client that does not take it in time.
+    pub(crate) async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), End> {
+        let limit = Duration::from_millis(self.state.limits.send_timeout_ms);
+        match timeout(limit, self.ws.send(Message::Text(text.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Close(close::SLOW_CONSUMER, "send timed out: reconnect to resume".into())),
+        }
+    }
+
+    /// Sends a server message.
+    pub(crate) async fn send(&mut self, msg: &ServerMsg<'_>) -> Result<(), End> {
+        self.send_text(msg.to_json()).await
+    }
+
+    /// Sends a channel frame unless this connection already has that version.
+    pub(crate) async fn forward(&mut self, frame: &Frame) -> Result<(), End> {
+        if frame.version <= self.sent {
+            return Ok(());
+        }
+        self.send_text(frame.text.clone()).await?;
+        self.sent = frame.version;
+        self.state.metrics.deliveries.inc();
+        self.state.metrics.fanout_latency.observe(frame.published.elapsed());
+        Ok(())
+    }
+
+    /// Forwards every frame already waiting in the channel buffer.
+    pub(crate) async fn drain(&mut self, rx: &mut broadcast::Receiver<Arc<Frame>>) -> Result<(), End> {
+        loop {
+            match rx.try_recv() {
+                Ok(frame) => self.forward(&frame).await?,
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return Ok(()),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(self.slow()),
+            }
+        }
+    }
+
+    fn slow(&self) -> End {
+        self.state.metrics.slow_consumers.inc();
+        End::Close(close::SLOW_CONSUMER, "too far behind the channel: reconnect to resume from your cursor".into())
+    }
+
+    /// An error frame; the connection stays open.
+    pub(crate) async fn error(&mut self, e: &crate::error::Error) -> Result<(), End> {
+        let message = e.to_string();
+        self.send(&ServerMsg::Error { code: e.code(), message: &message, retry: e.retryable() }).await
+    }
+}
+
+/// Serves one upgraded socket until it ends.
+pub(crate) async fn run(ws: WebSocket, state: AppState) {
+    state.metrics.connections.add(1);
+    let metrics = Arc::clone(&state.metrics);
+    let mut ws = ws;
+    let end = match hello(&mut ws, &state).await {
+        Ok((claims, client_id, cursors)) => {
+            let profile = match state.rules.profile(&claims) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = close_with(&mut ws, close::UNAUTHORIZED, &e.to_string()).await;
+                    metrics.connections.add(-1);
+                    return;
+                }
+            };
+            let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
+            let mut conn = Conn { ws, state, claims, client_id, profile, sent: 0, inflight: 0, replies };
+            let end = session(&mut conn, cursors, replies_rx).await;
+            ws = conn.ws;
+            end
+        }
+        Err(end) => end,
+    };
+    if let End::Close(code, reason) = end {
+        tracing::debug!(code, %reason, "closing connection");
+        let _ = close_with(&mut ws, code, &reason).await;
+    }
+    metrics.connections.add(-1);
+}
+
+async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {
+    // A close reason is at most 123 bytes.
+    let mut reason = reason.to_owned();
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    ws.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await
+}
+
+type Cursors = std::collections::BTreeMap<String, i64>;
+
+/// Waits for the hello and checks it.
+async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<(Claims, String, Cursors), End> {
+    let wait = Duration::from_millis(state.limits.hello_timeout_ms);
+    let protocol_error = |m: &str| End::Close(close::PROTOCOL, m.to_owned());
+    let text = match timeout(wait, ws.next()).await {
+        Err(_) => return Err(protocol_error("no hello in time")),
+        Ok(None | Some(Err(_))) => return Err(End::Gone),
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(Message::Close(_)))) => return Err(End::Gone),
+        Ok(Some(Ok(_))) => return Err(protocol_error("the first frame must be a text hello")),
+    };
+    let msg: ClientMsg = serde_json::from_str(&text).map_err(|e| protocol_error(&format!("bad hello: {e}")))?;
+    let ClientMsg::Hello { protocol, token, client_id, cursors } = msg else {
+        return Err(protocol_error("the first frame must be hello"));
+    };
+    if protocol != PROTOCOL_VERSION {
+        return Err(protocol_error(&format!("protocol {protocol} is not spoken here; this server speaks {PROTOCOL_VERSION}")));
+    }
+    if client_id.is_empty() || client_id.len() > 128 {
+        return Err(protocol_error("client_id must be 1 to 128 characters"));
+    }
+    let claims = state.auth.verify(&token).map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
+    Ok((claims, client_id, cursors))
+}
+
+/// After a good hello: welcome, revokes, initial sync, then the live loop.
+async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<PushReply>) -> End {
+    let mut rx = conn.state.hub.subscribe(&conn.profile);
+    tracing::info!(
+        user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
+        client_id = %conn.client_id, channel = %conn.profile.channel, "connected"
+    );
+    let result: Result<(), End> = async {
+        let profile = conn.profile.clone();
+        let claims = conn.claims.clone();
+        conn.send(&ServerMsg::Welcome {
+            protocol: PROTOCOL_VERSION,
+            user: &claims.sub,
+            tenant: &claims.tenant,
+            role: &claims.role,
+            channels: vec![&profile.channel],
+        })
+        .await?;
+        // Data of channels this user no longer has leaves the device.
+        for channel in cursors.keys().filter(|c| **c != profile.channel) {
+            conn.send(&ServerMsg::Revoke { channel }).await?;
+        }
+        handlers::sync::initial(conn, cursors.get(&profile.channel).copied()).await?;
+        live(conn, &mut rx, &mut replies).await
+    }
+    .await;
+    match result {
+        Ok(()) => End::Gone,
+        Err(end) => end,
+    }
+}
+
+async fn live(
+    conn: &mut Conn,
+    rx: &mut broadcast::Receiver<Arc<Frame>>,
+    replies: &mut mpsc::Receiver<PushReply>,
+) -> Result<(), End> {
+    let expiry = Instant::now() + Duration::from_secs(conn.claims.exp.saturating_sub(now_secs()));
+    let mut shutdown = conn.state.shutdown.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                return Err(End::Close(close::GOING_AWAY, "server shutting down".into()));
+            }
+            _ = sleep_until(expiry) => {
+                return Err(End::Close(close::UNAUTHORIZED, "token expired".into()));
+            }
+            frame = rx.recv() => match frame {
+                Ok(frame) => conn.forward(&frame).await?,
+                Err(broadcast::error::RecvError::Lagged(_)) => return Err(conn.slow()),
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            Some(reply) = replies.recv() => {
+                conn.drain(rx).await?;
+                handlers::push::answer(conn, reply).await?;
+            }
+            msg = conn.ws.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Ok(Message::Text(text))) => handlers::dispatch(conn, &text).await?,
+                Some(Ok(Message::Binary(_))) => {
+                    conn.error(&crate::error::Error::Protocol("binary frames are not part of the protocol".into())).await?
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            },
+        }
+    }
+}

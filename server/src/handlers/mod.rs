@@ -1,0 +1,22 @@
+//! One handler per client message, dispatched from [`ClientMsg`](crate::protocol::ClientMsg).
+
+pub(crate) mod push;
+pub(crate) mod sync;
+
+use crate::connection::{Conn, End};
+use crate::error::Error;
+use crate::protocol::{ClientMsg, ServerMsg};
+
+/// Handles one text frame of a live connection. Bad frames get an error frame; the connection stays.
+pub(crate) async fn dispatch(conn: &mut Conn, text: &str) -> Result<(), End> {
+    let msg: ClientMsg = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(e) => return conn.error(&Error::Protocol(format!("malformed frame: {e}"))).await,
+    };
+    match msg {
+        ClientMsg::Push { mutation_id, diff } => push::handle(conn, mutation_id, diff).await,
+        ClientMsg::Ping { id } => conn.send(&ServerMsg::Pong { id }).await,
+        ClientMsg::Hello { .. } => conn.error(&Error::Protocol("hello was already received".into())).await,
+        ClientMsg::Unknown => conn.error(&Error::Protocol("unknown message type".into())).await,
+    }
+}

@@ -1,0 +1,57 @@
+//! `push`: a client's mutation. The diff is decoded strictly here; rights, idempotency and the merge
+//! happen in the writer, in the transaction that makes the result durable. The answer (`ack` with
+//! the conflict alert, or `reject`) comes back through [`answer`].
+
+use crate::connection::{Conn, End};
+use crate::error::Error;
+use crate::protocol::{ServerMsg, close};
+use crate::store::{Outcome, PushReply, WriteReq};
+
+pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_json::Value) -> Result<(), End> {
+    conn.state.metrics.pushes.inc();
+    if mutation_id.is_empty() || mutation_id.len() > 200 {
+        return conn.error(&Error::Protocol("mutation_id must be 1 to 200 characters".into())).await;
+    }
+    let diff = match sqlite_ext::Diff::from_value(diff, &conn.state.schema) {
+        Ok(d) => d,
+        Err(e) => {
+            // Never applied, so nothing to remember: the same bytes always get the same answer.
+            conn.state.metrics.rejects.inc();
+            let reason = e.to_string();
+            let code = Error::BadDiff(e).code();
+            return conn.send(&ServerMsg::Reject { mutation_id: &mutation_id, code, reason: &reason }).await;
+        }
+    };
+    if conn.inflight >= conn.state.limits.max_inflight_pushes {
+        return Err(End::Close(close::FLOOD, "too many pushes waiting for acks".into()));
+    }
+    let req = WriteReq::Push {
+        user: conn.claims.sub.clone(),
+        profile: conn.profile.clone(),
+        mutation_id: mutation_id.clone(),
+        diff,
+        reply: conn.replies.clone(),
+    };
+    match conn.state.store.submit(req) {
+        Ok(()) => {
+            conn.inflight += 1;
+            Ok(())
+        }
+        Err(e) => conn.error(&e).await,
+    }
+}
+
+/// Sends the writer's answer to a push.
+pub(crate) async fn answer(conn: &mut Conn, reply: PushReply) -> Result<(), End> {
+    conn.inflight = conn.inflight.saturating_sub(1);
+    let id = &reply.mutation_id;
+    match reply.result {
+        Ok(Outcome::Ack { version, conflicts }) => {
+            conn.send(&ServerMsg::Ack { mutation_id: id, version, conflicts: &conflicts }).await
+        }
+        Ok(Outcome::Reject { code, reason }) => {
+            conn.send(&ServerMsg::Reject { mutation_id: id, code: &code, reason: &reason }).await
+        }
+        Err(e) => conn.error(&e).await,
+    }
+}

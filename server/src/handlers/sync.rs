@@ -1,0 +1,119 @@
+//! The initial sync after hello: a client whose cursor the change log still covers gets the entries
+//! after it (catch-up); any other gets a fresh snapshot of its channel, in chunks with progress.
+
+use std::sync::Arc;
+
+use rusqlite::TransactionBehavior;
+use serde_json::value::RawValue;
+use sqlite_ext::Diff;
+use tokio::sync::mpsc;
+
+use crate::connection::{Conn, End};
+use crate::hub::{diff_frame, view};
+use crate::protocol::ServerMsg;
+use crate::store::{log_after, log_bounds};
+
+const CATCH_UP_BATCH: usize = 512;
+
+pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), End> {
+    let store = Arc::clone(&conn.state.store);
+    let (newest, oldest) = store.read(|c| log_bounds(c)).await.map_err(storage)?;
+    match cursor {
+        Some(c) if c <= newest && c + 1 >= oldest => catch_up(conn, c).await,
+        _ => snapshot(conn).await,
+    }
+}
+
+fn storage(e: crate::error::Error) -> End {
+    tracing::error!(error = %e, "reading for a client failed");
+    End::Close(1011, "the server could not read its database".into())
+}
+
+async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
+    conn.sent = cursor;
+    loop {
+        let from = conn.sent;
+        let entries = conn.state.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in entries {
+            if let Some(diff) = view(&conn.state.rules, &conn.profile, &entry) {
+                conn.send_text(diff_frame(&conn.profile.channel, entry.version, &diff)).await?;
+            }
+            conn.sent = entry.version;
+        }
+    }
+}
+
+enum Part {
+    Begin(u64),
+    Chunk(u64, String),
+    End(i64),
+}
+
+async fn snapshot(conn: &mut Conn) -> Result<(), End> {
+    let (tx, mut rx) = mpsc::channel::<Part>(2);
+    let (schema, rules, profile) = (Arc::clone(&conn.state.schema), Arc::clone(&conn.state.rules), conn.profile.clone());
+    let chunk_rows = conn.state.limits.snapshot_chunk_rows.max(1);
+    // The reader streams chunks from one read transaction, so the snapshot is consistent as of its
+    // version; the channel is bounded, so a slow client holds two chunks in memory, not the table.
+    let store = Arc::clone(&conn.state.store);
+    let reader = tokio::spawn(async move { store.read(move |c| {
+        let t = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let (version, _) = log_bounds(&t)?;
+        let filter = rules.route_filter(&profile);
+        let filter: Vec<(&str, &sqlite_ext::Value)> = filter.iter().map(|(k, v)| (k, *v)).collect();
+        let mut total = 0;
+        for table in schema.tables() {
+            total += table.count(&t, &filter)? as u64;
+        }
+        let gone = || crate::error::Error::Unavailable("client went away".into());
+        tx.blocking_send(Part::Begin(total)).map_err(|_| gone())?;
+        let mut done = 0u64;
+        let mut changes = Vec::with_capacity(chunk_rows);
+        let route: Vec<sqlite_ext::Value> = profile.route.clone();
+        for table in schema.tables() {
+            table.scan(&t, &filter, |row| -> crate::error::Result<()> {
+                if let Some(change) = rules.view(&profile, &table.insert_change(row), &route) {
+                    changes.push(change);
+                }
+                if changes.len() >= chunk_rows {
+                    done += changes.len() as u64;
+                    let json = Diff { changes: std::mem::take(&mut changes) }.to_json();
+                    tx.blocking_send(Part::Chunk(done, json)).map_err(|_| gone())?;
+                }
+                Ok(())
+            })?;
+        }
+        if !changes.is_empty() {
+            done += changes.len() as u64;
+            tx.blocking_send(Part::Chunk(done, Diff { changes }.to_json())).map_err(|_| gone())?;
+        }
+        tx.blocking_send(Part::End(version)).map_err(|_| gone())?;
+        Ok(())
+    }).await });
+    let channel = conn.profile.channel.clone();
+    let mut rows = 0;
+    while let Some(part) = rx.recv().await {
+        match part {
+            Part::Begin(n) => {
+                rows = n;
+                conn.send(&ServerMsg::SnapshotBegin { channel: &channel, rows }).await?;
+            }
+            Part::Chunk(rows_done, json) => {
+                let diff = RawValue::from_string(json).expect("a diff's JSON is valid JSON");
+                conn.send(&ServerMsg::Snapshot { channel: &channel, rows_done, rows, diff: &diff }).await?;
+            }
+            Part::End(version) => {
+                conn.send(&ServerMsg::SnapshotEnd { channel: &channel, version }).await?;
+                conn.sent = version;
+            }
+        }
+    }
+    match reader.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(storage(e)),
+        Err(_) => Err(End::Close(1011, "snapshot failed".into())),
+    }
+}

@@ -1,0 +1,90 @@
+//! Channels and fan-out. A channel is shared by every connection of one profile; each change is
+//! turned into the channel's view and serialised once, and the same bytes go to every subscriber.
+//! Each subscriber reads from a bounded broadcast buffer: one that falls too far behind is cut off
+//! (it reconnects and resumes from its cursor) instead of growing the server's memory or slowing
+//! the others.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::ws::Utf8Bytes;
+use sqlite_ext::Diff;
+use tokio::sync::broadcast;
+
+use crate::metrics::Metrics;
+use crate::protocol::ServerMsg;
+use crate::rules::{Profile, Rules};
+use crate::store::LogEntry;
+
+/// One encoded `diff` frame of a channel.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) version: i64,
+    pub(crate) text: Utf8Bytes,
+    pub(crate) published: Instant,
+}
+
+#[derive(Debug)]
+struct Channel {
+    profile: Profile,
+    tx: broadcast::Sender<Arc<Frame>>,
+}
+
+/// Every channel with subscribers.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<String, Channel>>,
+    capacity: usize,
+}
+
+/// A channel's frame for `version` carrying `diff`.
+pub(crate) fn diff_frame(channel: &str, version: i64, diff: &Diff) -> String {
+    let raw = serde_json::value::to_raw_value(diff).expect("diffs serialise");
+    ServerMsg::Diff { channel, version, diff: &raw }.to_json()
+}
+
+/// This profile's view of a log entry, if anything of it is visible.
+pub(crate) fn view(rules: &Rules, profile: &Profile, entry: &LogEntry) -> Option<Diff> {
+    let changes: Vec<_> = entry.changes.iter().filter_map(|r| rules.view(profile, &r.change, &r.route)).collect();
+    (!changes.is_empty()).then_some(Diff { changes })
+}
+
+impl Hub {
+    /// A hub whose subscribers may each fall `capacity` frames behind.
+    pub(crate) fn new(capacity: usize) -> Hub {
+        Hub { channels: Mutex::new(HashMap::new()), capacity }
+    }
+
+    /// Joins the profile's channel.
+    pub(crate) fn subscribe(&self, profile: &Profile) -> broadcast::Receiver<Arc<Frame>> {
+        let mut channels = self.channels.lock().expect("hub lock");
+        channels
+            .entry(profile.channel.clone())
+            .or_insert_with(|| Channel { profile: profile.clone(), tx: broadcast::channel(self.capacity).0 })
+            .tx
+            .subscribe()
+    }
+
+    /// How many channels have subscribers.
+    pub(crate) fn channel_count(&self) -> usize {
+        self.channels.lock().expect("hub lock").values().filter(|c| c.tx.receiver_count() > 0).count()
+    }
+
+    /// Sends a committed entry to every channel that sees some of it: one view and one encoding per
+    /// channel. Channels nobody listens to any more are dropped here.
+    pub(crate) fn publish(&self, rules: &Rules, entry: &LogEntry, metrics: &Metrics) {
+        let active: Vec<(Profile, broadcast::Sender<Arc<Frame>>)> = {
+            let mut channels = self.channels.lock().expect("hub lock");
+            channels.retain(|_, c| c.tx.receiver_count() > 0);
+            channels.values().map(|c| (c.profile.clone(), c.tx.clone())).collect()
+        };
+        for (profile, tx) in active {
+            let Some(diff) = view(rules, &profile, entry) else { continue };
+            let text = diff_frame(&profile.channel, entry.version, &diff);
+            metrics.encodes.inc();
+            let frame = Arc::new(Frame { version: entry.version, text: text.into(), published: Instant::now() });
+            let _ = tx.send(frame);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! # moat-server
+//!
+//! The Moat server: WebSocket pub/sub over a SQLite database, with channels derived from signed
+//! tokens by declarative sync rules, a durable group-committed write path built on `sqlite-ext`'s
+//! merge, catch-up from a versioned change log, and fresh snapshots for clients too far behind.
+//!
+//! - [`config`]: the TOML file, environment and flags.
+//! - [`auth`]: JWT (HS256, EdDSA) with user, tenant and role.
+//! - [`rules`]: profiles, channels, row routing, hidden and read-only columns.
+//! - [`protocol`]: the session messages (documented in `docs/protocol.md`).
+//! - `store`: the database, the writer thread and its group commit, the change log.
+//! - `hub`: channels and fan-out, one encoding per change per channel.
+//! - `connection` and `handlers`: one WebSocket session and one handler per message.
+//! - [`server`]: the router and `serve`.
+//! - [`metrics`]: counters and histograms for `/metrics`.
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+pub mod auth;
+pub mod config;
+mod connection;
+mod error;
+mod handlers;
+mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod rules;
+pub mod server;
+mod store;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::{Server, app};
+pub use store::Store;

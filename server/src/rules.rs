@@ -1,0 +1,244 @@
+//! Declarative sync rules (`schemas/sync_rules.toml`): a token's claims give a profile, a profile gives
+//! one channel; rows are routed to channels by routing columns; roles can have hidden columns,
+//! read-only tables and read-only columns. Every name is checked against the schema when the rules
+//! are loaded, so nothing unchecked ever reaches SQL or the wire.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sqlite_ext::{Change, Fields, Op, Schema, Value};
+
+use crate::auth::Claims;
+use crate::error::{Error, Result};
+
+/// The rules file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    channel: String,
+    route: BTreeMap<String, String>,
+    roles: BTreeMap<String, RoleFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleFile {
+    #[serde(default)]
+    hidden: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    read_only_tables: Vec<String>,
+    #[serde(default)]
+    read_only_columns: BTreeMap<String, Vec<String>>,
+}
+
+/// What one role may see and write.
+#[derive(Debug, Default)]
+pub struct Role {
+    hidden: HashMap<String, HashSet<String>>,
+    read_only_tables: HashSet<String>,
+    read_only_columns: HashMap<String, HashSet<String>>,
+}
+
+impl Role {
+    fn hides(&self, table: &str, column: &str) -> bool {
+        self.hidden.get(table).is_some_and(|c| c.contains(column))
+    }
+}
+
+/// The rules, checked against the schema.
+#[derive(Debug)]
+pub struct Rules {
+    channel: String,
+    /// (column, claim) pairs, in a fixed order.
+    route: Vec<(String, String)>,
+    roles: HashMap<String, Arc<Role>>,
+}
+
+/// A user's profile: the channel they receive and what their role allows.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The channel's name, e.g. `company-a/admin`.
+    pub channel: String,
+    /// The values of the routing columns for this profile, in route order.
+    pub route: Vec<Value>,
+    /// The role's rights.
+    pub role: Arc<Role>,
+}
+
+const CLAIMS: [&str; 3] = ["sub", "tenant", "role"];
+
+fn claim<'a>(claims: &'a Claims, name: &str) -> &'a str {
+    match name {
+        "sub" => &claims.sub,
+        "tenant" => &claims.tenant,
+        "role" => &claims.role,
+        _ => unreachable!("claim names are checked when the rules load"),
+    }
+}
+
+impl Rules {
+    /// Parses and checks rules against `schema`.
+    pub fn from_toml(text: &str, schema: &Schema) -> Result<Rules> {
+        let file: RulesFile = toml::from_str(text).map_err(|e| Error::Config(format!("sync rules: {e}")))?;
+        let bad = |m: String| Error::Config(format!("sync rules: {m}"));
+        if file.route.is_empty() {
+            return Err(bad("`route` must name at least one routing column".into()));
+        }
+        for (column, c) in &file.route {
+            if !CLAIMS.contains(&c.as_str()) {
+                return Err(bad(format!("route {column} uses unknown claim {c:?}")));
+            }
+            if !file.channel.contains(&format!("{{{c}}}")) {
+                return Err(bad(format!("the channel template must contain {{{c}}}: rows are routed by it")));
+            }
+            for t in schema.tables() {
+                let i = t.column_index(column).ok_or_else(|| bad(format!("table {} has no routing column {column}", t.name)))?;
+                if t.columns[i].pk > 0 {
+                    return Err(bad(format!("routing column {}.{column} may not be part of the key", t.name)));
+                }
+            }
+        }
+        let mut roles = HashMap::new();
+        for (name, rf) in file.roles {
+            let mut role = Role::default();
+            for (table, cols) in rf.hidden {
+                let t = schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;
+                for c in &cols {
+                    let col = t.column_index(c).map(|i| &t.columns[i]).ok_or_else(|| bad(format!("role {name}: unknown column {table}.{c}")))?;
+                    if col.pk > 0 || col.not_null || file.route.contains_key(c) {
+                        return Err(bad(format!("role {name}: hidden column {table}.{c} must be nullable, not a key, not routing")));
+                    }
+                }
+                role.hidden.insert(table, cols.into_iter().collect());
+            }
+            for table in rf.read_only_tables {
+                schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;
+                role.read_only_tables.insert(table);
+            }
+            for (table, cols) in rf.read_only_columns {
+                let t = schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;
+                for c in &cols {
+                    t.column_index(c).ok_or_else(|| bad(format!("role {name}: unknown column {table}.{c}")))?;
+                }
+                role.read_only_columns.insert(table, cols.into_iter().collect());
+            }
+            roles.insert(name, Arc::new(role));
+        }
+        let placeholders = file.channel.matches('{').count();
+        if placeholders != CLAIMS.iter().filter(|c| file.channel.contains(&format!("{{{c}}}"))).count() {
+            return Err(bad(format!("channel template {:?} may only use {{sub}}, {{tenant}} and {{role}}", file.channel)));
+        }
+        Ok(Rules { channel: file.channel, route: file.route.into_iter().collect(), roles })
+    }
+
+    /// The profile of a token's bearer; a role without rules has no profile.
+    pub fn profile(&self, claims: &Claims) -> Result<Profile> {
+        let role = self
+            .roles
+            .get(&claims.role)
+            .ok_or_else(|| Error::Unauthorized(format!("role {:?} has no sync rules", claims.role)))?;
+        let mut channel = self.channel.clone();
+        for c in CLAIMS {
+            channel = channel.replace(&format!("{{{c}}}"), claim(claims, c));
+        }
+        let route = self.route.iter().map(|(_, c)| Value::from(claim(claims, c))).collect();
+        Ok(Profile { channel, route, role: Arc::clone(role) })
+    }
+
+    /// The routing columns, in route order.
+    pub fn route_columns(&self) -> impl Iterator<Item = &str> {
+        self.route.iter().map(|(c, _)| c.as_str())
+    }
+
+    /// Checks that a writer with `profile` may make `change`, whose row's routing values are `route`
+    /// (from the database for an update or delete; from the change for an insert).
+    pub fn check_write(&self, profile: &Profile, change: &Change, route: Option<&[Value]>) -> Result<()> {
+        let role = &profile.role;
+        let deny = |m: String| Err(Error::Forbidden(m));
+        if role.read_only_tables.contains(&change.table) {
+            return deny(format!("{} is read-only for this role", change.table));
+        }
+        if let Some(route) = route
+            && route != profile.route.as_slice()
+        {
+            return deny(format!("row {} of {} is not in your channel", change.key(), change.table));
+        }
+        let read_only = role.read_only_columns.get(&change.table);
+        for (name, cc) in change.cols.iter() {
+            let is_route = self.route.iter().any(|(c, _)| c == name);
+            let writes = match change.op {
+                Op::Update => true,
+                Op::Insert => !matches!(cc.new, Some(Value::Null)),
+                Op::Delete => false,
+            };
+            if is_route && change.op == Op::Update {
+                return deny(format!("{name} routes rows to channels and cannot change"));
+            }
+            if is_route {
+                continue;
+            }
+            if writes && (role.hides(&change.table, name) || read_only.is_some_and(|c| c.contains(name))) {
+                return deny(format!("{}.{name} is read-only for this role", change.table));
+            }
+        }
+        Ok(())
+    }
+
+    /// This profile's view of a change whose row has routing values `route`: `None` when the row is not
+    /// in the channel or nothing visible changed; hidden columns are dropped from updates and sent as
+    /// NULL in inserts and deletes (they are nullable, checked at load).
+    pub fn view(&self, profile: &Profile, change: &Change, route: &[Value]) -> Option<Change> {
+        if route != profile.route.as_slice() {
+            return None;
+        }
+        let hidden = profile.role.hidden.get(&change.table);
+        let Some(hidden) = hidden else { return Some(change.clone()) };
+        let mut out = change.clone();
+        match change.op {
+            Op::Update => {
+                out.cols.0.retain(|(name, _)| !hidden.contains(name));
+                if out.cols.0.is_empty() {
+                    return None;
+                }
+            }
+            Op::Insert | Op::Delete => {
+                for (name, cc) in &mut out.cols.0 {
+                    if hidden.contains(name) {
+                        for v in [&mut cc.old, &mut cc.new].into_iter().flatten() {
+                            *v = Value::Null;
+                        }
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// The conflicts a profile may see: hidden columns are removed.
+    pub fn visible_conflicts(&self, profile: &Profile, conflicts: Vec<sqlite_ext::Conflict>) -> Vec<sqlite_ext::Conflict> {
+        conflicts
+            .into_iter()
+            .filter_map(|mut c| {
+                c.columns.retain(|col| !profile.role.hides(&c.table, &col.column));
+                (!c.columns.is_empty()).then_some(c)
+            })
+            .collect()
+    }
+
+    /// The routing values of a change's row when the change itself carries them (insert, delete).
+    pub fn route_of_change(&self, change: &Change) -> Option<Vec<Value>> {
+        self.route
+            .iter()
+            .map(|(col, _)| {
+                let cc = change.cols.get(col)?;
+                cc.new.clone().or_else(|| cc.old.clone())
+            })
+            .collect()
+    }
+
+    /// The routing values a profile's rows have, by column (for snapshot queries).
+    pub fn route_filter<'p>(&self, profile: &'p Profile) -> Fields<&'p Value> {
+        Fields(self.route.iter().zip(&profile.route).map(|((c, _), v)| (c.clone(), v)).collect())
+    }
+}

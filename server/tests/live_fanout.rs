@@ -1,0 +1,52 @@
+//! Live fan-out: a write reaches every client of its channel, in the channel's view, and the writer
+//! gets its own diff before its ack.
+
+mod support;
+
+use serde_json::json;
+use support::{Client, TestServer, token, update};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_reaches_every_client_of_the_channel_and_the_writer_gets_diff_then_ack() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let mut alice = Client::connect(&url, &token("alice", "company-a", "admin"), json!({})).await;
+    alice.until("snapshot_end").await;
+    let mut amy = Client::connect(&url, &token("amy", "company-a", "admin"), json!({})).await;
+    amy.until("snapshot_end").await;
+    let mut tom = Client::connect(&url, &token("tom", "company-a", "technician"), json!({})).await;
+    tom.until("snapshot_end").await;
+
+    alice.push("m-1", update("jobs", "job-a1", "status", json!("open"), json!("done"))).await;
+    let (diff, _) = alice.until("diff").await;
+    let (ack, between) = alice.until("ack").await;
+    assert!(between.is_empty(), "{between:?}");
+    assert_eq!(ack["mutation_id"], "m-1");
+    assert_eq!(ack["conflicts"], json!([]));
+    assert_eq!(ack["version"], diff["version"], "the ack names the version of the diff sent before it");
+
+    let (d, _) = amy.until("diff").await;
+    assert_eq!(d, diff, "every client of the channel gets the same frame");
+    let (d, _) = tom.until("diff").await;
+    assert_eq!(d["channel"], "company-a/technician");
+    assert_eq!(d["diff"], diff["diff"], "the technicians' channel sees the same change");
+    assert_eq!(tom.cursor, diff["version"].as_i64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_encoding_per_channel_however_many_subscribers() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let mut c = Client::connect(&url, &token(&format!("u{i}"), "company-a", "admin"), json!({})).await;
+        c.until("snapshot_end").await;
+        clients.push(c);
+    }
+    let encodes = server.metrics.encodes.get();
+    clients[0].push("m-1", update("jobs", "job-a2", "notes", json!(null), json!("x"))).await;
+    for c in &mut clients {
+        c.until("diff").await;
+    }
+    assert_eq!(server.metrics.encodes.get() - encodes, 1, "one channel, one encoding");
+}

@@ -1,0 +1,200 @@
+//! Shared by the server's integration tests: a real server on 127.0.0.1 (port 0) over a real SQLite
+//! file, and a WebSocket client that speaks the protocol.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use moat_server::auth::{Auth, Claims, now_secs};
+use moat_server::{Config, Server, Store};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// A small data set: two jobs per company and one metadata row each.
+pub const SEED: &str = "
+INSERT INTO jobs (id, tenant_id, title, status, price_cents, notes, internal_notes)
+VALUES ('job-a1', 'company-a', 'Fix boiler', 'open', 10000, 'call first', 'thin margin'),
+       ('job-a2', 'company-a', 'Inspect AC', 'open', 5000, NULL, NULL),
+       ('job-b1', 'company-b', 'Replace pump', 'open', 20000, 'gate code 12', 'VIP'),
+       ('job-b2', 'company-b', 'Service furnace', 'open', 7000, NULL, NULL);
+INSERT INTO object_metadata (id, tenant_id, object_type, table_name, label, label_plural, title_field)
+VALUES ('company-a:jobs', 'company-a', 'jobs', 'jobs', 'Job', 'Jobs', 'title'),
+       ('company-b:jobs', 'company-b', 'jobs', 'jobs', 'Work order', 'Work orders', 'title');
+";
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub store: Arc<Store>,
+    pub metrics: Arc<moat_server::metrics::Metrics>,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<moat_server::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database = dir.path().join("server.db");
+        config.auth.hs256_secret = Some(SECRET.into());
+        config.web_root = dir.path().join("no-web");
+        tweak(&mut config);
+        let server = Server::open(&config).unwrap();
+        let store = Arc::clone(server.store());
+        let metrics = Arc::clone(server.metrics());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        let s = TestServer { addr, store, metrics, dir, stop: Some(stop), task: Some(task) };
+        s.store.exec(SEED).await.unwrap();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+        }
+    }
+}
+
+pub fn token(user: &str, tenant: &str, role: &str) -> String {
+    token_exp(user, tenant, role, 3600)
+}
+
+pub fn token_exp(user: &str, tenant: &str, role: &str, ttl: i64) -> String {
+    let now = now_secs();
+    Auth::hs256(SECRET.as_bytes())
+        .unwrap()
+        .mint(&Claims { sub: user.into(), tenant: tenant.into(), role: role.into(), exp: (now as i64 + ttl) as u64, iat: now })
+        .unwrap()
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    pub cursor: i64,
+    /// Rows received by snapshot or diff, as JSON changes, in arrival order.
+    pub received: Vec<Value>,
+}
+
+pub async fn raw(url: &str) -> Ws {
+    connect_async(url).await.unwrap().0
+}
+
+impl Client {
+    /// Connects, says hello, and consumes the welcome and the initial sync (snapshot or catch-up up to
+    /// the newest version the server reports).
+    pub async fn connect(url: &str, token: &str, cursors: Value) -> Client {
+        let mut ws = raw(url).await;
+        let hello = json!({"type": "hello", "protocol": 1, "token": token, "client_id": "test-client", "cursors": cursors});
+        ws.send(Message::text(hello.to_string())).await.unwrap();
+        let mut c = Client { ws, cursor: 0, received: Vec::new() };
+        let welcome = c.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        c
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next text frame, as JSON; diffs and snapshots update `cursor` and `received`.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("the connection is open")
+                .expect("a good frame");
+            let Message::Text(text) = msg else {
+                if let Message::Close(c) = &msg {
+                    panic!("closed: {c:?}");
+                }
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            match v["type"].as_str() {
+                Some("diff") => {
+                    self.cursor = v["version"].as_i64().unwrap();
+                    self.received.extend(v["diff"]["changes"].as_array().unwrap().iter().cloned());
+                }
+                Some("snapshot") => self.received.extend(v["diff"]["changes"].as_array().unwrap().iter().cloned()),
+                Some("snapshot_end") => self.cursor = v["version"].as_i64().unwrap(),
+                _ => {}
+            }
+            return v;
+        }
+    }
+
+    /// Receives until a frame of type `ty`, returning it (and every frame before it, in order).
+    pub async fn until(&mut self, ty: &str) -> (Value, Vec<Value>) {
+        let mut before = Vec::new();
+        loop {
+            let v = self.recv().await;
+            if v["type"] == ty {
+                return (v, before);
+            }
+            before.push(v);
+        }
+    }
+
+    /// Waits until a ping is answered: every frame the server sent before is then received.
+    pub async fn settle(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping", "id": 4242})).await;
+        let (_, before) = self.until("pong").await;
+        before
+    }
+
+    /// Pushes an update of one column of a job and returns the mutation id.
+    pub async fn push(&mut self, mutation_id: &str, diff: Value) {
+        self.send(json!({"type": "push", "mutation_id": mutation_id, "diff": diff})).await;
+    }
+
+    /// The close frame the server ends the connection with.
+    pub async fn closed(&mut self) -> (u16, String) {
+        closed(&mut self.ws).await
+    }
+}
+
+pub async fn closed(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("closed within 10 s") {
+            Some(Ok(Message::Close(Some(frame)))) => return (frame.code.into(), frame.reason.to_string()),
+            Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
+            Some(Err(e)) => return (1006, e.to_string()),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// An update of one column with its base.
+pub fn update(table: &str, id: &str, column: &str, old: Value, new: Value) -> Value {
+    json!({"changes": [{"table": table, "op": "update", "pk": {"id": id}, "cols": {column: {"old": old, "new": new}}}]})
+}
+
+/// One value read straight from the server's database file.
+pub fn db_value(server: &TestServer, sql: &str) -> rusqlite::types::Value {
+    let conn = rusqlite::Connection::open(server.dir.path().join("server.db")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
