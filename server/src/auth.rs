@@ -79,7 +79,8 @@ impl Auth {
 
     /// Checks the signature and expiry; returns the claims.
     pub fn verify(&self, token: &str) -> Result<Claims> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| Error::Unauthorized(format!("malformed token: {e}")))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Error::Unauthorized(format!("malformed token: {e}")))?;
         let key = match header.alg {
             Algorithm::HS256 => self.hs256.as_ref().map(|(_, d)| d),
             Algorithm::EdDSA => self.ed25519.as_ref(),
@@ -106,7 +107,8 @@ impl Auth {
             (None, Some((k, _))) => (Algorithm::HS256, k),
             (None, None) => return Err(Error::Config("no signing key configured".into())),
         };
-        jsonwebtoken::encode(&Header::new(alg), claims, key).map_err(|e| Error::Config(format!("signing: {e}")))
+        jsonwebtoken::encode(&Header::new(alg), claims, key)
+            .map_err(|e| Error::Config(format!("signing: {e}")))
     }
 }
 
@@ -121,7 +123,13 @@ mod tests {
 
     fn claims(exp_in: i64) -> Claims {
         let now = now_secs();
-        Claims { sub: "alice".into(), tenant: "company-a".into(), role: "admin".into(), exp: (now as i64 + exp_in) as u64, iat: now }
+        Claims {
+            sub: "alice".into(),
+            tenant: "company-a".into(),
+            role: "admin".into(),
+            exp: (now as i64 + exp_in) as u64,
+            iat: now,
+        }
     }
 
     #[test]

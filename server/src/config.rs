@@ -99,7 +99,8 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let mut config = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?;
                 toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?
             }
             None => Config::default(),

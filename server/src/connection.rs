@@ -76,7 +76,9 @@ impl Conn {
         loop {
             match rx.try_recv() {
                 Ok(frame) => self.forward(&frame).await?,
-                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return Ok(()),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                    return Ok(());
+                }
                 Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(self.slow()),
             }
         }
@@ -84,7 +86,10 @@ impl Conn {
 
     fn slow(&self) -> End {
         self.state.metrics.slow_consumers.inc();
-        End::Close(close::SLOW_CONSUMER, "too far behind the channel: reconnect to resume from your cursor".into())
+        End::Close(
+            close::SLOW_CONSUMER,
+            "too far behind the channel: reconnect to resume from your cursor".into(),
+        )
     }
 
     /// An error frame; the connection stays open.
@@ -130,7 +135,12 @@ async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), a
     while reason.len() > 123 {
         reason.pop();
     }
-    ws.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await
+    // A client that does not read may never take the close frame: do not wait for it.
+    let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+    match timeout(Duration::from_secs(2), ws.send(frame)).await {
+        Ok(r) => r,
+        Err(_) => Ok(()),
+    }
 }
 
 type Cursors = std::collections::BTreeMap<String, i64>;
@@ -146,12 +156,15 @@ async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<(Claims, String, 
         Ok(Some(Ok(Message::Close(_)))) => return Err(End::Gone),
         Ok(Some(Ok(_))) => return Err(protocol_error("the first frame must be a text hello")),
     };
-    let msg: ClientMsg = serde_json::from_str(&text).map_err(|e| protocol_error(&format!("bad hello: {e}")))?;
+    let msg: ClientMsg =
+        serde_json::from_str(&text).map_err(|e| protocol_error(&format!("bad hello: {e}")))?;
     let ClientMsg::Hello { protocol, token, client_id, cursors } = msg else {
         return Err(protocol_error("the first frame must be hello"));
     };
     if protocol != PROTOCOL_VERSION {
-        return Err(protocol_error(&format!("protocol {protocol} is not spoken here; this server speaks {PROTOCOL_VERSION}")));
+        return Err(protocol_error(&format!(
+            "protocol {protocol} is not spoken here; this server speaks {PROTOCOL_VERSION}"
+        )));
     }
     if client_id.is_empty() || client_id.len() > 128 {
         return Err(protocol_error("client_id must be 1 to 128 characters"));
@@ -176,6 +189,7 @@ async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<
             tenant: &claims.tenant,
             role: &claims.role,
             channels: vec![&profile.channel],
+            max_inflight_pushes: conn.state.limits.max_inflight_pushes,
         })
         .await?;
         // Data of channels this user no longer has leaves the device.

@@ -53,7 +53,8 @@ impl Error {
 
     /// True when sending the same request again may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::Unavailable(_) | Error::Storage(_)) || matches!(self, Error::BadDiff(e) if !e.is_permanent())
+        matches!(self, Error::Unavailable(_) | Error::Storage(_))
+            || matches!(self, Error::BadDiff(e) if !e.is_permanent())
     }
 }
 

@@ -46,7 +46,8 @@ pub(crate) fn diff_frame(channel: &str, version: i64, diff: &Diff) -> String {
 
 /// This profile's view of a log entry, if anything of it is visible.
 pub(crate) fn view(rules: &Rules, profile: &Profile, entry: &LogEntry) -> Option<Diff> {
-    let changes: Vec<_> = entry.changes.iter().filter_map(|r| rules.view(profile, &r.change, &r.route)).collect();
+    let changes: Vec<_> =
+        entry.changes.iter().filter_map(|r| rules.view(profile, &r.change, &r.route)).collect();
     (!changes.is_empty()).then_some(Diff { changes })
 }
 
@@ -83,7 +84,8 @@ impl Hub {
             let Some(diff) = view(rules, &profile, entry) else { continue };
             let text = diff_frame(&profile.channel, entry.version, &diff);
             metrics.encodes.inc();
-            let frame = Arc::new(Frame { version: entry.version, text: text.into(), published: Instant::now() });
+            let frame =
+                Arc::new(Frame { version: entry.version, text: text.into(), published: Instant::now() });
             let _ = tx.send(frame);
         }
     }

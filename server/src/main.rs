@@ -93,11 +93,14 @@ fn run(cli: Cli) -> moat_server::Result<()> {
             cfg.demo |= demo;
             let mut auth = match &cfg.auth.hs256_secret {
                 Some(s) => moat_server::auth::Auth::hs256(s.as_bytes())?,
-                None if cfg.demo => moat_server::auth::Auth::hs256(moat_server::config::DEMO_SECRET.as_bytes())?,
+                None if cfg.demo => {
+                    moat_server::auth::Auth::hs256(moat_server::config::DEMO_SECRET.as_bytes())?
+                }
                 None => moat_server::auth::Auth::none(),
             };
             if let Some(p) = ed25519_private_key {
-                let pem = std::fs::read(&p).map_err(|e| moat_server::Error::Config(format!("{}: {e}", p.display())))?;
+                let pem = std::fs::read(&p)
+                    .map_err(|e| moat_server::Error::Config(format!("{}: {e}", p.display())))?;
                 auth = auth.with_ed25519_private_pem(&pem)?;
             }
             println!("{}", moat_server::server::mint(&auth, &user, &tenant, &role, ttl)?);

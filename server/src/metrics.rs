@@ -124,7 +124,12 @@ impl Metrics {
         counter(&mut out, "moat_diffs_total", "Diffs committed to the change log.", self.diffs.get());
         counter(&mut out, "moat_channel_encodes_total", "Channel frames encoded.", self.encodes.get());
         counter(&mut out, "moat_deliveries_total", "Frames written to sockets.", self.deliveries.get());
-        counter(&mut out, "moat_slow_consumers_total", "Connections cut off for falling behind.", self.slow_consumers.get());
+        counter(
+            &mut out,
+            "moat_slow_consumers_total",
+            "Connections cut off for falling behind.",
+            self.slow_consumers.get(),
+        );
         counter(&mut out, "moat_commit_batches_total", "Group commits.", self.batches.get());
         self.fanout_latency.render(&mut out, "moat_fanout_latency_seconds", "Publish to socket write.");
         self.batch_latency.render(&mut out, "moat_commit_batch_seconds", "Duration of a group commit.");

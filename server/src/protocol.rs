@@ -78,6 +78,8 @@ pub enum ServerMsg<'a> {
         role: &'a str,
         /// The channels the client receives (today exactly one).
         channels: Vec<&'a str>,
+        /// Pushes the client may have waiting for acks; one more closes the connection.
+        max_inflight_pushes: usize,
     },
     /// A full copy of a channel follows: the client drops its rows of that channel first.
     SnapshotBegin {

@@ -93,9 +93,14 @@ impl Rules {
                 return Err(bad(format!("the channel template must contain {{{c}}}: rows are routed by it")));
             }
             for t in schema.tables() {
-                let i = t.column_index(column).ok_or_else(|| bad(format!("table {} has no routing column {column}", t.name)))?;
+                let i = t
+                    .column_index(column)
+                    .ok_or_else(|| bad(format!("table {} has no routing column {column}", t.name)))?;
                 if t.columns[i].pk > 0 {
-                    return Err(bad(format!("routing column {}.{column} may not be part of the key", t.name)));
+                    return Err(bad(format!(
+                        "routing column {}.{column} may not be part of the key",
+                        t.name
+                    )));
                 }
             }
         }
@@ -103,11 +108,17 @@ impl Rules {
         for (name, rf) in file.roles {
             let mut role = Role::default();
             for (table, cols) in rf.hidden {
-                let t = schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;
+                let t =
+                    schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;
                 for c in &cols {
-                    let col = t.column_index(c).map(|i| &t.columns[i]).ok_or_else(|| bad(format!("role {name}: unknown column {table}.{c}")))?;
+                    let col = t
+                        .column_index(c)
+                        .map(|i| &t.columns[i])
+                        .ok_or_else(|| bad(format!("role {name}: unknown column {table}.{c}")))?;
                     if col.pk > 0 || col.not_null || file.route.contains_key(c) {
-                        return Err(bad(format!("role {name}: hidden column {table}.{c} must be nullable, not a key, not routing")));
+                        return Err(bad(format!(
+                            "role {name}: hidden column {table}.{c} must be nullable, not a key, not routing"
+                        )));
                     }
                 }
                 role.hidden.insert(table, cols.into_iter().collect());
@@ -117,9 +128,11 @@ impl Rules {
                 role.read_only_tables.insert(table);
             }
             for (table, cols) in rf.read_only_columns {
-                let t = schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;
+                let t =
+                    schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;
                 for c in &cols {
-                    t.column_index(c).ok_or_else(|| bad(format!("role {name}: unknown column {table}.{c}")))?;
+                    t.column_index(c)
+                        .ok_or_else(|| bad(format!("role {name}: unknown column {table}.{c}")))?;
                 }
                 role.read_only_columns.insert(table, cols.into_iter().collect());
             }
@@ -127,7 +140,10 @@ impl Rules {
         }
         let placeholders = file.channel.matches('{').count();
         if placeholders != CLAIMS.iter().filter(|c| file.channel.contains(&format!("{{{c}}}"))).count() {
-            return Err(bad(format!("channel template {:?} may only use {{sub}}, {{tenant}} and {{role}}", file.channel)));
+            return Err(bad(format!(
+                "channel template {:?} may only use {{sub}}, {{tenant}} and {{role}}",
+                file.channel
+            )));
         }
         Ok(Rules { channel: file.channel, route: file.route.into_iter().collect(), roles })
     }
@@ -216,7 +232,11 @@ impl Rules {
     }
 
     /// The conflicts a profile may see: hidden columns are removed.
-    pub fn visible_conflicts(&self, profile: &Profile, conflicts: Vec<sqlite_ext::Conflict>) -> Vec<sqlite_ext::Conflict> {
+    pub fn visible_conflicts(
+        &self,
+        profile: &Profile,
+        conflicts: Vec<sqlite_ext::Conflict>,
+    ) -> Vec<sqlite_ext::Conflict> {
         conflicts
             .into_iter()
             .filter_map(|mut c| {

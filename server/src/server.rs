@@ -115,7 +115,11 @@ impl Server {
     }
 
     /// Serves on `listener` until `signal` resolves; then closes every WebSocket (1001) and returns.
-    pub async fn serve(self, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let Server { state, shutdown } = self;
         let router = app(state);
         let notify = async move {
@@ -141,7 +145,9 @@ fn auth_from(config: &Config) -> Result<Auth> {
         auth = auth.with_ed25519_public_pem(&pem)?;
     }
     if auth.is_empty() {
-        return Err(Error::Config("no token key: set auth.hs256_secret (or MOAT_HS256_SECRET) or auth.ed25519_public_key".into()));
+        return Err(Error::Config(
+            "no token key: set auth.hs256_secret (or MOAT_HS256_SECRET) or auth.ed25519_public_key".into(),
+        ));
     }
     Ok(auth)
 }
@@ -149,7 +155,13 @@ fn auth_from(config: &Config) -> Result<Auth> {
 /// Mints a token valid for `ttl_secs`.
 pub fn mint(auth: &Auth, user: &str, tenant: &str, role: &str, ttl_secs: u64) -> Result<String> {
     let now = now_secs();
-    auth.mint(&Claims { sub: user.into(), tenant: tenant.into(), role: role.into(), exp: now + ttl_secs, iat: now })
+    auth.mint(&Claims {
+        sub: user.into(),
+        tenant: tenant.into(),
+        role: role.into(),
+        exp: now + ttl_secs,
+        iat: now,
+    })
 }
 
 /// The router: everything the server answers.
@@ -206,7 +218,13 @@ async fn demo_users(State(state): State<AppState>) -> Response {
     let users: Result<Vec<DemoUser>> = DEMO_USERS
         .iter()
         .map(|&(user, name, tenant, role)| {
-            Ok(DemoUser { user, name, tenant, role, token: mint(&state.auth, user, tenant, role, 12 * 3600)? })
+            Ok(DemoUser {
+                user,
+                name,
+                tenant,
+                role,
+                token: mint(&state.auth, user, tenant, role, 12 * 3600)?,
+            })
         })
         .collect();
     match users {

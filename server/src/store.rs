@@ -97,19 +97,25 @@ impl Store {
         {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(SERVER_SQL)?;
-            let initialised: Option<String> =
-                tx.query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0)).optional()?;
+            let initialised: Option<String> = tx
+                .query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0))
+                .optional()?;
             match initialised {
                 None => {
                     tx.execute_batch(schema.sql())?;
                     if let Some(seed) = seed {
                         tx.execute_batch(seed)?;
                     }
-                    tx.execute("INSERT INTO moat_meta (key, value) VALUES ('schema_sql', ?1)", [schema.sql()])?;
+                    tx.execute(
+                        "INSERT INTO moat_meta (key, value) VALUES ('schema_sql', ?1)",
+                        [schema.sql()],
+                    )?;
                 }
                 Some(sql) if sql == schema.sql() => {}
                 Some(_) => {
-                    return Err(Error::Config("the database was made with another schema; migrate it first".into()));
+                    return Err(Error::Config(
+                        "the database was made with another schema; migrate it first".into(),
+                    ));
                 }
             }
             tx.commit()?;
@@ -171,20 +177,25 @@ impl Store {
 
 /// The newest version, and the oldest one still in the log (`newest + 1` when the log is empty).
 pub(crate) fn log_bounds(conn: &Connection) -> Result<(i64, i64)> {
-    let newest: i64 = conn.query_row("SELECT value FROM moat_meta WHERE key = 'version'", [], |r| r.get(0)).optional()?.unwrap_or(0);
+    let newest: i64 = conn
+        .query_row("SELECT value FROM moat_meta WHERE key = 'version'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
     let oldest: Option<i64> = conn.query_row("SELECT min(version) FROM moat_log", [], |r| r.get(0))?;
     Ok((newest, oldest.unwrap_or(newest + 1)))
 }
 
 /// Log entries after `cursor`, up to `limit` of them.
 pub(crate) fn log_after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<LogEntry>> {
-    let mut stmt = conn.prepare_cached("SELECT version, entry FROM moat_log WHERE version > ?1 ORDER BY version LIMIT ?2")?;
-    let rows = stmt.query_map((cursor, limit as i64), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut stmt = conn
+        .prepare_cached("SELECT version, entry FROM moat_log WHERE version > ?1 ORDER BY version LIMIT ?2")?;
+    let rows =
+        stmt.query_map((cursor, limit as i64), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (version, json) = row?;
-        let changes: Vec<Routed> =
-            serde_json::from_str(&json).map_err(|e| Error::Config(format!("log entry {version} is unreadable: {e}")))?;
+        let changes: Vec<Routed> = serde_json::from_str(&json)
+            .map_err(|e| Error::Config(format!("log entry {version} is unreadable: {e}")))?;
         out.push(LogEntry { version, changes });
     }
     Ok(out)
@@ -227,15 +238,27 @@ impl Writer {
         let mut entries = Vec::new();
         let result = (|| -> Result<()> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut version: i64 =
-                tx.query_row("SELECT value FROM moat_meta WHERE key = 'version'", [], |r| r.get(0)).optional()?.unwrap_or(0);
+            let mut version: i64 = tx
+                .query_row("SELECT value FROM moat_meta WHERE key = 'version'", [], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
             for req in batch {
                 match req {
                     WriteReq::Push { user, profile, mutation_id, diff, reply } => {
                         // Each push in its own savepoint: one that fails half-way leaves nothing.
                         tx.execute_batch("SAVEPOINT moat_push")?;
                         let before = (version, entries.len());
-                        let result = push(&tx, &self.schema, &self.rules, &user, &profile, &mutation_id, &diff, &mut version, &mut entries);
+                        let result = push(
+                            &tx,
+                            &self.schema,
+                            &self.rules,
+                            &user,
+                            &profile,
+                            &mutation_id,
+                            &diff,
+                            &mut version,
+                            &mut entries,
+                        );
                         if result.is_ok() {
                             tx.execute_batch("RELEASE moat_push")?;
                         } else {
@@ -256,7 +279,10 @@ impl Writer {
                 [version],
             )?;
             if self.config.log_retention > 0 && version % 1024 == 0 {
-                tx.execute("DELETE FROM moat_log WHERE version <= ?1", [version - self.config.log_retention])?;
+                tx.execute(
+                    "DELETE FROM moat_log WHERE version <= ?1",
+                    [version - self.config.log_retention],
+                )?;
             }
             tx.commit()?;
             Ok(())
@@ -267,8 +293,12 @@ impl Writer {
             entries.clear();
             for d in &mut done {
                 match d {
-                    Done::Push { result, .. } => *result = Err(Error::Unavailable(format!("commit failed: {e}"))),
-                    Done::Exec { result, .. } => *result = Err(Error::Unavailable(format!("commit failed: {e}"))),
+                    Done::Push { result, .. } => {
+                        *result = Err(Error::Unavailable(format!("commit failed: {e}")))
+                    }
+                    Done::Exec { result, .. } => {
+                        *result = Err(Error::Unavailable(format!("commit failed: {e}")))
+                    }
                 }
             }
         }
@@ -317,7 +347,8 @@ fn push(
         .query_row((user, mutation_id), |r| r.get(0))
         .optional()?;
     if let Some(json) = stored {
-        return serde_json::from_str(&json).map_err(|e| Error::Config(format!("stored outcome unreadable: {e}")));
+        return serde_json::from_str(&json)
+            .map_err(|e| Error::Config(format!("stored outcome unreadable: {e}")));
     }
     let outcome = match check_and_merge(conn, schema, rules, profile, diff) {
         Ok((applied, conflicts)) => {
@@ -359,9 +390,15 @@ fn check_and_merge(
         let table = schema.table(&change.table)?;
         let route = match change.op {
             Op::Insert => {
-                let r = rules.route_of_change(change).ok_or_else(|| Error::Forbidden("routing column missing".into()))?;
+                let r = rules
+                    .route_of_change(change)
+                    .ok_or_else(|| Error::Forbidden("routing column missing".into()))?;
                 if r != profile.route {
-                    return Err(Error::Forbidden(format!("row {} of {} would leave your channel", change.key(), change.table)));
+                    return Err(Error::Forbidden(format!(
+                        "row {} of {} would leave your channel",
+                        change.key(),
+                        change.table
+                    )));
                 }
                 None
             }

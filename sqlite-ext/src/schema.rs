@@ -11,8 +11,8 @@ use rusqlite::Connection;
 
 use rusqlite::{OptionalExtension, params_from_iter};
 
-use crate::diff::{Change, ColumnChange, Fields};
 use crate::changeset::Op;
+use crate::diff::{Change, ColumnChange, Fields};
 use crate::error::{Error, Result};
 use crate::value::Value;
 
@@ -165,12 +165,24 @@ impl Table {
     }
 
     /// Reads `columns` of the row with key `pk` from this table in `conn`; every name is checked.
-    pub fn read_columns(&self, conn: &Connection, pk: &Fields<Value>, columns: &[&str]) -> Result<Option<Vec<Value>>> {
-        let sql = format!("SELECT {} FROM {} WHERE {}", self.checked_columns(columns)?, quote(&self.name), self.pk_where());
+    pub fn read_columns(
+        &self,
+        conn: &Connection,
+        pk: &Fields<Value>,
+        columns: &[&str],
+    ) -> Result<Option<Vec<Value>>> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            self.checked_columns(columns)?,
+            quote(&self.name),
+            self.pk_where()
+        );
         let mut stmt = conn.prepare_cached(&sql)?;
         let n = columns.len();
         Ok(stmt
-            .query_row(params_from_iter(self.key_values(pk)?), |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())
+            .query_row(params_from_iter(self.key_values(pk)?), |r| {
+                (0..n).map(|i| r.get::<_, Value>(i)).collect()
+            })
             .optional()?)
     }
 
@@ -184,7 +196,8 @@ impl Table {
     fn filter_sql<'v>(&self, filter: &[(&str, &'v Value)]) -> Result<(String, Vec<&'v Value>)> {
         let names: Vec<&str> = filter.iter().map(|(c, _)| *c).collect();
         self.checked_columns(&names)?;
-        let cond: Vec<String> = names.iter().enumerate().map(|(n, c)| format!("{} = ?{}", quote(c), n + 1)).collect();
+        let cond: Vec<String> =
+            names.iter().enumerate().map(|(n, c)| format!("{} = ?{}", quote(c), n + 1)).collect();
         let cond = if cond.is_empty() { String::new() } else { format!(" WHERE {}", cond.join(" AND ")) };
         Ok((cond, filter.iter().map(|(_, v)| *v).collect()))
     }
@@ -199,7 +212,12 @@ impl Table {
     ) -> Result<(), E> {
         let (cond, values) = self.filter_sql(filter)?;
         let order: Vec<String> = self.pk.iter().map(|&i| quote(&self.columns[i].name)).collect();
-        let sql = format!("SELECT {} FROM {}{cond} ORDER BY {}", self.column_list(), quote(&self.name), order.join(", "));
+        let sql = format!(
+            "SELECT {} FROM {}{cond} ORDER BY {}",
+            self.column_list(),
+            quote(&self.name),
+            order.join(", ")
+        );
         let mut stmt = conn.prepare_cached(&sql).map_err(Error::from)?;
         let mut rows = stmt.query(params_from_iter(values)).map_err(Error::from)?;
         let n = self.columns.len();

@@ -33,7 +33,8 @@ async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
     conn.sent = cursor;
     loop {
         let from = conn.sent;
-        let entries = conn.state.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
+        let entries =
+            conn.state.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
         if entries.is_empty() {
             return Ok(());
         }
@@ -54,45 +55,50 @@ enum Part {
 
 async fn snapshot(conn: &mut Conn) -> Result<(), End> {
     let (tx, mut rx) = mpsc::channel::<Part>(2);
-    let (schema, rules, profile) = (Arc::clone(&conn.state.schema), Arc::clone(&conn.state.rules), conn.profile.clone());
+    let (schema, rules, profile) =
+        (Arc::clone(&conn.state.schema), Arc::clone(&conn.state.rules), conn.profile.clone());
     let chunk_rows = conn.state.limits.snapshot_chunk_rows.max(1);
     // The reader streams chunks from one read transaction, so the snapshot is consistent as of its
     // version; the channel is bounded, so a slow client holds two chunks in memory, not the table.
     let store = Arc::clone(&conn.state.store);
-    let reader = tokio::spawn(async move { store.read(move |c| {
-        let t = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let (version, _) = log_bounds(&t)?;
-        let filter = rules.route_filter(&profile);
-        let filter: Vec<(&str, &sqlite_ext::Value)> = filter.iter().map(|(k, v)| (k, *v)).collect();
-        let mut total = 0;
-        for table in schema.tables() {
-            total += table.count(&t, &filter)? as u64;
-        }
-        let gone = || crate::error::Error::Unavailable("client went away".into());
-        tx.blocking_send(Part::Begin(total)).map_err(|_| gone())?;
-        let mut done = 0u64;
-        let mut changes = Vec::with_capacity(chunk_rows);
-        let route: Vec<sqlite_ext::Value> = profile.route.clone();
-        for table in schema.tables() {
-            table.scan(&t, &filter, |row| -> crate::error::Result<()> {
-                if let Some(change) = rules.view(&profile, &table.insert_change(row), &route) {
-                    changes.push(change);
+    let reader = tokio::spawn(async move {
+        store
+            .read(move |c| {
+                let t = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let (version, _) = log_bounds(&t)?;
+                let filter = rules.route_filter(&profile);
+                let filter: Vec<(&str, &sqlite_ext::Value)> = filter.iter().map(|(k, v)| (k, *v)).collect();
+                let mut total = 0;
+                for table in schema.tables() {
+                    total += table.count(&t, &filter)? as u64;
                 }
-                if changes.len() >= chunk_rows {
+                let gone = || crate::error::Error::Unavailable("client went away".into());
+                tx.blocking_send(Part::Begin(total)).map_err(|_| gone())?;
+                let mut done = 0u64;
+                let mut changes = Vec::with_capacity(chunk_rows);
+                let route: Vec<sqlite_ext::Value> = profile.route.clone();
+                for table in schema.tables() {
+                    table.scan(&t, &filter, |row| -> crate::error::Result<()> {
+                        if let Some(change) = rules.view(&profile, &table.insert_change(row), &route) {
+                            changes.push(change);
+                        }
+                        if changes.len() >= chunk_rows {
+                            done += changes.len() as u64;
+                            let json = Diff { changes: std::mem::take(&mut changes) }.to_json();
+                            tx.blocking_send(Part::Chunk(done, json)).map_err(|_| gone())?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                if !changes.is_empty() {
                     done += changes.len() as u64;
-                    let json = Diff { changes: std::mem::take(&mut changes) }.to_json();
-                    tx.blocking_send(Part::Chunk(done, json)).map_err(|_| gone())?;
+                    tx.blocking_send(Part::Chunk(done, Diff { changes }.to_json())).map_err(|_| gone())?;
                 }
+                tx.blocking_send(Part::End(version)).map_err(|_| gone())?;
                 Ok(())
-            })?;
-        }
-        if !changes.is_empty() {
-            done += changes.len() as u64;
-            tx.blocking_send(Part::Chunk(done, Diff { changes }.to_json())).map_err(|_| gone())?;
-        }
-        tx.blocking_send(Part::End(version)).map_err(|_| gone())?;
-        Ok(())
-    }).await });
+            })
+            .await
+    });
     let channel = conn.profile.channel.clone();
     let mut rows = 0;
     while let Some(part) = rx.recv().await {

@@ -43,11 +43,14 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.database = dir.path().join("server.db");
+        let mut config = Config {
+            database: dir.path().join("server.db"),
+            web_root: dir.path().join("no-web"),
+            ..Config::default()
+        };
         config.auth.hs256_secret = Some(SECRET.into());
-        config.web_root = dir.path().join("no-web");
         tweak(&mut config);
+        let seed = !config.demo;
         let server = Server::open(&config).unwrap();
         let store = Arc::clone(server.store());
         let metrics = Arc::clone(server.metrics());
@@ -58,7 +61,9 @@ impl TestServer {
             let _ = stopped.await;
         }));
         let s = TestServer { addr, store, metrics, dir, stop: Some(stop), task: Some(task) };
-        s.store.exec(SEED).await.unwrap();
+        if seed {
+            s.store.exec(SEED).await.unwrap();
+        }
         s
     }
 
@@ -85,7 +90,13 @@ pub fn token_exp(user: &str, tenant: &str, role: &str, ttl: i64) -> String {
     let now = now_secs();
     Auth::hs256(SECRET.as_bytes())
         .unwrap()
-        .mint(&Claims { sub: user.into(), tenant: tenant.into(), role: role.into(), exp: (now as i64 + ttl) as u64, iat: now })
+        .mint(&Claims {
+            sub: user.into(),
+            tenant: tenant.into(),
+            role: role.into(),
+            exp: (now as i64 + ttl) as u64,
+            iat: now,
+        })
         .unwrap()
 }
 
@@ -139,7 +150,9 @@ impl Client {
                     self.cursor = v["version"].as_i64().unwrap();
                     self.received.extend(v["diff"]["changes"].as_array().unwrap().iter().cloned());
                 }
-                Some("snapshot") => self.received.extend(v["diff"]["changes"].as_array().unwrap().iter().cloned()),
+                Some("snapshot") => {
+                    self.received.extend(v["diff"]["changes"].as_array().unwrap().iter().cloned())
+                }
                 Some("snapshot_end") => self.cursor = v["version"].as_i64().unwrap(),
                 _ => {}
             }
