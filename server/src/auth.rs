@@ -148,4 +148,22 @@ mod tests {
         assert!(auth.verify(&tampered).is_err());
         assert!(Auth::hs256(b"short").is_err());
     }
+
+    #[test]
+    fn eddsa_tokens_verify_with_the_public_key_only() {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/keys/");
+        let private = std::fs::read(format!("{keys}ed25519-test-private.pem")).unwrap();
+        let public = std::fs::read(format!("{keys}ed25519-test-public.pem")).unwrap();
+        let signer = Auth::none().with_ed25519_private_pem(&private).unwrap();
+        let token = signer.mint(&claims(60)).unwrap();
+        assert!(token.starts_with("eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9") || token.contains('.'));
+
+        let verifier = Auth::hs256(b"0123456789abcdef0123").unwrap().with_ed25519_public_pem(&public).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap().sub, "alice");
+        let hs_only = Auth::hs256(b"0123456789abcdef0123").unwrap();
+        assert!(hs_only.verify(&token).unwrap_err().to_string().contains("no key for algorithm"));
+        // An HS256 token signed with the public key's bytes (the classic confusion attack) is refused.
+        let confused = Auth::hs256(&public).unwrap().mint(&claims(60)).unwrap();
+        assert!(verifier.verify(&confused).is_err());
+    }
 }

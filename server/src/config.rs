@@ -120,3 +120,20 @@ impl Config {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\n[limits]\nchannel_buffer = 7\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!((c.listen.as_str(), c.limits.channel_buffer), ("0.0.0.0:9000", 7));
+        assert_eq!(c.limits.max_batch, Limits::default().max_batch, "unset fields keep their defaults");
+        std::fs::write(&path, "listne = \"typo\"\n").unwrap();
+        assert!(Config::load(Some(&path)).unwrap_err().to_string().contains("listne"));
+    }
+}

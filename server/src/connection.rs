@@ -50,7 +50,7 @@ impl Conn {
         match timeout(limit, self.ws.send(Message::Text(text.into()))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(End::Close(close::SLOW_CONSUMER, "send timed out: reconnect to resume".into())),
+            Err(_) => Err(self.slow()),
         }
     }
 

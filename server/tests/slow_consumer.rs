@@ -1,0 +1,33 @@
+//! A client that stops reading is cut off once it falls behind its bounded buffer; everyone else
+//! keeps receiving, and the server's memory for it stays bounded.
+
+mod support;
+
+use serde_json::json;
+use support::{Client, TestServer, token};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_cut_off_and_others_are_not_delayed() {
+    let server = TestServer::start_with(|c| {
+        c.limits.channel_buffer = 16;
+        c.limits.send_timeout_ms = 500;
+    })
+    .await;
+    let mut slow = Client::connect(&server.url(), &token("sam", "company-a", "admin"), json!({})).await;
+    slow.until("snapshot_end").await;
+    let mut fast = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
+    fast.until("snapshot_end").await;
+
+    // A large note makes each frame big, so socket buffers fill quickly.
+    let big = "n".repeat(32 * 1024);
+    for i in 0..400 {
+        server.store.exec(&format!("UPDATE jobs SET notes = '{big}{i}' WHERE id = 'job-a2'")).await.unwrap();
+        let (d, _) = fast.until("diff").await;
+        assert_eq!(d["diff"]["changes"][0]["cols"]["notes"]["new"].as_str().unwrap().len(), big.len() + i.to_string().len());
+    }
+    assert_eq!(server.metrics.slow_consumers.get(), 1, "the slow client was cut off");
+    // What it gets when it finally reads: frames it had, then the end of the connection.
+    let (code, reason) = slow.closed().await;
+    assert!(code == 4008 || code == 1006, "{code} {reason}");
+    assert!(fast.settle().await.is_empty());
+}
