@@ -158,7 +158,8 @@ mod tests {
         let token = signer.mint(&claims(60)).unwrap();
         assert!(token.starts_with("eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9") || token.contains('.'));
 
-        let verifier = Auth::hs256(b"0123456789abcdef0123").unwrap().with_ed25519_public_pem(&public).unwrap();
+        let verifier =
+            Auth::hs256(b"0123456789abcdef0123").unwrap().with_ed25519_public_pem(&public).unwrap();
         assert_eq!(verifier.verify(&token).unwrap().sub, "alice");
         let hs_only = Auth::hs256(b"0123456789abcdef0123").unwrap();
         assert!(hs_only.verify(&token).unwrap_err().to_string().contains("no key for algorithm"));

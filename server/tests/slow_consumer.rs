@@ -23,7 +23,10 @@ async fn a_slow_consumer_is_cut_off_and_others_are_not_delayed() {
     for i in 0..400 {
         server.store.exec(&format!("UPDATE jobs SET notes = '{big}{i}' WHERE id = 'job-a2'")).await.unwrap();
         let (d, _) = fast.until("diff").await;
-        assert_eq!(d["diff"]["changes"][0]["cols"]["notes"]["new"].as_str().unwrap().len(), big.len() + i.to_string().len());
+        assert_eq!(
+            d["diff"]["changes"][0]["cols"]["notes"]["new"].as_str().unwrap().len(),
+            big.len() + i.to_string().len()
+        );
     }
     assert_eq!(server.metrics.slow_consumers.get(), 1, "the slow client was cut off");
     // What it gets when it finally reads: frames it had, then the end of the connection.

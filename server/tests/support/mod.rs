@@ -107,6 +107,8 @@ pub struct Client {
     pub cursor: i64,
     /// Rows received by snapshot or diff, as JSON changes, in arrival order.
     pub received: Vec<Value>,
+    /// The welcome frame.
+    pub welcome: Value,
 }
 
 pub async fn raw(url: &str) -> Ws {
@@ -120,9 +122,10 @@ impl Client {
         let mut ws = raw(url).await;
         let hello = json!({"type": "hello", "protocol": 1, "token": token, "client_id": "test-client", "cursors": cursors});
         ws.send(Message::text(hello.to_string())).await.unwrap();
-        let mut c = Client { ws, cursor: 0, received: Vec::new() };
+        let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: Value::Null };
         let welcome = c.recv().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
+        c.welcome = welcome;
         c
     }
 

@@ -1,0 +1,87 @@
+//! Golden fixtures for the session messages: one real session (hello, snapshot, push, conflict,
+//! reject, revoke, error, ping) is recorded and each kind of frame compared with
+//! `tests/fixtures/wire/session/<type>.json`. `MOAT_BLESS=1` rewrites them after an intended change;
+//! `docs/protocol.md` shows the same examples.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use support::{Client, TestServer, token, update};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/wire/session")
+}
+
+fn check(name: &str, v: &Value) {
+    let text = serde_json::to_string_pretty(v).unwrap();
+    let path = dir().join(format!("{name}.json"));
+    if std::env::var_os("MOAT_BLESS").is_some() {
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(stored.trim_end(), text, "{name} changed; bless it if that was intended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_message() {
+    let server = TestServer::start_with(|c| c.limits.snapshot_chunk_rows = 1).await;
+    let mut frames: BTreeMap<String, Value> = BTreeMap::new();
+    let mut keep = |v: &Value| {
+        frames.entry(v["type"].as_str().unwrap().to_owned()).or_insert_with(|| v.clone());
+    };
+
+    let tok = token("tom", "company-a", "technician");
+    let hello = json!({"type": "hello", "protocol": 1, "token": "<JWT>", "client_id": "3f9c2a7be01d44a1c8e5f0b2",
+                       "cursors": {"company-a/admin": 41}});
+    let mut real_hello = hello.clone();
+    real_hello["token"] = json!(tok);
+    let mut tom = Client::connect(&server.url(), &tok, real_hello["cursors"].clone()).await;
+    keep(&tom.welcome);
+    let (_, before) = tom.until("snapshot_end").await;
+    for f in &before {
+        keep(f);
+    }
+    keep(&json!({"type": "snapshot_end", "channel": "company-a/technician", "version": tom.cursor}));
+
+    let mut alice = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
+    alice.until("snapshot_end").await;
+    alice.push("alice-1", update("jobs", "job-a1", "status", json!("open"), json!("on_hold"))).await;
+    alice.until("ack").await;
+
+    let push = json!({"type": "push", "mutation_id": "3f9c2a7be01d44a1c8e5f0b2-17",
+                      "diff": update("jobs", "job-a1", "status", json!("open"), json!("done"))});
+    tom.send(push.clone()).await;
+    let (ack, between) = tom.until("ack").await;
+    between.iter().for_each(&mut keep);
+    keep(&ack);
+    tom.push("3f9c2a7be01d44a1c8e5f0b2-18", update("jobs", "job-a1", "price_cents", json!(10000), json!(1)))
+        .await;
+    keep(&tom.until("reject").await.0);
+    tom.send(json!({"type": "teleport"})).await;
+    keep(&tom.until("error").await.0);
+    let ping = json!({"type": "ping", "id": 7});
+    tom.send(ping.clone()).await;
+    keep(&tom.until("pong").await.0);
+
+    for (name, v) in [("hello", &hello), ("push", &push), ("ping", &ping)] {
+        check(name, v);
+    }
+    for name in [
+        "welcome",
+        "snapshot_begin",
+        "snapshot",
+        "snapshot_end",
+        "revoke",
+        "diff",
+        "ack",
+        "reject",
+        "error",
+        "pong",
+    ] {
+        let v = frames.get(name).unwrap_or_else(|| panic!("no {name} frame was seen: {:?}", frames.keys()));
+        check(name, v);
+    }
+}
