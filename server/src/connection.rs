@@ -40,14 +40,24 @@ pub(crate) struct Conn {
     /// The last version sent on this connection's channel.
     pub(crate) sent: i64,
     pub(crate) inflight: usize,
-    pub(crate) replies: mpsc::Sender<PushReply>,
+    pub(crate) replies: mpsc::Sender<Box<PushReply>>,
 }
 
 impl Conn {
     /// Sends a text frame, cutting off a client that does not take it in time.
     pub(crate) async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), End> {
         let limit = Duration::from_millis(self.state.limits.send_timeout_ms);
-        match timeout(limit, self.ws.send(Message::Text(text.into()))).await {
+        // Most writes complete at once (the socket has room): no timer for those. Only a write that
+        // has to wait gets a deadline, so a client that stopped reading cannot hold this task.
+        let result = {
+            let send = self.ws.send(Message::Text(text.into()));
+            tokio::pin!(send);
+            match futures_util::poll!(&mut send) {
+                std::task::Poll::Ready(r) => Ok(r),
+                std::task::Poll::Pending => timeout(limit, send).await,
+            }
+        };
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
             Err(_) => Err(self.slow()),
@@ -104,7 +114,7 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
     state.metrics.connections.add(1);
     let metrics = Arc::clone(&state.metrics);
     let mut ws = ws;
-    let end = match hello(&mut ws, &state).await {
+    let end = match Box::pin(hello(&mut ws, &state)).await {
         Ok((claims, client_id, cursors)) => {
             let profile = match state.rules.profile(&claims) {
                 Ok(p) => p,
@@ -174,7 +184,7 @@ async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<(Claims, String, 
 }
 
 /// After a good hello: welcome, revokes, initial sync, then the live loop.
-async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<PushReply>) -> End {
+async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<Box<PushReply>>) -> End {
     let mut rx = conn.state.hub.subscribe(&conn.profile);
     tracing::info!(
         user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
@@ -196,7 +206,8 @@ async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<
         for channel in cursors.keys().filter(|c| **c != profile.channel) {
             conn.send(&ServerMsg::Revoke { channel }).await?;
         }
-        handlers::sync::initial(conn, cursors.get(&profile.channel).copied()).await?;
+        // Boxed: the initial sync's state is large and short-lived; the live loop's stays small.
+        Box::pin(handlers::sync::initial(conn, cursors.get(&profile.channel).copied())).await?;
         live(conn, &mut rx, &mut replies).await
     }
     .await;
@@ -209,17 +220,22 @@ async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<
 async fn live(
     conn: &mut Conn,
     rx: &mut broadcast::Receiver<Arc<Frame>>,
-    replies: &mut mpsc::Receiver<PushReply>,
+    replies: &mut mpsc::Receiver<Box<PushReply>>,
 ) -> Result<(), End> {
-    let expiry = Instant::now() + Duration::from_secs(conn.claims.exp.saturating_sub(now_secs()));
+    // One timer and one shutdown watch for the whole session, not one per frame.
+    let expiry =
+        sleep_until(Instant::now() + Duration::from_secs(conn.claims.exp.saturating_sub(now_secs())));
+    tokio::pin!(expiry);
     let mut shutdown = conn.state.shutdown.clone();
+    let stopping = shutdown.changed();
+    tokio::pin!(stopping);
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.changed() => {
+            _ = &mut stopping => {
                 return Err(End::Close(close::GOING_AWAY, "server shutting down".into()));
             }
-            _ = sleep_until(expiry) => {
+            _ = &mut expiry => {
                 return Err(End::Close(close::UNAUTHORIZED, "token expired".into()));
             }
             frame = rx.recv() => match frame {
@@ -229,11 +245,11 @@ async fn live(
             },
             Some(reply) = replies.recv() => {
                 conn.drain(rx).await?;
-                handlers::push::answer(conn, reply).await?;
+                Box::pin(handlers::push::answer(conn, *reply)).await?;
             }
             msg = conn.ws.next() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
-                Some(Ok(Message::Text(text))) => handlers::dispatch(conn, &text).await?,
+                Some(Ok(Message::Text(text))) => Box::pin(handlers::dispatch(conn, &text)).await?,
                 Some(Ok(Message::Binary(_))) => {
                     conn.error(&crate::error::Error::Protocol("binary frames are not part of the protocol".into())).await?
                 }

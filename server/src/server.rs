@@ -184,7 +184,7 @@ async fn sync(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     let limits = &state.limits;
     ws.max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| crate::connection::run(socket, state))
 }

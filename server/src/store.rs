@@ -54,8 +54,17 @@ pub(crate) struct PushReply {
 }
 
 pub(crate) enum WriteReq {
-    Push { user: String, profile: Profile, mutation_id: String, diff: Diff, reply: mpsc::Sender<PushReply> },
-    Exec { sql: String, reply: oneshot::Sender<Result<Option<i64>>> },
+    Push {
+        user: String,
+        profile: Profile,
+        mutation_id: String,
+        diff: Diff,
+        reply: mpsc::Sender<Box<PushReply>>,
+    },
+    Exec {
+        sql: String,
+        reply: oneshot::Sender<Result<Option<i64>>>,
+    },
 }
 
 /// The database, its writer and its readers.
@@ -64,7 +73,13 @@ pub struct Store {
     path: PathBuf,
     writer: mpsc::Sender<WriteReq>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds concurrent reads (and so reader connections and blocking threads): a burst of
+    /// thousands of connecting clients queues here instead of opening thousands of SQLite handles.
+    read_slots: tokio::sync::Semaphore,
 }
+
+/// Concurrent readers: enough to keep both cores busy while one waits on the disk.
+const READERS: usize = 4;
 
 fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
@@ -126,15 +141,22 @@ impl Store {
             .name("moat-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| Error::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(Arc::new(Store { path: path.to_owned(), writer: tx, readers: Mutex::new(Vec::new()) }))
+        Ok(Arc::new(Store {
+            path: path.to_owned(),
+            writer: tx,
+            readers: Mutex::new(Vec::new()),
+            read_slots: tokio::sync::Semaphore::new(READERS),
+        }))
     }
 
-    /// Queues a write; fails when the writer's queue is full (the caller tells the client to retry).
-    pub(crate) fn submit(&self, req: WriteReq) -> Result<()> {
-        self.writer.try_send(req).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Error::Unavailable("the write queue is full".into()),
-            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the server is shutting down".into()),
-        })
+    /// Queues a write. A full queue pushes back on the caller (and so on its client's socket) for up
+    /// to `wait`; after that the write is refused as unavailable, and the client retries later.
+    pub(crate) async fn submit(&self, req: WriteReq, wait: std::time::Duration) -> Result<()> {
+        match tokio::time::timeout(wait, self.writer.send(req)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Unavailable("the server is shutting down".into())),
+            Err(_) => Err(Error::Unavailable("the write queue is full; retry".into())),
+        }
     }
 
     /// How many writes wait for the writer.
@@ -159,6 +181,7 @@ impl Store {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _slot = self.read_slots.acquire().await.map_err(|_| Error::Unavailable("store closed".into()))?;
         let store = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let pooled = store.readers.lock().expect("reader pool lock").pop();
@@ -213,7 +236,7 @@ struct Writer {
 
 /// What to tell whom once the batch is durable.
 enum Done {
-    Push { reply: mpsc::Sender<PushReply>, mutation_id: String, result: Result<Outcome> },
+    Push { reply: mpsc::Sender<Box<PushReply>>, mutation_id: String, result: Result<Outcome> },
     Exec { reply: oneshot::Sender<Result<Option<i64>>>, result: Result<Option<i64>> },
 }
 
@@ -319,7 +342,7 @@ impl Writer {
                     }
                     // A connection that is gone, or too slow to take its acks, loses them; it will
                     // replay the push and get the stored outcome.
-                    let _ = reply.try_send(PushReply { mutation_id, result });
+                    let _ = reply.try_send(Box::new(PushReply { mutation_id, result }));
                 }
                 Done::Exec { reply, result } => {
                     let _ = reply.send(result);

@@ -32,7 +32,8 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
         diff,
         reply: conn.replies.clone(),
     };
-    match conn.state.store.submit(req) {
+    let wait = std::time::Duration::from_millis(conn.state.limits.send_timeout_ms);
+    match conn.state.store.submit(req, wait).await {
         Ok(()) => {
             conn.inflight += 1;
             Ok(())

@@ -1,0 +1,328 @@
+//! The load tool: runs the real `moat` binary and measures it from outside, printing figures with a
+//! progress display. It never fails on a timing.
+//!
+//! 1. memory per idle subscribed connection (server RSS growth / connections), with the connections
+//!    spread over 127.0.0.x source addresses;
+//! 2. fan-out at 1k and 10k subscribers of one channel: frame deliveries per server CPU-second
+//!    (from /proc), and push → last subscriber latency p50/p99;
+//! 3. durable diffs per second: many writers pushing through group commit, against one
+//!    transaction per diff (`max_batch = 1`).
+//!
+//! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
+//! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
+//! allow).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use moat_server::auth::{Auth, Claims, now_secs};
+use serde_json::{Value, json};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+const SECRET: &str = "load-test-secret-0123456789abcdef";
+type Ws = WebSocketStream<tokio::net::TcpStream>;
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(max_batch: usize) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("moat.toml");
+        std::fs::write(
+            &config,
+            format!("[limits]\nmax_batch = {max_batch}\nchannel_buffer = 4096\nmax_inflight_pushes = 4096\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--db")
+            .arg(dir.path().join("load.db"))
+            .env("MOAT_HS256_SECRET", SECRET)
+            .env("MOAT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the moat binary runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
+        Server { child, addr, _dir: dir }
+    }
+
+    fn rss_kb(&self) -> u64 {
+        proc_field(self.child.id(), "VmRSS:")
+    }
+
+    /// User + system CPU time of the server process, in seconds.
+    fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_field(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn token(user: &str, tenant: &str) -> String {
+    let now = now_secs();
+    Auth::hs256(SECRET.as_bytes())
+        .unwrap()
+        .mint(&Claims {
+            sub: user.into(),
+            tenant: tenant.into(),
+            role: "admin".into(),
+            exp: now + 7200,
+            iat: now,
+        })
+        .unwrap()
+}
+
+/// Connects from source address 127.0.0.(2 + n / 20000), says hello and waits for the end of the
+/// (empty) snapshot.
+async fn subscriber(addr: SocketAddr, n: usize, tenant: &str) -> Ws {
+    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (n / 20_000) as u8));
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut ws, _) = client_async(format!("ws://{addr}/sync"), stream).await.unwrap();
+    let hello = json!({"type": "hello", "protocol": 1, "token": token(&format!("u{n}"), tenant), "client_id": format!("c{n}")});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    loop {
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!("subscriber {n} lost its connection")
+        };
+        if t.contains("\"snapshot_end\"") {
+            return ws;
+        }
+    }
+}
+
+fn progress(label: &str, done: usize, total: usize) {
+    print!("\r      {label}: {done}/{total}");
+    let _ = std::io::stdout().flush();
+}
+
+async fn connect_many(addr: SocketAddr, total: usize, tenant: &'static str) -> Vec<Ws> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut out = Vec::with_capacity(total);
+    // In waves, so the server's accept queue is never the bottleneck being measured.
+    for wave in (0..total).collect::<Vec<_>>().chunks(500) {
+        let tasks: Vec<_> = wave
+            .iter()
+            .map(|&n| {
+                let done = Arc::clone(&done);
+                tokio::spawn(async move {
+                    let ws = subscriber(addr, n, tenant).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    ws
+                })
+            })
+            .collect();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        progress("connected", done.load(Ordering::Relaxed), total);
+    }
+    println!();
+    out
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn memory(connections: usize) {
+    println!("[1/3] memory per idle subscribed connection ({connections} connections)");
+    let server = Server::start(512);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kb();
+    let sockets = connect_many(server.addr, connections, "load-a").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_kb();
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
+    println!(
+        "      server RSS {before} kB idle → {after} kB with {connections} connections: {:.1} KB per connection (target ≤ 8 KB)",
+        per / 1024.0
+    );
+    drop(sockets);
+}
+
+async fn fanout(subscribers: usize, publishes: usize) {
+    println!("[2/3] fan-out to {subscribers} subscribers of one channel, {publishes} pushes");
+    let server = Server::start(512);
+    let sockets = connect_many(server.addr, subscribers, "load-b").await;
+    let received = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    for ws in sockets {
+        let received = Arc::clone(&received);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let (_, mut read) = ws.split();
+            let mut seq = 0;
+            while let Some(Ok(msg)) = read.next().await {
+                if let Message::Text(t) = msg
+                    && t.contains("\"type\":\"diff\"")
+                {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send((seq, Instant::now()));
+                    seq += 1;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut writer = subscriber(server.addr, 999_999, "load-b").await;
+    let cpu_before = server.cpu_secs();
+    let mut latencies = Vec::with_capacity(publishes);
+    let started = Instant::now();
+    for i in 0..publishes {
+        let push = json!({"type": "push", "mutation_id": format!("w-{i}"), "diff": {"changes": [{
+            "table": "inventory_items", "op": "insert", "pk": {"id": format!("item-{i}")},
+            "cols": {"tenant_id": {"new": "load-b"}, "sku": {"new": format!("SKU-{i}")}, "name": {"new": "Part"},
+                     "quantity": {"new": i}, "location": {"new": "van-1"}}}]}});
+        let sent = Instant::now();
+        writer.send(Message::text(push.to_string())).await.unwrap();
+        // Wait until every subscriber has this diff: the last arrival is the latency.
+        let mut last = sent;
+        for _ in 0..subscribers {
+            let (_, at) = rx.recv().await.unwrap();
+            last = last.max(at);
+        }
+        latencies.push((last - sent).as_secs_f64() * 1e3);
+        // The writer's own frames (diff, ack) are drained so it never blocks the server.
+        loop {
+            let Some(Ok(Message::Text(t))) = writer.next().await else { panic!("writer lost") };
+            if t.contains("\"ack\"") {
+                break;
+            }
+        }
+        if i % 10 == 0 {
+            progress("published", i + 1, publishes);
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = server.cpu_secs() - cpu_before;
+    println!();
+    let deliveries = received.load(Ordering::Relaxed);
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "      {deliveries} deliveries in {wall:.2} s wall, {cpu:.2} s server CPU: {:.0} deliveries per server CPU-second (target ≥ 250k)",
+        deliveries as f64 / cpu.max(1e-9)
+    );
+    println!(
+        "      push → last of {subscribers} subscribers: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 ≤ 50 ms; includes the durable commit)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+}
+
+async fn durable(writers: usize, per_writer: usize, max_batch: usize) -> f64 {
+    let server = Server::start(max_batch);
+    let total = writers * per_writer;
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let done = Arc::clone(&done);
+            let addr = server.addr;
+            tokio::spawn(async move {
+                // One tenant per writer: this measures the write path, not fan-out to the others.
+                let tenant: &'static str = Box::leak(format!("load-c{w}").into_boxed_str());
+                let ws = subscriber(addr, 500_000 + w, tenant).await;
+                let (mut write, mut read) = ws.split();
+                let sender = tokio::spawn(async move {
+                    for i in 0..per_writer {
+                        let push = json!({"type": "push", "mutation_id": format!("w{w}-{i}"), "diff": {"changes": [{
+                            "table": "inventory_items", "op": "insert", "pk": {"id": format!("w{w}-{i}")},
+                            "cols": {"tenant_id": {"new": format!("load-c{w}")}, "sku": {"new": "S"}, "name": {"new": "Part"},
+                                     "quantity": {"new": i}, "location": {"new": null}}}]}});
+                        write.send(Message::text(push.to_string())).await.unwrap();
+                    }
+                    write
+                });
+                let mut acks = 0;
+                while acks < per_writer {
+                    let Some(Ok(Message::Text(t))) = read.next().await else { panic!("writer lost") };
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    match v["type"].as_str() {
+                        Some("ack") => {
+                            acks += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some("error" | "reject") => panic!("writer {w}: {v}"),
+                        _ => {}
+                    }
+                }
+                drop(sender.await);
+            })
+        })
+        .collect();
+    let progress_task = {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                progress(&format!("max_batch {max_batch}: acked"), done.load(Ordering::Relaxed), total);
+            }
+        })
+    };
+    for t in tasks {
+        t.await.unwrap();
+    }
+    progress_task.abort();
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!();
+    rate
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let full = args.iter().any(|a| a == "--full");
+    let (connections, big_fanout, publishes, writes) = if quick {
+        (2_000, 1_000, 50, 200)
+    } else if full {
+        (19_000, 10_000, 200, 2_000)
+    } else {
+        (10_000, 10_000, 200, 1_000)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        println!("moat load tool ({} mode)", if quick { "quick" } else if full { "full" } else { "default" });
+        memory(connections).await;
+        fanout(1_000, publishes).await;
+        if big_fanout != 1_000 {
+            fanout(big_fanout, publishes / 2).await;
+        }
+        println!("[3/3] durable diffs per second, 32 writers × {writes} pushes each");
+        let grouped = durable(32, writes, 512).await;
+        let single = durable(32, writes / 4, 1).await;
+        println!(
+            "      group commit: {grouped:.0} diffs/s; one transaction per diff: {single:.0} diffs/s ({:.1}×) (target ≥ 20k/s)",
+            grouped / single
+        );
+    });
+}
