@@ -34,7 +34,7 @@ struct Channel {
 /// Every channel with subscribers.
 #[derive(Debug)]
 pub(crate) struct Hub {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
     capacity: usize,
 }
 
@@ -62,7 +62,9 @@ impl Hub {
         let mut channels = self.channels.lock().expect("hub lock");
         channels
             .entry(profile.channel.clone())
-            .or_insert_with(|| Channel { profile: profile.clone(), tx: broadcast::channel(self.capacity).0 })
+            .or_insert_with(|| {
+                Arc::new(Channel { profile: profile.clone(), tx: broadcast::channel(self.capacity).0 })
+            })
             .tx
             .subscribe()
     }
@@ -72,21 +74,27 @@ impl Hub {
         self.channels.lock().expect("hub lock").values().filter(|c| c.tx.receiver_count() > 0).count()
     }
 
-    /// Sends a committed entry to every channel that sees some of it: one view and one encoding per
-    /// channel. Channels nobody listens to any more are dropped here.
-    pub(crate) fn publish(&self, rules: &Rules, entry: &LogEntry, metrics: &Metrics) {
-        let active: Vec<(Profile, broadcast::Sender<Arc<Frame>>)> = {
+    /// Sends committed entries, in order, to every channel that sees some of them: one view and one
+    /// encoding per entry per channel. The channel list is taken once per batch; channels nobody
+    /// listens to any more are dropped here.
+    pub(crate) fn publish(&self, rules: &Rules, entries: &[LogEntry], metrics: &Metrics) {
+        if entries.is_empty() {
+            return;
+        }
+        let active: Vec<Arc<Channel>> = {
             let mut channels = self.channels.lock().expect("hub lock");
             channels.retain(|_, c| c.tx.receiver_count() > 0);
-            channels.values().map(|c| (c.profile.clone(), c.tx.clone())).collect()
+            channels.values().cloned().collect()
         };
-        for (profile, tx) in active {
-            let Some(diff) = view(rules, &profile, entry) else { continue };
-            let text = diff_frame(&profile.channel, entry.version, &diff);
-            metrics.encodes.inc();
-            let frame =
-                Arc::new(Frame { version: entry.version, text: text.into(), published: Instant::now() });
-            let _ = tx.send(frame);
+        for entry in entries {
+            for channel in &active {
+                let Some(diff) = view(rules, &channel.profile, entry) else { continue };
+                let text = diff_frame(&channel.profile.channel, entry.version, &diff);
+                metrics.encodes.inc();
+                let frame =
+                    Arc::new(Frame { version: entry.version, text: text.into(), published: Instant::now() });
+                let _ = channel.tx.send(frame);
+            }
         }
     }
 }

@@ -269,7 +269,7 @@ impl Writer {
                 match req {
                     WriteReq::Push { user, profile, mutation_id, diff, reply } => {
                         // Each push in its own savepoint: one that fails half-way leaves nothing.
-                        tx.execute_batch("SAVEPOINT moat_push")?;
+                        tx.prepare_cached("SAVEPOINT moat_push")?.execute([])?;
                         let before = (version, entries.len());
                         let result = push(
                             &tx,
@@ -283,7 +283,7 @@ impl Writer {
                             &mut entries,
                         );
                         if result.is_ok() {
-                            tx.execute_batch("RELEASE moat_push")?;
+                            tx.prepare_cached("RELEASE moat_push")?.execute([])?;
                         } else {
                             tx.execute_batch("ROLLBACK TO moat_push; RELEASE moat_push")?;
                             (version, _) = before;
@@ -328,9 +328,7 @@ impl Writer {
         self.metrics.observe_batch(started.elapsed());
         self.metrics.diffs.add(entries.len() as u64);
         // Broadcast first, then answer the writers: a writer's connection sends the diff before the ack.
-        for entry in &entries {
-            self.hub.publish(&self.rules, entry, &self.metrics);
-        }
+        self.hub.publish(&self.rules, &entries, &self.metrics);
         for d in done {
             match d {
                 Done::Push { reply, mutation_id, result } => {

@@ -333,13 +333,14 @@ pub(crate) struct Savepoint<'c> {
 
 impl<'c> Savepoint<'c> {
     pub(crate) fn open(conn: &'c Connection) -> Result<Self> {
-        conn.execute_batch("SAVEPOINT moat_apply")?;
+        // Prepared once per connection: this runs for every diff the server merges.
+        conn.prepare_cached("SAVEPOINT moat_apply")?.execute([])?;
         Ok(Savepoint { conn, done: false })
     }
 
     pub(crate) fn release(mut self) -> Result<()> {
         self.done = true;
-        self.conn.execute_batch("RELEASE moat_apply")?;
+        self.conn.prepare_cached("RELEASE moat_apply")?.execute([])?;
         Ok(())
     }
 }
