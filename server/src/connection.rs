@@ -243,7 +243,8 @@ async fn live(
                 Err(broadcast::error::RecvError::Lagged(_)) => return Err(conn.slow()),
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
-            Some(reply) = replies.recv() => {
+            // Polled only while pushes are out: an idle channel is not polled on every frame.
+            Some(reply) = replies.recv(), if conn.inflight > 0 => {
                 conn.drain(rx).await?;
                 Box::pin(handlers::push::answer(conn, *reply)).await?;
             }
