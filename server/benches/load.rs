@@ -113,7 +113,7 @@ async fn subscriber(addr: SocketAddr, n: usize, tenant: &str) -> Ws {
         let Some(Ok(Message::Text(t))) = ws.next().await else {
             panic!("subscriber {n} lost its connection")
         };
-        if t.contains("\"snapshot_end\"") {
+        if t.contains("\"synced\"") {
             return ws;
         }
     }
@@ -160,7 +160,7 @@ impl Lean {
         frame.extend_from_slice(&payload);
         stream.get_mut().write_all(&frame).await.unwrap();
         let mut lean = Lean { stream };
-        while !lean.next_text().await.expect("the server answers the hello").contains("\"snapshot_end\"") {}
+        while !lean.next_text().await.expect("the server answers the hello").contains("\"synced\"") {}
         lean
     }
 

@@ -106,6 +106,13 @@ pub enum ServerMsg<'a> {
         /// The cursor to store.
         version: i64,
     },
+    /// The initial sync (catch-up or snapshot) is complete: from here on, diffs arrive as they happen.
+    Synced {
+        /// The channel.
+        channel: &'a str,
+        /// The version the client is at.
+        version: i64,
+    },
     /// A change to a channel, live or during catch-up; apply in version order.
     Diff {
         /// The channel.

@@ -12,9 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 async fn bad_frames_get_errors_and_the_connection_and_data_survive() {
     let server = TestServer::start().await;
     let mut bystander = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
-    bystander.until("snapshot_end").await;
+    bystander.until("synced").await;
     let mut c = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
-    c.until("snapshot_end").await;
+    c.until("synced").await;
 
     for (frame, code) in [
         ("not json", "protocol"),
@@ -60,9 +60,9 @@ async fn bad_frames_get_errors_and_the_connection_and_data_survive() {
 async fn an_oversized_frame_closes_only_that_connection() {
     let server = TestServer::start_with(|c| c.limits.max_frame_bytes = 64 * 1024).await;
     let mut bystander = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
-    bystander.until("snapshot_end").await;
+    bystander.until("synced").await;
     let mut c = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
-    c.until("snapshot_end").await;
+    c.until("synced").await;
     let huge = "x".repeat(200 * 1024);
     let _ = c.push("big", update("jobs", "job-a1", "notes", json!("call first"), json!(huge))).await;
     let (code, _) = c.closed().await;
@@ -126,7 +126,7 @@ async fn bad_hellos_are_closed_with_a_reason() {
 async fn a_token_that_expires_while_connected_ends_the_session() {
     let server = TestServer::start().await;
     let mut c = Client::connect(&server.url(), &token_exp("alice", "company-a", "admin", 2), json!({})).await;
-    c.until("snapshot_end").await;
+    c.until("synced").await;
     let (code, reason) = c.closed().await;
     assert_eq!((code, reason.as_str()), (4001, "token expired"));
 }

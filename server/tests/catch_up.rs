@@ -11,12 +11,12 @@ async fn a_client_resumes_from_its_cursor() {
     let server = TestServer::start().await;
     let tok = token("alice", "company-a", "admin");
     let mut a = Client::connect(&server.url(), &tok, json!({})).await;
-    a.until("snapshot_end").await;
+    a.until("synced").await;
     let cursor = a.cursor;
     drop(a);
 
     let mut b = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
-    b.until("snapshot_end").await;
+    b.until("synced").await;
     for (i, status) in ["scheduled", "in_progress", "done"].iter().enumerate() {
         let old = ["open", "scheduled", "in_progress"][i];
         b.push(&format!("b-{i}"), update("jobs", "job-a1", "status", json!(old), json!(status))).await;
@@ -24,15 +24,17 @@ async fn a_client_resumes_from_its_cursor() {
     }
     // Company-b writes in between: not part of company-a's channel.
     let mut bella = Client::connect(&server.url(), &token("bella", "company-b", "admin"), json!({})).await;
-    bella.until("snapshot_end").await;
+    bella.until("synced").await;
     bella.push("x", update("jobs", "job-b1", "status", json!("open"), json!("done"))).await;
     bella.until("ack").await;
 
     let mut a = Client::connect(&server.url(), &tok, json!({"company-a/admin": cursor})).await;
     let frames = a.settle().await;
     let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["diff", "diff", "diff"], "{frames:?}");
+    assert_eq!(types, ["diff", "diff", "diff", "synced"], "{frames:?}");
     let versions: Vec<i64> = frames.iter().map(|f| f["version"].as_i64().unwrap()).collect();
+    // Company-b's write (version 5) is not in this channel, but the cursor moves past it.
+    assert_eq!((versions[2], versions[3]), (4, 5), "synced names the version caught up to");
     assert!(versions.windows(2).all(|w| w[0] < w[1]) && versions[0] > cursor, "{versions:?}");
     assert_eq!(frames[2]["diff"]["changes"][0]["cols"]["status"]["new"], "done");
 }
@@ -42,7 +44,7 @@ async fn a_cursor_older_than_the_log_gets_a_fresh_snapshot() {
     let server = TestServer::start_with(|c| c.limits.log_retention = 1).await;
     let tok = token("alice", "company-a", "admin");
     let mut a = Client::connect(&server.url(), &tok, json!({})).await;
-    a.until("snapshot_end").await;
+    a.until("synced").await;
     // Enough commits to pass a compaction point (every 1024 versions).
     let mut sql = String::new();
     for i in 0..1100 {
@@ -53,8 +55,9 @@ async fn a_cursor_older_than_the_log_gets_a_fresh_snapshot() {
     let mut b = Client::connect(&server.url(), &tok, json!({"company-a/admin": 1})).await;
     let (begin, _) = b.until("snapshot_begin").await;
     assert_eq!(begin["rows"], 3);
-    let (end, _) = b.until("snapshot_end").await;
+    let (end, _) = b.until("synced").await;
     assert!(end["version"].as_i64().unwrap() >= 1100);
+    assert_eq!(end["version"].as_i64(), Some(b.cursor));
     assert!(b.received.iter().any(|c| c["cols"]["price_cents"]["new"] == 1099));
 }
 

@@ -15,11 +15,11 @@ async fn company_b_never_sees_company_a_and_technicians_never_see_hidden_columns
     let server = TestServer::start().await;
     let url = server.url();
     let mut bella = Client::connect(&url, &token("bella", "company-b", "admin"), json!({})).await;
-    let (_, b_snapshot) = bella.until("snapshot_end").await;
+    let (_, b_snapshot) = bella.until("synced").await;
     let mut tom = Client::connect(&url, &token("tom", "company-a", "technician"), json!({})).await;
-    let (_, t_snapshot) = tom.until("snapshot_end").await;
+    let (_, t_snapshot) = tom.until("synced").await;
     let mut alice = Client::connect(&url, &token("alice", "company-a", "admin"), json!({})).await;
-    let (_, a_snapshot) = alice.until("snapshot_end").await;
+    let (_, a_snapshot) = alice.until("synced").await;
 
     // Snapshots: each tenant only its own rows; the technician gets the hidden column as NULL.
     assert!(text_of(&a_snapshot).contains("thin margin"), "admins see internal notes");
@@ -69,9 +69,9 @@ async fn a_conflict_alert_does_not_leak_hidden_columns() {
     let server = TestServer::start().await;
     let url = server.url();
     let mut alice = Client::connect(&url, &token("alice", "company-a", "admin"), json!({})).await;
-    alice.until("snapshot_end").await;
+    alice.until("synced").await;
     let mut tom = Client::connect(&url, &token("tom", "company-a", "technician"), json!({})).await;
-    tom.until("snapshot_end").await;
+    tom.until("synced").await;
 
     alice.push("a-1", update("jobs", "job-a1", "status", json!("open"), json!("on_hold"))).await;
     alice.until("ack").await;

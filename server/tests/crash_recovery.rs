@@ -61,14 +61,14 @@ async fn every_acknowledged_write_survives_sigkill() {
 
     let (mut child, url) = start(&db);
     let mut c = Client::connect(&url, &tok, json!({})).await;
-    c.until("snapshot_end").await;
+    c.until("synced").await;
     let acked = push_all(&mut c, 256, PUSHES / 3).await;
     child.kill().unwrap(); // SIGKILL: no shutdown path runs
     child.wait().unwrap();
 
     let (mut child, url) = start(&db);
     let mut c = Client::connect(&url, &tok, json!({})).await;
-    c.until("snapshot_end").await;
+    c.until("synced").await;
     let present: std::collections::HashSet<String> =
         c.received.iter().map(|ch| ch["pk"]["id"].as_str().unwrap().to_owned()).collect();
     for id in &acked {

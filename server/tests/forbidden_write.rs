@@ -9,7 +9,7 @@ use support::{Client, TestServer, db_value, token, update};
 async fn writes_outside_the_rights_are_rejected_and_change_nothing() {
     let server = TestServer::start().await;
     let mut tom = Client::connect(&server.url(), &token("tom", "company-a", "technician"), json!({})).await;
-    tom.until("snapshot_end").await;
+    tom.until("synced").await;
 
     let cases = [
         ("read-only column", update("jobs", "job-a1", "price_cents", json!(10000), json!(1))),

@@ -40,14 +40,14 @@ async fn every_session_message() {
     real_hello["token"] = json!(tok);
     let mut tom = Client::connect(&server.url(), &tok, real_hello["cursors"].clone()).await;
     keep(&tom.welcome);
-    let (_, before) = tom.until("snapshot_end").await;
+    let (synced, before) = tom.until("synced").await;
     for f in &before {
         keep(f);
     }
-    keep(&json!({"type": "snapshot_end", "channel": "company-a/technician", "version": tom.cursor}));
+    keep(&synced);
 
     let mut alice = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
-    alice.until("snapshot_end").await;
+    alice.until("synced").await;
     alice.push("alice-1", update("jobs", "job-a1", "status", json!("open"), json!("on_hold"))).await;
     alice.until("ack").await;
 
@@ -71,6 +71,7 @@ async fn every_session_message() {
     }
     for name in [
         "welcome",
+        "synced",
         "snapshot_begin",
         "snapshot",
         "snapshot_end",

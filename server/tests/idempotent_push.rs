@@ -14,7 +14,7 @@ async fn a_replayed_push_is_applied_once() {
         "cols": {"tenant_id": {"new": "company-a"}, "sku": {"new": "SKU-1"}, "name": {"new": "Valve"},
                  "quantity": {"new": 3}, "location": {"new": "van-1"}}}]});
     let mut a = Client::connect(&server.url(), &tok, json!({})).await;
-    a.until("snapshot_end").await;
+    a.until("synced").await;
     a.push("c1-7", insert.clone()).await;
     let (first, _) = a.until("ack").await;
     a.push("c1-7", insert.clone()).await;
@@ -41,9 +41,9 @@ async fn a_replayed_push_is_applied_once() {
 async fn mutation_ids_are_per_user() {
     let server = TestServer::start().await;
     let mut alice = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
-    alice.until("snapshot_end").await;
+    alice.until("synced").await;
     let mut amy = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
-    amy.until("snapshot_end").await;
+    amy.until("synced").await;
     let diff = |new: &str| {
         json!({"changes": [{"table": "jobs", "op": "update", "pk": {"id": "job-a2"},
         "cols": {"notes": {"old": null, "new": new}}}]})

@@ -11,11 +11,11 @@ async fn a_push_reaches_every_client_of_the_channel_and_the_writer_gets_diff_the
     let server = TestServer::start().await;
     let url = server.url();
     let mut alice = Client::connect(&url, &token("alice", "company-a", "admin"), json!({})).await;
-    alice.until("snapshot_end").await;
+    alice.until("synced").await;
     let mut amy = Client::connect(&url, &token("amy", "company-a", "admin"), json!({})).await;
-    amy.until("snapshot_end").await;
+    amy.until("synced").await;
     let mut tom = Client::connect(&url, &token("tom", "company-a", "technician"), json!({})).await;
-    tom.until("snapshot_end").await;
+    tom.until("synced").await;
 
     alice.push("m-1", update("jobs", "job-a1", "status", json!("open"), json!("done"))).await;
     let (diff, _) = alice.until("diff").await;
@@ -40,7 +40,7 @@ async fn one_encoding_per_channel_however_many_subscribers() {
     let mut clients = Vec::new();
     for i in 0..20 {
         let mut c = Client::connect(&url, &token(&format!("u{i}"), "company-a", "admin"), json!({})).await;
-        c.until("snapshot_end").await;
+        c.until("synced").await;
         clients.push(c);
     }
     let encodes = server.metrics.encodes.get();

@@ -24,7 +24,7 @@ async fn health_metrics_and_graceful_shutdown() {
     let mut server = TestServer::start().await;
     assert_eq!(get(server.addr, "/healthz").await.0, 200);
     let mut c = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
-    c.until("snapshot_end").await;
+    c.until("synced").await;
     let (status, body) = get(server.addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(body.contains("moat_connections 1"), "{body}");

@@ -14,9 +14,9 @@ async fn a_slow_consumer_is_cut_off_and_others_are_not_delayed() {
     })
     .await;
     let mut slow = Client::connect(&server.url(), &token("sam", "company-a", "admin"), json!({})).await;
-    slow.until("snapshot_end").await;
+    slow.until("synced").await;
     let mut fast = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
-    fast.until("snapshot_end").await;
+    fast.until("synced").await;
 
     // A large note makes each frame big, so socket buffers fill quickly.
     let big = "n".repeat(32 * 1024);

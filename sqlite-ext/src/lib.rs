@@ -10,6 +10,7 @@
 //! - [`apply`]: applying a diff with the conflict handler; field-level merge; conflicts as data.
 //! - [`replica`]: a client's database: golden `server_data_*` tables, the `overlays` log of pending
 //!   local changesets, and the projection the UI reads, rebased whenever the server moves.
+//! - [`sync`]: the client's session state machine (events in, instructions out), over a replica.
 //!
 //! The wire format is described with examples in `docs/protocol.md`.
 #![warn(unreachable_pub, missing_debug_implementations, missing_docs)]
@@ -20,6 +21,7 @@ pub mod diff;
 mod error;
 pub mod replica;
 pub mod schema;
+pub mod sync;
 pub mod value;
 
 pub use apply::{ColumnConflict, Conflict, ConflictKind, MergeReport, merge};
@@ -28,4 +30,5 @@ pub use diff::{Change, ColumnChange, Diff, Fields};
 pub use error::{Error, Result};
 pub use replica::{Mutation, Rejected, Replica, Resolution, StoredConflict};
 pub use schema::{Column, ColumnType, Schema, Table};
+pub use sync::{Event, Instruction, Phase, Status, SyncEngine};
 pub use value::Value;

@@ -283,6 +283,79 @@ impl Replica {
         Ok(())
     }
 
+    /// The cursor of every channel this replica holds data of (for the hello).
+    pub fn cursors(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT substr(key, 8), value FROM moat_meta WHERE key LIKE 'cursor:%' ORDER BY key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A fresh snapshot of `channel` begins: the golden state is emptied (the projection keeps showing
+    /// the old rows until [`Replica::finish_snapshot`]) and the channel's cursor is forgotten, so a
+    /// crash half-way leads to a new snapshot, never to a catch-up over half a copy.
+    pub fn begin_snapshot(&mut self, channel: &str) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
+        for t in self.schema.tables() {
+            tx.execute_batch(&format!("DELETE FROM {}", quote(&t.server_data_name())))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One chunk of a snapshot (inserts) into the golden state.
+    pub fn apply_snapshot_chunk(&mut self, diff: &Diff) -> Result<()> {
+        let mut raw = diff.to_raw(&self.schema, Table::server_data_name)?;
+        raw.retain(|t| !t.changes.is_empty());
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        apply_changeset(&tx, &changeset::write(&raw), Policy::Authoritative)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The snapshot is complete as of `version`: the projection becomes the golden state with the
+    /// pending overlays replayed over it, and the cursor is stored, in one transaction.
+    pub fn finish_snapshot(&mut self, channel: &str, version: i64) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for t in self.schema.tables() {
+            tx.execute_batch(&format!(
+                "DELETE FROM {name}; INSERT INTO {name} ({cols}) SELECT {cols} FROM {golden}",
+                name = quote(&t.name),
+                golden = quote(&t.server_data_name()),
+                cols = t.column_list()
+            ))?;
+        }
+        for m in load_pending(&tx, &self.schema)? {
+            apply_changeset(&tx, &m.diff.to_changeset(&self.schema)?, Policy::MineWins)?;
+        }
+        tx.execute(
+            "INSERT INTO moat_meta (key, value) VALUES ('cursor:' || ?1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (channel, version),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The user lost `channel`: its rows leave the device (golden state and projection) with its
+    /// cursor. A replica holds one channel at a time, so that is every synced row; pending writes
+    /// stay, and the server will answer them.
+    pub fn revoke(&mut self, channel: &str) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
+        for t in self.schema.tables() {
+            tx.execute_batch(&format!(
+                "DELETE FROM {}; DELETE FROM {}",
+                quote(&t.server_data_name()),
+                quote(&t.name)
+            ))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The server applied `mutation_id`: the overlay leaves, `conflicts` (what it could not merge) are
     /// kept for the user, and the rows the overlay touched are rebased. Returns false for an unknown
     /// or already acknowledged id, so a repeated ack changes nothing.

@@ -19,9 +19,12 @@ pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), 
     let store = Arc::clone(&conn.state.store);
     let (newest, oldest) = store.read(|c| log_bounds(c)).await.map_err(storage)?;
     match cursor {
-        Some(c) if c <= newest && c + 1 >= oldest => catch_up(conn, c).await,
-        _ => snapshot(conn).await,
+        Some(c) if c <= newest && c + 1 >= oldest => catch_up(conn, c).await?,
+        _ => snapshot(conn).await?,
     }
+    let channel = conn.profile.channel.clone();
+    let version = conn.sent;
+    conn.send(&ServerMsg::Synced { channel: &channel, version }).await
 }
 
 fn storage(e: crate::error::Error) -> End {

@@ -156,7 +156,7 @@ impl Client {
                 Some("snapshot") => {
                     self.received.extend(v["diff"]["changes"].as_array().unwrap().iter().cloned())
                 }
-                Some("snapshot_end") => self.cursor = v["version"].as_i64().unwrap(),
+                Some("snapshot_end" | "synced") => self.cursor = v["version"].as_i64().unwrap(),
                 _ => {}
             }
             return v;
