@@ -11,6 +11,8 @@
 //! - [`replica`]: a client's database: golden `server_data_*` tables, the `overlays` log of pending
 //!   local changesets, and the projection the UI reads, rebased whenever the server moves.
 //! - [`sync`]: the client's session state machine (events in, instructions out), over a replica.
+//! - [`ui`]: the dynamic UI model (object types, list views, detail views, validated edits) computed
+//!   only from the synced `object_metadata` and `layout_definition`.
 //!
 //! The wire format is described with examples in `docs/protocol.md`.
 #![warn(unreachable_pub, missing_debug_implementations, missing_docs)]
@@ -22,6 +24,7 @@ mod error;
 pub mod replica;
 pub mod schema;
 pub mod sync;
+pub mod ui;
 pub mod value;
 
 pub use apply::{ColumnConflict, Conflict, ConflictKind, MergeReport, merge};

@@ -1,0 +1,217 @@
+//! The dynamic UI model, computed only from the synced metadata and the projection: object types,
+//! list views, detail views per role, validated edits, and live changes of the metadata.
+
+use moat_tests::{ModelServer, fields, id};
+use sqlite_ext::ui::{self, ListQuery};
+use sqlite_ext::{Error, Replica, Schema, Value};
+
+const SEED: &str = include_str!("../schemas/demo_seed.sql");
+
+/// A company-a device with the demo data, and the server it syncs from.
+fn device() -> (ModelServer, Replica) {
+    let mut server = ModelServer::new(Schema::demo(), SEED);
+    let mut r = Replica::open_in_memory(Schema::demo()).unwrap();
+    r.apply_server_diff(&server.log[0]).unwrap();
+    let only_a = server.edit(|c| {
+        for t in ["jobs", "customers", "inventory_items", "object_metadata", "layout_definition"] {
+            c.execute(&format!("DELETE FROM {t} WHERE tenant_id = 'company-b'"), []).unwrap();
+        }
+    });
+    r.apply_server_diff(&only_a).unwrap();
+    (server, r)
+}
+
+#[test]
+fn object_types_come_from_object_metadata_and_change_with_it() {
+    let (mut server, mut r) = device();
+    let types = ui::object_types(r.connection(), r.schema()).unwrap();
+    let names: Vec<(&str, i64)> = types.iter().map(|t| (t.label_plural.as_str(), t.count)).collect();
+    assert_eq!(names, [("Jobs", 5000), ("Inventory", 400), ("Customers", 200)]);
+
+    let d = server.edit(|c| {
+        c.execute_batch(
+            "UPDATE object_metadata SET label_plural = 'Visits', sort_order = 9 WHERE id = 'company-a:jobs';
+             DELETE FROM object_metadata WHERE id = 'company-a:inventory_items';",
+        )
+        .unwrap();
+    });
+    r.apply_server_diff(&d).unwrap();
+    let types = ui::object_types(r.connection(), r.schema()).unwrap();
+    let names: Vec<&str> = types.iter().map(|t| t.label_plural.as_str()).collect();
+    assert_eq!(names, ["Customers", "Visits"], "renamed, reordered and removed by data alone");
+}
+
+#[test]
+fn list_views_page_sort_search_and_format() {
+    let (_, r) = device();
+    let (conn, schema) = (r.connection(), r.schema());
+    let page = ui::list_view(conn, schema, "jobs", &ListQuery { limit: 25, ..Default::default() }).unwrap();
+    assert_eq!(page.title, "Jobs");
+    let cols: Vec<&str> = page.columns.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(cols, ["Title", "Status", "Scheduled", "Assignee", "Price"]);
+    assert_eq!((page.total, page.rows.len()), (5000, 25));
+    let dates: Vec<String> = page.rows.iter().map(|r| r.cells[2].display.clone()).collect();
+    assert!(dates.windows(2).all(|w| w[0] >= w[1]), "default sort: scheduled date, newest first");
+
+    let first = &page.rows[0];
+    let price = &first.cells[4];
+    let Value::Integer(cents) = price.value else { panic!("{price:?}") };
+    assert_eq!(price.display, format!("${}.{:02}", group(cents / 100), cents % 100));
+    let status = &first.cells[1];
+    assert!(
+        ["Open", "Scheduled", "In progress", "On hold", "Done"].contains(&status.display.as_str()),
+        "{status:?}"
+    );
+
+    let found = ui::list_view(
+        conn,
+        schema,
+        "jobs",
+        &ListQuery { search: Some("boiler".into()), limit: 500, ..Default::default() },
+    )
+    .unwrap();
+    let expected: i64 = conn
+        .query_row("SELECT count(*) FROM jobs WHERE title LIKE '%boiler%' OR notes LIKE '%boiler%' OR assignee LIKE '%boiler%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(found.total, expected);
+    assert!(found.rows.iter().all(|r| r.title.contains("boiler")));
+    let none = ui::list_view(
+        conn,
+        schema,
+        "jobs",
+        &ListQuery { search: Some("100%_".into()), limit: 10, ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(none.total, 0, "LIKE wildcards in the search text are literal");
+
+    let by_price = ui::list_view(
+        conn,
+        schema,
+        "jobs",
+        &ListQuery { sort: Some(("price_cents".into(), true)), limit: 3, offset: 2, ..Default::default() },
+    )
+    .unwrap();
+    let min3: Vec<i64> = conn
+        .prepare("SELECT price_cents FROM jobs ORDER BY price_cents, id LIMIT 3 OFFSET 2")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let got: Vec<Value> = by_price.rows.iter().map(|r| r.cells[4].value.clone()).collect();
+    assert_eq!(got, min3.into_iter().map(Value::Integer).collect::<Vec<_>>());
+    let bad = ui::list_view(
+        conn,
+        schema,
+        "jobs",
+        &ListQuery {
+            sort: Some(("price_cents; DROP TABLE jobs".into(), true)),
+            limit: 3,
+            ..Default::default()
+        },
+    );
+    assert!(matches!(bad, Err(Error::UnknownColumn { .. })));
+}
+
+fn group(n: i64) -> String {
+    let s = n.to_string();
+    s.chars().enumerate().fold(String::new(), |mut out, (i, c)| {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+        out
+    })
+}
+
+#[test]
+fn detail_views_follow_the_layout_of_the_role() {
+    let (_, r) = device();
+    let (conn, schema) = (r.connection(), r.schema());
+    let admin = ui::detail_view(conn, schema, "jobs", &id("job-a-00007"), "admin").unwrap();
+    let layout: Vec<(&str, Vec<&str>)> = admin
+        .sections
+        .iter()
+        .map(|s| (s.label.as_str(), s.fields.iter().map(|f| f.label.as_str()).collect()))
+        .collect();
+    assert_eq!(
+        layout,
+        [
+            ("Summary", vec!["Title", "Status", "Scheduled", "Assignee", "Customer", "Price"]),
+            ("Work", vec!["Line items", "Notes", "Internal notes"]),
+        ]
+    );
+    let customer = &admin.sections[0].fields[4];
+    assert_eq!(customer.widget, "reference");
+    let name: String = conn
+        .query_row(
+            "SELECT c.name FROM jobs j JOIN customers c ON c.id = j.customer_id WHERE j.id = 'job-a-00007'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(customer.cell.display, name, "a reference shows the referenced record's title");
+    assert_eq!(admin.sections[0].fields[1].options.len(), 5);
+
+    let tech = ui::detail_view(conn, schema, "jobs", &id("job-a-00007"), "technician").unwrap();
+    assert_eq!(tech.sections[0].label, "Visit");
+    let price = tech.sections[0].fields.iter().find(|f| f.field == "price_cents").unwrap();
+    assert_eq!((price.label.as_str(), price.read_only), ("Quoted price", true));
+    assert!(tech.sections.iter().flat_map(|s| &s.fields).all(|f| f.field != "internal_notes"));
+}
+
+#[test]
+fn edits_are_checked_against_the_metadata_and_layout() {
+    let (_, mut r) = device();
+    let pk = id("job-a-00007");
+    for (role, values, why) in [
+        ("admin", fields([("status", "exploded".into())]), "not one of the choices"),
+        ("admin", fields([("title", "  ".into())]), "a value is required"),
+        ("admin", fields([("scheduled_date", "next tuesday".into())]), "YYYY-MM-DD"),
+        ("admin", fields([("price_cents", "free".into())]), "not a valid currency"),
+        ("admin", fields([("line_items", "{oops".into())]), "JSON list"),
+        ("admin", fields([("tenant_id", "company-b".into())]), "not a field"),
+        ("technician", fields([("price_cents", 1i64.into())]), "cannot be edited"),
+        ("technician", fields([("internal_notes", "x".into())]), "cannot be edited"),
+    ] {
+        let err = ui::edit(&mut r, "jobs", &pk, &values, role).unwrap_err();
+        assert!(err.to_string().contains(why), "{values:?} as {role}: {err}");
+    }
+    assert_eq!(r.pending_count().unwrap(), 0, "no refused edit was written");
+
+    let m = ui::edit(
+        &mut r,
+        "jobs",
+        &pk,
+        &fields([("status", "scheduled".into()), ("notes", "fixed".into())]),
+        "technician",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(m.diff.changes[0].cols.0.len(), 2);
+    let view = ui::detail_view(r.connection(), r.schema(), "jobs", &pk, "technician").unwrap();
+    let status = view.sections[0].fields.iter().find(|f| f.field == "status").unwrap();
+    assert_eq!(status.cell.display, "Scheduled", "the projection shows the edit at once");
+}
+
+#[test]
+fn a_layout_change_reaches_an_open_detail_view() {
+    let (mut server, mut r) = device();
+    let before =
+        ui::detail_view(r.connection(), r.schema(), "jobs", &id("job-a-00001"), "technician").unwrap();
+    let d = server.edit(|c| {
+        c.execute(
+            "UPDATE layout_definition SET sections = json_insert(sections, '$[0].fields[#]',
+                 json_object('field', 'assignee', 'widget', 'text', 'read_only', json('true')))
+             WHERE id = 'company-a:jobs:detail:technician'",
+            [],
+        )
+        .unwrap();
+    });
+    r.apply_server_diff(&d).unwrap();
+    let after =
+        ui::detail_view(r.connection(), r.schema(), "jobs", &id("job-a-00001"), "technician").unwrap();
+    assert_eq!(after.sections[0].fields.len(), before.sections[0].fields.len() + 1);
+    let added = after.sections[0].fields.last().unwrap();
+    assert_eq!((added.field.as_str(), added.label.as_str(), added.read_only), ("assignee", "Assignee", true));
+}
