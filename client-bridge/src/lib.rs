@@ -1,4 +1,18 @@
-//! Moat's client shells around `sqlite-ext`: the native one (uniffi, for iOS and the Python test
-//! client) and the web one (wasm-bindgen). Both land with the client issues (#4, #5); this crate
-//! exists now so that the workspace has the shape the design card fixes.
+//! Moat's client shells around `sqlite-ext`. The native shell ([`native`]) is exported through
+//! uniffi: the iOS app calls it from Swift, and the test suite drives the very same surface from
+//! Python. The web shell (wasm-bindgen) lands with the web client (issue #5).
+//!
+//! A shell only moves bytes and forwards calls: the session logic is `sqlite_ext::SyncEngine`, the
+//! view models are `sqlite_ext::ui`.
 #![warn(unreachable_pub, missing_debug_implementations)]
+
+#[cfg(not(target_arch = "wasm32"))]
+mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use error::MoatError;
+
+#[cfg(not(target_arch = "wasm32"))]
+uniffi::setup_scaffolding!();

@@ -1,0 +1,131 @@
+"""Shared by the native-client tests: a real `moat serve` on 127.0.0.1 (port 0) with the demo data,
+tokens from `moat token`, and real native clients (the uniffi bindings over client-bridge) on real
+SQLite files. `scripts/test` builds the library and generates the bindings into target/python."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "target", "python"))
+
+import client_bridge as cb  # noqa: E402
+
+MOAT = os.path.join(ROOT, "target", "debug", "moat")
+
+
+class Server:
+    def __init__(self, tmp):
+        self.proc = subprocess.Popen(
+            [MOAT, "serve", "--demo", "--listen", "127.0.0.1:0", "--db", str(tmp / "server.db"),
+             "--web-root", str(tmp / "no-web")],
+            stdout=subprocess.PIPE, env={**os.environ, "MOAT_LOG": "warn"}, text=True)
+        line = self.proc.stdout.readline()
+        addr = line.split("http://")[1].split("/")[0]
+        self.url = f"ws://{addr}/sync"
+
+    def token(self, user, tenant, role):
+        out = subprocess.run([MOAT, "token", "--demo", "--user", user, "--tenant", tenant, "--role", role],
+                             check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.stop()
+
+
+class Listener(cb.MoatListener):
+    """Records what the client reports; `wait` blocks until a condition holds, woken by callbacks."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.tables = []
+        self.statuses = []
+        self.conflicts = []
+        self.rejected = []
+
+    def on_tables_changed(self, tables):
+        with self.cond:
+            self.tables.append((time.monotonic(), tables))
+            self.cond.notify_all()
+
+    def on_status(self, status):
+        with self.cond:
+            self.statuses.append(status)
+            self.cond.notify_all()
+
+    def on_conflicts(self, conflicts):
+        with self.cond:
+            self.conflicts.append(conflicts)
+            self.cond.notify_all()
+
+    def on_rejected(self, mutation_id, reason):
+        with self.cond:
+            self.rejected.append((mutation_id, reason))
+            self.cond.notify_all()
+
+    def wait(self, what, check, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                ok = check()
+                if ok:
+                    return ok
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out waiting for {what}")
+                self.cond.wait(min(left, 0.5))
+
+
+class Device:
+    """One app on one device: a native client over its own database file."""
+
+    def __init__(self, server, path, user, tenant, role):
+        self.listener = Listener()
+        self.client = cb.MoatClient(str(path), server.url, server.token(user, tenant, role), self.listener)
+
+    def wait_live(self, pending=None):
+        def live():
+            s = self.client.status()
+            return s.phase == "live" and (pending is None or s.pending == pending)
+        self.listener.wait("live", live)
+
+    def value(self, object_type, record_id, field):
+        for section in self.client.detail_view(object_type, record_id).sections:
+            for f in section.fields:
+                if f.field == field:
+                    return f.cell.value
+        raise KeyError(field)
+
+
+@pytest.fixture
+def device(server, tmp_path):
+    made = []
+
+    def make(name, user, tenant, role):
+        d = Device(server, tmp_path / f"{name}.db", user, tenant, role)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.client.close()
+
+
+def text(v):
+    return cb.FieldValue.TEXT(v)
+
+
+def integer(v):
+    return cb.FieldValue.INTEGER(v)

@@ -1,0 +1,135 @@
+"""The native client (the surface the iOS app calls) end to end against a real server, driven
+through uniffi's Python bindings."""
+
+import statistics
+import time
+
+import client_bridge as cb
+import pytest
+from conftest import Device, integer, text
+
+JOB = "job-a-00042"
+
+
+def test_object_types_and_views_come_from_synced_metadata(device):
+    alice = device("alice", "alice", "company-a", "admin")
+    alice.wait_live()
+    types = [(t.label_plural, t.count) for t in alice.client.object_types()]
+    assert types == [("Jobs", 5000), ("Inventory", 400), ("Customers", 200)]
+    page = alice.client.list_view("jobs", None, 0, 20)
+    assert page.title == "Jobs" and page.total == 5000 and len(page.rows) == 20
+    assert [c.label for c in page.columns] == ["Title", "Status", "Scheduled", "Assignee", "Price"]
+    detail = alice.client.detail_view("jobs", JOB)
+    assert [s.label for s in detail.sections] == ["Summary", "Work"]
+    with pytest.raises(cb.MoatError.Invalid):
+        alice.client.edit("jobs", JOB, "status", text("exploded"))
+
+
+def test_an_edit_reaches_the_other_client_through_its_callback(device):
+    alice = device("alice", "alice", "company-a", "admin")
+    amy = device("amy", "amy", "company-a", "admin")
+    alice.wait_live()
+    amy.wait_live()
+    latencies = []
+    for i in range(60):
+        note = f"note {i}"
+        seen = len(amy.listener.tables)
+        start = time.monotonic()
+        alice.client.edit("jobs", JOB, "notes", text(note))
+        amy.listener.wait(f"edit {i}", lambda: len(amy.listener.tables) > seen and amy.value("jobs", JOB, "notes") == text(note))
+        # The latency is the callback's time: the edit was in amy's database when it fired.
+        arrived = next(t for t, tables in amy.listener.tables[seen:] if "jobs" in tables)
+        latencies.append((arrived - start) * 1000)
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"\nedit → other client's callback over {len(latencies)} edits: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    assert amy.client.status().pending == 0
+
+
+@pytest.mark.parametrize("choice", ["keep_mine", "take_theirs", "edit"])
+def test_offline_edits_survive_a_restart_and_a_conflict_is_resolved(server, tmp_path, device, choice):
+    alice = device("alice", "alice", "company-a", "admin")
+    amy = device("amy", "amy", "company-a", "admin")
+    alice.wait_live()
+    amy.wait_live()
+    amy.client.go_offline()
+    amy.listener.wait("offline", lambda: amy.client.status().phase in ("offline", "connecting"))
+    amy.client.edit("jobs", JOB, "notes", text("gate code 1234"))
+    amy.client.edit("jobs", JOB, "price_cents", integer(15000))
+    alice.client.edit("jobs", JOB, "status", text("in_progress"))
+    alice.client.edit("jobs", JOB, "price_cents", integer(12000))
+    alice.wait_live(pending=0)
+
+    # The app is closed and opened again from its database file, still offline at first.
+    amy.client.close()
+    amy = Device(server, tmp_path / "amy.db", "amy", "company-a", "admin")
+    try:
+        assert amy.client.status().pending == 2
+        assert amy.value("jobs", JOB, "notes") == text("gate code 1234"), "offline edits show after a restart"
+        amy.wait_live(pending=0)
+        amy.listener.wait("the conflict alert", lambda: amy.listener.conflicts)
+        [conflict] = amy.client.conflicts()
+        [col] = conflict.columns
+        assert (col.column, col.theirs, col.mine) == ("price_cents", integer(12000), integer(15000))
+
+        expected = {"keep_mine": 15000, "take_theirs": 12000, "edit": 13500}[choice]
+        resolution = {
+            "keep_mine": cb.ConflictChoice.KEEP_MINE(),
+            "take_theirs": cb.ConflictChoice.TAKE_THEIRS(),
+            "edit": cb.ConflictChoice.EDIT("price_cents", integer(13500)),
+        }[choice]
+        amy.client.resolve(conflict.id, resolution)
+        assert amy.client.conflicts() == []
+        amy.wait_live(pending=0)
+        for d in (alice, amy):
+            d.listener.wait("convergence", lambda d=d: d.value("jobs", JOB, "price_cents") == integer(expected))
+            assert d.value("jobs", JOB, "status") == text("in_progress")
+            assert d.value("jobs", JOB, "notes") == text("gate code 1234")
+    finally:
+        amy.client.close()
+
+
+def test_metadata_and_layout_changes_reach_a_connected_client(device):
+    alice = device("alice", "alice", "company-a", "admin")
+    tom = device("tom", "tom", "company-a", "technician")
+    alice.wait_live()
+    tom.wait_live()
+    before = tom.client.detail_view("jobs", JOB)
+    alice.client.update_row("object_metadata", "company-a:jobs", "label_plural", text("Visits"))
+    tom.listener.wait("the new label", lambda: [t.label_plural for t in tom.client.object_types()][0] == "Visits")
+
+    sections = '[{"id":"visit","label":"On site","columns":1,"fields":[{"field":"status","widget":"choice"},{"field":"assignee","widget":"text","read_only":true}]}]'
+    alice.client.update_row("layout_definition", "company-a:jobs:detail:technician", "sections", text(sections))
+    tom.listener.wait("the new layout", lambda: tom.client.detail_view("jobs", JOB).sections[0].label == "On site")
+    after = tom.client.detail_view("jobs", JOB)
+    assert [f.field for f in after.sections[0].fields] == ["status", "assignee"]
+    assert after != before
+
+
+def test_a_role_change_removes_the_old_channels_rows(server, tmp_path):
+    import sqlite3
+
+    path = tmp_path / "tom.db"
+
+    def stored(sql):
+        with sqlite3.connect(path) as db:
+            return db.execute(sql).fetchall()
+
+    tom = Device(server, path, "tom", "company-a", "admin")
+    tom.wait_live()
+    tom.client.close()
+    assert stored("SELECT internal_notes FROM jobs WHERE id = 'job-a-00004'") == [("Margin is thin on this one; no discounts.",)]
+    assert stored("SELECT key FROM moat_meta WHERE key LIKE 'cursor:%'") == [("cursor:company-a/admin",)]
+
+    tom = Device(server, path, "tom", "company-a", "technician")
+    try:
+        tom.wait_live()
+        fields = [f.field for s in tom.client.detail_view("jobs", "job-a-00004").sections for f in s.fields]
+        assert "internal_notes" not in fields
+    finally:
+        tom.client.close()
+    assert stored("SELECT key FROM moat_meta WHERE key LIKE 'cursor:%'") == [("cursor:company-a/technician",)]
+    for table in ("jobs", "server_data_jobs"):
+        assert stored(f"SELECT internal_notes FROM {table} WHERE id = 'job-a-00004'") == [(None,)], table
+    assert stored("SELECT count(*) FROM jobs")[0][0] == 5000
