@@ -77,6 +77,8 @@ pub struct SyncStatus {
     pub conflicts: i64,
     /// Writes the server refused.
     pub rejected: i64,
+    /// When the device was last in step with the server (Unix milliseconds).
+    pub last_sync_ms: Option<i64>,
 }
 
 impl From<sqlite_ext::Status> for SyncStatus {
@@ -95,6 +97,7 @@ impl From<sqlite_ext::Status> for SyncStatus {
             pending: s.pending,
             conflicts: s.conflicts,
             rejected: s.rejected,
+            last_sync_ms: s.last_sync_ms,
         }
     }
 }

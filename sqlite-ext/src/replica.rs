@@ -260,7 +260,8 @@ impl Replica {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some((channel, version)) = cursor {
             tx.execute(
-                "INSERT INTO moat_meta (key, value) VALUES ('cursor:' || ?1, ?2) \
+                "INSERT INTO moat_meta (key, value) VALUES ('cursor:' || ?1, ?2), \
+                 ('last_sync_ms', CAST(unixepoch('subsec') * 1000 AS INTEGER)) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (channel, version),
             )?;
@@ -281,6 +282,26 @@ impl Replica {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records that the replica is in step with the server now (the engine calls it on `synced`;
+    /// each diff applied at a cursor records it too, in its own transaction). The time comes from
+    /// SQLite's clock, so the core reads no clock.
+    pub fn mark_synced(&mut self) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO moat_meta (key, value) VALUES ('last_sync_ms', CAST(unixepoch('subsec') * 1000 AS INTEGER)) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// When the replica was last in step with the server (Unix milliseconds), if ever.
+    pub fn last_sync_ms(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM moat_meta WHERE key = 'last_sync_ms'", [], |r| r.get(0))
+            .optional()?)
     }
 
     /// The cursor of every channel this replica holds data of (for the hello).

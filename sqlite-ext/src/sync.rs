@@ -54,6 +54,8 @@ pub struct Status {
     pub conflicts: i64,
     /// Writes the server refused, kept with their reasons.
     pub rejected: i64,
+    /// When the device was last in step with the server (Unix milliseconds).
+    pub last_sync_ms: Option<i64>,
 }
 
 /// Something that happened, fed to [`SyncEngine::handle`].
@@ -154,6 +156,7 @@ impl SyncEngine {
             pending: self.replica.pending_count()?,
             conflicts: self.replica.conflicts()?.len() as i64,
             rejected: self.replica.rejected()?.len() as i64,
+            last_sync_ms: self.replica.last_sync_ms()?,
         })
     }
 
@@ -254,6 +257,7 @@ impl SyncEngine {
             }
             "synced" => {
                 self.phase = Phase::Live;
+                self.replica.mark_synced()?;
                 self.send_pending(out)?;
             }
             "diff" => {

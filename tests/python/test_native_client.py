@@ -1,7 +1,11 @@
 """The native client (the surface the iOS app calls) end to end against a real server, driven
 through uniffi's Python bindings."""
 
+import os
+import sqlite3
 import statistics
+import subprocess
+import sys
 import time
 
 import client_bridge as cb
@@ -50,28 +54,32 @@ def test_an_edit_reaches_the_other_client_through_its_callback(device):
 @pytest.mark.parametrize("choice", ["keep_mine", "take_theirs", "edit"])
 def test_offline_edits_survive_a_restart_and_a_conflict_is_resolved(server, tmp_path, device, choice):
     alice = device("alice", "alice", "company-a", "admin")
-    amy = device("amy", "amy", "company-a", "admin")
     alice.wait_live()
-    amy.wait_live()
-    amy.client.go_offline()
-    amy.listener.wait("offline", lambda: amy.client.status().phase in ("offline", "connecting"))
-    amy.client.edit("jobs", JOB, "notes", text("gate code 1234"))
-    amy.client.edit("jobs", JOB, "price_cents", integer(15000))
+
+    # Amy's first life, in its own process: sync, go offline, edit notes and the price, be killed.
+    amy_db = tmp_path / "amy.db"
+    life = subprocess.run(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "offline_device.py"), str(amy_db), server.url,
+         server.token("amy", "company-a", "admin"), JOB],
+        capture_output=True, text=True, timeout=60, cwd=os.path.dirname(__file__))
+    assert life.returncode == 0 and "edited offline" in life.stdout, life.stderr
+
+    # Meanwhile alice changes the status and the price.
     alice.client.edit("jobs", JOB, "status", text("in_progress"))
     alice.client.edit("jobs", JOB, "price_cents", integer(12000))
     alice.wait_live(pending=0)
 
-    # The app is closed and opened again from its database file, still offline at first.
-    amy.client.close()
-    amy = Device(server, tmp_path / "amy.db", "amy", "company-a", "admin")
+    # Amy's app starts again from its database file.
+    amy = Device(server, amy_db, "amy", "company-a", "admin")
     try:
-        assert amy.client.status().pending == 2
+        assert amy.client.status().pending == 2, "the offline queue survived the process's death"
         assert amy.value("jobs", JOB, "notes") == text("gate code 1234"), "offline edits show after a restart"
         amy.wait_live(pending=0)
         amy.listener.wait("the conflict alert", lambda: amy.listener.conflicts)
         [conflict] = amy.client.conflicts()
         [col] = conflict.columns
-        assert (col.column, col.theirs, col.mine) == ("price_cents", integer(12000), integer(15000))
+        assert (col.column, col.base, col.theirs, col.mine) == (
+            "price_cents", amy_base_price(tmp_path), integer(12000), integer(15000))
 
         expected = {"keep_mine": 15000, "take_theirs": 12000, "edit": 13500}[choice]
         resolution = {
@@ -88,6 +96,16 @@ def test_offline_edits_survive_a_restart_and_a_conflict_is_resolved(server, tmp_
             assert d.value("jobs", JOB, "notes") == text("gate code 1234")
     finally:
         amy.client.close()
+
+    # Each of amy's writes reached the server once: two offline edits, plus the resolution's write.
+    with sqlite3.connect(tmp_path / "server.db") as db:
+        n = db.execute("SELECT count(*) FROM moat_mutations WHERE user_id = 'amy'").fetchone()[0]
+    assert n == (2 if choice == "take_theirs" else 3)
+
+
+def amy_base_price(_tmp_path):
+    """The price schemas/demo_seed.sql gives job 42, which both sides started from."""
+    return integer(5000 + (42 * 7919) % 150000)
 
 
 def test_metadata_and_layout_changes_reach_a_connected_client(device):
