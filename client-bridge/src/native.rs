@@ -391,21 +391,25 @@ impl MoatClient {
             .collect())
     }
 
-    /// A page of `object_type`'s records, optionally filtered by `search`.
+    /// A page of `object_type`'s records, optionally filtered by `search` and sorted by
+    /// `sort_field` (the metadata's default sort when `None`).
     pub fn list_view(
         &self,
         object_type: String,
         search: Option<String>,
+        sort_field: Option<String>,
+        ascending: bool,
         offset: i64,
         limit: i64,
     ) -> Result<ListViewModel, MoatError> {
         let engine = self.lock();
         let r = engine.replica();
+        let sort = sort_field.map(|f| (f, ascending));
         let v = ui::list_view(
             r.connection(),
             r.schema(),
             &object_type,
-            &ListQuery { search, sort: None, offset, limit },
+            &ListQuery { search, sort, offset, limit },
         )?;
         Ok(ListViewModel {
             title: v.title,

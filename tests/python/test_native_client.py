@@ -20,9 +20,15 @@ def test_object_types_and_views_come_from_synced_metadata(device):
     alice.wait_live()
     types = [(t.label_plural, t.count) for t in alice.client.object_types()]
     assert types == [("Jobs", 5000), ("Inventory", 400), ("Customers", 200)]
-    page = alice.client.list_view("jobs", None, 0, 20)
+    page = alice.client.list_view("jobs", None, None, True, 0, 20)
     assert page.title == "Jobs" and page.total == 5000 and len(page.rows) == 20
     assert [c.label for c in page.columns] == ["Title", "Status", "Scheduled", "Assignee", "Price"]
+    dates = [r.cells[2].display for r in page.rows]
+    assert dates == sorted(dates, reverse=True), "the metadata's default sort: newest first"
+    cheap = alice.client.list_view("jobs", "boiler", "price_cents", True, 0, 5)
+    prices = [r.cells[4].value.value for r in cheap.rows]
+    assert prices == sorted(prices) and all("boiler" in r.title for r in cheap.rows)
+    assert cheap.rows[0].cells[4].display.startswith("$")
     detail = alice.client.detail_view("jobs", JOB)
     assert [s.label for s in detail.sections] == ["Summary", "Work"]
     with pytest.raises(cb.MoatError.Invalid):
