@@ -204,6 +204,37 @@ impl Replica {
         load_pending(&self.conn, &self.schema)
     }
 
+    /// The oldest `limit` pending mutations: what to send next, without decoding the whole queue.
+    pub fn pending_head(&self, limit: usize) -> Result<Vec<Mutation>> {
+        load_pending_head(&self.conn, &self.schema, i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
+    /// One pending mutation, if `mutation_id` is pending.
+    pub fn pending_mutation(&self, mutation_id: &str) -> Result<Option<Mutation>> {
+        let diff: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT diff FROM overlays WHERE mutation_id = ?1 AND state = 'pending'",
+                [mutation_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        diff.map(|d| {
+            Ok(Mutation { mutation_id: mutation_id.to_owned(), diff: Diff::from_json(&d, &self.schema)? })
+        })
+        .transpose()
+    }
+
+    /// How many conflicts wait for the user.
+    pub fn conflict_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM conflicts", [], |r| r.get(0))?)
+    }
+
+    /// How many refused mutations are kept.
+    pub fn rejected_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM overlays WHERE state = 'rejected'", [], |r| r.get(0))?)
+    }
+
     /// How many mutations wait for the server.
     pub fn pending_count(&self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT count(*) FROM overlays WHERE state = 'pending'", [], |r| r.get(0))?)
@@ -513,9 +544,15 @@ fn capture<T>(
 }
 
 fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT mutation_id, diff FROM overlays WHERE state = 'pending' ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    load_pending_head(conn, schema, -1)
+}
+
+/// The oldest `limit` pending mutations (all of them for a negative limit), decoded.
+fn load_pending_head(conn: &Connection, schema: &Schema, limit: i64) -> Result<Vec<Mutation>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT mutation_id, diff FROM overlays WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (mutation_id, json) = row?;

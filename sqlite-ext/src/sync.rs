@@ -154,8 +154,8 @@ impl SyncEngine {
         Ok(Status {
             phase: self.phase.clone(),
             pending: self.replica.pending_count()?,
-            conflicts: self.replica.conflicts()?.len() as i64,
-            rejected: self.replica.rejected()?.len() as i64,
+            conflicts: self.replica.conflict_count()?,
+            rejected: self.replica.rejected_count()?,
             last_sync_ms: self.replica.last_sync_ms()?,
         })
     }
@@ -205,7 +205,9 @@ impl SyncEngine {
         if !matches!(self.phase, Phase::Live) {
             return Ok(());
         }
-        for m in self.replica.pending()? {
+        // Mutations go out in order, so the in-flight ones are the head of the queue: reading the
+        // head up to the window is enough, however long the offline queue is.
+        for m in self.replica.pending_head(self.max_in_flight)? {
             if self.in_flight.len() >= self.max_in_flight {
                 break;
             }
@@ -304,13 +306,7 @@ impl SyncEngine {
 
     /// The tables a pending mutation touches (what changes when it is settled).
     fn settled_tables(&self, mutation_id: &str) -> Result<Vec<String>> {
-        Ok(self
-            .replica
-            .pending()?
-            .into_iter()
-            .find(|m| m.mutation_id == mutation_id)
-            .map(|m| tables_of(&m.diff))
-            .unwrap_or_default())
+        Ok(self.replica.pending_mutation(mutation_id)?.map(|m| tables_of(&m.diff)).unwrap_or_default())
     }
 }
 
