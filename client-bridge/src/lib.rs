@@ -1,15 +1,20 @@
 //! Moat's client shells around `sqlite-ext`. The native shell ([`native`]) is exported through
 //! uniffi: the iOS app calls it from Swift, and the test suite drives the very same surface from
-//! Python. The web shell (wasm-bindgen) lands with the web client (issue #5).
+//! Python. The web shell ([`web`]) is built for wasm32 with wasm-bindgen and runs in a dedicated
+//! Worker (see `web/src/sdk`). Both hand their UI the same [`views`].
 //!
 //! A shell only moves bytes and forwards calls: the session logic is `sqlite_ext::SyncEngine`, the
 //! view models are `sqlite_ext::ui`.
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod views;
+
 #[cfg(not(target_arch = "wasm32"))]
 mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use error::MoatError;

@@ -7,259 +7,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use sqlite_ext::ui::{self, ListQuery};
-use sqlite_ext::{
-    Event, Fields, Instruction, Phase, Replica, Resolution as CoreResolution, Schema, SyncEngine, Value,
-};
+use sqlite_ext::{Event, Instruction, Replica, Schema, SyncEngine};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::error::MoatError;
-
-/// A value as the UI sees it.
-#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
-pub enum FieldValue {
-    /// No value.
-    Null,
-    /// A whole number (currency fields hold minor units, e.g. cents).
-    Integer {
-        /// The number.
-        value: i64,
-    },
-    /// A floating-point number.
-    Real {
-        /// The number.
-        value: f64,
-    },
-    /// Text.
-    Text {
-        /// The text.
-        value: String,
-    },
-}
-
-impl From<Value> for FieldValue {
-    fn from(v: Value) -> Self {
-        match v {
-            Value::Null | Value::Blob(_) => FieldValue::Null,
-            Value::Integer(value) => FieldValue::Integer { value },
-            Value::Real(value) => FieldValue::Real { value },
-            Value::Text(value) => FieldValue::Text { value },
-        }
-    }
-}
-
-impl From<FieldValue> for Value {
-    fn from(v: FieldValue) -> Self {
-        match v {
-            FieldValue::Null => Value::Null,
-            FieldValue::Integer { value } => Value::Integer(value),
-            FieldValue::Real { value } => Value::Real(value),
-            FieldValue::Text { value } => Value::Text(value),
-        }
-    }
-}
-
-/// What the UI shows about sync.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct SyncStatus {
-    /// `offline`, `connecting`, `syncing`, `live` or `unauthorized`.
-    pub phase: String,
-    /// Snapshot rows received (while syncing).
-    pub rows_done: u64,
-    /// Snapshot rows in all (while syncing).
-    pub rows: u64,
-    /// Local writes waiting for the server.
-    pub pending: i64,
-    /// Conflicts waiting for the user.
-    pub conflicts: i64,
-    /// Writes the server refused.
-    pub rejected: i64,
-    /// When the device was last in step with the server (Unix milliseconds).
-    pub last_sync_ms: Option<i64>,
-}
-
-impl From<sqlite_ext::Status> for SyncStatus {
-    fn from(s: sqlite_ext::Status) -> Self {
-        let (phase, rows_done, rows) = match s.phase {
-            Phase::Offline => ("offline", 0, 0),
-            Phase::Connecting => ("connecting", 0, 0),
-            Phase::Syncing { rows_done, rows } => ("syncing", rows_done, rows),
-            Phase::Live => ("live", 0, 0),
-            Phase::Unauthorized => ("unauthorized", 0, 0),
-        };
-        SyncStatus {
-            phase: phase.into(),
-            rows_done,
-            rows,
-            pending: s.pending,
-            conflicts: s.conflicts,
-            rejected: s.rejected,
-            last_sync_ms: s.last_sync_ms,
-        }
-    }
-}
-
-/// An entry of the object-types list.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct ObjectTypeView {
-    /// API name.
-    pub object_type: String,
-    /// Singular label.
-    pub label: String,
-    /// Plural label.
-    pub label_plural: String,
-    /// Icon name.
-    pub icon: Option<String>,
-    /// Records on the device.
-    pub count: i64,
-}
-
-/// A shown value.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct CellView {
-    /// The field.
-    pub field: String,
-    /// The stored value.
-    pub value: FieldValue,
-    /// The text to show.
-    pub display: String,
-}
-
-/// A list column.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct ColumnView {
-    /// The field.
-    pub field: String,
-    /// Its label.
-    pub label: String,
-    /// Its type.
-    pub kind: String,
-}
-
-/// A list row.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct ListRowView {
-    /// The record's id.
-    pub id: String,
-    /// Its title.
-    pub title: String,
-    /// One cell per column.
-    pub cells: Vec<CellView>,
-}
-
-/// A page of a list.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct ListViewModel {
-    /// The title.
-    pub title: String,
-    /// The columns.
-    pub columns: Vec<ColumnView>,
-    /// The rows.
-    pub rows: Vec<ListRowView>,
-    /// Matching rows in all.
-    pub total: i64,
-}
-
-/// A choice of a choice field.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct ChoiceView {
-    /// Stored value.
-    pub value: String,
-    /// Label.
-    pub label: String,
-    /// Colour.
-    pub color: Option<String>,
-}
-
-/// A field of a detail page.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct FieldView {
-    /// The field.
-    pub field: String,
-    /// The label.
-    pub label: String,
-    /// The widget to draw.
-    pub widget: String,
-    /// The value and its display text.
-    pub cell: CellView,
-    /// Not editable here.
-    pub read_only: bool,
-    /// A value is required.
-    pub required: bool,
-    /// Choices, for a choice widget.
-    pub options: Vec<ChoiceView>,
-}
-
-/// A section of a detail page.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct SectionView {
-    /// Id.
-    pub id: String,
-    /// Label.
-    pub label: String,
-    /// Layout columns.
-    pub columns: u32,
-    /// Fields in order.
-    pub fields: Vec<FieldView>,
-}
-
-/// A record's detail page.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct DetailViewModel {
-    /// The object type's label.
-    pub object_label: String,
-    /// The record's title.
-    pub title: String,
-    /// Sections in order.
-    pub sections: Vec<SectionView>,
-}
-
-/// One conflicting column.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct ConflictColumnView {
-    /// The column.
-    pub column: String,
-    /// The value both sides started from.
-    pub base: Option<FieldValue>,
-    /// The server's value.
-    pub theirs: Option<FieldValue>,
-    /// This device's value.
-    pub mine: FieldValue,
-}
-
-/// A conflict waiting for the user.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct ConflictView {
-    /// Id to resolve it by.
-    pub id: i64,
-    /// `field`, `row_deleted` or `row_exists`.
-    pub kind: String,
-    /// The table.
-    pub table: String,
-    /// The record's id.
-    pub record_id: String,
-    /// The conflicting columns.
-    pub columns: Vec<ConflictColumnView>,
-}
-
-/// How the user settles a conflict.
-#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
-pub enum ConflictChoice {
-    /// Write my values over the server's.
-    KeepMine,
-    /// Keep the server's values.
-    TakeTheirs,
-    /// Write this value to this column instead.
-    Edit {
-        /// The column.
-        column: String,
-        /// The value.
-        value: FieldValue,
-    },
-}
+use crate::views::{
+    self, ConflictChoice, ConflictView, DetailViewModel, FieldValue, ListRequest, ListViewModel,
+    ObjectTypeView, RejectedView, SyncStatus,
+};
 
 /// What the client tells the app, from its sync thread.
 #[uniffi::export(callback_interface)]
@@ -296,54 +53,6 @@ impl std::fmt::Debug for MoatClient {
     }
 }
 
-fn role_of(token: &str) -> Result<String, MoatError> {
-    let bad = || MoatError::Invalid { message: "the token is not a JWT with a role".into() };
-    let payload = token.split('.').nth(1).ok_or_else(bad)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    claims["role"].as_str().map(str::to_owned).ok_or_else(bad)
-}
-
-fn conflict_view(c: sqlite_ext::StoredConflict) -> ConflictView {
-    let record_id = c.conflict.pk.0.first().map(|(_, v)| crate_plain(v)).unwrap_or_default();
-    ConflictView {
-        id: c.id,
-        kind: serde_json::to_value(c.conflict.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        table: c.conflict.table,
-        record_id,
-        columns: c
-            .conflict
-            .columns
-            .into_iter()
-            .map(|col| ConflictColumnView {
-                column: col.column,
-                base: col.base.map(Into::into),
-                theirs: col.theirs.map(Into::into),
-                mine: col.mine.into(),
-            })
-            .collect(),
-    }
-}
-
-fn crate_plain(v: &Value) -> String {
-    match v {
-        Value::Text(t) => t.clone(),
-        Value::Integer(i) => i.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn key(id: &str) -> Fields<Value> {
-    Fields(vec![("id".into(), Value::from(id))])
-}
-
-fn cell(c: ui::Cell) -> CellView {
-    CellView { field: c.field, value: c.value.into(), display: c.display }
-}
-
 #[uniffi::export]
 impl MoatClient {
     /// Opens (creating if needed) the replica at `db_path` and starts syncing with the server at
@@ -356,7 +65,8 @@ impl MoatClient {
         token: String,
         listener: Box<dyn MoatListener>,
     ) -> Result<Arc<Self>, MoatError> {
-        let role = role_of(&token)?;
+        let role = views::role_of(&token)
+            .ok_or_else(|| MoatError::Invalid { message: "the token is not a JWT with a role".into() })?;
         let replica = Replica::open(&db_path, Schema::demo())?;
         let engine = Arc::new(Mutex::new(SyncEngine::new(replica, token)));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -372,23 +82,12 @@ impl MoatClient {
 
     /// The sync status now.
     pub fn status(&self) -> Result<SyncStatus, MoatError> {
-        Ok(self.lock().status()?.into())
+        Ok(views::status(&self.lock())?)
     }
 
     /// The object types, from the synced `object_metadata`.
     pub fn object_types(&self) -> Result<Vec<ObjectTypeView>, MoatError> {
-        let engine = self.lock();
-        let r = engine.replica();
-        Ok(ui::object_types(r.connection(), r.schema())?
-            .into_iter()
-            .map(|t| ObjectTypeView {
-                object_type: t.object_type,
-                label: t.label,
-                label_plural: t.label_plural,
-                icon: t.icon,
-                count: t.count,
-            })
-            .collect())
+        Ok(views::object_types(&self.lock())?)
     }
 
     /// A page of `object_type`'s records, optionally filtered by `search` and sorted by
@@ -402,70 +101,13 @@ impl MoatClient {
         offset: i64,
         limit: i64,
     ) -> Result<ListViewModel, MoatError> {
-        let engine = self.lock();
-        let r = engine.replica();
-        let sort = sort_field.map(|f| (f, ascending));
-        let v = ui::list_view(
-            r.connection(),
-            r.schema(),
-            &object_type,
-            &ListQuery { search, sort, offset, limit },
-        )?;
-        Ok(ListViewModel {
-            title: v.title,
-            columns: v
-                .columns
-                .into_iter()
-                .map(|c| ColumnView { field: c.field, label: c.label, kind: c.kind })
-                .collect(),
-            rows: v
-                .rows
-                .into_iter()
-                .map(|row| ListRowView {
-                    id: row.pk.0.first().map(|(_, v)| crate_plain(v)).unwrap_or_default(),
-                    title: row.title,
-                    cells: row.cells.into_iter().map(cell).collect(),
-                })
-                .collect(),
-            total: v.total,
-        })
+        let q = ListRequest { object_type, search, sort_field, ascending, offset, limit };
+        Ok(views::list_view(&self.lock(), q)?)
     }
 
     /// The detail page of record `id`, drawn from the synced `layout_definition` for this user's role.
     pub fn detail_view(&self, object_type: String, id: String) -> Result<DetailViewModel, MoatError> {
-        let engine = self.lock();
-        let r = engine.replica();
-        let v = ui::detail_view(r.connection(), r.schema(), &object_type, &key(&id), &self.role)?;
-        Ok(DetailViewModel {
-            object_label: v.object_label,
-            title: v.title,
-            sections: v
-                .sections
-                .into_iter()
-                .map(|s| SectionView {
-                    id: s.id,
-                    label: s.label,
-                    columns: s.columns,
-                    fields: s
-                        .fields
-                        .into_iter()
-                        .map(|f| FieldView {
-                            field: f.field,
-                            label: f.label,
-                            widget: f.widget,
-                            cell: cell(f.cell),
-                            read_only: f.read_only,
-                            required: f.required,
-                            options: f
-                                .options
-                                .into_iter()
-                                .map(|o| ChoiceView { value: o.value, label: o.label, color: o.color })
-                                .collect(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        })
+        Ok(views::detail_view(&self.lock(), &self.role, &object_type, &id)?)
     }
 
     /// Edits one field of a record, checked against the metadata and this role's layout; the edit
@@ -477,9 +119,7 @@ impl MoatClient {
         field: String,
         value: FieldValue,
     ) -> Result<(), MoatError> {
-        let values = Fields(vec![(field, value.into())]);
-        let role = self.role.clone();
-        ui::edit(self.lock().replica_mut(), &object_type, &key(&id), &values, &role)?;
+        views::edit(&mut self.lock(), &self.role, &object_type, &id, field, value)?;
         self.wake(Command::LocalWrite);
         Ok(())
     }
@@ -493,28 +133,31 @@ impl MoatClient {
         column: String,
         value: FieldValue,
     ) -> Result<(), MoatError> {
-        self.lock().replica_mut().update(&table, &key(&id), &Fields(vec![(column, value.into())]))?;
+        views::update_row(&mut self.lock(), &table, &id, column, value)?;
         self.wake(Command::LocalWrite);
         Ok(())
     }
 
     /// Conflicts waiting for the user.
     pub fn conflicts(&self) -> Result<Vec<ConflictView>, MoatError> {
-        Ok(self.lock().replica().conflicts()?.into_iter().map(conflict_view).collect())
+        Ok(views::conflicts(&self.lock())?)
     }
 
     /// Settles a conflict: keep mine or edit write like any edit; take theirs sends nothing.
     pub fn resolve(&self, conflict_id: i64, choice: ConflictChoice) -> Result<(), MoatError> {
-        let resolution = match choice {
-            ConflictChoice::KeepMine => CoreResolution::KeepMine,
-            ConflictChoice::TakeTheirs => CoreResolution::TakeTheirs,
-            ConflictChoice::Edit { column, value } => {
-                CoreResolution::Edit(Fields(vec![(column, value.into())]))
-            }
-        };
-        self.lock().replica_mut().resolve(conflict_id, resolution)?;
+        views::resolve(&mut self.lock(), conflict_id, choice)?;
         self.wake(Command::LocalWrite);
         Ok(())
+    }
+
+    /// Writes the server refused, with its reasons, oldest first.
+    pub fn rejected(&self) -> Result<Vec<RejectedView>, MoatError> {
+        Ok(views::rejected(&self.lock())?)
+    }
+
+    /// Forgets a rejected write once the user has seen it.
+    pub fn dismiss_rejected(&self, mutation_id: String) -> Result<(), MoatError> {
+        Ok(views::dismiss_rejected(&mut self.lock(), &mutation_id)?)
     }
 
     /// Goes offline (as when the network drops); local reads and writes keep working.
@@ -624,7 +267,7 @@ async fn drive(
                             .replica()
                             .conflicts()
                             .unwrap_or_default();
-                        listener.on_conflicts(all.into_iter().map(conflict_view).collect());
+                        listener.on_conflicts(all.into_iter().map(views::conflict_view).collect());
                     }
                     Instruction::Rejected { mutation_id, reason } => {
                         listener.on_rejected(mutation_id, reason)

@@ -95,6 +95,12 @@ impl Replica {
         Self::init(Connection::open_in_memory()?, schema)
     }
 
+    /// A replica over a connection the shell opened itself (the browser's OPFS VFS, where WAL is not
+    /// available; the connection keeps SQLite's default rollback journal, which is as durable).
+    pub fn from_connection(conn: Connection, schema: Schema) -> Result<Replica> {
+        Self::init(conn, schema)
+    }
+
     fn init(mut conn: Connection, schema: Schema) -> Result<Replica> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(REPLICA_SQL)?;

@@ -1,0 +1,171 @@
+import { useCallback, useEffect, useState } from "react";
+import { MoatClient, type ConflictView, type ObjectTypeView, type SyncStatus } from "../sdk";
+import { ClientContext, useRoute, type Route } from "./hooks";
+import { dbName, loadSession, saveSession, syncUrl, type Session } from "./session";
+import { SignIn } from "./SignIn";
+import { StatusBar } from "./StatusBar";
+import { ListPage } from "./ListPage";
+import { DetailPage } from "./DetailPage";
+import { ConflictDialog } from "./ConflictDialog";
+import { RejectedPanel } from "./RejectedPanel";
+
+declare global {
+  interface Window {
+    /** The signed-in client, for automation and the browser console. */
+    moat?: MoatClient;
+  }
+}
+
+export function App() {
+  const [session, setSession] = useState<Session | null>(loadSession);
+  if (!session) {
+    return (
+      <SignIn
+        onSignIn={(s) => {
+          saveSession(s);
+          setSession(s);
+        }}
+      />
+    );
+  }
+  return (
+    <Workspace
+      key={session.user}
+      session={session}
+      onSignOut={() => {
+        saveSession(null);
+        setSession(null);
+      }}
+    />
+  );
+}
+
+function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+  const [client, setClient] = useState<MoatClient | null>(null);
+  const [openError, setOpenError] = useState<string | null>(null);
+  const [status, setStatus] = useState<SyncStatus | null>(null);
+  const [version, setVersion] = useState(0);
+  const [types, setTypes] = useState<ObjectTypeView[]>([]);
+  const [conflicts, setConflicts] = useState<ConflictView[]>([]);
+  const [showRejected, setShowRejected] = useState(false);
+  const [route, navigate] = useRoute();
+
+  useEffect(() => {
+    let c: MoatClient | null = null;
+    let cancelled = false;
+    MoatClient.open({ url: syncUrl(), token: session.token, dbName: dbName(session) }).then(
+      async (opened) => {
+        if (cancelled) return opened.close();
+        c = opened;
+        window.moat = opened;
+        opened.on((ev) => {
+          if (ev.type === "status") setStatus(ev.status);
+          else if (ev.type === "tables") setVersion((v) => v + 1);
+          else if (ev.type === "conflicts") setConflicts(ev.conflicts);
+          else if (ev.type === "rejected") setVersion((v) => v + 1);
+        });
+        setClient(opened);
+        setStatus(await opened.status());
+        setConflicts(await opened.conflicts());
+      },
+      (e: unknown) => setOpenError(e instanceof Error ? e.message : String(e)),
+    );
+    return () => {
+      cancelled = true;
+      c?.close();
+      if (window.moat === c) window.moat = undefined;
+    };
+  }, [session]);
+
+  useEffect(() => {
+    if (!client) return;
+    client.objectTypes().then(setTypes, () => setTypes([]));
+    // A status event follows every change; the counts in it (pending, conflicts) are re-read there.
+    client.conflicts().then(setConflicts, () => undefined);
+  }, [client, version]);
+
+  const refreshStatus = useCallback(() => {
+    client?.status().then(setStatus, () => undefined);
+    client?.conflicts().then(setConflicts, () => undefined);
+  }, [client]);
+
+  const current = route.objectType ?? types[0]?.object_type ?? null;
+
+  return (
+    <ClientContext.Provider value={{ client, version, session, refreshStatus }}>
+      <div className="app">
+        <header className="topbar">
+          <div className="brand">
+            <span className="brand-mark">M</span> Moat
+            <span className="tenant-name">{session.tenant}</span>
+          </div>
+          <StatusBar
+            status={status}
+            onShowRejected={() => setShowRejected(true)}
+            onToggleOnline={(online) => (online ? client?.goOnline() : client?.goOffline())}
+          />
+          <div className="user">
+            <span className="avatar">{session.name.slice(0, 1)}</span>
+            <span className="user-name" data-testid="user-name">
+              {session.name}
+              <span className="muted small">{session.role}</span>
+            </span>
+            <button className="link" onClick={onSignOut}>
+              Sign out
+            </button>
+          </div>
+        </header>
+        <div className="body">
+          <nav className="sidebar" data-testid="object-types">
+            <div className="sidebar-title">Objects</div>
+            {types.map((t) => (
+              <a
+                key={t.object_type}
+                href={`#/o/${t.object_type}`}
+                className={t.object_type === current ? "nav-item active" : "nav-item"}
+                data-testid={`type-${t.object_type}`}
+              >
+                <span className="nav-icon">{iconFor(t.icon)}</span>
+                <span className="nav-label">{t.label_plural}</span>
+                <span className="nav-count">{t.count.toLocaleString()}</span>
+              </a>
+            ))}
+            {client && types.length === 0 && <p className="muted small pad">Waiting for the first sync…</p>}
+          </nav>
+          <main className="main">
+            {openError && <p className="error">Cannot open the local database: {openError}</p>}
+            {!client && !openError && <p className="muted pad">Opening the local database…</p>}
+            {client && current && <Page route={{ ...route, objectType: current }} navigate={navigate} />}
+          </main>
+        </div>
+        {conflicts.length > 0 && client && (
+          <ConflictDialog conflicts={conflicts} onDone={refreshStatus} />
+        )}
+        {showRejected && client && <RejectedPanel onClose={() => setShowRejected(false)} />}
+      </div>
+    </ClientContext.Provider>
+  );
+}
+
+function Page({ route, navigate }: { route: Route & { objectType: string }; navigate: (r: Route) => void }) {
+  if (route.recordId) {
+    return <DetailPage key={`${route.objectType}/${route.recordId}`} objectType={route.objectType} id={route.recordId} navigate={navigate} />;
+  }
+  return <ListPage key={route.objectType} objectType={route.objectType} navigate={navigate} />;
+}
+
+const icons: Record<string, string> = {
+  wrench: "🔧",
+  briefcase: "💼",
+  box: "📦",
+  package: "📦",
+  users: "👥",
+  user: "👤",
+  truck: "🚚",
+  car: "🚗",
+  clipboard: "📋",
+};
+
+function iconFor(name: string | null): string {
+  return (name && icons[name]) || "▦";
+}

@@ -1,0 +1,93 @@
+import { useState } from "react";
+import { displayValue, fieldValue, type ConflictView, type FieldValue } from "../sdk";
+import { useClient } from "./hooks";
+
+function show(v: FieldValue | null): string {
+  if (v === null) return "(deleted)";
+  return displayValue(v) || "(empty)";
+}
+
+/** Someone else changed the same field while this device was editing it: the user decides. */
+export function ConflictDialog({ conflicts, onDone }: { conflicts: ConflictView[]; onDone: () => void }) {
+  const { client } = useClient();
+  const c = conflicts[0];
+  const [editing, setEditing] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  if (!c) return null;
+  const col = c.columns[0];
+
+  const settle = async (choice: Parameters<typeof client.resolve>[1]) => {
+    try {
+      await client.resolve(c.id, choice);
+      setEditing(null);
+      setError(null);
+      onDone();
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e));
+    }
+  };
+
+  return (
+    <div className="overlay">
+      <div className="dialog" role="alertdialog" aria-labelledby="conflict-title" data-testid="conflict">
+        <h2 id="conflict-title">
+          {c.kind === "field" ? "Someone else changed this too" : c.kind === "row_deleted" ? "This record was deleted" : "This record already exists"}
+        </h2>
+        <p className="muted">
+          {c.table} <strong>{c.record_id}</strong> changed on the server while you were editing it.
+          {conflicts.length > 1 && ` (${conflicts.length - 1} more after this one)`}
+        </p>
+        <table className="conflict-table">
+          <thead>
+            <tr>
+              <th>Field</th>
+              <th>Before</th>
+              <th>Theirs</th>
+              <th>Mine</th>
+            </tr>
+          </thead>
+          <tbody>
+            {c.columns.map((k) => (
+              <tr key={k.column} data-testid={`conflict-${k.column}`}>
+                <td>{k.column.replace(/_/g, " ")}</td>
+                <td data-testid="conflict-base">{show(k.base)}</td>
+                <td data-testid="conflict-theirs" className="theirs">{show(k.theirs)}</td>
+                <td data-testid="conflict-mine" className="mine">{show(k.mine)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {editing !== null && col && (
+          <div className="edit-row">
+            <input data-testid="conflict-edit-input" value={editing} onChange={(e) => setEditing(e.target.value)} />
+            <button
+              className="primary"
+              data-testid="conflict-edit-save"
+              onClick={() => {
+                const kind = col.mine.type === "integer" ? "number" : "text";
+                const v = fieldValue(editing, kind);
+                if (v) void settle({ type: "edit", column: col.column, value: v });
+              }}
+            >
+              Save this value
+            </button>
+          </div>
+        )}
+        {error && <p className="error">{error}</p>}
+        <div className="actions">
+          <button data-testid="conflict-take-theirs" onClick={() => void settle({ type: "take_theirs" })}>
+            Take theirs
+          </button>
+          {col && c.kind === "field" && (
+            <button data-testid="conflict-edit" onClick={() => setEditing(displayValue(col.mine))}>
+              Edit…
+            </button>
+          )}
+          <button className="primary" data-testid="conflict-keep-mine" onClick={() => void settle({ type: "keep_mine" })}>
+            Keep mine
+          </button>
+        </div>
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,66 @@
+import type { SyncStatus } from "../sdk";
+
+const labels: Record<string, string> = {
+  offline: "Offline",
+  connecting: "Connecting…",
+  syncing: "Syncing",
+  live: "Live",
+  unauthorized: "Signed out by the server",
+};
+
+function ago(ms: number | null): string {
+  if (!ms) return "never synced";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return "synced just now";
+  if (s < 3600) return `synced ${Math.round(s / 60)} min ago`;
+  return `synced ${new Date(ms).toLocaleString()}`;
+}
+
+/** Always visible: online / syncing (with progress) / offline, and what is waiting. */
+export function StatusBar({
+  status,
+  onShowRejected,
+  onToggleOnline,
+}: {
+  status: SyncStatus | null;
+  onShowRejected: () => void;
+  onToggleOnline: (online: boolean) => void;
+}) {
+  const phase = status?.phase ?? "connecting";
+  const pct = status && status.rows > 0 ? Math.min(100, Math.round((100 * status.rows_done) / status.rows)) : null;
+  return (
+    <div className="status" data-testid="status" data-phase={phase}>
+      <span className={`pill pill-${phase}`} data-testid="status-phase">
+        <span className="dot" />
+        {labels[phase] ?? phase}
+      </span>
+      {phase === "syncing" && (
+        <span className="progress" title={`${status?.rows_done ?? 0} of ${status?.rows ?? 0} rows`}>
+          <span className="progress-bar" style={{ width: `${pct ?? 30}%` }} />
+          <span className="progress-text">{pct !== null ? `${pct}%` : "catching up"}</span>
+        </span>
+      )}
+      <span className="pending" data-testid="status-pending" data-count={status?.pending ?? 0}>
+        {status && status.pending > 0 ? `${status.pending} pending` : "All changes saved"}
+      </span>
+      {status && status.rejected > 0 && (
+        <button className="badge badge-danger" data-testid="status-rejected" onClick={onShowRejected}>
+          {status.rejected} rejected
+        </button>
+      )}
+      {status && status.conflicts > 0 && (
+        <span className="badge badge-warn" data-testid="status-conflicts">
+          {status.conflicts} conflict{status.conflicts > 1 ? "s" : ""}
+        </span>
+      )}
+      <span className="muted small last-sync">{status && phase !== "live" ? ago(status.last_sync_ms) : ""}</span>
+      <button
+        className="link small"
+        data-testid="toggle-online"
+        onClick={() => onToggleOnline(phase === "offline")}
+      >
+        {phase === "offline" ? "Go online" : "Work offline"}
+      </button>
+    </div>
+  );
+}

@@ -1,0 +1,46 @@
+import { createContext, useContext, useEffect, useState } from "react";
+import type { MoatClient } from "../sdk";
+import type { Session } from "./session";
+
+export interface ClientState {
+  client: MoatClient | null;
+  /** Bumped whenever synced tables change: views re-read their model. */
+  version: number;
+  session: Session;
+  refreshStatus: () => void;
+}
+
+export const ClientContext = createContext<ClientState | null>(null);
+
+export function useClient(): ClientState & { client: MoatClient } {
+  const s = useContext(ClientContext);
+  if (!s || !s.client) throw new Error("useClient outside an open client");
+  return s as ClientState & { client: MoatClient };
+}
+
+export interface Route {
+  objectType: string | null;
+  recordId: string | null;
+}
+
+function parse(hash: string): Route {
+  const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  if (parts[0] !== "o" || !parts[1]) return { objectType: null, recordId: null };
+  return { objectType: parts[1], recordId: parts[2] ?? null };
+}
+
+/** The route lives in the URL hash: `#/o/<object type>[/<record id>]`. */
+export function useRoute(): [Route, (r: Route) => void] {
+  const [route, setRoute] = useState(() => parse(location.hash));
+  useEffect(() => {
+    const on = () => setRoute(parse(location.hash));
+    addEventListener("hashchange", on);
+    return () => removeEventListener("hashchange", on);
+  }, []);
+  const navigate = (r: Route) => {
+    location.hash = r.objectType
+      ? `#/o/${encodeURIComponent(r.objectType)}${r.recordId ? `/${encodeURIComponent(r.recordId)}` : ""}`
+      : "#/";
+  };
+  return [route, navigate];
+}

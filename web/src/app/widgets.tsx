@@ -1,0 +1,171 @@
+// One control per widget kind of `layout_definition`. A field commits on change (choice, date) or
+// when the input loses focus / Enter is pressed (text, numbers); the core validates and the page shows
+// its message next to the field.
+import { useEffect, useState, type ReactNode } from "react";
+import { displayValue, fieldValue, type FieldValue, type FieldView } from "../sdk";
+
+const palette = ["#2563eb", "#16a34a", "#d97706", "#dc2626", "#7c3aed", "#0891b2", "#64748b"];
+
+export function Chip({ text, value, color }: { text: string; value?: FieldValue; color?: string | null }) {
+  const key = value && value.type === "text" ? value.value : text;
+  let h = 0;
+  for (const ch of key) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  const c = color ?? palette[h % palette.length];
+  return (
+    <span className="chip" style={{ color: c, borderColor: `${c}55`, background: `${c}12` }}>
+      {text}
+    </span>
+  );
+}
+
+export function Widget({
+  field,
+  onCommit,
+}: {
+  field: FieldView;
+  onCommit: (v: FieldValue) => Promise<string | null>;
+}) {
+  const { widget, cell } = field;
+  const stored = displayValue(cell.value, widget);
+  const [text, setText] = useState(stored);
+  const [error, setError] = useState<string | null>(null);
+  const [dirty, setDirty] = useState(false);
+  // A live change from elsewhere replaces the shown value unless the user is typing in it.
+  useEffect(() => {
+    if (!dirty) setText(stored);
+  }, [stored, dirty]);
+
+  const commit = async (raw: string) => {
+    setDirty(false);
+    const v = fieldValue(raw, widget);
+    if (!v) {
+      setError("Not a number");
+      return;
+    }
+    if (raw === stored) return;
+    setError(await onCommit(v));
+  };
+
+  const testid = `field-${field.field}`;
+  let control: ReactNode;
+  if (field.read_only) {
+    control = <ReadOnly field={field} />;
+  } else {
+    switch (widget) {
+      case "choice":
+        control = (
+          <select
+            data-testid={`${testid}-input`}
+            value={text}
+            onChange={(e) => {
+              setText(e.target.value);
+              void commit(e.target.value);
+            }}
+          >
+            {!field.required && <option value="">—</option>}
+            {field.options.map((o) => (
+              <option key={o.value} value={o.value}>
+                {o.label}
+              </option>
+            ))}
+          </select>
+        );
+        break;
+      case "multiline":
+        control = (
+          <textarea
+            data-testid={`${testid}-input`}
+            rows={3}
+            value={text}
+            onChange={(e) => {
+              setDirty(true);
+              setText(e.target.value);
+            }}
+            onBlur={() => void commit(text)}
+          />
+        );
+        break;
+      case "boolean":
+        control = (
+          <input
+            type="checkbox"
+            data-testid={`${testid}-input`}
+            checked={text === "1"}
+            onChange={(e) => void commit(e.target.checked ? "1" : "0")}
+          />
+        );
+        break;
+      case "line_items":
+      case "reference":
+        control = <ReadOnly field={field} />;
+        break;
+      default:
+        control = (
+          <input
+            data-testid={`${testid}-input`}
+            type={widget === "date" ? "date" : "text"}
+            inputMode={widget === "number" || widget === "currency" ? "decimal" : undefined}
+            value={text}
+            onChange={(e) => {
+              setDirty(widget !== "date");
+              setText(e.target.value);
+              if (widget === "date") void commit(e.target.value);
+            }}
+            onBlur={() => void commit(text)}
+            onKeyDown={(e) => {
+              if (e.key === "Enter") (e.target as HTMLInputElement).blur();
+              if (e.key === "Escape") {
+                setDirty(false);
+                setText(stored);
+              }
+            }}
+          />
+        );
+    }
+  }
+  return (
+    <div className={`field widget-${widget}`} data-testid={testid} data-widget={widget}>
+      <label>
+        {field.label}
+        {field.required && !field.read_only && <span className="required">*</span>}
+      </label>
+      {widget === "currency" && !field.read_only ? <div className="currency">{control}</div> : control}
+      {error && <div className="field-error" data-testid={`${testid}-error`}>{error}</div>}
+    </div>
+  );
+}
+
+function ReadOnly({ field }: { field: FieldView }) {
+  const { widget, cell } = field;
+  if (widget === "choice" && cell.display) {
+    const o = field.options.find((x) => cell.value.type === "text" && x.value === cell.value.value);
+    return <div className="value" data-testid={`field-${field.field}-value`}><Chip text={cell.display} color={o?.color} /></div>;
+  }
+  if (widget === "line_items" && cell.value.type === "text") {
+    let items: Record<string, unknown>[] = [];
+    try {
+      const parsed: unknown = JSON.parse(cell.value.value);
+      if (Array.isArray(parsed)) items = parsed as Record<string, unknown>[];
+    } catch {
+      items = [];
+    }
+    const keys = [...new Set(items.flatMap((i) => Object.keys(i)))];
+    return (
+      <table className="line-items" data-testid={`field-${field.field}-value`}>
+        <thead>
+          <tr>{keys.map((k) => <th key={k}>{k.replace(/_/g, " ")}</th>)}</tr>
+        </thead>
+        <tbody>
+          {items.map((it, n) => (
+            <tr key={n}>{keys.map((k) => <td key={k}>{String(it[k] ?? "")}</td>)}</tr>
+          ))}
+        </tbody>
+      </table>
+    );
+  }
+  return (
+    <div className="value" data-testid={`field-${field.field}-value`}>
+      {cell.display || <span className="muted">—</span>}
+    </div>
+  );
+}

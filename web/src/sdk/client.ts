@@ -1,0 +1,158 @@
+// The SDK's entry point: a typed, promise-based client over the worker that runs the wasm core.
+// No framework: subscribe to events with `on`, call methods, render what they return.
+
+import type { Api, FromWorker, Method, OpenOptions, ToWorker } from "./rpc";
+import {
+  MoatError,
+  type ClientEvent,
+  type ConflictChoice,
+  type ConflictView,
+  type DetailViewModel,
+  type FieldValue,
+  type ListQuery,
+  type ListViewModel,
+  type ObjectTypeView,
+  type RejectedView,
+  type SyncStatus,
+} from "./types";
+
+type Listener = (event: ClientEvent) => void;
+
+export interface ClientOptions extends OpenOptions {
+  /** Follow the browser's `online` / `offline` events (default true). */
+  followBrowserNetwork?: boolean;
+  /** A worker to use instead of the SDK's own (tests, custom bundling). */
+  worker?: Worker;
+}
+
+function asError(e: { name: string; message: string }): MoatError {
+  const kind = e.name === "NotFound" || e.name === "Storage" || e.name === "Closed" ? e.name : "Invalid";
+  return new MoatError(kind, e.message);
+}
+
+/** One signed-in user's Moat client in this tab. */
+export class MoatClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly listeners = new Set<Listener>();
+  private readonly detach: () => void;
+
+  private constructor(private readonly worker: Worker, followNetwork: boolean) {
+    worker.addEventListener("message", (ev: MessageEvent<FromWorker>) => this.receive(ev.data));
+    const offline = () => void this.goOffline();
+    const online = () => void this.goOnline();
+    if (followNetwork) {
+      globalThis.addEventListener("offline", offline);
+      globalThis.addEventListener("online", online);
+    }
+    this.detach = () => {
+      globalThis.removeEventListener("offline", offline);
+      globalThis.removeEventListener("online", online);
+    };
+  }
+
+  /** Starts the worker, opens the local database and starts syncing. Works offline. */
+  static async open(options: ClientOptions): Promise<MoatClient> {
+    const worker =
+      options.worker ?? new Worker(new URL("./worker.ts", import.meta.url), { type: "module", name: "moat" });
+    const client = new MoatClient(worker, options.followBrowserNetwork ?? true);
+    await new Promise<void>((resolve, reject) => {
+      const first = (ev: MessageEvent<FromWorker>) => {
+        if (ev.data.kind === "opened") {
+          worker.removeEventListener("message", first);
+          resolve();
+        } else if (ev.data.kind === "open-failed") {
+          worker.removeEventListener("message", first);
+          reject(asError(ev.data.error));
+        }
+      };
+      worker.addEventListener("message", first);
+      const { url, token, dbName } = options;
+      worker.postMessage({ kind: "open", options: { url, token, dbName } } satisfies ToWorker);
+    });
+    if (options.followBrowserNetwork !== false && globalThis.navigator?.onLine === false) {
+      await client.goOffline();
+    }
+    return client;
+  }
+
+  /** Calls `listener` for every event; returns the function that unsubscribes it. */
+  on(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  status(): Promise<SyncStatus> {
+    return this.call("status");
+  }
+  objectTypes(): Promise<ObjectTypeView[]> {
+    return this.call("objectTypes");
+  }
+  listView(query: ListQuery): Promise<ListViewModel> {
+    return this.call("listView", query);
+  }
+  detailView(objectType: string, id: string): Promise<DetailViewModel> {
+    return this.call("detailView", objectType, id);
+  }
+  /** Edits one field; checked against the metadata and the role's layout, shown at once, sent when possible. */
+  edit(objectType: string, id: string, field: string, value: FieldValue): Promise<void> {
+    return this.call("edit", objectType, id, field, value);
+  }
+  /** Writes one column of any synced row (admin tools); the server checks the role's rights. */
+  updateRow(table: string, id: string, column: string, value: FieldValue): Promise<void> {
+    return this.call("updateRow", table, id, column, value);
+  }
+  conflicts(): Promise<ConflictView[]> {
+    return this.call("conflicts");
+  }
+  resolve(conflictId: number, choice: ConflictChoice): Promise<void> {
+    return this.call("resolve", conflictId, choice);
+  }
+  rejected(): Promise<RejectedView[]> {
+    return this.call("rejected");
+  }
+  dismissRejected(mutationId: string): Promise<void> {
+    return this.call("dismissRejected", mutationId);
+  }
+  goOffline(): Promise<void> {
+    return this.call("goOffline");
+  }
+  goOnline(): Promise<void> {
+    return this.call("goOnline");
+  }
+
+  /** Stops the worker (the tab's database handle goes with it). */
+  close(): void {
+    this.detach();
+    this.worker.terminate();
+    for (const p of this.pending.values()) p.reject(new MoatError("Closed", "the client was closed"));
+    this.pending.clear();
+  }
+
+  private call<M extends Method>(method: M, ...args: Parameters<Api[M]>): Promise<ReturnType<Api[M]>> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ kind: "call", id, method, args } satisfies ToWorker);
+    });
+  }
+
+  private receive(m: FromWorker): void {
+    switch (m.kind) {
+      case "result":
+      case "error": {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.kind === "result") p.resolve(m.value);
+        else p.reject(asError(m.error));
+        return;
+      }
+      case "event":
+        for (const l of this.listeners) l(m.event);
+        return;
+      default:
+        return;
+    }
+  }
+}

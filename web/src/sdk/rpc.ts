@@ -1,0 +1,69 @@
+// The messages between a page and its worker, and between the worker of a tab that does not own
+// the database and the one that does. One table of methods (`Api`) types both ends.
+
+import type {
+  ConflictChoice,
+  ConflictView,
+  DetailViewModel,
+  FieldValue,
+  ListQuery,
+  ListViewModel,
+  ObjectTypeView,
+  RejectedView,
+  SyncStatus,
+  ClientEvent,
+} from "./types";
+
+/** Every call the SDK can make, with its arguments and its result. */
+export interface Api {
+  status(): SyncStatus;
+  objectTypes(): ObjectTypeView[];
+  listView(query: ListQuery): ListViewModel;
+  detailView(objectType: string, id: string): DetailViewModel;
+  edit(objectType: string, id: string, field: string, value: FieldValue): void;
+  updateRow(table: string, id: string, column: string, value: FieldValue): void;
+  conflicts(): ConflictView[];
+  resolve(conflictId: number, choice: ConflictChoice): void;
+  rejected(): RejectedView[];
+  dismissRejected(mutationId: string): void;
+  goOffline(): void;
+  goOnline(): void;
+}
+
+export type Method = keyof Api;
+
+export interface OpenOptions {
+  /** `ws://host:port/sync`. */
+  url: string;
+  /** The bearer token (JWT). */
+  token: string;
+  /** The database file in this origin's OPFS; one per signed-in user. */
+  dbName: string;
+}
+
+/** Page → worker. */
+export type ToWorker =
+  | { kind: "open"; options: OpenOptions }
+  | { kind: "call"; id: number; method: Method; args: unknown[] };
+
+export interface WireError {
+  name: string;
+  message: string;
+}
+
+/** Worker → page. */
+export type FromWorker =
+  | { kind: "opened" }
+  | { kind: "open-failed"; error: WireError }
+  | { kind: "result"; id: number; value: unknown }
+  | { kind: "error"; id: number; error: WireError }
+  | { kind: "event"; event: ClientEvent };
+
+/** Between the workers of the tabs of one origin (BroadcastChannel). */
+export type Between =
+  | { kind: "owner-ready" }
+  | { kind: "who-owns" }
+  | { kind: "call"; from: string; id: number; method: Method; args: unknown[] }
+  | { kind: "result"; to: string; id: number; value: unknown }
+  | { kind: "error"; to: string; id: number; error: WireError }
+  | { kind: "event"; event: ClientEvent };

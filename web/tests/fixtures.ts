@@ -1,0 +1,67 @@
+// Test fixtures: a real `moat serve --demo` per test (fresh SQLite file, port 0), and helpers to sign in.
+import { test as base, expect, type Page } from "@playwright/test";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const root = resolve(import.meta.dirname, "../..");
+
+export interface Server {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  dir: string;
+  process: ChildProcess;
+}
+
+export async function startServer(): Promise<Server> {
+  const dir = mkdtempSync(join(tmpdir(), "moat-web-"));
+  const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
+  const child = spawn(
+    bin,
+    ["serve", "--demo", "--listen", "127.0.0.1:0", "--db", join(dir, "server.db"), "--web-root", join(root, "web/dist")],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
+  );
+  const url = await new Promise<string>((ok, fail) => {
+    let out = "";
+    const timer = setTimeout(() => fail(new Error(`moat did not start:\n${out}`)), 60_000);
+    child.stdout!.on("data", (b: Buffer) => {
+      out += b.toString();
+      const m = /serving on (http:\/\/[0-9.:]+)\//.exec(out);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    child.stderr!.on("data", (b: Buffer) => (out += b.toString()));
+    child.on("exit", (code) => fail(new Error(`moat exited with ${code}:\n${out}`)));
+  });
+  return { url, dir, process: child };
+}
+
+export async function stopServer(s: Server): Promise<void> {
+  s.process.kill("SIGTERM");
+  await new Promise((r) => s.process.once("exit", r));
+  rmSync(s.dir, { recursive: true, force: true });
+}
+
+export const test = base.extend<{ server: Server }>({
+  server: async ({}, use) => {
+    const s = await startServer();
+    await use(s);
+    await stopServer(s);
+  },
+});
+
+export { expect };
+
+/** Signs in as a demo user and waits for the first list to show, live. */
+export async function signIn(page: Page, server: Server, user: string): Promise<void> {
+  await page.goto(server.url + "/");
+  await page.getByTestId(`signin-${user}`).click();
+  await expect(page.getByTestId("status")).toHaveAttribute("data-phase", "live", { timeout: 60_000 });
+  await expect(page.getByTestId("list")).toBeVisible();
+}
+
+/** Where the screenshots for review go (the README names it). */
+export const shots = join(root, "target/web-report");
