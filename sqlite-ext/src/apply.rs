@@ -65,11 +65,11 @@ pub struct Conflict {
 pub struct ColumnConflict {
     /// The column.
     pub column: String,
-    /// The value both sides started from; absent for `row_exists`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The value both sides started from; absent for `row_exists`. A present `null` is SQL NULL.
+    #[serde(default, deserialize_with = "crate::diff::present", skip_serializing_if = "Option::is_none")]
     pub base: Option<Value>,
-    /// The value now on the server; absent for `row_deleted`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The value now on the server; absent for `row_deleted`. A present `null` is SQL NULL.
+    #[serde(default, deserialize_with = "crate::diff::present", skip_serializing_if = "Option::is_none")]
     pub theirs: Option<Value>,
     /// The value the writer wanted.
     pub mine: Value,
@@ -350,5 +350,25 @@ impl Drop for Savepoint<'_> {
         if !self.done {
             let _ = self.conn.execute_batch("ROLLBACK TO moat_apply; RELEASE moat_apply");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_base_survives_the_wire_as_null_not_as_absent() {
+        let c = ColumnConflict {
+            column: "notes".into(),
+            base: Some(Value::Null),
+            theirs: Some(Value::Text("office".into())),
+            mine: Value::Text("tech".into()),
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, r#"{"column":"notes","base":null,"theirs":"office","mine":"tech"}"#);
+        assert_eq!(serde_json::from_str::<ColumnConflict>(&json).unwrap(), c);
+        let absent: ColumnConflict = serde_json::from_str(r#"{"column":"notes","mine":"tech"}"#).unwrap();
+        assert_eq!((absent.base, absent.theirs), (None, None));
     }
 }

@@ -67,7 +67,7 @@ pub struct ColumnChange {
 }
 
 /// A field that is present holds a value, even `null`; an absent field is `None` (by `default`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
 }
 

@@ -1,6 +1,6 @@
 // Test fixtures: a real `moat serve --demo` per test (fresh SQLite file, port 0), and helpers to sign in.
 import { test as base, expect, type Page } from "@playwright/test";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -65,3 +65,27 @@ export async function signIn(page: Page, server: Server, user: string): Promise<
 
 /** Where the screenshots for review go (the README names it). */
 export const shots = join(root, "target/web-report");
+
+/** Runs a read-only query on the server's database file (python3's sqlite3; WAL readers do not block). */
+export function serverQuery(s: Server, sql: string, ...params: string[]): unknown[][] {
+  const script =
+    "import json,sqlite3,sys\n" +
+    "c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True)\n" +
+    "print(json.dumps(c.execute(sys.argv[2],sys.argv[3:]).fetchall()))";
+  const out = execFileSync("python3", ["-c", script, join(s.dir, "server.db"), sql, ...params]);
+  return JSON.parse(out.toString()) as unknown[][];
+}
+
+/** Opens a record's page by its URL (the list's row ids are the record ids). */
+export async function openRecord(page: Page, server: Server, objectType: string, id: string): Promise<void> {
+  await page.goto(`${server.url}/#/o/${objectType}/${id}`);
+  await expect(page.getByTestId("detail-title")).toBeVisible();
+}
+
+/** The ids of the first `n` rows of the open list. */
+export async function firstRowIds(page: Page, n: number): Promise<string[]> {
+  const ids = await page.getByTestId("list").locator("tbody tr").evaluateAll((rows) =>
+    rows.map((r) => (r.getAttribute("data-testid") ?? "").replace(/^row-/, "")),
+  );
+  return ids.slice(0, n);
+}

@@ -48,6 +48,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
   const [types, setTypes] = useState<ObjectTypeView[]>([]);
   const [conflicts, setConflicts] = useState<ConflictView[]>([]);
   const [showRejected, setShowRejected] = useState(false);
+  const [owner, setOwner] = useState<boolean | null>(null);
   const [route, navigate] = useRoute();
 
   useEffect(() => {
@@ -63,7 +64,9 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
           else if (ev.type === "tables") setVersion((v) => v + 1);
           else if (ev.type === "conflicts") setConflicts(ev.conflicts);
           else if (ev.type === "rejected") setVersion((v) => v + 1);
+          else if (ev.type === "role") setOwner(ev.owner);
         });
+        setOwner(opened.owner);
         setClient(opened);
         setStatus(await opened.status());
         setConflicts(await opened.conflicts());
@@ -101,6 +104,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
           </div>
           <StatusBar
             status={status}
+            owner={owner}
             onShowRejected={() => setShowRejected(true)}
             onToggleOnline={(online) => (online ? client?.goOnline() : client?.goOffline())}
           />
@@ -125,7 +129,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
                 className={t.object_type === current ? "nav-item active" : "nav-item"}
                 data-testid={`type-${t.object_type}`}
               >
-                <span className="nav-icon">{iconFor(t.icon)}</span>
+                <TypeIcon name={t.icon} label={t.label_plural} />
                 <span className="nav-label">{t.label_plural}</span>
                 <span className="nav-count">{t.count.toLocaleString()}</span>
               </a>
@@ -154,18 +158,15 @@ function Page({ route, navigate }: { route: Route & { objectType: string }; navi
   return <ListPage key={route.objectType} objectType={route.objectType} navigate={navigate} />;
 }
 
-const icons: Record<string, string> = {
-  wrench: "🔧",
-  briefcase: "💼",
-  box: "📦",
-  package: "📦",
-  users: "👥",
-  user: "👤",
-  truck: "🚚",
-  car: "🚗",
-  clipboard: "📋",
-};
+const tints = ["#0e7490", "#7c3aed", "#d97706", "#16a34a", "#db2777", "#2563eb"];
 
-function iconFor(name: string | null): string {
-  return (name && icons[name]) || "▦";
+/** A tile with the type's initial; its colour follows the icon name the metadata gives. */
+function TypeIcon({ name, label }: { name: string | null; label: string }) {
+  let h = 0;
+  for (const ch of name ?? label) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return (
+    <span className="type-icon" style={{ background: tints[h % tints.length] }}>
+      {label.slice(0, 1).toUpperCase()}
+    </span>
+  );
 }

@@ -19,17 +19,26 @@ function ago(ms: number | null): string {
 /** Always visible: online / syncing (with progress) / offline, and what is waiting. */
 export function StatusBar({
   status,
+  owner,
   onShowRejected,
   onToggleOnline,
 }: {
   status: SyncStatus | null;
+  /** Whether this tab holds the database (null until known); other tabs go through the one that does. */
+  owner: boolean | null;
   onShowRejected: () => void;
   onToggleOnline: (online: boolean) => void;
 }) {
   const phase = status?.phase ?? "connecting";
   const pct = status && status.rows > 0 ? Math.min(100, Math.round((100 * status.rows_done) / status.rows)) : null;
   return (
-    <div className="status" data-testid="status" data-phase={phase}>
+    <div
+      className="status"
+      data-testid="status"
+      data-phase={phase}
+      data-owner={owner === null ? undefined : String(owner)}
+      title={owner === false ? "Syncing through another tab of this browser" : undefined}
+    >
       <span className={`pill pill-${phase}`} data-testid="status-phase">
         <span className="dot" />
         {labels[phase] ?? phase}

@@ -36,6 +36,8 @@ export class MoatClient {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly listeners = new Set<Listener>();
   private readonly detach: () => void;
+  /** Whether this tab holds the database; the other tabs of the origin go through the one that does. */
+  owner = false;
 
   private constructor(private readonly worker: Worker, followNetwork: boolean) {
     worker.addEventListener("message", (ev: MessageEvent<FromWorker>) => this.receive(ev.data));
@@ -60,6 +62,7 @@ export class MoatClient {
       const first = (ev: MessageEvent<FromWorker>) => {
         if (ev.data.kind === "opened") {
           worker.removeEventListener("message", first);
+          client.owner = ev.data.owner;
           resolve();
         } else if (ev.data.kind === "open-failed") {
           worker.removeEventListener("message", first);
@@ -149,6 +152,7 @@ export class MoatClient {
         return;
       }
       case "event":
+        if (m.event.type === "role") this.owner = m.event.owner;
         for (const l of this.listeners) l(m.event);
         return;
       default:

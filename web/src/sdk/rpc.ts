@@ -53,7 +53,7 @@ export interface WireError {
 
 /** Worker → page. */
 export type FromWorker =
-  | { kind: "opened" }
+  | { kind: "opened"; owner: boolean }
   | { kind: "open-failed"; error: WireError }
   | { kind: "result"; id: number; value: unknown }
   | { kind: "error"; id: number; error: WireError }

@@ -170,7 +170,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.kind === "open") {
     open(m.options).then(
-      () => post({ kind: "opened" }),
+      () => post({ kind: "opened", owner: client !== null }),
       (e: unknown) => post({ kind: "open-failed", error: toWire(e) }),
     );
   } else {
