@@ -1,6 +1,6 @@
 //! Moat's client shells around `sqlite-ext`. The native shell ([`native`]) is exported through
 //! uniffi: the iOS app calls it from Swift, and the test suite drives the very same surface from
-//! Python. The web shell ([`web`]) is built for wasm32 with wasm-bindgen and runs in a dedicated
+//! Python. The web shell (`web`, compiled only for wasm32) is built for wasm32 with wasm-bindgen and runs in a dedicated
 //! Worker (see `web/src/sdk`). Both hand their UI the same [`views`].
 //!
 //! A shell only moves bytes and forwards calls: the session logic is `sqlite_ext::SyncEngine`, the

@@ -157,3 +157,21 @@ def test_a_role_change_removes_the_old_channels_rows(server, tmp_path):
     for table in ("jobs", "server_data_jobs"):
         assert stored(f"SELECT internal_notes FROM {table} WHERE id = 'job-a-00004'") == [(None,)], table
     assert stored("SELECT count(*) FROM jobs")[0][0] == 5000
+
+
+def test_a_refused_write_stays_listed_with_its_reason_until_dismissed(device):
+    tom = device("tom", "tom", "company-a", "technician")
+    tom.wait_live()
+    before = tom.value("jobs", JOB, "title")
+    # The layout would refuse this edit; update_row goes past the UI model, and the server refuses it.
+    tom.client.update_row("jobs", JOB, "title", text("Renamed by a technician"))
+    tom.listener.wait("the rejection", lambda: tom.listener.rejected)
+    [(mutation_id, reason)] = tom.listener.rejected
+    [r] = tom.client.rejected()
+    assert (r.mutation_id, r.reason, r.table, r.record_id, r.columns) == (
+        mutation_id, reason, "jobs", JOB, ["title"])
+    assert "title" in reason
+    assert tom.client.status().rejected == 1 and tom.client.status().pending == 0
+    assert tom.value("jobs", JOB, "title") == before, "a refused write is not part of the projection"
+    tom.client.dismiss_rejected(mutation_id)
+    assert tom.client.rejected() == [] and tom.client.status().rejected == 0
