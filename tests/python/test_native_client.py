@@ -175,3 +175,18 @@ def test_a_refused_write_stays_listed_with_its_reason_until_dismissed(device):
     assert tom.value("jobs", JOB, "title") == before, "a refused write is not part of the projection"
     tom.client.dismiss_rejected(mutation_id)
     assert tom.client.rejected() == [] and tom.client.status().rejected == 0
+
+
+def test_going_offline_and_online_queues_then_sends(device):
+    alice = device("alice", "alice", "company-a", "admin")
+    amy = device("amy", "amy", "company-a", "admin")
+    alice.wait_live()
+    amy.wait_live()
+    amy.client.go_offline()
+    amy.listener.wait("offline", lambda: amy.client.status().phase == "offline")
+    amy.client.edit("jobs", JOB, "assignee", text("tech-a9"))
+    assert amy.client.status().pending == 1
+    assert alice.value("jobs", JOB, "assignee") != text("tech-a9")
+    amy.client.go_online()
+    amy.wait_live(pending=0)
+    alice.listener.wait("the edit", lambda: alice.value("jobs", JOB, "assignee") == text("tech-a9"))

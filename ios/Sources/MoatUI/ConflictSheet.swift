@@ -1,0 +1,97 @@
+import SwiftUI
+import MoatKit
+
+/// The same field was changed here and on the server: show base, theirs and mine; the user decides.
+struct ConflictSheet: View {
+    @ObservedObject var store: MoatStore
+    let conflict: ConflictView
+    let remaining: Int
+    @State private var editing: String?
+    @State private var error: String?
+
+    var body: some View {
+        NavigationStack {
+            Form {
+                Section {
+                    Text("\(conflict.table) \(conflict.recordId) changed on the server while you were editing it.")
+                    if remaining > 0 { Text("\(remaining) more after this one").foregroundStyle(.secondary) }
+                }
+                ForEach(conflict.columns, id: \.column) { c in
+                    Section(c.column.replacingOccurrences(of: "_", with: " ")) {
+                        LabeledContent("Before", value: show(c.base))
+                        LabeledContent("Theirs", value: show(c.theirs))
+                        LabeledContent("Mine", value: show(c.mine))
+                    }
+                }
+                if let col = conflict.columns.first, let text = editing {
+                    Section("Your value") {
+                        TextField("Value", text: Binding(get: { text }, set: { editing = $0 }))
+                        Button("Save this value") {
+                            let widget = { if case .integer = col.mine { return "number" } else { return "text" } }()
+                            if let v = FieldValue.parse(text, widget: widget) {
+                                settle(.edit(column: col.column, value: v))
+                            }
+                        }
+                    }
+                }
+                if let error { Text(error).foregroundStyle(.red) }
+                Section {
+                    Button("Keep mine") { settle(.keepMine) }.bold()
+                    Button("Take theirs") { settle(.takeTheirs) }
+                    if conflict.kind == "field", let col = conflict.columns.first {
+                        Button("Edit…") { editing = col.mine.editingText(widget: "text") }
+                    }
+                }
+            }
+            .navigationTitle(conflict.kind == "field" ? "Changed on both sides" : "Record changed")
+        }
+    }
+
+    private func show(_ v: FieldValue?) -> String {
+        guard let v else { return "(deleted)" }
+        let t = v.editingText(widget: "text")
+        return t.isEmpty ? "(empty)" : t
+    }
+
+    private func settle(_ choice: ConflictChoice) {
+        Task {
+            do {
+                try await store.resolve(conflict, choice: choice)
+            } catch let e as MoatError {
+                error = e.message
+            } catch {
+                self.error = error.localizedDescription
+            }
+        }
+    }
+}
+
+/// Writes the server refused, with its reasons, until dismissed.
+struct RejectedListView: View {
+    @ObservedObject var store: MoatStore
+    @State private var items: [RejectedView] = []
+    @Environment(\.dismiss) private var dismiss
+
+    var body: some View {
+        NavigationStack {
+            List(items, id: \.mutationId) { r in
+                VStack(alignment: .leading, spacing: 4) {
+                    Text("\(r.table) \(r.recordId) · \(r.columns.joined(separator: ", "))").font(.headline)
+                    Text(r.reason).font(.footnote).foregroundStyle(.red)
+                }
+                .swipeActions {
+                    Button("Dismiss") {
+                        Task {
+                            try? await store.dismissRejected(r.mutationId)
+                            items = (try? await store.rejected()) ?? []
+                        }
+                    }
+                }
+            }
+            .overlay { if items.isEmpty { Text("No refused changes").foregroundStyle(.secondary) } }
+            .navigationTitle("Refused changes")
+            .toolbar { Button("Done") { dismiss() } }
+            .task(id: store.revision) { items = (try? await store.rejected()) ?? [] }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import SwiftUI
+import MoatKit
+
+/// Chooses the view for a layout widget. No field or object type is known here: only widget kinds.
+struct FieldWidget: View {
+    let field: FieldView
+    let error: String?
+    let commit: (FieldValue) async -> Void
+
+    var body: some View {
+        VStack(alignment: .leading, spacing: 4) {
+            if field.readOnly {
+                ReadOnlyField(field: field)
+            } else {
+                switch field.widget {
+                case "choice": ChoiceField(field: field, commit: commit)
+                case "multiline": TextField_(field: field, axis: .vertical, commit: commit)
+                case "date": DateField(field: field, commit: commit)
+                case "boolean": BooleanField(field: field, commit: commit)
+                case "number", "currency": TextField_(field: field, axis: .horizontal, keyboardNumeric: true, commit: commit)
+                case "reference", "line_items": ReadOnlyField(field: field)
+                default: TextField_(field: field, axis: .horizontal, commit: commit)
+                }
+            }
+            if let error { Text(error).font(.caption).foregroundStyle(.red) }
+        }
+    }
+}
+
+struct ReadOnlyField: View {
+    let field: FieldView
+    var body: some View {
+        LabeledContent(field.label) {
+            Text(field.cell.display.isEmpty ? "—" : field.cell.display)
+                .foregroundStyle(.secondary)
+                .multilineTextAlignment(.trailing)
+        }
+    }
+}
+
+/// Text, multiline, number and currency: commits when editing ends.
+struct TextField_: View {
+    let field: FieldView
+    let axis: Axis
+    var keyboardNumeric = false
+    let commit: (FieldValue) async -> Void
+    @State private var text = ""
+    @FocusState private var focused: Bool
+
+    var body: some View {
+        LabeledContent {
+            TextField(field.label, text: $text, axis: axis)
+                .multilineTextAlignment(axis == .vertical ? .leading : .trailing)
+                .focused($focused)
+                .onSubmit { send() }
+                .onChange(of: focused) { _, now in if !now { send() } }
+                #if os(iOS)
+                .keyboardType(keyboardNumeric ? .decimalPad : .default)
+                #endif
+        } label: {
+            Text(field.required ? "\(field.label) *" : field.label)
+        }
+        .onAppear { text = field.cell.value.editingText(widget: field.widget) }
+        .onChange(of: field.cell.value) { _, v in if !focused { text = v.editingText(widget: field.widget) } }
+    }
+
+    private func send() {
+        guard text != field.cell.value.editingText(widget: field.widget),
+              let v = FieldValue.parse(text, widget: field.widget) else { return }
+        Task { await commit(v) }
+    }
+}
+
+struct ChoiceField: View {
+    let field: FieldView
+    let commit: (FieldValue) async -> Void
+
+    var body: some View {
+        Picker(field.label, selection: Binding(
+            get: { if case .text(let v) = field.cell.value { return v } else { return "" } },
+            set: { v in Task { await commit(v.isEmpty ? .null : .text(value: v)) } }
+        )) {
+            if !field.required { Text("—").tag("") }
+            ForEach(field.options, id: \.value) { o in
+                Text(o.label).tag(o.value)
+            }
+        }
+    }
+}
+
+/// Dates are stored as `YYYY-MM-DD` text.
+struct DateField: View {
+    let field: FieldView
+    let commit: (FieldValue) async -> Void
+    private static let format: DateFormatter = {
+        let f = DateFormatter()
+        f.calendar = Calendar(identifier: .gregorian)
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyy-MM-dd"
+        return f
+    }()
+
+    var body: some View {
+        DatePicker(field.label, selection: Binding(
+            get: {
+                if case .text(let v) = field.cell.value, let d = Self.format.date(from: v) { return d }
+                return Date()
+            },
+            set: { d in Task { await commit(.text(value: Self.format.string(from: d))) } }
+        ), displayedComponents: .date)
+    }
+}
+
+struct BooleanField: View {
+    let field: FieldView
+    let commit: (FieldValue) async -> Void
+
+    var body: some View {
+        Toggle(field.label, isOn: Binding(
+            get: { field.cell.value == .integer(value: 1) },
+            set: { on in Task { await commit(.integer(value: on ? 1 : 0)) } }
+        ))
+    }
+}

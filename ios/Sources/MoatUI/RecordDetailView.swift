@@ -1,0 +1,55 @@
+import SwiftUI
+import MoatKit
+
+/// A record's page, drawn only from the core's detail model (the synced `layout_definition` for this
+/// role): one section per layout section, one widget view per field, in the layout's order. Live.
+struct RecordDetailView: View {
+    @ObservedObject var store: MoatStore
+    let objectType: String
+    let id: String
+    @State private var model: DetailViewModel?
+    @State private var errors: [String: String] = [:]
+    @State private var loadError: String?
+
+    var body: some View {
+        Form {
+            if let loadError { Text(loadError).foregroundStyle(.red) }
+            if let model {
+                ForEach(model.sections, id: \.id) { section in
+                    Section(section.label) {
+                        ForEach(section.fields, id: \.field) { field in
+                            FieldWidget(field: field, error: errors[field.field]) { value in
+                                await commit(field.field, value)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        .navigationTitle(model?.title ?? "")
+        .task(id: store.revision) { await load() }
+    }
+
+    private func load() async {
+        do {
+            model = try await store.detailView(objectType, id: id)
+            loadError = nil
+        } catch let e as MoatError {
+            loadError = e.message
+        } catch {
+            loadError = error.localizedDescription
+        }
+    }
+
+    private func commit(_ field: String, _ value: FieldValue) async {
+        do {
+            try await store.edit(objectType, id: id, field: field, value: value)
+            errors[field] = nil
+            await load()
+        } catch let e as MoatError {
+            errors[field] = e.message
+        } catch {
+            errors[field] = error.localizedDescription
+        }
+    }
+}

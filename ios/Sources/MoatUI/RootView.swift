@@ -1,0 +1,84 @@
+import SwiftUI
+import MoatKit
+
+/// The app's root: sign-in until a session exists, then the signed-in workspace.
+public struct RootView: View {
+    @State private var session: Session? = Session.load()
+    @State private var store: MoatStore?
+    @State private var openError: String?
+
+    public init() {}
+
+    public var body: some View {
+        Group {
+            if let store {
+                WorkspaceView(store: store, onSignOut: signOut)
+            } else if let openError {
+                ContentUnavailableView("Cannot open the local database", systemImage: "externaldrive.badge.xmark",
+                                       description: Text(openError))
+            } else {
+                SignInView { s in
+                    Session.save(s)
+                    session = s
+                    open(s)
+                }
+            }
+        }
+        .onAppear { if let session, store == nil { open(session) } }
+    }
+
+    private func open(_ s: Session) {
+        do {
+            store = try MoatStore(session: s)
+        } catch let e as MoatError {
+            openError = e.message
+        } catch {
+            openError = error.localizedDescription
+        }
+    }
+
+    private func signOut() {
+        Session.save(nil)
+        store = nil
+        session = nil
+    }
+}
+
+/// Object types → records → a record, with the sync status always on screen and the conflict alert
+/// over everything.
+struct WorkspaceView: View {
+    @ObservedObject var store: MoatStore
+    let onSignOut: () -> Void
+    @State private var showRejected = false
+
+    var body: some View {
+        NavigationStack {
+            ObjectTypesView(store: store)
+                .navigationTitle(store.session.tenant)
+                .toolbar {
+                    ToolbarItem(placement: .primaryAction) {
+                        Menu {
+                            Text("\(store.session.name) · \(store.session.role)")
+                            Button(store.status?.phase == "offline" ? "Go online" : "Work offline") {
+                                store.setOnline(store.status?.phase == "offline")
+                            }
+                            Button("Refused changes") { showRejected = true }
+                            Button("Sign out", role: .destructive, action: onSignOut)
+                        } label: {
+                            Image(systemName: "person.crop.circle")
+                        }
+                    }
+                }
+                .safeAreaInset(edge: .bottom) {
+                    StatusBarView(status: store.status, rejection: store.lastRejection) { showRejected = true }
+                }
+        }
+        .sheet(isPresented: $showRejected) { RejectedListView(store: store) }
+        .sheet(item: Binding(get: { store.conflicts.first }, set: { _ in })) { conflict in
+            ConflictSheet(store: store, conflict: conflict, remaining: store.conflicts.count - 1)
+                .interactiveDismissDisabled()
+        }
+    }
+}
+
+extension ConflictView: Identifiable {}
