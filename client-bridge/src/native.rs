@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::error::MoatError;
 use crate::views::{
-    self, ConflictChoice, ConflictView, DetailViewModel, FieldValue, ListRequest, ListViewModel,
+    self, ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldValue, ListRequest, ListViewModel,
     ObjectTypeView, RejectedView, SyncStatus,
 };
 
@@ -134,6 +134,14 @@ impl MoatClient {
         value: FieldValue,
     ) -> Result<(), MoatError> {
         views::update_row(&mut self.lock(), &table, &id, column, value)?;
+        self.wake(Command::LocalWrite);
+        Ok(())
+    }
+
+    /// Inserts a row into any synced table (admin tools: a new object type is an `object_metadata`
+    /// row); the server still checks the role's rights.
+    pub fn insert_row(&self, table: String, values: Vec<ColumnValue>) -> Result<(), MoatError> {
+        views::insert_row(&mut self.lock(), &table, values)?;
         self.wake(Command::LocalWrite);
         Ok(())
     }

@@ -471,6 +471,24 @@ pub(crate) fn update_row(
     Ok(())
 }
 
+/// One column's value of a new row.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(uniffi::Record))]
+pub struct ColumnValue {
+    /// The column.
+    pub column: String,
+    /// Its value.
+    pub value: FieldValue,
+}
+
+/// Inserts a row into any synced table (admin tools: a new object type is an `object_metadata` row);
+/// the server checks the role's rights.
+pub(crate) fn insert_row(e: &mut SyncEngine, table: &str, values: Vec<ColumnValue>) -> Result<()> {
+    let row = Fields(values.into_iter().map(|c| (c.column, c.value.into())).collect());
+    e.replica_mut().insert(table, &row)?;
+    Ok(())
+}
+
 /// Conflicts waiting for the user.
 pub(crate) fn conflicts(e: &SyncEngine) -> Result<Vec<ConflictView>> {
     Ok(e.replica().conflicts()?.into_iter().map(conflict_view).collect())

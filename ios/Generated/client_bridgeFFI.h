@@ -333,6 +333,11 @@ void uniffi_client_bridge_fn_method_moatclient_go_offline(uint64_t ptr, RustCall
 void uniffi_client_bridge_fn_method_moatclient_go_online(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_INSERT_ROW
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_INSERT_ROW
+void uniffi_client_bridge_fn_method_moatclient_insert_row(uint64_t ptr, RustBuffer table, RustBuffer values, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_LIST_VIEW
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_LIST_VIEW
 RustBuffer uniffi_client_bridge_fn_method_moatclient_list_view(uint64_t ptr, RustBuffer object_type, RustBuffer search, RustBuffer sort_field, int8_t ascending, int64_t offset, int64_t limit, RustCallStatus *_Nonnull out_status
@@ -667,6 +672,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_go_offline(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_GO_ONLINE
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_GO_ONLINE
 uint16_t uniffi_client_bridge_checksum_method_moatclient_go_online(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_INSERT_ROW
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_INSERT_ROW
+uint16_t uniffi_client_bridge_checksum_method_moatclient_insert_row(void
     
 );
 #endif

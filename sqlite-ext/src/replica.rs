@@ -95,8 +95,8 @@ impl Replica {
         Self::init(Connection::open_in_memory()?, schema)
     }
 
-    /// A replica over a connection the shell opened itself (the browser's OPFS VFS, where WAL is not
-    /// available; the connection keeps SQLite's default rollback journal, which is as durable).
+    /// A replica over a connection the shell opened and configured itself (the browser's OPFS VFS,
+    /// where WAL needs an exclusive lock).
     pub fn from_connection(conn: Connection, schema: Schema) -> Result<Replica> {
         Self::init(conn, schema)
     }

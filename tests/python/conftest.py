@@ -19,10 +19,10 @@ MOAT = os.path.join(ROOT, "target", "debug", "moat")
 
 
 class Server:
-    def __init__(self, tmp):
+    def __init__(self, tmp, web_root=None):
         self.proc = subprocess.Popen(
             [MOAT, "serve", "--demo", "--listen", "127.0.0.1:0", "--db", str(tmp / "server.db"),
-             "--web-root", str(tmp / "no-web")],
+             "--web-root", web_root or str(tmp / "no-web")],
             stdout=subprocess.PIPE, env={**os.environ, "MOAT_LOG": "warn"}, text=True)
         line = self.proc.stdout.readline()
         addr = line.split("http://")[1].split("/")[0]

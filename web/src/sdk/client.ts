@@ -5,6 +5,7 @@ import type { Api, FromWorker, Method, OpenOptions, ToWorker } from "./rpc";
 import {
   MoatError,
   type ClientEvent,
+  type ColumnValue,
   type ConflictChoice,
   type ConflictView,
   type DetailViewModel,
@@ -104,6 +105,10 @@ export class MoatClient {
   /** Writes one column of any synced row (admin tools); the server checks the role's rights. */
   updateRow(table: string, id: string, column: string, value: FieldValue): Promise<void> {
     return this.call("updateRow", table, id, column, value);
+  }
+  /** Inserts a row into any synced table (admin tools: a new object type is an `object_metadata` row). */
+  insertRow(table: string, values: ColumnValue[]): Promise<void> {
+    return this.call("insertRow", table, values);
   }
   conflicts(): Promise<ConflictView[]> {
     return this.call("conflicts");

@@ -12,6 +12,7 @@ import type {
   RejectedView,
   SyncStatus,
   ClientEvent,
+  ColumnValue,
 } from "./types";
 
 /** Every call the SDK can make, with its arguments and its result. */
@@ -22,6 +23,7 @@ export interface Api {
   detailView(objectType: string, id: string): DetailViewModel;
   edit(objectType: string, id: string, field: string, value: FieldValue): void;
   updateRow(table: string, id: string, column: string, value: FieldValue): void;
+  insertRow(table: string, values: ColumnValue[]): void;
   conflicts(): ConflictView[];
   resolve(conflictId: number, choice: ConflictChoice): void;
   rejected(): RejectedView[];

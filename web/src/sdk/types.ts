@@ -8,6 +8,12 @@ export type FieldValue =
   | { type: "real"; value: number }
   | { type: "text"; value: string };
 
+/** One column's value of a new row. */
+export interface ColumnValue {
+  column: string;
+  value: FieldValue;
+}
+
 export type Phase = "offline" | "connecting" | "syncing" | "live" | "unauthorized";
 
 /** What the UI shows about sync. */

@@ -51,6 +51,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.edit(a0, a1, a2, JSON.stringify(a3));
     case "updateRow":
       return c.updateRow(a0, a1, a2, JSON.stringify(a3));
+    case "insertRow":
+      return c.insertRow(a0, JSON.stringify(a1));
     case "conflicts":
       return c.conflicts();
     case "resolve":

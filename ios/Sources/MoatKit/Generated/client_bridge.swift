@@ -647,6 +647,12 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func goOnline() 
     
     /**
+     * Inserts a row into any synced table (admin tools: a new object type is an `object_metadata`
+     * row); the server still checks the role's rights.
+     */
+    func insertRow(table: String, values: [ColumnValue]) throws 
+    
+    /**
      * A page of `object_type`'s records, optionally filtered by `search` and sorted by
      * `sort_field` (the metadata's default sort when `None`).
      */
@@ -835,6 +841,20 @@ open func goOnline()  {try! rustCall() {
         uniffiCallStatus in
     uniffi_client_bridge_fn_method_moatclient_go_online(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Inserts a row into any synced table (admin tools: a new object type is an `object_metadata`
+     * row); the server still checks the role's rights.
+     */
+open func insertRow(table: String, values: [ColumnValue])throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_insert_row(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(table),
+        FfiConverterSequenceTypeColumnValue.lower(values),uniffiCallStatus
     )
 }
 }
@@ -1126,6 +1146,75 @@ public func FfiConverterTypeChoiceView_lift(_ buf: RustBuffer) throws -> ChoiceV
 #endif
 public func FfiConverterTypeChoiceView_lower(_ value: ChoiceView) -> RustBuffer {
     return FfiConverterTypeChoiceView.lower(value)
+}
+
+
+/**
+ * One column's value of a new row.
+ */
+public struct ColumnValue: Equatable, Hashable {
+    /**
+     * The column.
+     */
+    public var column: String
+    /**
+     * Its value.
+     */
+    public var value: FieldValue
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The column.
+         */column: String, 
+        /**
+         * Its value.
+         */value: FieldValue) {
+        self.column = column
+        self.value = value
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ColumnValue: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeColumnValue: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ColumnValue {
+        return
+            try ColumnValue(
+                column: FfiConverterString.read(from: &buf), 
+                value: FfiConverterTypeFieldValue.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ColumnValue, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.column, into: &buf)
+        FfiConverterTypeFieldValue.write(value.value, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeColumnValue_lift(_ buf: RustBuffer) throws -> ColumnValue {
+    return try FfiConverterTypeColumnValue.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeColumnValue_lower(_ value: ColumnValue) -> RustBuffer {
+    return FfiConverterTypeColumnValue.lower(value)
 }
 
 
@@ -2872,6 +2961,31 @@ fileprivate struct FfiConverterSequenceTypeChoiceView: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeColumnValue: FfiConverterRustBuffer {
+    typealias SwiftType = [ColumnValue]
+
+    public static func write(_ value: [ColumnValue], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeColumnValue.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ColumnValue] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ColumnValue]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeColumnValue.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeColumnView: FfiConverterRustBuffer {
     typealias SwiftType = [ColumnView]
 
@@ -3103,6 +3217,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_go_online() != 55298) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_insert_row() != 51810) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_list_view() != 60648) {
