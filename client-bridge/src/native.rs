@@ -67,7 +67,7 @@ impl MoatClient {
     ) -> Result<Arc<Self>, MoatError> {
         let role = views::role_of(&token)
             .ok_or_else(|| MoatError::Invalid { message: "the token is not a JWT with a role".into() })?;
-        let replica = Replica::open(&db_path, Schema::demo())?;
+        let replica = Replica::open_latest(&db_path, Schema::demo())?;
         let engine = Arc::new(Mutex::new(SyncEngine::new(replica, token)));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -60,7 +60,7 @@ impl From<FieldValue> for Value {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(uniffi::Record))]
 pub struct SyncStatus {
-    /// `offline`, `connecting`, `syncing`, `live` or `unauthorized`.
+    /// `offline`, `connecting`, `syncing`, `live`, `unauthorized` or `outdated`.
     pub phase: String,
     /// Snapshot rows received (while syncing).
     pub rows_done: u64,
@@ -74,16 +74,23 @@ pub struct SyncStatus {
     pub rejected: i64,
     /// When the device was last in step with the server (Unix milliseconds).
     pub last_sync_ms: Option<i64>,
+    /// Why sync stopped, in words for the user (`outdated`: the app must be updated).
+    pub message: Option<String>,
 }
 
 impl From<sqlite_ext::Status> for SyncStatus {
     fn from(s: sqlite_ext::Status) -> Self {
+        let mut message = None;
         let (phase, rows_done, rows) = match s.phase {
             Phase::Offline => ("offline", 0, 0),
             Phase::Connecting => ("connecting", 0, 0),
             Phase::Syncing { rows_done, rows } => ("syncing", rows_done, rows),
             Phase::Live => ("live", 0, 0),
             Phase::Unauthorized => ("unauthorized", 0, 0),
+            Phase::Outdated { reason } => {
+                message = Some(reason);
+                ("outdated", 0, 0)
+            }
         };
         SyncStatus {
             phase: phase.into(),
@@ -93,6 +100,7 @@ impl From<sqlite_ext::Status> for SyncStatus {
             conflicts: s.conflicts,
             rejected: s.rejected,
             last_sync_ms: s.last_sync_ms,
+            message,
         }
     }
 }

@@ -129,7 +129,7 @@ impl WebClient {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .map_err(|e| js_error(e.into()))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| js_error(e.into()))?;
-        let replica = Replica::from_connection(conn, Schema::demo()).map_err(js_error)?;
+        let replica = Replica::from_connection_latest(conn, Schema::demo()).map_err(js_error)?;
         let engine = SyncEngine::new(replica, token);
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let w = weak.clone();

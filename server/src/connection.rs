@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::auth::{Claims, now_secs};
 use crate::handlers;
 use crate::hub::Frame;
-use crate::protocol::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close};
+use crate::protocol::{ClientMsg, PROTOCOL_VERSION, SchemaInfo, ServerMsg, close};
 use crate::rules::Profile;
 use crate::server::AppState;
 use crate::store::PushReply;
@@ -115,7 +115,7 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
     let metrics = Arc::clone(&state.metrics);
     let mut ws = ws;
     let end = match Box::pin(hello(&mut ws, &state)).await {
-        Ok((claims, client_id, cursors)) => {
+        Ok((claims, client_id, cursors, client_schema)) => {
             let profile = match state.rules.profile(&claims) {
                 Ok(p) => p,
                 Err(e) => {
@@ -126,7 +126,7 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
             };
             let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
             let mut conn = Conn { ws, state, claims, client_id, profile, sent: 0, inflight: 0, replies };
-            let end = session(&mut conn, cursors, replies_rx).await;
+            let end = session(&mut conn, cursors, client_schema, replies_rx).await;
             ws = conn.ws;
             end
         }
@@ -156,7 +156,10 @@ async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), a
 type Cursors = std::collections::BTreeMap<String, i64>;
 
 /// Waits for the hello and checks it.
-async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<(Claims, String, Cursors), End> {
+async fn hello(
+    ws: &mut WebSocket,
+    state: &AppState,
+) -> Result<(Claims, String, Cursors, Option<String>), End> {
     let wait = Duration::from_millis(state.limits.hello_timeout_ms);
     let protocol_error = |m: &str| End::Close(close::PROTOCOL, m.to_owned());
     let text = match timeout(wait, ws.next()).await {
@@ -168,7 +171,7 @@ async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<(Claims, String, 
     };
     let msg: ClientMsg =
         serde_json::from_str(&text).map_err(|e| protocol_error(&format!("bad hello: {e}")))?;
-    let ClientMsg::Hello { protocol, token, client_id, cursors } = msg else {
+    let ClientMsg::Hello { protocol, token, client_id, cursors, schema } = msg else {
         return Err(protocol_error("the first frame must be hello"));
     };
     if protocol != PROTOCOL_VERSION {
@@ -180,11 +183,22 @@ async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<(Claims, String, 
         return Err(protocol_error("client_id must be 1 to 128 characters"));
     }
     let claims = state.auth.verify(&token).map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
-    Ok((claims, client_id, cursors))
+    if schema.is_none() && state.migrated {
+        return Err(End::Close(
+            close::OUTDATED,
+            "this app is too old for the server's schema (it was migrated); update the app".into(),
+        ));
+    }
+    Ok((claims, client_id, cursors, schema))
 }
 
 /// After a good hello: welcome, revokes, initial sync, then the live loop.
-async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<Box<PushReply>>) -> End {
+async fn session(
+    conn: &mut Conn,
+    cursors: Cursors,
+    client_schema: Option<String>,
+    mut replies: mpsc::Receiver<Box<PushReply>>,
+) -> End {
     let mut rx = conn.state.hub.subscribe(&conn.profile);
     tracing::info!(
         user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
@@ -193,6 +207,7 @@ async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<
     let result: Result<(), End> = async {
         let profile = conn.profile.clone();
         let claims = conn.claims.clone();
+        let state = conn.state.clone();
         conn.send(&ServerMsg::Welcome {
             protocol: PROTOCOL_VERSION,
             user: &claims.sub,
@@ -200,6 +215,10 @@ async fn session(conn: &mut Conn, cursors: Cursors, mut replies: mpsc::Receiver<
             role: &claims.role,
             channels: vec![&profile.channel],
             max_inflight_pushes: conn.state.limits.max_inflight_pushes,
+            // A client that names no schema is on the base one (else hello closed it with 4010).
+            schema: client_schema
+                .filter(|c| **c != *state.schema_fingerprint)
+                .map(|_| SchemaInfo { fingerprint: &state.schema_fingerprint, sql: state.schema.sql() }),
         })
         .await?;
         // Data of channels this user no longer has leaves the device.

@@ -13,6 +13,7 @@
 //! - `connection` and `handlers`: one WebSocket session and one handler per message.
 //! - [`server`]: the router and `serve`.
 //! - [`metrics`]: counters and histograms for `/metrics`.
+//! - [`migrate`]: numbered schema migrations (`moat migrate`).
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod auth;
@@ -22,6 +23,7 @@ mod error;
 mod handlers;
 mod hub;
 pub mod metrics;
+pub mod migrate;
 pub mod protocol;
 pub mod rules;
 pub mod server;

@@ -54,6 +54,39 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Schema migrations: numbered SQL files applied in order, each in one transaction.
+    Migrate {
+        /// A TOML config file (for the database and the base schema).
+        #[arg(long, env = "MOAT_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// The SQLite database file (overrides the file and MOAT_DATABASE).
+        #[arg(long, global = true)]
+        db: Option<PathBuf>,
+        /// The migrations folder.
+        #[arg(long, global = true, default_value = "schemas/migrations")]
+        dir: PathBuf,
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Lists every migration: applied, pending, changed since applied, or missing.
+    Status,
+    /// A dry run: what `up` would change (run in a transaction that is rolled back).
+    Plan,
+    /// Applies the pending migrations in order, with progress.
+    Up {
+        /// Allow dropping a table or column that holds data.
+        #[arg(long)]
+        allow_destructive: bool,
+    },
+    /// Creates the next numbered migration file.
+    New {
+        /// Letters, digits and _.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,6 +121,13 @@ fn run(cli: Cli) -> moat_server::Result<()> {
             cfg.demo |= demo;
             serve(cfg)
         }
+        Command::Migrate { config, db, dir, action } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(v) = db {
+                cfg.database = v;
+            }
+            migrate(&cfg, &dir, action)
+        }
         Command::Token { config, user, tenant, role, ttl, ed25519_private_key, demo } => {
             let mut cfg = Config::load(config.as_deref())?;
             cfg.demo |= demo;
@@ -107,6 +147,64 @@ fn run(cli: Cli) -> moat_server::Result<()> {
             Ok(())
         }
     }
+}
+
+fn migrate(cfg: &Config, dir: &std::path::Path, action: MigrateAction) -> moat_server::Result<()> {
+    use moat_server::migrate::{self, State};
+    if let MigrateAction::New { name } = &action {
+        println!("created {}", migrate::new_file(dir, name)?.display());
+        return Ok(());
+    }
+    let base = match &cfg.schema {
+        Some(p) => sqlite_ext::Schema::from_sql(
+            &std::fs::read_to_string(p)
+                .map_err(|e| moat_server::Error::Config(format!("{}: {e}", p.display())))?,
+        )?,
+        None => sqlite_ext::Schema::demo(),
+    };
+    if !cfg.database.exists() {
+        return Err(moat_server::Error::Config(format!(
+            "{}: no such database (start `moat serve` once to create it)",
+            cfg.database.display()
+        )));
+    }
+    let files = migrate::load_dir(dir)?;
+    let _lock = match action {
+        MigrateAction::Status => None,
+        _ => Some(migrate::writer_lock(&cfg.database)?),
+    };
+    let mut conn = rusqlite::Connection::open(&cfg.database)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    match action {
+        MigrateAction::Status => {
+            for (version, name, state) in migrate::status(&conn, &files)? {
+                let s = match state {
+                    State::Applied => "applied",
+                    State::Pending => "pending",
+                    State::Tampered => "CHANGED SINCE APPLIED",
+                    State::Missing => "applied, FILE MISSING",
+                };
+                println!("{version:04}_{name}  {s}");
+            }
+        }
+        MigrateAction::Plan => {
+            let plan = migrate::plan(&mut conn, &base, &files)?;
+            if plan.is_empty() {
+                println!("nothing to apply");
+            }
+            for (m, effect) in plan {
+                let warn =
+                    if effect.destructive() { "  (DESTRUCTIVE: needs --allow-destructive)" } else { "" };
+                println!("{:04}_{}{warn}\n{}", m.version, m.name, effect.describe());
+            }
+        }
+        MigrateAction::Up { allow_destructive } => {
+            let done = migrate::up(&mut conn, &base, &files, allow_destructive, |line| println!("{line}"))?;
+            println!("{} migration(s) applied; connected clients take a fresh snapshot", done.len());
+        }
+        MigrateAction::New { .. } => unreachable!("handled above"),
+    }
+    Ok(())
 }
 
 fn serve(cfg: Config) -> moat_server::Result<()> {

@@ -24,6 +24,9 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// Too many pushes waiting for their acks.
     pub const FLOOD: u16 = 4029;
+    /// The client cannot follow the server's schema (an app from before `schema` was sent in hello,
+    /// on a migrated server): it must be updated; reconnecting does not help.
+    pub const OUTDATED: u16 = 4010;
     /// The server is shutting down; reconnect later.
     pub const GOING_AWAY: u16 = 1001;
 }
@@ -43,6 +46,10 @@ pub enum ClientMsg {
         /// The version of the last diff the client applied, per channel it holds data of.
         #[serde(default)]
         cursors: BTreeMap<String, i64>,
+        /// The fingerprint of the client's schema; when it is not the server's, the welcome carries
+        /// the server's schema and the client migrates its replica.
+        #[serde(default)]
+        schema: Option<String>,
     },
     /// A local mutation to apply.
     Push {
@@ -60,6 +67,16 @@ pub enum ClientMsg {
     /// A message type this server does not know.
     #[serde(other)]
     Unknown,
+}
+
+/// The server's schema, as a welcome carries it.
+#[derive(Debug, Serialize)]
+pub struct SchemaInfo<'a> {
+    /// Its fingerprint (FNV-1a 64 of the SQL, hex).
+    pub fingerprint: &'a str,
+    /// The SQL the schema model is built from (the base schema and every applied migration). A client
+    /// builds its model from it in memory and creates tables and columns from the model.
+    pub sql: &'a str,
 }
 
 /// A frame to a client.
@@ -80,6 +97,9 @@ pub enum ServerMsg<'a> {
         channels: Vec<&'a str>,
         /// Pushes the client may have waiting for acks; one more closes the connection.
         max_inflight_pushes: usize,
+        /// The server's schema, when the client's fingerprint differs (after a migration).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        schema: Option<SchemaInfo<'a>>,
     },
     /// A full copy of a channel follows: the client drops its rows of that channel first.
     SnapshotBegin {

@@ -41,6 +41,9 @@ pub struct AppState {
     pub(crate) auth: Arc<Auth>,
     pub(crate) rules: Arc<Rules>,
     pub(crate) schema: Arc<Schema>,
+    /// The schema's fingerprint, and whether migrations moved it away from the base schema.
+    pub(crate) schema_fingerprint: Arc<str>,
+    pub(crate) migrated: bool,
     pub(crate) limits: Arc<Limits>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -53,6 +56,8 @@ pub struct AppState {
 pub struct Server {
     state: AppState,
     shutdown: watch::Sender<bool>,
+    /// Held while the server runs, so that `moat migrate` cannot change the schema under it.
+    lock: std::fs::File,
 }
 
 impl Server {
@@ -61,10 +66,19 @@ impl Server {
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
         };
-        let schema = Arc::new(match &config.schema {
+        let lock = crate::migrate::writer_lock(&config.database)?;
+        let base = match &config.schema {
             Some(p) => Schema::from_sql(&read(p)?)?,
             None => Schema::demo(),
+        };
+        // The base schema plus every migration applied to this database (`moat migrate`).
+        let schema = Arc::new(if config.database.exists() {
+            let conn = rusqlite::Connection::open(&config.database)?;
+            crate::migrate::effective_schema(&conn, &base)?
+        } else {
+            base.clone()
         });
+        let migrated = schema.sql() != base.sql();
         let rules_text = match &config.rules {
             Some(p) => read(p)?,
             None => DEFAULT_RULES.to_owned(),
@@ -89,6 +103,8 @@ impl Server {
             hub,
             auth,
             rules,
+            schema_fingerprint: schema.fingerprint().into(),
+            migrated,
             schema,
             limits,
             metrics,
@@ -96,7 +112,7 @@ impl Server {
             demo: config.demo,
             web_root: config.web_root.clone(),
         };
-        Ok(Server { state, shutdown })
+        Ok(Server { state, shutdown, lock })
     }
 
     /// The shared state (for tests and tools in this crate's users).
@@ -120,7 +136,7 @@ impl Server {
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Server { state, shutdown } = self;
+        let Server { state, shutdown, lock } = self;
         let router = app(state);
         let notify = async move {
             signal.await;
@@ -130,7 +146,9 @@ impl Server {
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(notify)
             .await
-            .map_err(|e| Error::Unavailable(format!("serve: {e}")))
+            .map_err(|e| Error::Unavailable(format!("serve: {e}")))?;
+        drop(lock);
+        Ok(())
     }
 }
 

@@ -90,6 +90,33 @@ impl Replica {
         Self::init(conn, schema)
     }
 
+    /// Opens (creating if needed) a replica file with the schema it was last migrated to, or
+    /// `bootstrap` for a new file: what an app does at start, after the server may have moved its
+    /// schema on (see [`Replica::migrate_schema`]).
+    pub fn open_latest(path: impl AsRef<Path>, bootstrap: Schema) -> Result<Replica> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Self::from_connection_latest(conn, bootstrap)
+    }
+
+    /// [`Replica::open_latest`] over a connection the shell opened and configured itself.
+    pub fn from_connection_latest(conn: Connection, bootstrap: Schema) -> Result<Replica> {
+        let stored: Option<String> = conn
+            .query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0))
+            .optional()
+            .or_else(|e| match e {
+                // A new file: no moat_meta yet.
+                rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("no such table") => Ok(None),
+                e => Err(e),
+            })?;
+        let schema = match stored {
+            Some(sql) if sql != bootstrap.sql() => Schema::from_sql(&sql)?,
+            _ => bootstrap,
+        };
+        Self::init(conn, schema)
+    }
+
     /// A replica that lives in memory only (tests, benchmarks).
     pub fn open_in_memory(schema: Schema) -> Result<Replica> {
         Self::init(Connection::open_in_memory()?, schema)
@@ -130,6 +157,94 @@ impl Replica {
             tx.query_row("SELECT value FROM moat_meta WHERE key = 'client_id'", [], |r| r.get(0))?;
         tx.commit()?;
         Ok(Replica { conn, schema, client_id })
+    }
+
+    /// Moves this replica to the server's new schema: creates the tables and columns it added (the
+    /// projection and the golden copy, from the model, never from SQL text), drops what it removed,
+    /// and re-checks every pending overlay against the new schema. An overlay that no longer fits is
+    /// not dropped: it becomes rejected, with the reason, and its rows show the server's state again.
+    /// Returns those (mutation id, reason) pairs. The server's snapshot that follows refills the rows.
+    pub fn migrate_schema(&mut self, new: Schema) -> Result<Vec<(String, String)>> {
+        let old = self.schema.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for t in new.tables() {
+            match old.table(&t.name) {
+                Err(_) => {
+                    tx.execute_batch(&t.projection_ddl())?;
+                    tx.execute_batch(&t.server_data_ddl())?;
+                }
+                Ok(o) => {
+                    for c in t.columns.iter().filter(|c| !o.columns.iter().any(|x| x.name == c.name)) {
+                        for table in [t.name.clone(), t.server_data_name()] {
+                            tx.execute_batch(&format!(
+                                "ALTER TABLE {} ADD COLUMN {}",
+                                quote(&table),
+                                c.ddl()
+                            ))?;
+                        }
+                    }
+                }
+            }
+        }
+        // Overlays are checked before anything is dropped, so that their old rows can be restored.
+        let mut stmt =
+            tx.prepare("SELECT mutation_id, diff FROM overlays WHERE state = 'pending' ORDER BY seq")?;
+        let rows: Vec<(String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        let mut refused = Vec::new();
+        let mut reset = HashMap::new();
+        for (mutation_id, json) in rows {
+            match upgrade_overlay(&json, &old, &new) {
+                Ok(diff) => {
+                    let upgraded = diff.to_json();
+                    if upgraded != json {
+                        tx.execute(
+                            "UPDATE overlays SET diff = ?2 WHERE mutation_id = ?1",
+                            rusqlite::params![mutation_id, upgraded],
+                        )?;
+                    }
+                }
+                Err(why) => {
+                    let reason = format!("no longer fits the schema after a migration: {why}");
+                    tx.execute(
+                        "UPDATE overlays SET state = 'rejected', reason = ?2 WHERE mutation_id = ?1",
+                        rusqlite::params![mutation_id, reason],
+                    )?;
+                    if let Ok(diff) = Diff::from_json(&json, &old) {
+                        for c in diff.changes.into_iter().filter(|c| new.table(&c.table).is_ok()) {
+                            reset.insert((c.table.clone(), c.key()), c.pk);
+                        }
+                    }
+                    refused.push((mutation_id, reason));
+                }
+            }
+        }
+        for t in old.tables() {
+            match new.table(&t.name) {
+                Err(_) => {
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&t.name)))?;
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&t.server_data_name())))?;
+                }
+                Ok(n) => {
+                    for c in t.columns.iter().filter(|c| !n.columns.iter().any(|x| x.name == c.name)) {
+                        for table in [t.name.clone(), t.server_data_name()] {
+                            tx.execute_batch(&format!(
+                                "ALTER TABLE {} DROP COLUMN {}",
+                                quote(&table),
+                                quote(&c.name)
+                            ))?;
+                        }
+                    }
+                }
+            }
+        }
+        let pending = load_pending(&tx, &new)?;
+        rebase(&tx, &new, &pending, &reset)?;
+        tx.execute("UPDATE moat_meta SET value = ?1 WHERE key = 'schema_sql'", [new.sql()])?;
+        tx.commit()?;
+        self.schema = new;
+        Ok(refused)
     }
 
     /// This replica's client id, made once when the file was created.
@@ -255,7 +370,9 @@ impl Replica {
         let mut out = Vec::new();
         for row in rows {
             let (mutation_id, diff, reason): (String, String, Option<String>) = row?;
-            let diff = Diff::from_json(&diff, &self.schema)?;
+            // A write refused by a migration names columns the schema no longer has: list it as it was.
+            let diff = Diff::from_json(&diff, &self.schema)
+                .or_else(|e| serde_json::from_str(&diff).map_err(|_| e))?;
             out.push(Rejected {
                 mutation: Mutation { mutation_id, diff },
                 reason: reason.unwrap_or_default(),
@@ -547,6 +664,40 @@ fn capture<T>(
     let mutation_id = format!("{client_id}-{n}");
     conn.execute("INSERT INTO overlays (mutation_id, diff) VALUES (?1, ?2)", (&mutation_id, diff.to_json()))?;
     Ok((out, Some(Mutation { mutation_id, diff })))
+}
+
+/// A pending overlay's diff, carried from `old` to `new`: inserts and deletes get the columns the
+/// migration added (as NULL), a dropped column that the change only restates is left out. A change
+/// to a dropped table, an update of a dropped column, or a value written to one does not fit.
+fn upgrade_overlay(json: &str, old: &Schema, new: &Schema) -> std::result::Result<Diff, String> {
+    let mut diff = Diff::from_json(json, old).map_err(|e| e.to_string())?;
+    for c in &mut diff.changes {
+        let t = new.table(&c.table).map_err(|_| format!("table {} was removed", c.table))?;
+        let mut kept = Vec::new();
+        for (name, cc) in std::mem::take(&mut c.cols.0) {
+            if t.columns.iter().any(|x| x.name == name) {
+                kept.push((name, cc));
+            } else if c.op == crate::changeset::Op::Update
+                || cc.new.as_ref().is_some_and(|v| !matches!(v, Value::Null))
+            {
+                return Err(format!("column {}.{name} was removed", c.table));
+            }
+        }
+        c.cols.0 = kept;
+        if c.op != crate::changeset::Op::Update {
+            for col in t.columns.iter().filter(|x| x.pk == 0) {
+                if !c.cols.0.iter().any(|(n, _)| *n == col.name) {
+                    let cc = if c.op == crate::changeset::Op::Insert {
+                        crate::diff::ColumnChange { old: None, new: Some(Value::Null) }
+                    } else {
+                        crate::diff::ColumnChange { old: Some(Value::Null), new: None }
+                    };
+                    c.cols.0.push((col.name.clone(), cc));
+                }
+            }
+        }
+    }
+    Diff::from_json(&diff.to_json(), new).map_err(|e| e.to_string())
 }
 
 fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {

@@ -77,6 +77,20 @@ pub struct Column {
     pub pk: u8,
 }
 
+impl Column {
+    /// `"name" TYPE`, as a column definition (nullable; a replica adds columns that way).
+    pub(crate) fn ddl(&self) -> String {
+        let ty = match self.ty {
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Real => "REAL",
+            ColumnType::Text => "TEXT",
+            ColumnType::Blob => "BLOB",
+            ColumnType::Any => "ANY",
+        };
+        format!("{} {ty}", quote(&self.name))
+    }
+}
+
 /// One synced table.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -107,23 +121,24 @@ impl Table {
     /// DDL of the golden copy: same columns, types, NOT NULL and key; no defaults or checks, because
     /// the server's state must always be storable.
     pub(crate) fn server_data_ddl(&self) -> String {
+        self.ddl_named(&self.server_data_name())
+    }
+
+    /// DDL of the projection as a replica creates it from the model (a table a migration added): the
+    /// same shape as the golden copy; the server enforces defaults and checks.
+    pub(crate) fn projection_ddl(&self) -> String {
+        self.ddl_named(&self.name)
+    }
+
+    fn ddl_named(&self, name: &str) -> String {
         let cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| {
-                let ty = match c.ty {
-                    ColumnType::Integer => "INTEGER",
-                    ColumnType::Real => "REAL",
-                    ColumnType::Text => "TEXT",
-                    ColumnType::Blob => "BLOB",
-                    ColumnType::Any => "ANY",
-                };
-                format!("{} {ty}{}", quote(&c.name), if c.not_null { " NOT NULL" } else { "" })
-            })
+            .map(|c| format!("{}{}", c.ddl(), if c.not_null { " NOT NULL" } else { "" }))
             .collect();
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({})) STRICT",
-            quote(&self.server_data_name()),
+            quote(name),
             cols.join(", "),
             self.pk_list()
         )
@@ -276,6 +291,16 @@ impl Schema {
         let mut schema = Self::from_connection(&conn)?;
         schema.sql = sql.to_owned();
         Ok(schema)
+    }
+
+    /// A short, stable name of this schema (FNV-1a 64 of its SQL, hex): a client and the server compare
+    /// them to know whether they hold the same schema.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.sql.as_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
     }
 
     /// The demo domain of `schemas/domain.sql`, built into the crate.

@@ -13,6 +13,7 @@ use crate::apply::Conflict;
 use crate::diff::Diff;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
+use crate::schema::Schema;
 
 /// The protocol version this engine speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -21,6 +22,8 @@ const BACKOFF_MIN_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 30_000;
 /// The close code the server uses for a token it refuses.
 const UNAUTHORIZED: u16 = 4001;
+/// The server's close code for a client whose schema it cannot serve (an app too old for it).
+const OUTDATED: u16 = 4010;
 
 /// Where the connection stands, for the UI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +33,12 @@ pub enum Phase {
     Offline,
     /// The transport is opening, or the hello is waiting for its welcome.
     Connecting,
+    /// The server's schema cannot be used by this app (the server said so, or the schema it sent is
+    /// refused); the app must be updated. Not reconnecting.
+    Outdated {
+        /// Why, in words for the user.
+        reason: String,
+    },
     /// Catching up, or a snapshot is arriving (with its progress).
     Syncing {
         /// Rows received so far.
@@ -177,13 +186,22 @@ impl SyncEngine {
                 let cursors: serde_json::Map<String, Json> =
                     self.replica.cursors()?.into_iter().map(|(c, v)| (c, Json::from(v))).collect();
                 let hello = json!({"type": "hello", "protocol": PROTOCOL_VERSION, "token": self.token,
-                                   "client_id": self.replica.client_id(), "cursors": cursors});
+                                   "client_id": self.replica.client_id(), "cursors": cursors,
+                                   "schema": self.replica.schema().fingerprint()});
                 out.push(Instruction::Send(hello.to_string()));
             }
             Event::Disconnected(code) => {
                 self.in_flight.clear();
                 if code == Some(UNAUTHORIZED) {
                     self.phase = Phase::Unauthorized;
+                } else if code == Some(OUTDATED) {
+                    if !matches!(self.phase, Phase::Outdated { .. }) {
+                        self.phase = Phase::Outdated {
+                            reason: "this app is too old for the server's schema; update it".into(),
+                        };
+                    }
+                } else if matches!(self.phase, Phase::Outdated { .. }) {
+                    // Stays outdated: reconnecting cannot help.
                 } else {
                     self.phase = Phase::Offline;
                     out.push(Instruction::SetTimer(self.backoff_ms));
@@ -231,6 +249,27 @@ impl SyncEngine {
                 self.max_in_flight =
                     msg["max_inflight_pushes"].as_u64().unwrap_or(64).clamp(1, 1024) as usize;
                 self.backoff_ms = BACKOFF_MIN_MS;
+                // The server's schema moved on (a migration): take it before any row of it arrives.
+                if let Some(sql) = msg["schema"]["sql"].as_str() {
+                    match Schema::from_sql(sql) {
+                        Ok(new) if new.fingerprint() != self.replica.schema().fingerprint() => {
+                            for (mutation_id, reason) in self.replica.migrate_schema(new)? {
+                                out.push(Instruction::Rejected { mutation_id, reason });
+                            }
+                            out.push(Instruction::TablesChanged(all_tables(&self.replica)));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.phase = Phase::Outdated {
+                                reason: format!(
+                                    "this app cannot use the server's new schema ({e}); update it"
+                                ),
+                            };
+                            out.push(Instruction::Close);
+                            return Ok(());
+                        }
+                    }
+                }
                 // Catch-up or a snapshot follows, then `synced`.
                 self.phase = Phase::Syncing { rows_done: 0, rows: 0 };
             }

@@ -19,13 +19,14 @@ MOAT = os.path.join(ROOT, "target", "debug", "moat")
 
 
 class Server:
-    def __init__(self, tmp, web_root=None):
+    def __init__(self, tmp, web_root=None, listen="127.0.0.1:0"):
         self.proc = subprocess.Popen(
-            [MOAT, "serve", "--demo", "--listen", "127.0.0.1:0", "--db", str(tmp / "server.db"),
+            [MOAT, "serve", "--demo", "--listen", listen, "--db", str(tmp / "server.db"),
              "--web-root", web_root or str(tmp / "no-web")],
             stdout=subprocess.PIPE, env={**os.environ, "MOAT_LOG": "warn"}, text=True)
         line = self.proc.stdout.readline()
         addr = line.split("http://")[1].split("/")[0]
+        self.addr = addr
         self.url = f"ws://{addr}/sync"
 
     def token(self, user, tenant, role):
@@ -36,6 +37,15 @@ class Server:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+    def restart(self, tmp, between=None):
+        """Stops the server gracefully, runs `between()` (a migration), and starts it again on the
+        same address and database, as an operator would."""
+        self.proc.terminate()
+        self.proc.wait()
+        if between:
+            between()
+        self.__init__(tmp, listen=self.addr)
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ export interface Server {
   process: ChildProcess;
 }
 
-export async function startServer(): Promise<Server> {
-  const dir = mkdtempSync(join(tmpdir(), "moat-web-"));
+export async function startServer(dir = mkdtempSync(join(tmpdir(), "moat-web-")), listen = "127.0.0.1:0"): Promise<Server> {
   const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
   const child = spawn(
     bin,
-    ["serve", "--demo", "--listen", "127.0.0.1:0", "--db", join(dir, "server.db"), "--web-root", join(root, "web/dist")],
+    ["serve", "--demo", "--listen", listen, "--db", join(dir, "server.db"), "--web-root", join(root, "web/dist")],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
   );
   const url = await new Promise<string>((ok, fail) => {
@@ -39,10 +38,23 @@ export async function startServer(): Promise<Server> {
   return { url, dir, process: child };
 }
 
-export async function stopServer(s: Server): Promise<void> {
-  s.process.kill("SIGTERM");
-  await new Promise((r) => s.process.once("exit", r));
-  rmSync(s.dir, { recursive: true, force: true });
+export async function stopServer(s: Server, keep = false): Promise<void> {
+  if (s.process.exitCode === null) {
+    s.process.kill("SIGTERM");
+    await new Promise((r) => s.process.once("exit", r));
+  }
+  if (!keep) rmSync(s.dir, { recursive: true, force: true });
+}
+
+/** Stops the server, runs `moat migrate up` with the demo's migrations on its database, and starts it
+ * again on the same address: what an operator does. The server object is updated in place. */
+export async function migrateServer(s: Server): Promise<string> {
+  await stopServer(s, true);
+  const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
+  const out = execFileSync(bin, ["migrate", "--db", join(s.dir, "server.db"), "--dir", join(root, "schemas/migrations"), "up"]);
+  const again = await startServer(s.dir, s.url.replace("http://", ""));
+  s.process = again.process;
+  return out.toString();
 }
 
 export const test = base.extend<{ server: Server }>({

@@ -6,6 +6,7 @@ const labels: Record<string, string> = {
   syncing: "Syncing",
   live: "Live",
   unauthorized: "Signed out by the server",
+  outdated: "Update needed",
 };
 
 function ago(ms: number | null): string {
@@ -39,7 +40,7 @@ export function StatusBar({
       data-owner={owner === null ? undefined : String(owner)}
       title={owner === false ? "Syncing through another tab of this browser" : undefined}
     >
-      <span className={`pill pill-${phase}`} data-testid="status-phase">
+      <span className={`pill pill-${phase}`} data-testid="status-phase" title={status?.message ?? undefined}>
         <span className="dot" />
         {labels[phase] ?? phase}
       </span>
@@ -49,6 +50,7 @@ export function StatusBar({
           <span className="progress-text">{pct !== null ? `${pct}%` : "catching up"}</span>
         </span>
       )}
+      {status?.message && <span className="muted small" data-testid="status-message">{status.message}</span>}
       <span className="pending" data-testid="status-pending" data-count={status?.pending ?? 0}>
         {status && status.pending > 0 ? `${status.pending} pending` : "All changes saved"}
       </span>

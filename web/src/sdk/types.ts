@@ -14,7 +14,7 @@ export interface ColumnValue {
   value: FieldValue;
 }
 
-export type Phase = "offline" | "connecting" | "syncing" | "live" | "unauthorized";
+export type Phase = "offline" | "connecting" | "syncing" | "live" | "unauthorized" | "outdated";
 
 /** What the UI shows about sync. */
 export interface SyncStatus {
@@ -31,6 +31,8 @@ export interface SyncStatus {
   rejected: number;
   /** When the device was last in step with the server (Unix ms). */
   last_sync_ms: number | null;
+  /** Why sync stopped, in words for the user (`outdated`: the app must be updated). */
+  message: string | null;
 }
 
 export interface ObjectTypeView {

@@ -2143,7 +2143,7 @@ public func FfiConverterTypeSectionView_lower(_ value: SectionView) -> RustBuffe
  */
 public struct SyncStatus: Equatable, Hashable {
     /**
-     * `offline`, `connecting`, `syncing`, `live` or `unauthorized`.
+     * `offline`, `connecting`, `syncing`, `live`, `unauthorized` or `outdated`.
      */
     public var phase: String
     /**
@@ -2170,12 +2170,16 @@ public struct SyncStatus: Equatable, Hashable {
      * When the device was last in step with the server (Unix milliseconds).
      */
     public var lastSyncMs: Int64?
+    /**
+     * Why sync stopped, in words for the user (`outdated`: the app must be updated).
+     */
+    public var message: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
-         * `offline`, `connecting`, `syncing`, `live` or `unauthorized`.
+         * `offline`, `connecting`, `syncing`, `live`, `unauthorized` or `outdated`.
          */phase: String, 
         /**
          * Snapshot rows received (while syncing).
@@ -2194,7 +2198,10 @@ public struct SyncStatus: Equatable, Hashable {
          */rejected: Int64, 
         /**
          * When the device was last in step with the server (Unix milliseconds).
-         */lastSyncMs: Int64?) {
+         */lastSyncMs: Int64?, 
+        /**
+         * Why sync stopped, in words for the user (`outdated`: the app must be updated).
+         */message: String?) {
         self.phase = phase
         self.rowsDone = rowsDone
         self.rows = rows
@@ -2202,6 +2209,7 @@ public struct SyncStatus: Equatable, Hashable {
         self.conflicts = conflicts
         self.rejected = rejected
         self.lastSyncMs = lastSyncMs
+        self.message = message
     }
 
     
@@ -2226,7 +2234,8 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
                 pending: FfiConverterInt64.read(from: &buf), 
                 conflicts: FfiConverterInt64.read(from: &buf), 
                 rejected: FfiConverterInt64.read(from: &buf), 
-                lastSyncMs: FfiConverterOptionInt64.read(from: &buf)
+                lastSyncMs: FfiConverterOptionInt64.read(from: &buf), 
+                message: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2238,6 +2247,7 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.conflicts, into: &buf)
         FfiConverterInt64.write(value.rejected, into: &buf)
         FfiConverterOptionInt64.write(value.lastSyncMs, into: &buf)
+        FfiConverterOptionString.write(value.message, into: &buf)
     }
 }
 

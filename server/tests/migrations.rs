@@ -1,0 +1,172 @@
+//! `moat migrate`: the demo's migrations apply in order with progress, a dry run changes nothing, the
+//! server then runs on the new schema and hands it to clients; refused: a migration changed after it
+//! was applied, a destructive one without the flag, one that fails half-way (nothing of it stays),
+//! and migrating a database a running server holds.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use futures_util::SinkExt;
+use moat_server::migrate::{self, State};
+use moat_server::{Config, Server};
+use serde_json::json;
+use sqlite_ext::Schema;
+use support::{Client, TestServer, closed, raw, token};
+use tokio_tungstenite::tungstenite::Message;
+
+fn demo_db(dir: &Path) -> Config {
+    let mut config =
+        Config { database: dir.join("server.db"), web_root: dir.join("no-web"), ..Config::default() };
+    config.demo = true;
+    config.auth.hs256_secret = Some(support::SECRET.into());
+    drop(Server::open(&config).unwrap()); // creates and seeds it
+    config
+}
+
+fn demo_migrations() -> Vec<migrate::Migration> {
+    migrate::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/migrations")).unwrap()
+}
+
+fn columns(db: &Path, table: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
+    stmt.query_map([table], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn states(db: &Path, files: &[migrate::Migration]) -> Vec<State> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    migrate::status(&conn, files).unwrap().into_iter().map(|s| s.2).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_db(dir.path());
+    let db = config.database.clone();
+    let files = demo_migrations();
+    assert_eq!(files.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["job_priority", "vehicles"]);
+
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    let plan = migrate::plan(&mut conn, &Schema::demo(), &files).unwrap();
+    assert_eq!(plan[0].1.columns_added, ["jobs.priority"]);
+    assert_eq!(plan[1].1.tables_added, ["vehicles"]);
+    assert!(!columns(&db, "jobs").contains(&"priority".into()), "a dry run changes nothing");
+    assert_eq!(states(&db, &files), [State::Pending, State::Pending]);
+
+    // A running server holds the database: no migration under it.
+    let running = Server::open(&config).unwrap();
+    let err = migrate::writer_lock(&db).unwrap_err().to_string();
+    assert!(err.contains("running `moat serve`"), "{err}");
+    drop(running);
+
+    let _lock = migrate::writer_lock(&db).unwrap();
+    let mut progress = Vec::new();
+    let done =
+        migrate::up(&mut conn, &Schema::demo(), &files, false, |l| progress.push(l.to_owned())).unwrap();
+    assert_eq!(done.len(), 2);
+    assert!(progress.iter().any(|l| l.starts_with("[1/2] 0001_job_priority applied")), "{progress:?}");
+    assert!(progress.iter().any(|l| l.starts_with("[2/2] 0002_vehicles applied")), "{progress:?}");
+    assert_eq!(states(&db, &files), [State::Applied, State::Applied]);
+    assert!(migrate::up(&mut conn, &Schema::demo(), &files, false, |_| {}).unwrap().is_empty());
+    drop((conn, _lock));
+
+    // The server runs on base + migrations and hands that schema to a client that has another one.
+    let server = TestServer::start_with(|c| *c = config.clone()).await;
+    let mut ws = raw(&server.url()).await;
+    let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
+                       "client_id": "c1", "cursors": {"company-a/admin": 3}, "schema": Schema::demo().fingerprint()});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null) };
+    let welcome = c.recv().await;
+    let sql = welcome["schema"]["sql"].as_str().expect("the welcome carries the new schema");
+    let new = Schema::from_sql(sql).unwrap();
+    assert_eq!(welcome["schema"]["fingerprint"], new.fingerprint());
+    assert!(
+        new.table("vehicles").is_ok()
+            && new.table("jobs").unwrap().columns.iter().any(|c| c.name == "priority")
+    );
+    // Its old cursor predates the migration: a fresh snapshot, with the new rows and columns.
+    let (_, frames) = c.until("snapshot_end").await;
+    assert_eq!(frames[0]["type"], "snapshot_begin");
+    assert!(c.received.iter().any(|ch| ch["table"] == "vehicles"));
+    assert!(c.received.iter().any(|ch| ch["table"] == "jobs" && ch["cols"]["priority"]["new"] == "high"));
+    assert!(c.received.iter().all(|ch| ch["cols"]["tenant_id"]["new"] != "company-b"));
+
+    // A client on the new schema gets no schema in its welcome.
+    let mut ws = raw(&server.url()).await;
+    let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
+                       "client_id": "c2", "cursors": {}, "schema": new.fingerprint()});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null) };
+    assert!(c.recv().await.get("schema").is_none());
+
+    // An app from before the schema was named in hello cannot follow: a clear close, not bad data.
+    let mut old = raw(&server.url()).await;
+    let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
+                       "client_id": "c3", "cursors": {}});
+    old.send(Message::text(hello.to_string())).await.unwrap();
+    let (code, reason) = closed(&mut old).await;
+    assert_eq!(code, 4010);
+    assert!(reason.contains("too old"), "{reason}");
+}
+
+fn write(dir: &Path, name: &str, sql: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, sql).unwrap();
+    p
+}
+
+#[test]
+fn tampered_destructive_and_failing_migrations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_db(dir.path()).database;
+    let mdir = dir.path().join("migrations");
+    std::fs::create_dir(&mdir).unwrap();
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    let base = Schema::demo();
+    let up = |conn: &mut rusqlite::Connection, allow: bool| {
+        migrate::up(conn, &base, &migrate::load_dir(&mdir).unwrap(), allow, |_| {}).map(|d| d.len())
+    };
+
+    let first = write(&mdir, "0001_vip.sql", "ALTER TABLE customers ADD COLUMN vip INTEGER;\n");
+    assert_eq!(up(&mut conn, false).unwrap(), 1);
+
+    // Changed after it was applied.
+    std::fs::write(&first, "ALTER TABLE customers ADD COLUMN vip TEXT;\n").unwrap();
+    let err = up(&mut conn, false).unwrap_err().to_string();
+    assert!(err.contains("changed after it was applied"), "{err}");
+    assert_eq!(states(&db, &migrate::load_dir(&mdir).unwrap()), [State::Tampered]);
+    std::fs::write(&first, "ALTER TABLE customers ADD COLUMN vip INTEGER;\n").unwrap();
+
+    // Destructive: refused without the flag (nothing changes), applied with it.
+    write(&mdir, "0002_no_phone.sql", "ALTER TABLE customers DROP COLUMN phone;\n");
+    let err = up(&mut conn, false).unwrap_err().to_string();
+    assert!(err.contains("would destroy data") && err.contains("customers.phone"), "{err}");
+    assert!(columns(&db, "customers").contains(&"phone".into()));
+    assert_eq!(states(&db, &migrate::load_dir(&mdir).unwrap()), [State::Applied, State::Pending]);
+    assert_eq!(up(&mut conn, true).unwrap(), 1);
+    assert!(!columns(&db, "customers").contains(&"phone".into()));
+
+    // Fails half-way (its second statement breaks on the real rows): the first is not left applied.
+    write(
+        &mdir,
+        "0003_half.sql",
+        "ALTER TABLE customers ADD COLUMN loyalty INTEGER;\n\
+         INSERT INTO customers (id, tenant_id, name) SELECT id, tenant_id, NULL FROM jobs;\n",
+    );
+    let err = up(&mut conn, false).unwrap_err().to_string();
+    assert!(err.contains("0003_half failed") && err.contains("NOT NULL"), "{err}");
+    assert!(!columns(&db, "customers").contains(&"loyalty".into()));
+    let files = migrate::load_dir(&mdir).unwrap();
+    assert_eq!(states(&db, &files), [State::Applied, State::Applied, State::Pending]);
+    // One that does not even make a schema is refused before it touches the database.
+    write(&mdir, "0003_half.sql", "INSERT INTO nowhere VALUES (1);\n");
+    let err = up(&mut conn, false).unwrap_err().to_string();
+    assert!(err.contains("0003_half") && err.contains("nowhere"), "{err}");
+
+    // A new file gets the next number.
+    let made = migrate::new_file(&mdir, "more_fields").unwrap();
+    assert!(made.ends_with("0004_more_fields.sql"), "{}", made.display());
+    assert!(migrate::new_file(&mdir, "bad name").is_err());
+}

@@ -1,0 +1,46 @@
+// A schema migration reaches open browsers: the server is migrated (the demo's migrations: a job
+// priority and a Vehicles object type) while an admin's page stays open and a technician is offline
+// with a pending edit. Both end on the new schema, showing the new field and object type, and the
+// pending edit arrives.
+import { test, expect, signIn, openRecord, firstRowIds, migrateServer, serverQuery } from "./fixtures";
+
+test("a migration reaches open pages and keeps pending edits", async ({ browser, server }) => {
+  const techCtx = await browser.newContext();
+  const tech = await techCtx.newPage();
+  const admin = await (await browser.newContext()).newPage();
+  await signIn(tech, server, "tom");
+  await signIn(admin, server, "alice");
+  const [id] = await firstRowIds(admin, 1);
+  await openRecord(admin, server, "jobs", id!);
+  await openRecord(tech, server, "jobs", id!);
+  await expect(admin.getByTestId("field-priority")).toHaveCount(0);
+
+  await techCtx.setOffline(true);
+  await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "offline");
+  await tech.getByTestId("field-notes-input").fill("Noted offline, before the migration");
+  await tech.getByTestId("field-notes-input").blur();
+  await expect(tech.getByTestId("status-pending")).toHaveAttribute("data-count", "1");
+
+  const out = await migrateServer(server);
+  expect(out).toContain("[2/2] 0002_vehicles applied");
+
+  // The admin's open page follows by itself: the new field, the new object type.
+  await expect(admin.getByTestId("field-priority")).toBeVisible({ timeout: 45_000 });
+  await expect(admin.getByTestId("type-vehicles")).toContainText("Vehicles");
+  await expect(admin.getByTestId("status")).toHaveAttribute("data-phase", "live");
+
+  // The technician comes back: the replica migrates, the offline edit goes through.
+  await techCtx.setOffline(false);
+  await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "live", { timeout: 45_000 });
+  await expect(tech.getByTestId("status-pending")).toHaveAttribute("data-count", "0");
+  await expect(tech.getByTestId("field-priority")).toBeVisible();
+  await expect(tech.getByTestId("status-rejected")).toHaveCount(0);
+  await expect(admin.getByTestId("field-notes-input")).toHaveValue("Noted offline, before the migration");
+  expect(serverQuery(server, "SELECT notes FROM jobs WHERE id = ?1", id!)).toEqual([
+    ["Noted offline, before the migration"],
+  ]);
+
+  // And the new field is editable and syncs like any other.
+  await admin.getByTestId("field-priority-input").selectOption("low");
+  await expect(tech.getByTestId("field-priority-input")).toHaveValue("low");
+});
