@@ -35,7 +35,7 @@ async fn every_session_message() {
 
     let tok = token("tom", "company-a", "technician");
     let hello = json!({"type": "hello", "protocol": 1, "token": "<JWT>", "client_id": "3f9c2a7be01d44a1c8e5f0b2",
-                       "cursors": {"company-a/admin": 41}});
+                       "cursors": {"company-a/admin": 41}, "schema": sqlite_ext::Schema::demo().fingerprint()});
     let mut real_hello = hello.clone();
     real_hello["token"] = json!(tok);
     let mut tom = Client::connect(&server.url(), &tok, real_hello["cursors"].clone()).await;
