@@ -11,6 +11,9 @@ struct StatusBarView: View {
         HStack(spacing: 10) {
             Circle().fill(color).frame(width: 8, height: 8)
             Text(label).font(.footnote.weight(.semibold))
+            if let message = status?.message {
+                Text(message).font(.caption).foregroundStyle(.secondary).lineLimit(2)
+            }
             if let s = status, s.phase == "syncing", s.rows > 0 {
                 ProgressView(value: Double(s.rowsDone), total: Double(s.rows)).frame(maxWidth: 120)
             }
@@ -38,6 +41,7 @@ struct StatusBarView: View {
         case "syncing": return "Syncing"
         case "offline": return "Offline"
         case "unauthorized": return "Signed out by the server"
+        case "outdated": return "Update needed"
         default: return "Connecting…"
         }
     }
@@ -46,7 +50,7 @@ struct StatusBarView: View {
         switch status?.phase {
         case "live": return .green
         case "syncing", "connecting": return .orange
-        case "unauthorized": return .red
+        case "unauthorized", "outdated": return .red
         default: return .gray
         }
     }
