@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sqlite_ext::{Event, Instruction, Replica, Schema, SyncEngine};
+use sqlite_ext::{Instruction, Replica, Schema, SyncEngine};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::error::MoatError;
 use crate::views::{
     self, ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldValue, ListRequest, ListViewModel,
-    ObjectTypeView, RejectedView, SyncStatus,
+    ObjectTypeView, Owned, RejectedView, SyncStatus,
 };
 
 /// What the client tells the app, from its sync thread.
@@ -205,15 +205,6 @@ impl Drop for MoatClient {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-enum Owned {
-    Start,
-    Connected,
-    Frame(String),
-    Disconnected(Option<u16>),
-    Timer,
-    LocalWrite,
-}
-
 /// The sync loop: moves frames between the socket and the engine and carries out its instructions.
 async fn drive(
     engine: Arc<Mutex<SyncEngine>>,
@@ -229,16 +220,7 @@ async fn drive(
         while let Some(ev) = events.pop_front() {
             let instructions = {
                 let mut e = engine.lock().unwrap_or_else(|e| e.into_inner());
-                let event = match &ev {
-                    Owned::Start => Event::Start,
-                    Owned::Connected => Event::Connected,
-                    Owned::Frame(t) => Event::Frame(t),
-                    Owned::Disconnected(c) => Event::Disconnected(*c),
-                    Owned::Timer => Event::Timer,
-                    Owned::LocalWrite => Event::LocalWrite,
-                };
-                // A frame the engine cannot use is dropped; the session goes on.
-                e.handle(event).unwrap_or_default()
+                views::handle(&mut e, &ev)
             };
             for i in instructions {
                 match i {

@@ -277,6 +277,32 @@ pub enum ConflictChoice {
     },
 }
 
+/// An engine event that owns its frame, so that a shell can queue it.
+#[derive(Debug)]
+pub(crate) enum Owned {
+    Start,
+    Connected,
+    Frame(String),
+    Disconnected(Option<u16>),
+    Timer,
+    LocalWrite,
+}
+
+/// Runs the engine over one queued event. A frame the engine cannot use is dropped; the session
+/// goes on.
+pub(crate) fn handle(e: &mut SyncEngine, ev: &Owned) -> Vec<sqlite_ext::Instruction> {
+    use sqlite_ext::Event;
+    let event = match ev {
+        Owned::Start => Event::Start,
+        Owned::Connected => Event::Connected,
+        Owned::Frame(t) => Event::Frame(t),
+        Owned::Disconnected(c) => Event::Disconnected(*c),
+        Owned::Timer => Event::Timer,
+        Owned::LocalWrite => Event::LocalWrite,
+    };
+    e.handle(event).unwrap_or_default()
+}
+
 /// A write the server refused; it stays on the device, with the reason, until dismissed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(uniffi::Record))]

@@ -11,12 +11,12 @@ use std::rc::{Rc, Weak};
 
 use serde::Serialize;
 use serde_json::json;
-use sqlite_ext::{Event, Instruction, Replica, Schema, SyncEngine};
+use sqlite_ext::{Instruction, Replica, Schema, SyncEngine};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, MessageEvent, WebSocket, WorkerGlobalScope};
 
-use crate::views::{self, ColumnValue, ConflictChoice, FieldValue, ListRequest};
+use crate::views::{self, ColumnValue, ConflictChoice, FieldValue, ListRequest, Owned};
 
 /// An error as JavaScript sees it: an `Error` whose `name` says whose fault it is (`Invalid`,
 /// `NotFound`, `Storage`) and whose `message` can be shown to the user.
@@ -45,15 +45,6 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
 
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, JsValue> {
     serde_json::from_str(text).map_err(|e| invalid(&format!("bad argument: {e}")))
-}
-
-enum Owned {
-    Start,
-    Connected,
-    Frame(String),
-    Disconnected(Option<u16>),
-    Timer,
-    LocalWrite,
 }
 
 struct Inner {
@@ -335,16 +326,7 @@ fn feed(weak: &Weak<Inner>, ev: Owned) {
         let Some(ev) = inner.queue.borrow_mut().pop_front() else { break };
         let instructions = {
             let mut e = inner.engine.borrow_mut();
-            let event = match &ev {
-                Owned::Start => Event::Start,
-                Owned::Connected => Event::Connected,
-                Owned::Frame(t) => Event::Frame(t),
-                Owned::Disconnected(c) => Event::Disconnected(*c),
-                Owned::Timer => Event::Timer,
-                Owned::LocalWrite => Event::LocalWrite,
-            };
-            // A frame the engine cannot use is dropped; the session goes on.
-            e.handle(event).unwrap_or_default()
+            views::handle(&mut e, &ev)
         };
         for i in instructions {
             carry_out(&inner, i);
