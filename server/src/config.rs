@@ -24,6 +24,8 @@ pub struct Config {
     pub schema: Option<PathBuf>,
     /// Sync rules; the built-in `schemas/sync_rules.toml` when absent.
     pub rules: Option<PathBuf>,
+    /// The migration files `POST /admin/migrate` applies (`MOAT_MIGRATIONS`, `--migrations`).
+    pub migrations: PathBuf,
     /// Seed a new database with the demo data and enable the demo sign-in (`--demo`).
     pub demo: bool,
     /// Token keys.
@@ -72,6 +74,7 @@ impl Default for Config {
             web_root: "web/dist".into(),
             schema: None,
             rules: None,
+            migrations: "schemas/migrations".into(),
             demo: false,
             auth: AuthConfig::default(),
             limits: Limits::default(),
@@ -113,6 +116,9 @@ impl Config {
         }
         if let Ok(v) = std::env::var("MOAT_WEB_ROOT") {
             config.web_root = v.into();
+        }
+        if let Ok(v) = std::env::var("MOAT_MIGRATIONS") {
+            config.migrations = v.into();
         }
         if let Ok(v) = std::env::var("MOAT_HS256_SECRET") {
             config.auth.hs256_secret = Some(v);

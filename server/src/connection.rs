@@ -16,6 +16,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::auth::{Claims, now_secs};
 use crate::handlers;
 use crate::hub::Frame;
+use crate::model::Model;
 use crate::protocol::{ClientMsg, PROTOCOL_VERSION, SchemaInfo, ServerMsg, close};
 use crate::rules::Profile;
 use crate::server::AppState;
@@ -35,6 +36,8 @@ pub(crate) struct Conn {
     pub(crate) ws: WebSocket,
     pub(crate) state: AppState,
     pub(crate) claims: Claims,
+    /// The schema and rules this session runs on (taken at hello; a live migration closes it).
+    pub(crate) model: Arc<Model>,
     pub(crate) client_id: String,
     pub(crate) profile: Profile,
     /// The last version sent on this connection's channel.
@@ -116,7 +119,8 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
     let mut ws = ws;
     let end = match Box::pin(hello(&mut ws, &state)).await {
         Ok((claims, client_id, cursors, client_schema)) => {
-            let profile = match state.rules.profile(&claims) {
+            let model = state.models.get();
+            let profile = match model.rules.profile(&claims) {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = close_with(&mut ws, close::UNAUTHORIZED, &e.to_string()).await;
@@ -125,7 +129,8 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
                 }
             };
             let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
-            let mut conn = Conn { ws, state, claims, client_id, profile, sent: 0, inflight: 0, replies };
+            let mut conn =
+                Conn { ws, state, claims, model, client_id, profile, sent: 0, inflight: 0, replies };
             let end = session(&mut conn, cursors, client_schema, replies_rx).await;
             ws = conn.ws;
             end
@@ -183,7 +188,7 @@ async fn hello(
         return Err(protocol_error("client_id must be 1 to 128 characters"));
     }
     let claims = state.auth.verify(&token).map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
-    if schema.is_none() && state.migrated {
+    if schema.is_none() && state.models.get().migrated {
         return Err(End::Close(
             close::OUTDATED,
             "this app is too old for the server's schema (it was migrated); update the app".into(),
@@ -200,6 +205,10 @@ async fn session(
     mut replies: mpsc::Receiver<Box<PushReply>>,
 ) -> End {
     let mut rx = conn.state.hub.subscribe(&conn.profile);
+    // A live migration between this session's hello and its subscription: start again on the new model.
+    if !Arc::ptr_eq(&conn.model, &conn.state.models.get()) {
+        return End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into());
+    }
     tracing::info!(
         user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
         client_id = %conn.client_id, channel = %conn.profile.channel, "connected"
@@ -207,7 +216,7 @@ async fn session(
     let result: Result<(), End> = async {
         let profile = conn.profile.clone();
         let claims = conn.claims.clone();
-        let state = conn.state.clone();
+        let model = Arc::clone(&conn.model);
         conn.send(&ServerMsg::Welcome {
             protocol: PROTOCOL_VERSION,
             user: &claims.sub,
@@ -217,8 +226,8 @@ async fn session(
             max_inflight_pushes: conn.state.limits.max_inflight_pushes,
             // A client that names no schema is on the base one (else hello closed it with 4010).
             schema: client_schema
-                .filter(|c| **c != *state.schema_fingerprint)
-                .map(|_| SchemaInfo { fingerprint: &state.schema_fingerprint, sql: state.schema.sql() }),
+                .filter(|c| *c != model.fingerprint)
+                .map(|_| SchemaInfo { fingerprint: &model.fingerprint, sql: model.schema.sql() }),
         })
         .await?;
         // Data of channels this user no longer has leaves the device.
@@ -260,7 +269,10 @@ async fn live(
             frame = rx.recv() => match frame {
                 Ok(frame) => conn.forward(&frame).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => return Err(conn.slow()),
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                // The hub dropped the channel: the server's model changed (a live migration).
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into()));
+                }
             },
             // Polled only while pushes are out: an idle channel is not polled on every frame.
             Some(reply) = replies.recv(), if conn.inflight > 0 => {

@@ -69,6 +69,12 @@ impl Hub {
             .subscribe()
     }
 
+    /// Drops every channel: each subscriber's stream ends, and its session closes (1012) so that the
+    /// client reconnects onto the server's new model (after a live migration).
+    pub(crate) fn reset(&self) {
+        self.channels.lock().expect("hub lock").clear();
+    }
+
     /// How many channels have subscribers.
     pub(crate) fn channel_count(&self) -> usize {
         self.channels.lock().expect("hub lock").values().filter(|c| c.tx.receiver_count() > 0).count()

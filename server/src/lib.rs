@@ -24,6 +24,7 @@ mod handlers;
 mod hub;
 pub mod metrics;
 pub mod migrate;
+mod model;
 pub mod protocol;
 pub mod rules;
 pub mod server;

@@ -29,6 +29,10 @@ enum Command {
         /// The built web client to serve at / (overrides the file and MOAT_WEB_ROOT).
         #[arg(long)]
         web_root: Option<PathBuf>,
+        /// The migration files a live `moat migrate up --server` applies (overrides the file and
+        /// MOAT_MIGRATIONS).
+        #[arg(long)]
+        migrations: Option<PathBuf>,
         /// Seed a new database with the demo data and offer the demo users' sign-in.
         #[arg(long)]
         demo: bool,
@@ -81,6 +85,13 @@ enum MigrateAction {
         /// Allow dropping a table or column that holds data.
         #[arg(long)]
         allow_destructive: bool,
+        /// Apply them inside the running server at this address (`http://127.0.0.1:8080`), with
+        /// clients connected; without it the database must not be in use.
+        #[arg(long)]
+        server: Option<String>,
+        /// Sign the operator token with the demo's secret (a server started with --demo).
+        #[arg(long)]
+        demo: bool,
     },
     /// Creates the next numbered migration file.
     New {
@@ -107,7 +118,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> moat_server::Result<()> {
     match cli.command {
-        Command::Serve { config, listen, db, web_root, demo } => {
+        Command::Serve { config, listen, db, web_root, migrations, demo } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(v) = listen {
                 cfg.listen = v;
@@ -117,6 +128,9 @@ fn run(cli: Cli) -> moat_server::Result<()> {
             }
             if let Some(v) = web_root {
                 cfg.web_root = v;
+            }
+            if let Some(v) = migrations {
+                cfg.migrations = v;
             }
             cfg.demo |= demo;
             serve(cfg)
@@ -131,13 +145,7 @@ fn run(cli: Cli) -> moat_server::Result<()> {
         Command::Token { config, user, tenant, role, ttl, ed25519_private_key, demo } => {
             let mut cfg = Config::load(config.as_deref())?;
             cfg.demo |= demo;
-            let mut auth = match &cfg.auth.hs256_secret {
-                Some(s) => moat_server::auth::Auth::hs256(s.as_bytes())?,
-                None if cfg.demo => {
-                    moat_server::auth::Auth::hs256(moat_server::config::DEMO_SECRET.as_bytes())?
-                }
-                None => moat_server::auth::Auth::none(),
-            };
+            let mut auth = auth_for(&cfg)?;
             if let Some(p) = ed25519_private_key {
                 let pem = std::fs::read(&p)
                     .map_err(|e| moat_server::Error::Config(format!("{}: {e}", p.display())))?;
@@ -169,9 +177,22 @@ fn migrate(cfg: &Config, dir: &std::path::Path, action: MigrateAction) -> moat_s
         )));
     }
     let files = migrate::load_dir(dir)?;
+    if let MigrateAction::Up { allow_destructive, server: Some(url), demo } = &action {
+        let mut cfg = cfg.clone();
+        cfg.demo |= *demo;
+        let token = moat_server::server::mint(&auth_for(&cfg)?, "moat-migrate", "*", "operator", 300)?;
+        let path = format!("/admin/migrate?allow_destructive={allow_destructive}");
+        let (status, body) = post_local(url, &path, &token)?;
+        print!("{body}");
+        return if status == 200 {
+            Ok(())
+        } else {
+            Err(moat_server::Error::Config(format!("the server answered {status}")))
+        };
+    }
     let _lock = match action {
-        MigrateAction::Status => None,
-        _ => Some(migrate::writer_lock(&cfg.database)?),
+        MigrateAction::Up { .. } => Some(migrate::writer_lock(&cfg.database)?),
+        _ => None,
     };
     let mut conn = rusqlite::Connection::open(&cfg.database)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -198,13 +219,43 @@ fn migrate(cfg: &Config, dir: &std::path::Path, action: MigrateAction) -> moat_s
                 println!("{:04}_{}{warn}\n{}", m.version, m.name, effect.describe());
             }
         }
-        MigrateAction::Up { allow_destructive } => {
+        MigrateAction::Up { allow_destructive, .. } => {
             let done = migrate::up(&mut conn, &base, &files, allow_destructive, |line| println!("{line}"))?;
             println!("{} migration(s) applied; connected clients take a fresh snapshot", done.len());
         }
         MigrateAction::New { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// The keys `moat token` and `moat migrate --server` sign with.
+fn auth_for(cfg: &Config) -> moat_server::Result<moat_server::auth::Auth> {
+    match &cfg.auth.hs256_secret {
+        Some(s) => moat_server::auth::Auth::hs256(s.as_bytes()),
+        None if cfg.demo => moat_server::auth::Auth::hs256(moat_server::config::DEMO_SECRET.as_bytes()),
+        None => Ok(moat_server::auth::Auth::none()),
+    }
+}
+
+/// One HTTP/1.1 POST to a server on this machine (`http://host:port`); returns the status and body.
+fn post_local(url: &str, path: &str, token: &str) -> moat_server::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let bad = |e: std::io::Error| moat_server::Error::Unavailable(format!("{url}: {e}"));
+    let host = url
+        .strip_prefix("http://")
+        .map(|h| h.trim_end_matches('/'))
+        .ok_or_else(|| moat_server::Error::Config(format!("{url}: expected http://host:port")))?;
+    let mut s = std::net::TcpStream::connect(host).map_err(bad)?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(bad)?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).map_err(bad)?;
+    let status = response.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
 }
 
 fn serve(cfg: Config) -> moat_server::Result<()> {

@@ -29,6 +29,8 @@ pub mod close {
     pub const OUTDATED: u16 = 4010;
     /// The server is shutting down; reconnect later.
     pub const GOING_AWAY: u16 = 1001;
+    /// The server's schema changed (a live migration); reconnect at once: the welcome carries it.
+    pub const SCHEMA_CHANGED: u16 = 1012;
 }
 
 /// A frame from a client.

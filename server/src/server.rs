@@ -19,7 +19,7 @@ use crate::config::{Config, DEMO_SECRET, Limits};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::rules::Rules;
+use crate::model::Models;
 use crate::store::{Store, WriterConfig};
 
 const DEMO_SEED: &str = include_str!("../../schemas/demo_seed.sql");
@@ -39,11 +39,10 @@ pub struct AppState {
     pub(crate) store: Arc<Store>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) auth: Arc<Auth>,
-    pub(crate) rules: Arc<Rules>,
-    pub(crate) schema: Arc<Schema>,
-    /// The schema's fingerprint, and whether migrations moved it away from the base schema.
-    pub(crate) schema_fingerprint: Arc<str>,
-    pub(crate) migrated: bool,
+    /// The schema and rules now; replaced by a live migration.
+    pub(crate) models: Arc<Models>,
+    /// Where `POST /admin/migrate` finds the migration files.
+    migrations: std::path::PathBuf,
     pub(crate) limits: Arc<Limits>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -72,27 +71,25 @@ impl Server {
             None => Schema::demo(),
         };
         // The base schema plus every migration applied to this database (`moat migrate`).
-        let schema = Arc::new(if config.database.exists() {
+        let schema = if config.database.exists() {
             let conn = rusqlite::Connection::open(&config.database)?;
             crate::migrate::effective_schema(&conn, &base)?
         } else {
             base.clone()
-        });
-        let migrated = schema.sql() != base.sql();
+        };
         let rules_text = match &config.rules {
             Some(p) => read(p)?,
             None => DEFAULT_RULES.to_owned(),
         };
-        let rules = Arc::new(Rules::from_toml(&rules_text, &schema)?);
+        let models = Arc::new(Models::new(base, schema, rules_text)?);
         let auth = Arc::new(auth_from(config)?);
         let limits = Arc::new(config.limits.clone());
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(limits.channel_buffer));
         let store = Store::open(
             &config.database,
-            Arc::clone(&schema),
+            Arc::clone(&models),
             config.demo.then_some(DEMO_SEED),
-            Arc::clone(&rules),
             Arc::clone(&hub),
             Arc::clone(&metrics),
             WriterConfig { max_batch: limits.max_batch, log_retention: limits.log_retention },
@@ -102,10 +99,8 @@ impl Server {
             store,
             hub,
             auth,
-            rules,
-            schema_fingerprint: schema.fingerprint().into(),
-            migrated,
-            schema,
+            models,
+            migrations: config.migrations.clone(),
             limits,
             metrics,
             shutdown: shutdown_rx,
@@ -189,7 +184,8 @@ pub fn app(state: AppState) -> Router {
         .route("/sync", get(sync))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/demo/users", get(demo_users));
+        .route("/demo/users", get(demo_users))
+        .route("/admin/migrate", axum::routing::post(admin_migrate));
     let router = if web_root.join("index.html").is_file() {
         router.fallback_service(tower_http::services::ServeDir::new(web_root))
     } else {
@@ -248,6 +244,45 @@ async fn demo_users(State(state): State<AppState>) -> Response {
     match users {
         Ok(u) => axum::Json(u).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MigrateQuery {
+    #[serde(default)]
+    allow_destructive: bool,
+}
+
+/// Applies the pending migrations inside the running server (`moat migrate up --server URL`). Only
+/// from this machine, and only with a token of role `operator` signed with the server's keys.
+async fn admin_migrate(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    axum::extract::Query(q): axum::extract::Query<MigrateQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (StatusCode::FORBIDDEN, "migrations are applied from the server's own machine\n")
+            .into_response();
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match token.map(|t| state.auth.verify(t)) {
+        Some(Ok(claims)) if claims.role == "operator" => {}
+        _ => {
+            let msg = "an operator token is needed (moat token --role operator)\n";
+            return (StatusCode::UNAUTHORIZED, msg).into_response();
+        }
+    }
+    let files = match crate::migrate::load_dir(&state.migrations) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    match state.store.migrate(files, q.allow_destructive).await {
+        Ok(text) => text.into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
     }
 }
 

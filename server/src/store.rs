@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::model::Models;
 use crate::rules::{Profile, Rules};
 
 const SERVER_SQL: &str = include_str!("../../schemas/server.sql");
@@ -65,6 +66,12 @@ pub(crate) enum WriteReq {
         sql: String,
         reply: oneshot::Sender<Result<Option<i64>>>,
     },
+    /// Apply migrations inside the running server (between two batches: the writer is the only one).
+    Migrate {
+        files: Vec<crate::migrate::Migration>,
+        allow_destructive: bool,
+        reply: oneshot::Sender<Result<String>>,
+    },
 }
 
 /// The database, its writer and its readers.
@@ -101,14 +108,14 @@ impl Store {
     /// Opens (creating if needed) the database with `schema`; `seed` is run once, on a new database.
     pub(crate) fn open(
         path: &Path,
-        schema: Arc<Schema>,
+        models: Arc<Models>,
         seed: Option<&str>,
-        rules: Arc<Rules>,
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
         config: WriterConfig,
     ) -> Result<Arc<Store>> {
         let mut conn = open_conn(path)?;
+        let schema = Arc::clone(&models.get().schema);
         {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(SERVER_SQL)?;
@@ -136,7 +143,7 @@ impl Store {
             tx.commit()?;
         }
         let (tx, rx) = mpsc::channel(4096);
-        let writer = Writer { conn, schema, rules, hub, metrics, config, rx };
+        let writer = Writer { conn, models, hub, metrics, config, rx };
         std::thread::Builder::new()
             .name("moat-writer".into())
             .spawn(move || writer.run())
@@ -147,6 +154,22 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             read_slots: tokio::sync::Semaphore::new(READERS),
         }))
+    }
+
+    /// Applies the pending migrations of `files` inside the running server (between two write
+    /// batches), swaps its schema and rules, and closes every session (1012) so that clients
+    /// reconnect onto the new schema; returns the progress. `POST /admin/migrate` calls this.
+    pub async fn migrate(
+        &self,
+        files: Vec<crate::migrate::Migration>,
+        allow_destructive: bool,
+    ) -> Result<String> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteReq::Migrate { files, allow_destructive, reply })
+            .await
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("the writer stopped".into()))?
     }
 
     /// Queues a write. A full queue pushes back on the caller (and so on its client's socket) for up
@@ -226,8 +249,7 @@ pub(crate) fn log_after(conn: &Connection, cursor: i64, limit: usize) -> Result<
 
 struct Writer {
     conn: Connection,
-    schema: Arc<Schema>,
-    rules: Arc<Rules>,
+    models: Arc<Models>,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     config: WriterConfig,
@@ -242,10 +264,20 @@ enum Done {
 
 impl Writer {
     fn run(mut self) {
-        while let Some(first) = self.rx.blocking_recv() {
+        let mut next = None;
+        while let Some(first) = next.take().or_else(|| self.rx.blocking_recv()) {
+            if let WriteReq::Migrate { files, allow_destructive, reply } = first {
+                let _ = reply.send(self.migrate(&files, allow_destructive));
+                continue;
+            }
             let mut batch = vec![first];
             while batch.len() < self.config.max_batch {
                 match self.rx.try_recv() {
+                    // A migration waits for the batch before it to commit.
+                    Ok(req @ WriteReq::Migrate { .. }) => {
+                        next = Some(req);
+                        break;
+                    }
                     Ok(req) => batch.push(req),
                     Err(_) => break,
                 }
@@ -255,7 +287,44 @@ impl Writer {
         tracing::info!("writer stopped");
     }
 
+    /// Applies the pending migrations, then swaps the server's model and drops every channel, so
+    /// that each session closes (1012) and its client reconnects onto the new schema. The whole set
+    /// is checked first (the final schema and the rules over it), so a refusal changes nothing.
+    fn migrate(&mut self, files: &[crate::migrate::Migration], allow_destructive: bool) -> Result<String> {
+        use crate::migrate;
+        let base = &self.models.base;
+        let planned = migrate::plan(&mut self.conn, base, files)?;
+        if planned.is_empty() {
+            return Ok("nothing to apply\n".into());
+        }
+        let current = migrate::effective_schema(&self.conn, base)?;
+        let mut sql = current.sql().to_owned();
+        for (m, _) in &planned {
+            sql.push_str("\n-- migration\n");
+            sql.push_str(&m.sql);
+        }
+        let target =
+            Schema::from_sql(&sql).map_err(|e| Error::Config(format!("the migrated schema: {e}")))?;
+        self.models.build(target)?; // the rules must fit the new schema before anything changes
+        let mut log = String::new();
+        let result = migrate::up(&mut self.conn, base, files, allow_destructive, |line| {
+            tracing::info!("{line}");
+            log.push_str(line);
+            log.push('\n');
+        });
+        // Whatever was applied (all, or the ones before a refusal) is what the server now runs on.
+        let schema = migrate::effective_schema(&self.conn, base)?;
+        if schema.sql() != current.sql() {
+            self.models.set(self.models.build(schema)?);
+            self.hub.reset();
+        }
+        result.map(|done| {
+            format!("{log}{} migration(s) applied; clients reconnect onto the new schema\n", done.len())
+        })
+    }
+
     fn commit_batch(&mut self, batch: Vec<WriteReq>) {
+        let model = self.models.get();
         let started = Instant::now();
         let mut done = Vec::with_capacity(batch.len());
         let mut entries = Vec::new();
@@ -273,8 +342,8 @@ impl Writer {
                         let before = (version, entries.len());
                         let result = push(
                             &tx,
-                            &self.schema,
-                            &self.rules,
+                            &model.schema,
+                            &model.rules,
                             &user,
                             &profile,
                             &mutation_id,
@@ -291,8 +360,12 @@ impl Writer {
                         }
                         done.push(Done::Push { reply, mutation_id, result });
                     }
+                    WriteReq::Migrate { reply, .. } => {
+                        let _ =
+                            reply.send(Err(Error::Unavailable("a migration is not part of a batch".into())));
+                    }
                     WriteReq::Exec { sql, reply } => {
-                        let result = exec(&tx, &self.schema, &self.rules, &sql, &mut version, &mut entries);
+                        let result = exec(&tx, &model.schema, &model.rules, &sql, &mut version, &mut entries);
                         done.push(Done::Exec { reply, result });
                     }
                 }
@@ -328,7 +401,7 @@ impl Writer {
         self.metrics.observe_batch(started.elapsed());
         self.metrics.diffs.add(entries.len() as u64);
         // Broadcast first, then answer the writers: a writer's connection sends the diff before the ack.
-        self.hub.publish(&self.rules, &entries, &self.metrics);
+        self.hub.publish(&model.rules, &entries, &self.metrics);
         for d in done {
             match d {
                 Done::Push { reply, mutation_id, result } => {

@@ -170,3 +170,57 @@ fn tampered_destructive_and_failing_migrations_are_refused() {
     assert!(made.ends_with("0004_more_fields.sql"), "{}", made.display());
     assert!(migrate::new_file(&mdir, "bad name").is_err());
 }
+
+async fn post(server: &TestServer, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = demo_db(dir.path());
+    config.migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/migrations");
+    let server = TestServer::start_with(|c| *c = config.clone()).await;
+    let mut alice = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
+    alice.until("synced").await;
+
+    // Only an operator may migrate.
+    let refused = post(&server, "/admin/migrate", &token("alice", "company-a", "admin")).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let answer = post(&server, "/admin/migrate", &token("ops", "*", "operator")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("[2/2] 0002_vehicles applied"), "{answer}");
+
+    // The connected client is closed so that it comes back onto the new schema.
+    let (code, reason) = alice.closed().await;
+    assert_eq!(code, 1012, "{reason}");
+    let mut ws = raw(&server.url()).await;
+    let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
+                       "client_id": "c1", "cursors": {"company-a/admin": alice.cursor},
+                       "schema": Schema::demo().fingerprint()});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null) };
+    let welcome = c.recv().await;
+    let new = Schema::from_sql(welcome["schema"]["sql"].as_str().unwrap()).unwrap();
+    assert!(new.table("vehicles").is_ok());
+    c.until("snapshot_end").await;
+    assert!(c.received.iter().any(|ch| ch["table"] == "vehicles"));
+    // Writes go on, on the new schema.
+    c.until("synced").await;
+    c.push("after-1", support::update("jobs", "job-a-00001", "priority", json!("normal"), json!("low")))
+        .await;
+    let (ack, _) = c.until("ack").await;
+    assert!(ack["conflicts"].as_array().unwrap().is_empty(), "{ack}");
+    assert_eq!(
+        post(&server, "/admin/migrate", &token("ops", "*", "operator")).await.split("\r\n\r\n").nth(1),
+        Some("nothing to apply\n")
+    );
+}

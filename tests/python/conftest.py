@@ -22,6 +22,7 @@ class Server:
     def __init__(self, tmp, web_root=None, listen="127.0.0.1:0"):
         self.proc = subprocess.Popen(
             [MOAT, "serve", "--demo", "--listen", listen, "--db", str(tmp / "server.db"),
+             "--migrations", os.path.join(ROOT, "schemas", "migrations"),
              "--web-root", web_root or str(tmp / "no-web")],
             stdout=subprocess.PIPE, env={**os.environ, "MOAT_LOG": "warn"}, text=True)
         line = self.proc.stdout.readline()

@@ -1,15 +1,19 @@
 """A schema migration reaches native clients: the server is migrated (`moat migrate up`, the demo's
 migrations) while two apps stay open, one of them offline with pending edits. Both end on the new
-schema (the new field on the job page, the new object type), and every pending edit arrives."""
+schema (the new field on the job page, the new object type), and every pending edit arrives.
+`live`: applied inside the running server (`--server`), clients connected; `restart`: the server is
+stopped, migrated and started again."""
 
 import os
 import sqlite3
 import subprocess
 
+import pytest
 from conftest import MOAT, ROOT, text
 
 
-def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_path, device):
+@pytest.mark.parametrize("mode", ["live", "restart"])
+def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_path, device, mode):
     alice = device("alice", "alice", "company-a", "admin")
     amy = device("amy", "amy", "company-a", "admin")
     alice.wait_live()
@@ -24,14 +28,17 @@ def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_p
     amy.client.edit("jobs", job, "status", text("on_hold"))
     assert amy.client.status().pending == 2
 
-    def migrate():
+    def migrate(*live):
         out = subprocess.run([MOAT, "migrate", "--db", str(tmp_path / "server.db"),
-                              "--dir", os.path.join(ROOT, "schemas", "migrations"), "up"],
+                              "--dir", os.path.join(ROOT, "schemas", "migrations"), "up", *live],
                              capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 0, out.stderr + out.stdout
         assert "[2/2] 0002_vehicles applied" in out.stdout, out.stdout
 
-    server.restart(tmp_path, between=migrate)
+    if mode == "live":
+        migrate("--server", f"http://{server.addr}", "--demo")
+    else:
+        server.restart(tmp_path, between=migrate)
 
     # The online app reconnects by itself and takes the new schema, rows and layout.
     alice.listener.wait("the new schema", lambda: "priority" in fields(alice), timeout=40)

@@ -18,7 +18,10 @@ export async function startServer(dir = mkdtempSync(join(tmpdir(), "moat-web-"))
   const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
   const child = spawn(
     bin,
-    ["serve", "--demo", "--listen", listen, "--db", join(dir, "server.db"), "--web-root", join(root, "web/dist")],
+    [
+      "serve", "--demo", "--listen", listen, "--db", join(dir, "server.db"), "--web-root", join(root, "web/dist"),
+      "--migrations", join(root, "schemas/migrations"),
+    ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
   );
   const url = await new Promise<string>((ok, fail) => {
@@ -44,6 +47,12 @@ export async function stopServer(s: Server, keep = false): Promise<void> {
     await new Promise((r) => s.process.once("exit", r));
   }
   if (!keep) rmSync(s.dir, { recursive: true, force: true });
+}
+
+/** Runs `moat migrate up --server`: the demo's migrations, applied inside the running server. */
+export function migrateLive(s: Server): string {
+  const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
+  return execFileSync(bin, ["migrate", "--db", join(s.dir, "server.db"), "up", "--server", s.url, "--demo"]).toString();
 }
 
 /** Stops the server, runs `moat migrate up` with the demo's migrations on its database, and starts it

@@ -64,5 +64,5 @@ test("an edit reaches the other context's open list and detail page live", async
   await expect(tech.getByTestId("rejected")).toContainText("title");
   await expect(admin.getByTestId("detail-title")).not.toHaveText("Renamed by a technician");
 
-  console.log(`time to first list render (sign-in → 10k-job snapshot → list): ${firstList} ms`);
+  console.log(`time to first list render (sign-in → 5,000-job snapshot into OPFS → list): ${firstList} ms`);
 });

@@ -1,8 +1,8 @@
-// A schema migration reaches open browsers: the server is migrated (the demo's migrations: a job
-// priority and a Vehicles object type) while an admin's page stays open and a technician is offline
-// with a pending edit. Both end on the new schema, showing the new field and object type, and the
+// A schema migration reaches open browsers: the demo's migrations (a job priority and a Vehicles
+// object type) are applied inside the running server while an admin's page stays open and a
+// technician is offline with a pending edit. Both end on the new schema, showing the new field and object type, and the
 // pending edit arrives.
-import { test, expect, signIn, openRecord, firstRowIds, migrateServer, serverQuery } from "./fixtures";
+import { test, expect, signIn, openRecord, firstRowIds, migrateLive, serverQuery } from "./fixtures";
 
 test("a migration reaches open pages and keeps pending edits", async ({ browser, server }) => {
   const techCtx = await browser.newContext();
@@ -21,7 +21,7 @@ test("a migration reaches open pages and keeps pending edits", async ({ browser,
   await tech.getByTestId("field-notes-input").blur();
   await expect(tech.getByTestId("status-pending")).toHaveAttribute("data-count", "1");
 
-  const out = await migrateServer(server);
+  const out = migrateLive(server);
   expect(out).toContain("[2/2] 0002_vehicles applied");
 
   // The admin's open page follows by itself: the new field, the new object type.

@@ -12,7 +12,7 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
     if mutation_id.is_empty() || mutation_id.len() > 200 {
         return conn.error(&Error::Protocol("mutation_id must be 1 to 200 characters".into())).await;
     }
-    let diff = match sqlite_ext::Diff::from_value(diff, &conn.state.schema) {
+    let diff = match sqlite_ext::Diff::from_value(diff, &conn.model.schema) {
         Ok(d) => d,
         Err(e) => {
             // Never applied, so nothing to remember: the same bytes always get the same answer.

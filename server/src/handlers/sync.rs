@@ -42,7 +42,7 @@ async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
             return Ok(());
         }
         for entry in entries {
-            if let Some(diff) = view(&conn.state.rules, &conn.profile, &entry) {
+            if let Some(diff) = view(&conn.model.rules, &conn.profile, &entry) {
                 conn.send_text(diff_frame(&conn.profile.channel, entry.version, &diff)).await?;
             }
             conn.sent = entry.version;
@@ -59,7 +59,7 @@ enum Part {
 async fn snapshot(conn: &mut Conn) -> Result<(), End> {
     let (tx, mut rx) = mpsc::channel::<Part>(2);
     let (schema, rules, profile) =
-        (Arc::clone(&conn.state.schema), Arc::clone(&conn.state.rules), conn.profile.clone());
+        (Arc::clone(&conn.model.schema), Arc::clone(&conn.model.rules), conn.profile.clone());
     let chunk_rows = conn.state.limits.snapshot_chunk_rows.max(1);
     // The reader streams chunks from one read transaction, so the snapshot is consistent as of its
     // version; the channel is bounded, so a slow client holds two chunks in memory, not the table.
