@@ -64,6 +64,9 @@ struct Inner {
     on_message: Closure<dyn FnMut(MessageEvent)>,
     on_close: Closure<dyn FnMut(CloseEvent)>,
     on_timer: Closure<dyn FnMut()>,
+    on_drain: Closure<dyn FnMut()>,
+    /// A drain of the frame queue is scheduled (frames that arrive together are applied together).
+    drain_scheduled: Cell<bool>,
 }
 
 /// One browser's Moat client, living in a dedicated Worker.
@@ -127,8 +130,16 @@ impl WebClient {
             let on_open = Closure::new(move || feed(&w, Owned::Connected));
             let w = weak.clone();
             let on_message = Closure::new(move |ev: MessageEvent| {
-                if let Some(text) = ev.data().as_string() {
-                    feed(&w, Owned::Frame(text));
+                if let (Some(text), Some(inner)) = (ev.data().as_string(), w.upgrade()) {
+                    // Not at once: the frames already on their way (a diff and its ack come together)
+                    // are applied in one transaction when the event loop comes back to us.
+                    inner.queue.borrow_mut().push_back(Owned::Frame(text));
+                    if !inner.drain_scheduled.replace(true) {
+                        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(
+                            inner.on_drain.as_ref().unchecked_ref(),
+                            0,
+                        );
+                    }
                 }
             });
             let w = weak.clone();
@@ -145,6 +156,13 @@ impl WebClient {
                 }
                 feed(&w, Owned::Timer);
             });
+            let w = weak.clone();
+            let on_drain = Closure::new(move || {
+                if let Some(inner) = w.upgrade() {
+                    inner.drain_scheduled.set(false);
+                    run(&inner);
+                }
+            });
             Inner {
                 engine: RefCell::new(engine),
                 role,
@@ -160,6 +178,8 @@ impl WebClient {
                 on_message,
                 on_close,
                 on_timer,
+                on_drain,
+                drain_scheduled: Cell::new(false),
             }
         });
         feed(&Rc::downgrade(&inner), Owned::Start);
@@ -315,13 +335,20 @@ fn clear_timer(inner: &Inner) {
 /// the engine over it and carries out what it says.
 fn feed(weak: &Weak<Inner>, ev: Owned) {
     let Some(inner) = weak.upgrade() else { return };
+    inner.queue.borrow_mut().push_back(ev);
+    run(&inner);
+}
+
+/// Works off the queue. Several events at once are applied in one transaction (one OPFS sync).
+fn run(inner: &Rc<Inner>) {
     if inner.closed.get() {
+        inner.queue.borrow_mut().clear();
         return;
     }
-    inner.queue.borrow_mut().push_back(ev);
     if inner.busy.replace(true) {
         return;
     }
+    let batch = inner.queue.borrow().len() > 1 && inner.engine.borrow().replica().begin_batch().is_ok();
     loop {
         let Some(ev) = inner.queue.borrow_mut().pop_front() else { break };
         let instructions = {
@@ -329,10 +356,15 @@ fn feed(weak: &Weak<Inner>, ev: Owned) {
             views::handle(&mut e, &ev)
         };
         for i in instructions {
-            carry_out(&inner, i);
+            carry_out(inner, i);
         }
     }
+    // A failed commit undoes the batch: start a new session, which resends what it needs.
+    let failed = batch && inner.engine.borrow().replica().end_batch().is_err();
     inner.busy.set(false);
+    if failed && drop_socket(inner) {
+        feed(&Rc::downgrade(inner), Owned::Disconnected(None));
+    }
 }
 
 fn carry_out(inner: &Inner, i: Instruction) {

@@ -166,7 +166,7 @@ impl Replica {
     /// Returns those (mutation id, reason) pairs. The server's snapshot that follows refills the rows.
     pub fn migrate_schema(&mut self, new: Schema) -> Result<Vec<(String, String)>> {
         let old = self.schema.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         for t in new.tables() {
             match old.table(&t.name) {
                 Err(_) => {
@@ -247,6 +247,23 @@ impl Replica {
         Ok(refused)
     }
 
+    /// Starts grouping writes: every write until [`Replica::end_batch`] commits with it, in one
+    /// transaction (each write stays atomic on its own, as a savepoint). A shell that has several
+    /// server frames at hand applies them with one commit, and so one sync, instead of one each.
+    pub fn begin_batch(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Commits the writes since [`Replica::begin_batch`]; if the commit fails, none of them stays.
+    pub fn end_batch(&self) -> Result<()> {
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// This replica's client id, made once when the file was created.
     pub fn client_id(&self) -> &str {
         &self.client_id
@@ -265,7 +282,7 @@ impl Replica {
     /// Runs `f` against the projection in one transaction and records what it changed as a pending
     /// overlay. Returns the mutation to send, or `None` when nothing changed.
     pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<(T, Option<Mutation>)> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let out = capture(&tx, &self.schema, &self.client_id, f)?;
         tx.commit()?;
         Ok(out)
@@ -411,7 +428,7 @@ impl Replica {
             t.name = format!("{SERVER_DATA_PREFIX}{}", t.name);
         }
         let golden = changeset::write(&raw);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         if let Some((channel, version)) = cursor {
             tx.execute(
                 "INSERT INTO moat_meta (key, value) VALUES ('cursor:' || ?1, ?2), \
@@ -471,7 +488,7 @@ impl Replica {
     /// the old rows until [`Replica::finish_snapshot`]) and the channel's cursor is forgotten, so a
     /// crash half-way leads to a new snapshot, never to a catch-up over half a copy.
     pub fn begin_snapshot(&mut self, channel: &str) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
         for t in self.schema.tables() {
             tx.execute_batch(&format!("DELETE FROM {}", quote(&t.server_data_name())))?;
@@ -484,7 +501,7 @@ impl Replica {
     pub fn apply_snapshot_chunk(&mut self, diff: &Diff) -> Result<()> {
         let mut raw = diff.to_raw(&self.schema, Table::server_data_name)?;
         raw.retain(|t| !t.changes.is_empty());
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         apply_changeset(&tx, &changeset::write(&raw), Policy::Authoritative)?;
         tx.commit()?;
         Ok(())
@@ -493,7 +510,7 @@ impl Replica {
     /// The snapshot is complete as of `version`: the projection becomes the golden state with the
     /// pending overlays replayed over it, and the cursor is stored, in one transaction.
     pub fn finish_snapshot(&mut self, channel: &str, version: i64) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         for t in self.schema.tables() {
             tx.execute_batch(&format!(
                 "DELETE FROM {name}; INSERT INTO {name} ({cols}) SELECT {cols} FROM {golden}",
@@ -518,7 +535,7 @@ impl Replica {
     /// cursor. A replica holds one channel at a time, so that is every synced row; pending writes
     /// stay, and the server will answer them.
     pub fn revoke(&mut self, channel: &str) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
         for t in self.schema.tables() {
             tx.execute_batch(&format!(
@@ -562,7 +579,7 @@ impl Replica {
 
     /// Takes a pending overlay out of the projection (`f` says how) and rebases its rows.
     fn settle(&mut self, mutation_id: &str, f: impl FnOnce(&Connection) -> Result<()>) -> Result<bool> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let diff: Option<String> = tx
             .query_row(
                 "SELECT diff FROM overlays WHERE mutation_id = ?1 AND state = 'pending'",
@@ -605,7 +622,7 @@ impl Replica {
     /// is the server's value) and return the mutation to send; take theirs sends nothing. A row that
     /// the server deleted cannot be written: [`Error::NotFound`], and the conflict stays.
     pub fn resolve(&mut self, conflict_id: i64, resolution: Resolution) -> Result<Option<Mutation>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let json: String = tx
             .query_row("SELECT conflict FROM conflicts WHERE id = ?1", [conflict_id], |r| r.get(0))
             .optional()?
