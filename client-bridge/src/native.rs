@@ -251,13 +251,9 @@ async fn drive(
                     }
                     Instruction::TablesChanged(t) => listener.on_tables_changed(t),
                     Instruction::ConflictsRaised(_) => {
-                        let all = engine
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .replica()
-                            .conflicts()
+                        let all = views::conflicts(&engine.lock().unwrap_or_else(|e| e.into_inner()))
                             .unwrap_or_default();
-                        listener.on_conflicts(all.into_iter().map(views::conflict_view).collect());
+                        listener.on_conflicts(all);
                     }
                     Instruction::Rejected { mutation_id, reason } => {
                         listener.on_rejected(mutation_id, reason)

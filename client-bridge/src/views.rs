@@ -235,12 +235,20 @@ pub struct DetailViewModel {
 pub struct ConflictColumnView {
     /// The column.
     pub column: String,
+    /// The field's label, from the metadata.
+    pub label: String,
     /// The value both sides started from.
     pub base: Option<FieldValue>,
     /// The server's value.
     pub theirs: Option<FieldValue>,
     /// This device's value.
     pub mine: FieldValue,
+    /// `base` as the UI shows it (a choice's label, formatted currency).
+    pub base_display: Option<String>,
+    /// `theirs` as the UI shows it.
+    pub theirs_display: Option<String>,
+    /// `mine` as the UI shows it.
+    pub mine_display: String,
 }
 
 /// A conflict waiting for the user.
@@ -255,6 +263,10 @@ pub struct ConflictView {
     pub table: String,
     /// The record's id.
     pub record_id: String,
+    /// The object type's label (`Job`).
+    pub object_label: String,
+    /// The record's title.
+    pub title: String,
     /// The conflicting columns.
     pub columns: Vec<ConflictColumnView>,
 }
@@ -328,8 +340,25 @@ pub(crate) fn role_of(token: &str) -> Option<String> {
     claims["role"].as_str().map(str::to_owned)
 }
 
-pub(crate) fn conflict_view(c: sqlite_ext::StoredConflict) -> ConflictView {
+pub(crate) fn conflict_view(r: &sqlite_ext::Replica, c: sqlite_ext::StoredConflict) -> ConflictView {
     let record_id = c.conflict.pk.0.first().map(|(_, v)| plain(v)).unwrap_or_default();
+    // Words from the metadata; the raw names and values if it cannot say (a table no type names).
+    let text =
+        ui::conflict_text(r.connection(), r.schema(), &c.conflict).unwrap_or_else(|_| ui::ConflictText {
+            object_label: c.conflict.table.clone(),
+            title: record_id.clone(),
+            columns: c
+                .conflict
+                .columns
+                .iter()
+                .map(|col| ui::ConflictColumnText {
+                    label: col.column.clone(),
+                    base: col.base.as_ref().map(plain),
+                    theirs: col.theirs.as_ref().map(plain),
+                    mine: plain(&col.mine),
+                })
+                .collect(),
+        });
     ConflictView {
         id: c.id,
         kind: serde_json::to_value(c.conflict.kind)
@@ -338,15 +367,22 @@ pub(crate) fn conflict_view(c: sqlite_ext::StoredConflict) -> ConflictView {
             .unwrap_or_default(),
         table: c.conflict.table,
         record_id,
+        object_label: text.object_label,
+        title: text.title,
         columns: c
             .conflict
             .columns
             .into_iter()
-            .map(|col| ConflictColumnView {
+            .zip(text.columns)
+            .map(|(col, t)| ConflictColumnView {
                 column: col.column,
+                label: t.label,
                 base: col.base.map(Into::into),
                 theirs: col.theirs.map(Into::into),
                 mine: col.mine.into(),
+                base_display: t.base,
+                theirs_display: t.theirs,
+                mine_display: t.mine,
             })
             .collect(),
     }
@@ -525,7 +561,8 @@ pub(crate) fn insert_row(e: &mut SyncEngine, table: &str, values: Vec<ColumnValu
 
 /// Conflicts waiting for the user.
 pub(crate) fn conflicts(e: &SyncEngine) -> Result<Vec<ConflictView>> {
-    Ok(e.replica().conflicts()?.into_iter().map(conflict_view).collect())
+    let r = e.replica();
+    Ok(r.conflicts()?.into_iter().map(|c| conflict_view(r, c)).collect())
 }
 
 /// Settles a conflict.

@@ -496,6 +496,84 @@ pub fn detail_view(
     Ok(DetailView { object_label: meta.label.clone(), title, sections })
 }
 
+/// How the conflict alert names a conflict: the object type and record, and each column's label.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConflictText {
+    /// The object type's label (`Job`); the table's name when no metadata names it.
+    pub object_label: String,
+    /// The record's title, or its key.
+    pub title: String,
+    /// Per conflicting column, in order: its label and the display text of base, theirs and mine.
+    pub columns: Vec<ConflictColumnText>,
+}
+
+/// One column of a [`ConflictText`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConflictColumnText {
+    /// The field's label.
+    pub label: String,
+    /// The value both sides started from, as shown (absent for `row_exists`).
+    pub base: Option<String>,
+    /// The server's value, as shown (absent when the row was deleted).
+    pub theirs: Option<String>,
+    /// This device's value, as shown.
+    pub mine: String,
+}
+
+/// The words and display values for a conflict's alert, from the metadata of the object type whose
+/// table it is in (choice labels, currency, reference titles). Falls back to raw names and values.
+pub fn conflict_text(conn: &Connection, schema: &Schema, c: &crate::apply::Conflict) -> Result<ConflictText> {
+    let object_type: Option<String> = conn
+        .query_row(
+            "SELECT object_type FROM object_metadata WHERE table_name = ?1 ORDER BY sort_order, id LIMIT 1",
+            [&c.table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let meta = match object_type {
+        Some(ot) => Some(object_meta(conn, schema, &ot)?),
+        None => None,
+    };
+    let key = c.pk.0.first().map(|(_, v)| plain(v)).unwrap_or_default();
+    let title = match &meta {
+        Some(m) => {
+            let t = &m.table;
+            let sql =
+                format!("SELECT {} FROM {} WHERE {}", quote(&m.title_field), quote(&t.name), t.pk_where());
+            let keys = t.key_values(&c.pk)?;
+            let title: Option<Value> =
+                conn.query_row(&sql, params_from_iter(keys), |r| r.get(0)).optional()?;
+            title.map(|v| plain(&v)).filter(|t| !t.is_empty()).unwrap_or_else(|| key.clone())
+        }
+        None => key.clone(),
+    };
+    let shown = |column: &str, v: &Value| -> Result<String> {
+        match meta.as_ref().and_then(|m| m.field(column)) {
+            Some(f) => display(conn, schema, f, v),
+            None => Ok(plain(v)),
+        }
+    };
+    let mut columns = Vec::new();
+    for col in &c.columns {
+        let label = meta
+            .as_ref()
+            .and_then(|m| m.field(&col.column))
+            .map(|f| f.label.clone())
+            .unwrap_or_else(|| col.column.clone());
+        columns.push(ConflictColumnText {
+            label,
+            base: col.base.as_ref().map(|v| shown(&col.column, v)).transpose()?,
+            theirs: col.theirs.as_ref().map(|v| shown(&col.column, v)).transpose()?,
+            mine: shown(&col.column, &col.mine)?,
+        });
+    }
+    Ok(ConflictText {
+        object_label: meta.map(|m| m.label).unwrap_or_else(|| c.table.clone()),
+        title,
+        columns,
+    })
+}
+
 /// Validates an edit against the metadata and the layout for `role`, then writes it as a local
 /// mutation. Every problem is reported with the field's label.
 pub fn edit(

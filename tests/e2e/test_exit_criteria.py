@@ -259,8 +259,10 @@ def test_exit_criteria(server, chromium, tmp_path):
         alert = page.get_by_test_id("conflict")
         alert.wait_for()
         row = alert.get_by_test_id("conflict-status")
+        label = {"open": "Open", "scheduled": "Scheduled", "in_progress": "In progress", "on_hold": "On hold",
+                 "done": "Done"}
         assert (row.get_by_test_id("conflict-base").inner_text(), row.get_by_test_id("conflict-theirs").inner_text(),
-                row.get_by_test_id("conflict-mine").inner_text()) == (base, theirs, mine)
+                row.get_by_test_id("conflict-mine").inner_text()) == (label[base], label[theirs], label[mine])
         assert nina.client.conflicts() == [], "the native write landed first: no alert there"
         r.say(f"the conflict alert showed in the browser (base {base}, theirs {theirs}, mine {mine}), "
               "none on the native client")

@@ -86,6 +86,11 @@ def test_offline_edits_survive_a_restart_and_a_conflict_is_resolved(server, tmp_
         [col] = conflict.columns
         assert (col.column, col.base, col.theirs, col.mine) == (
             "price_cents", amy_base_price(tmp_path), integer(12000), integer(15000))
+        # The alert's words come from the metadata: the type, the record's title, the field's label and
+        # the values as the UI shows them.
+        assert (conflict.object_label, col.label) == ("Job", "Price")
+        assert conflict.title == amy.client.detail_view("jobs", JOB).title
+        assert (col.theirs_display, col.mine_display) == ("$120.00", "$150.00")
 
         expected = {"keep_mine": 15000, "take_theirs": 12000, "edit": 13500}[choice]
         resolution = {

@@ -3,6 +3,14 @@
 import type { Page } from "@playwright/test";
 import { test, expect, signIn, openRecord, firstRowIds, shots } from "./fixtures";
 
+const labels: Record<string, string> = {
+  open: "Open",
+  scheduled: "Scheduled",
+  in_progress: "In progress",
+  on_hold: "On hold",
+  done: "Done",
+};
+
 async function fieldOf(page: Page, id: string, field: string): Promise<string> {
   return page.evaluate(
     async ([id, field]) => {
@@ -57,9 +65,12 @@ test("a same-field conflict is shown and each resolution converges", async ({ br
     const alert = tech.getByTestId("conflict");
     await expect(alert).toBeVisible();
     const row = alert.getByTestId(`conflict-${r.field}`);
-    await expect(row.getByTestId("conflict-base")).toHaveText(base || "(empty)");
-    await expect(row.getByTestId("conflict-theirs")).toHaveText(r.theirs);
-    await expect(row.getByTestId("conflict-mine")).toHaveText(r.mine);
+    // Shown as the UI shows values: a status by its label, a note as written.
+    const shown = (v: string) => labels[v] ?? v;
+    await expect(row.getByTestId("conflict-base")).toHaveText(base ? shown(base) : "(empty)");
+    await expect(row.getByTestId("conflict-theirs")).toHaveText(shown(r.theirs));
+    await expect(row.getByTestId("conflict-mine")).toHaveText(shown(r.mine));
+    await expect(row).toContainText(r.field === "status" ? "Status" : "Notes");
     await expect(admin.getByTestId("conflict")).toHaveCount(0); // the admin's write went through first
     if (r.choice === "edit") {
       await tech.screenshot({ path: `${shots}/conflict.png` });

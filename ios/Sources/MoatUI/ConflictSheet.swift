@@ -13,14 +13,14 @@ struct ConflictSheet: View {
         NavigationStack {
             Form {
                 Section {
-                    Text("\(conflict.table) \(conflict.recordId) changed on the server while you were editing it.")
+                    Text("\(conflict.objectLabel) \(conflict.title) changed on the server while you were editing it.")
                     if remaining > 0 { Text("\(remaining) more after this one").foregroundStyle(.secondary) }
                 }
                 ForEach(conflict.columns, id: \.column) { c in
-                    Section(c.column.replacingOccurrences(of: "_", with: " ")) {
-                        LabeledContent("Before", value: show(c.base))
-                        LabeledContent("Theirs", value: show(c.theirs))
-                        LabeledContent("Mine", value: show(c.mine))
+                    Section(c.label) {
+                        LabeledContent("Before", value: show(c.baseDisplay))
+                        LabeledContent("Theirs", value: show(c.theirsDisplay))
+                        LabeledContent("Mine", value: show(c.mineDisplay))
                     }
                 }
                 if let col = conflict.columns.first, let text = editing {
@@ -47,10 +47,10 @@ struct ConflictSheet: View {
         }
     }
 
-    private func show(_ v: FieldValue?) -> String {
-        guard let v else { return "(deleted)" }
-        let t = v.editingText(widget: "text")
-        return t.isEmpty ? "(empty)" : t
+    /// The core's display text (a choice's label, formatted currency); nil when the row is gone.
+    private func show(_ text: String?) -> String {
+        guard let text else { return "(deleted)" }
+        return text.isEmpty ? "(empty)" : text
     }
 
     private func settle(_ choice: ConflictChoice) {

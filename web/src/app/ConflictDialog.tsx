@@ -2,9 +2,9 @@ import { useState } from "react";
 import { displayValue, fieldValue, type ConflictView, type FieldValue } from "../sdk";
 import { useClient } from "./hooks";
 
-function show(v: FieldValue | null): string {
-  if (v === null) return "(deleted)";
-  return displayValue(v) || "(empty)";
+function show(absent: FieldValue | null, text: string | null): string {
+  if (absent === null || text === null) return "(deleted)";
+  return text || "(empty)";
 }
 
 /** Someone else changed the same field while this device was editing it: the user decides. */
@@ -34,7 +34,7 @@ export function ConflictDialog({ conflicts, onDone }: { conflicts: ConflictView[
           {c.kind === "field" ? "Someone else changed this too" : c.kind === "row_deleted" ? "This record was deleted" : "This record already exists"}
         </h2>
         <p className="muted">
-          {c.table} <strong>{c.record_id}</strong> changed on the server while you were editing it.
+          {c.object_label} <strong>{c.title}</strong> changed on the server while you were editing it.
           {conflicts.length > 1 && ` (${conflicts.length - 1} more after this one)`}
         </p>
         <table className="conflict-table">
@@ -49,10 +49,10 @@ export function ConflictDialog({ conflicts, onDone }: { conflicts: ConflictView[
           <tbody>
             {c.columns.map((k) => (
               <tr key={k.column} data-testid={`conflict-${k.column}`}>
-                <td>{k.column.replace(/_/g, " ")}</td>
-                <td data-testid="conflict-base">{show(k.base)}</td>
-                <td data-testid="conflict-theirs" className="theirs">{show(k.theirs)}</td>
-                <td data-testid="conflict-mine" className="mine">{show(k.mine)}</td>
+                <td>{k.label}</td>
+                <td data-testid="conflict-base">{show(k.base, k.base_display)}</td>
+                <td data-testid="conflict-theirs" className="theirs">{show(k.theirs, k.theirs_display)}</td>
+                <td data-testid="conflict-mine" className="mine">{show(k.mine, k.mine_display)}</td>
               </tr>
             ))}
           </tbody>

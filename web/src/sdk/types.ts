@@ -109,9 +109,15 @@ export interface DetailViewModel {
 
 export interface ConflictColumnView {
   column: string;
+  /** The field's label, from the metadata. */
+  label: string;
   base: FieldValue | null;
   theirs: FieldValue | null;
   mine: FieldValue;
+  /** The values as the UI shows them (a choice's label, formatted currency); null when absent. */
+  base_display: string | null;
+  theirs_display: string | null;
+  mine_display: string;
 }
 
 export interface ConflictView {
@@ -119,6 +125,9 @@ export interface ConflictView {
   kind: "field" | "row_deleted" | "row_exists";
   table: string;
   record_id: string;
+  /** The object type's label (`Job`) and the record's title. */
+  object_label: string;
+  title: string;
   columns: ConflictColumnView[];
 }
 

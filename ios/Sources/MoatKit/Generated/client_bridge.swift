@@ -1306,6 +1306,10 @@ public struct ConflictColumnView: Equatable, Hashable {
      */
     public var column: String
     /**
+     * The field's label, from the metadata.
+     */
+    public var label: String
+    /**
      * The value both sides started from.
      */
     public var base: FieldValue?
@@ -1317,6 +1321,18 @@ public struct ConflictColumnView: Equatable, Hashable {
      * This device's value.
      */
     public var mine: FieldValue
+    /**
+     * `base` as the UI shows it (a choice's label, formatted currency).
+     */
+    public var baseDisplay: String?
+    /**
+     * `theirs` as the UI shows it.
+     */
+    public var theirsDisplay: String?
+    /**
+     * `mine` as the UI shows it.
+     */
+    public var mineDisplay: String
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1325,6 +1341,9 @@ public struct ConflictColumnView: Equatable, Hashable {
          * The column.
          */column: String, 
         /**
+         * The field's label, from the metadata.
+         */label: String, 
+        /**
          * The value both sides started from.
          */base: FieldValue?, 
         /**
@@ -1332,11 +1351,24 @@ public struct ConflictColumnView: Equatable, Hashable {
          */theirs: FieldValue?, 
         /**
          * This device's value.
-         */mine: FieldValue) {
+         */mine: FieldValue, 
+        /**
+         * `base` as the UI shows it (a choice's label, formatted currency).
+         */baseDisplay: String?, 
+        /**
+         * `theirs` as the UI shows it.
+         */theirsDisplay: String?, 
+        /**
+         * `mine` as the UI shows it.
+         */mineDisplay: String) {
         self.column = column
+        self.label = label
         self.base = base
         self.theirs = theirs
         self.mine = mine
+        self.baseDisplay = baseDisplay
+        self.theirsDisplay = theirsDisplay
+        self.mineDisplay = mineDisplay
     }
 
     
@@ -1356,17 +1388,25 @@ public struct FfiConverterTypeConflictColumnView: FfiConverterRustBuffer {
         return
             try ConflictColumnView(
                 column: FfiConverterString.read(from: &buf), 
+                label: FfiConverterString.read(from: &buf), 
                 base: FfiConverterOptionTypeFieldValue.read(from: &buf), 
                 theirs: FfiConverterOptionTypeFieldValue.read(from: &buf), 
-                mine: FfiConverterTypeFieldValue.read(from: &buf)
+                mine: FfiConverterTypeFieldValue.read(from: &buf), 
+                baseDisplay: FfiConverterOptionString.read(from: &buf), 
+                theirsDisplay: FfiConverterOptionString.read(from: &buf), 
+                mineDisplay: FfiConverterString.read(from: &buf)
         )
     }
 
     public static func write(_ value: ConflictColumnView, into buf: inout [UInt8]) {
         FfiConverterString.write(value.column, into: &buf)
+        FfiConverterString.write(value.label, into: &buf)
         FfiConverterOptionTypeFieldValue.write(value.base, into: &buf)
         FfiConverterOptionTypeFieldValue.write(value.theirs, into: &buf)
         FfiConverterTypeFieldValue.write(value.mine, into: &buf)
+        FfiConverterOptionString.write(value.baseDisplay, into: &buf)
+        FfiConverterOptionString.write(value.theirsDisplay, into: &buf)
+        FfiConverterString.write(value.mineDisplay, into: &buf)
     }
 }
 
@@ -1407,6 +1447,14 @@ public struct ConflictView: Equatable, Hashable {
      */
     public var recordId: String
     /**
+     * The object type's label (`Job`).
+     */
+    public var objectLabel: String
+    /**
+     * The record's title.
+     */
+    public var title: String
+    /**
      * The conflicting columns.
      */
     public var columns: [ConflictColumnView]
@@ -1427,12 +1475,20 @@ public struct ConflictView: Equatable, Hashable {
          * The record's id.
          */recordId: String, 
         /**
+         * The object type's label (`Job`).
+         */objectLabel: String, 
+        /**
+         * The record's title.
+         */title: String, 
+        /**
          * The conflicting columns.
          */columns: [ConflictColumnView]) {
         self.id = id
         self.kind = kind
         self.table = table
         self.recordId = recordId
+        self.objectLabel = objectLabel
+        self.title = title
         self.columns = columns
     }
 
@@ -1456,6 +1512,8 @@ public struct FfiConverterTypeConflictView: FfiConverterRustBuffer {
                 kind: FfiConverterString.read(from: &buf), 
                 table: FfiConverterString.read(from: &buf), 
                 recordId: FfiConverterString.read(from: &buf), 
+                objectLabel: FfiConverterString.read(from: &buf), 
+                title: FfiConverterString.read(from: &buf), 
                 columns: FfiConverterSequenceTypeConflictColumnView.read(from: &buf)
         )
     }
@@ -1465,6 +1523,8 @@ public struct FfiConverterTypeConflictView: FfiConverterRustBuffer {
         FfiConverterString.write(value.kind, into: &buf)
         FfiConverterString.write(value.table, into: &buf)
         FfiConverterString.write(value.recordId, into: &buf)
+        FfiConverterString.write(value.objectLabel, into: &buf)
+        FfiConverterString.write(value.title, into: &buf)
         FfiConverterSequenceTypeConflictColumnView.write(value.columns, into: &buf)
     }
 }
