@@ -66,6 +66,21 @@ pub struct Limits {
     pub max_batch: usize,
 }
 
+impl Config {
+    /// The base schema: the configured `schema` file, or the built-in demo schema. Migrations come on
+    /// top of it.
+    pub fn base_schema(&self) -> crate::Result<sqlite_ext::Schema> {
+        match &self.schema {
+            Some(p) => {
+                let sql = std::fs::read_to_string(p)
+                    .map_err(|e| crate::Error::Config(format!("{}: {e}", p.display())))?;
+                Ok(sqlite_ext::Schema::from_sql(&sql)?)
+            }
+            None => Ok(sqlite_ext::Schema::demo()),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

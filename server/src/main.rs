@@ -163,13 +163,7 @@ fn migrate(cfg: &Config, dir: &std::path::Path, action: MigrateAction) -> moat_s
         println!("created {}", migrate::new_file(dir, name)?.display());
         return Ok(());
     }
-    let base = match &cfg.schema {
-        Some(p) => sqlite_ext::Schema::from_sql(
-            &std::fs::read_to_string(p)
-                .map_err(|e| moat_server::Error::Config(format!("{}: {e}", p.display())))?,
-        )?,
-        None => sqlite_ext::Schema::demo(),
-    };
+    let base = cfg.base_schema()?;
     if !cfg.database.exists() {
         return Err(moat_server::Error::Config(format!(
             "{}: no such database (start `moat serve` once to create it)",

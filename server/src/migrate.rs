@@ -159,7 +159,8 @@ pub fn effective_schema(conn: &Connection, base: &Schema) -> Result<Schema> {
     Schema::from_sql(&effective_sql(base.sql(), applied.iter().map(|a| a.3.as_str()))).map_err(schema_error)
 }
 
-fn effective_sql<'a>(base: &str, migrations: impl Iterator<Item = &'a str>) -> String {
+/// `base` followed by each migration's SQL: the text the schema model is built from.
+pub(crate) fn effective_sql<'a>(base: &str, migrations: impl Iterator<Item = &'a str>) -> String {
     let mut sql = base.to_owned();
     for m in migrations {
         sql.push_str("\n-- migration\n");

@@ -10,7 +10,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use sqlite_ext::Schema;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -66,10 +65,7 @@ impl Server {
             std::fs::read_to_string(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
         };
         let lock = crate::migrate::writer_lock(&config.database)?;
-        let base = match &config.schema {
-            Some(p) => Schema::from_sql(&read(p)?)?,
-            None => Schema::demo(),
-        };
+        let base = config.base_schema()?;
         // The base schema plus every migration applied to this database (`moat migrate`).
         let schema = if config.database.exists() {
             let conn = rusqlite::Connection::open(&config.database)?;

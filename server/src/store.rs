@@ -298,11 +298,7 @@ impl Writer {
             return Ok("nothing to apply\n".into());
         }
         let current = migrate::effective_schema(&self.conn, base)?;
-        let mut sql = current.sql().to_owned();
-        for (m, _) in &planned {
-            sql.push_str("\n-- migration\n");
-            sql.push_str(&m.sql);
-        }
+        let sql = migrate::effective_sql(current.sql(), planned.iter().map(|(m, _)| m.sql.as_str()));
         let target =
             Schema::from_sql(&sql).map_err(|e| Error::Config(format!("the migrated schema: {e}")))?;
         self.models.build(target)?; // the rules must fit the new schema before anything changes

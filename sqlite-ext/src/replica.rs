@@ -84,20 +84,14 @@ impl Replica {
     /// Opens (creating if needed) a replica file for `schema`. WAL, `synchronous = FULL`: a local write
     /// that returned survives a crash.
     pub fn open(path: impl AsRef<Path>, schema: Schema) -> Result<Replica> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::init(conn, schema)
+        Self::init(open_file(path.as_ref())?, schema)
     }
 
     /// Opens (creating if needed) a replica file with the schema it was last migrated to, or
     /// `bootstrap` for a new file: what an app does at start, after the server may have moved its
     /// schema on (see [`Replica::migrate_schema`]).
     pub fn open_latest(path: impl AsRef<Path>, bootstrap: Schema) -> Result<Replica> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::from_connection_latest(conn, bootstrap)
+        Self::from_connection_latest(open_file(path.as_ref())?, bootstrap)
     }
 
     /// [`Replica::open_latest`] over a connection the shell opened and configured itself.
@@ -120,12 +114,6 @@ impl Replica {
     /// A replica that lives in memory only (tests, benchmarks).
     pub fn open_in_memory(schema: Schema) -> Result<Replica> {
         Self::init(Connection::open_in_memory()?, schema)
-    }
-
-    /// A replica over a connection the shell opened and configured itself (the browser's OPFS VFS,
-    /// where WAL needs an exclusive lock).
-    pub fn from_connection(conn: Connection, schema: Schema) -> Result<Replica> {
-        Self::init(conn, schema)
     }
 
     fn init(mut conn: Connection, schema: Schema) -> Result<Replica> {
@@ -715,6 +703,14 @@ fn upgrade_overlay(json: &str, old: &Schema, new: &Schema) -> std::result::Resul
         }
     }
     Diff::from_json(&diff.to_json(), new).map_err(|e| e.to_string())
+}
+
+/// A replica file: WAL, `synchronous = FULL` (a local write that returned survives a crash).
+fn open_file(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
 }
 
 fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {
