@@ -10,13 +10,13 @@
 //!
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
-//! allow).
+//! allow); `--only memory|fanout|durable` runs one part.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -106,6 +106,7 @@ async fn subscriber(addr: SocketAddr, n: usize, tenant: &str) -> Ws {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(source, 0)).unwrap();
     let stream = socket.connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
     let (mut ws, _) = client_async(format!("ws://{addr}/sync"), stream).await.unwrap();
     let hello = json!({"type": "hello", "protocol": 1, "token": token(&format!("u{n}"), tenant), "client_id": format!("c{n}")});
     ws.send(Message::text(hello.to_string())).await.unwrap();
@@ -236,65 +237,191 @@ async fn memory(connections: usize) {
     drop(sockets);
 }
 
-async fn fanout(subscribers: usize, publishes: usize) {
-    println!("[2/3] fan-out to {subscribers} subscribers of one channel, {publishes} pushes");
+/// Each publish's arrivals: how many subscribers have it and when the last one got it.
+struct Arrivals {
+    count: Vec<AtomicUsize>,
+    last_ns: Vec<AtomicU64>,
+    subscribers: usize,
+    base: Instant,
+    done: tokio::sync::mpsc::UnboundedSender<(usize, Instant)>,
+}
+
+impl Arrivals {
+    /// Subscriber got publish `k` now; the one that completes it reports when the last arrived.
+    fn arrived(&self, k: usize) {
+        let Some(count) = self.count.get(k) else { return };
+        self.last_ns[k].fetch_max(self.base.elapsed().as_nanos() as u64, Ordering::AcqRel);
+        if count.fetch_add(1, Ordering::AcqRel) + 1 == self.subscribers {
+            let last = self.base + Duration::from_nanos(self.last_ns[k].load(Ordering::Acquire));
+            let _ = self.done.send((k, last));
+        }
+    }
+}
+
+/// Reads every subscriber's frames on plain epoll threads (mio), so that the load generator costs
+/// the shared cores one read per frame and nothing else: no task, no channel message per frame.
+fn receive(
+    sockets: Vec<Lean>,
+    threads: usize,
+    arrivals: Arc<Arrivals>,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    struct Sub {
+        stream: mio::net::TcpStream,
+        pending: Vec<u8>,
+        diffs: usize,
+    }
+    let mut shards: Vec<Vec<Sub>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, lean) in sockets.into_iter().enumerate() {
+        let pending = lean.stream.buffer().to_vec();
+        let std = lean.stream.into_inner().into_std().unwrap();
+        std.set_nonblocking(true).unwrap();
+        shards[i % threads].push(Sub { stream: mio::net::TcpStream::from_std(std), pending, diffs: 0 });
+    }
+    shards
+        .into_iter()
+        .map(|mut subs| {
+            let arrivals = Arc::clone(&arrivals);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut poll = mio::Poll::new().unwrap();
+                for (i, sub) in subs.iter_mut().enumerate() {
+                    poll.registry()
+                        .register(&mut sub.stream, mio::Token(i), mio::Interest::READABLE)
+                        .unwrap();
+                }
+                let mut events = mio::Events::with_capacity(1024);
+                let mut chunk = [0u8; 16 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    if poll.poll(&mut events, Some(Duration::from_millis(50))).is_err() {
+                        continue;
+                    }
+                    for event in &events {
+                        let sub = &mut subs[event.token().0];
+                        loop {
+                            match sub.stream.read(&mut chunk) {
+                                Ok(0) => break,
+                                Ok(n) => sub.pending.extend_from_slice(&chunk[..n]),
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(_) => break,
+                            }
+                        }
+                        let mut at = 0;
+                        while let Some((payload, opcode, used)) = server_frame(&sub.pending[at..]) {
+                            if opcode == 1 && contains(payload, b"\"type\":\"diff\"") {
+                                arrivals.arrived(sub.diffs);
+                                sub.diffs += 1;
+                            }
+                            at += used;
+                        }
+                        sub.pending.drain(..at);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// One whole unmasked server frame at the start of `buf`: (payload, opcode, bytes used).
+fn server_frame(buf: &[u8]) -> Option<(&[u8], u8, usize)> {
+    let (len, head) = match *buf.get(1)? & 0x7f {
+        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(head..head + len)?;
+    Some((payload, buf[0] & 0x0f, head + len))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn inventory_push(i: usize) -> String {
+    json!({"type": "push", "mutation_id": format!("w-{i}"), "diff": {"changes": [{
+        "table": "inventory_items", "op": "insert", "pk": {"id": format!("item-{i}")},
+        "cols": {"tenant_id": {"new": "load-b"}, "sku": {"new": format!("SKU-{i}")}, "name": {"new": "Part"},
+                 "quantity": {"new": i}, "location": {"new": "van-1"}}}]}})
+    .to_string()
+}
+
+/// Fan-out to `subscribers` of one channel. `window` pushes are kept in flight: 1 publishes one at a
+/// time (each waits until every subscriber has the one before), more keeps a steady stream going,
+/// where the server may send a subscriber several frames in one write.
+async fn fanout(subscribers: usize, publishes: usize, window: usize) {
+    let mode =
+        if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
+    println!("[2/3] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
     let server = Server::start(512);
     let sockets = connect_many(server.addr, subscribers, "load-b").await;
-    let received = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
-    for mut lean in sockets {
-        let received = Arc::clone(&received);
-        let tx = tx.clone();
+    let (done, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let arrivals = Arc::new(Arrivals {
+        count: (0..publishes).map(|_| AtomicUsize::new(0)).collect(),
+        last_ns: (0..publishes).map(|_| AtomicU64::new(0)).collect(),
+        subscribers,
+        base: Instant::now(),
+        done,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = receive(sockets, 2, Arc::clone(&arrivals), Arc::clone(&stop));
+    let writer = subscriber(server.addr, 999_999, "load-b").await;
+    let (mut write, mut read) = writer.split();
+    // The writer's own frames (its diffs, its acks) are read as they come; each ack frees a slot.
+    let slots = Arc::new(tokio::sync::Semaphore::new(window));
+    let acks = {
+        let slots = Arc::clone(&slots);
         tokio::spawn(async move {
-            let mut seq = 0;
-            while let Some(text) = lean.next_text().await {
-                if text.contains("\"type\":\"diff\"") {
-                    received.fetch_add(1, Ordering::Relaxed);
-                    if tx.send((seq, Instant::now())).is_err() {
-                        return;
+            for _ in 0..publishes {
+                loop {
+                    let Some(Ok(Message::Text(t))) = read.next().await else { panic!("writer lost") };
+                    if t.contains("\"ack\"") {
+                        break;
                     }
-                    seq += 1;
                 }
+                slots.add_permits(1);
             }
-        });
-    }
-    drop(tx);
-    let mut writer = subscriber(server.addr, 999_999, "load-b").await;
+        })
+    };
     let cpu_before = server.cpu_secs();
-    let mut latencies = Vec::with_capacity(publishes);
     let started = Instant::now();
+    let mut sent: Vec<Instant> = Vec::with_capacity(publishes);
+    let mut latencies = Vec::with_capacity(publishes);
     for i in 0..publishes {
-        let push = json!({"type": "push", "mutation_id": format!("w-{i}"), "diff": {"changes": [{
-            "table": "inventory_items", "op": "insert", "pk": {"id": format!("item-{i}")},
-            "cols": {"tenant_id": {"new": "load-b"}, "sku": {"new": format!("SKU-{i}")}, "name": {"new": "Part"},
-                     "quantity": {"new": i}, "location": {"new": "van-1"}}}]}});
-        let sent = Instant::now();
-        writer.send(Message::text(push.to_string())).await.unwrap();
-        // Wait until every subscriber has this diff: the last arrival is the latency.
-        let mut last = sent;
-        for _ in 0..subscribers {
-            let (_, at) = rx.recv().await.unwrap();
-            last = last.max(at);
-        }
-        latencies.push((last - sent).as_secs_f64() * 1e3);
-        // The writer's own frames (diff, ack) are drained so it never blocks the server.
-        loop {
-            let Some(Ok(Message::Text(t))) = writer.next().await else { panic!("writer lost") };
-            if t.contains("\"ack\"") {
-                break;
+        slots.acquire().await.unwrap().forget();
+        if window == 1 {
+            // One at a time: the previous push has reached every subscriber.
+            while latencies.len() < i {
+                let (k, last): (usize, Instant) = reports.recv().await.unwrap();
+                latencies.push((last - sent[k]).as_secs_f64() * 1e3);
             }
+        }
+        sent.push(Instant::now());
+        write.send(Message::text(inventory_push(i))).await.unwrap();
+        while let Ok((k, last)) = reports.try_recv() {
+            latencies.push((last - sent[k]).as_secs_f64() * 1e3);
         }
         if i % 10 == 0 {
             progress("published", i + 1, publishes);
         }
     }
+    while latencies.len() < publishes {
+        let (k, last) = reports.recv().await.unwrap();
+        latencies.push((last - sent[k]).as_secs_f64() * 1e3);
+    }
     let wall = started.elapsed().as_secs_f64();
     let cpu = server.cpu_secs() - cpu_before;
+    acks.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
     println!();
-    let deliveries = received.load(Ordering::Relaxed);
+    let deliveries = arrivals.count.iter().map(|c| c.load(Ordering::Relaxed)).sum::<usize>();
     latencies.sort_by(f64::total_cmp);
     println!(
-        "      {deliveries} deliveries in {wall:.2} s wall, {cpu:.2} s server CPU: {:.0} deliveries per server CPU-second (target ≥ 250k)",
+        "      {deliveries} deliveries in {wall:.2} s wall ({:.0}/s), {cpu:.2} s server CPU: {:.0} deliveries per server CPU-second (target ≥ 250k)",
+        deliveries as f64 / wall,
         deliveries as f64 / cpu.max(1e-9)
     );
     println!(
@@ -368,6 +495,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let full = args.iter().any(|a| a == "--full");
+    // `--only memory|fanout|durable` runs one part (for profiling one of them).
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(String::as_str);
+    let part = |name: &str| only.is_none_or(|o| o == name);
     let (connections, big_fanout, publishes, writes) = if quick {
         (2_000, 1_000, 50, 200)
     } else if full {
@@ -378,10 +508,18 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         println!("moat load tool ({} mode)", if quick { "quick" } else if full { "full" } else { "default" });
-        memory(connections).await;
-        fanout(1_000, publishes).await;
-        if big_fanout != 1_000 {
-            fanout(big_fanout, publishes / 2).await;
+        if part("memory") {
+            memory(connections).await;
+        }
+        if part("fanout") {
+            fanout(1_000, publishes, 1).await;
+            if big_fanout != 1_000 {
+                fanout(big_fanout, publishes / 2, 1).await;
+            }
+            fanout(big_fanout, publishes, 16).await;
+        }
+        if !part("durable") {
+            return;
         }
         println!("[3/3] durable diffs per second, 32 writers × {writes} pushes each");
         let grouped = durable(32, writes, 512).await;

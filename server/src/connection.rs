@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -46,25 +46,44 @@ pub(crate) struct Conn {
     pub(crate) replies: mpsc::Sender<Box<PushReply>>,
 }
 
+/// A burst of channel frames is written with one flush (one `send`) up to this many bytes...
+pub(crate) const BURST_BYTES: usize = 16 * 1024;
+/// ...or this many frames.
+const BURST_FRAMES: usize = 32;
+
+/// Runs a socket operation, giving it `limit` only if it cannot complete at once. Most writes
+/// complete at once (the socket has room): no timer for those. Only a write that has to wait gets a
+/// deadline, so a client that stopped reading cannot hold its task.
+async fn within<F>(limit: Duration, op: F) -> Result<Result<(), axum::Error>, tokio::time::error::Elapsed>
+where
+    F: Future<Output = Result<(), axum::Error>>,
+{
+    tokio::pin!(op);
+    match futures_util::poll!(&mut op) {
+        std::task::Poll::Ready(r) => Ok(r),
+        std::task::Poll::Pending => timeout(limit, op).await,
+    }
+}
+
 impl Conn {
-    /// Sends a text frame, cutting off a client that does not take it in time.
-    pub(crate) async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), End> {
-        let limit = Duration::from_millis(self.state.limits.send_timeout_ms);
-        // Most writes complete at once (the socket has room): no timer for those. Only a write that
-        // has to wait gets a deadline, so a client that stopped reading cannot hold this task.
-        let result = {
-            let send = self.ws.send(Message::Text(text.into()));
-            tokio::pin!(send);
-            match futures_util::poll!(&mut send) {
-                std::task::Poll::Ready(r) => Ok(r),
-                std::task::Poll::Pending => timeout(limit, send).await,
-            }
-        };
-        match result {
+    fn send_limit(&self) -> Duration {
+        Duration::from_millis(self.state.limits.send_timeout_ms)
+    }
+
+    /// The outcome of a socket operation: a failed one means the peer is gone, a late one that the
+    /// client does not read.
+    fn outcome(&self, r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> Result<(), End> {
+        match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
             Err(_) => Err(self.slow()),
         }
+    }
+
+    /// Sends a text frame, cutting off a client that does not take it in time.
+    pub(crate) async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), End> {
+        let r = within(self.send_limit(), self.ws.send(Message::Text(text.into()))).await;
+        self.outcome(r)
     }
 
     /// Sends a server message.
@@ -72,15 +91,47 @@ impl Conn {
         self.send_text(msg.to_json()).await
     }
 
-    /// Sends a channel frame unless this connection already has that version.
-    pub(crate) async fn forward(&mut self, frame: &Frame) -> Result<(), End> {
-        if frame.version <= self.sent {
-            return Ok(());
+    /// Sends channel frames: `first`, then those already waiting behind it in the channel buffer,
+    /// as one burst (one write), skipping versions this connection already has. Under load a
+    /// subscriber thus gets several frames per system call instead of one.
+    pub(crate) async fn forward(
+        &mut self,
+        first: Arc<Frame>,
+        rx: &mut broadcast::Receiver<Arc<Frame>>,
+    ) -> Result<(), End> {
+        let limit = self.send_limit();
+        let mut published = [None; BURST_FRAMES];
+        let (mut frames, mut bytes) = (0, 0);
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if frame.version > self.sent {
+                let r = within(limit, self.ws.feed(Message::Text(frame.text.clone()))).await;
+                self.outcome(r)?;
+                self.sent = frame.version;
+                published[frames] = Some(frame.published);
+                frames += 1;
+                bytes += frame.text.len();
+            }
+            if frames < BURST_FRAMES && bytes < BURST_BYTES {
+                next = match rx.try_recv() {
+                    Ok(frame) => Some(frame),
+                    // Closed: the live loop's next receive sees it and closes the session.
+                    Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                        None
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(self.slow()),
+                };
+            }
         }
-        self.send_text(frame.text.clone()).await?;
-        self.sent = frame.version;
-        self.state.metrics.deliveries.inc();
-        self.state.metrics.fanout_latency.observe(frame.published.elapsed());
+        if frames > 0 {
+            let r = within(limit, self.ws.flush()).await;
+            self.outcome(r)?;
+            let metrics = &self.state.metrics;
+            metrics.deliveries.add(frames as u64);
+            for at in published.iter().flatten() {
+                metrics.fanout_latency.observe(at.elapsed());
+            }
+        }
         Ok(())
     }
 
@@ -88,7 +139,7 @@ impl Conn {
     pub(crate) async fn drain(&mut self, rx: &mut broadcast::Receiver<Arc<Frame>>) -> Result<(), End> {
         loop {
             match rx.try_recv() {
-                Ok(frame) => self.forward(&frame).await?,
+                Ok(frame) => self.forward(frame, rx).await?,
                 Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
                     return Ok(());
                 }
@@ -267,7 +318,7 @@ async fn live(
                 return Err(End::Close(close::UNAUTHORIZED, "token expired".into()));
             }
             frame = rx.recv() => match frame {
-                Ok(frame) => conn.forward(&frame).await?,
+                Ok(frame) => conn.forward(frame, rx).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => return Err(conn.slow()),
                 // The hub dropped the channel: the server's model changed (a live migration).
                 Err(broadcast::error::RecvError::Closed) => {

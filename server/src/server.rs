@@ -134,6 +134,12 @@ impl Server {
             tracing::info!("shutting down: closing connections");
             let _ = shutdown.send(true);
         };
+        // Frames are small and latency matters: no Nagle delay behind a client's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY: {e}");
+            }
+        });
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(notify)
             .await
@@ -195,7 +201,8 @@ async fn sync(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     ws.max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        // Frames are buffered until a flush, so a burst of channel frames goes out in one write.
+        .write_buffer_size(crate::connection::BURST_BYTES)
         .on_upgrade(move |socket| crate::connection::run(socket, state))
 }
 

@@ -28,6 +28,11 @@ async fn a_slow_consumer_is_cut_off_and_others_are_not_delayed() {
             big.len() + i.to_string().len()
         );
     }
+    // Its send times out (500 ms) at the latest once its socket is full: wait for that, not longer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while server.metrics.slow_consumers.get() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(server.metrics.slow_consumers.get(), 1, "the slow client was cut off");
     // What it gets when it finally reads: frames it had, then the end of the connection.
     let (code, reason) = slow.closed().await;
