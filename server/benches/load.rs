@@ -2,7 +2,7 @@
 //! progress display. It never fails on a timing.
 //!
 //! 1. memory per idle subscribed connection (server RSS growth / connections), with the connections
-//!    spread over 127.0.0.x source addresses;
+//!    spread over 127.x.y.2 source addresses (20k per address);
 //! 2. fan-out at 1k and 10k subscribers of one channel: frame deliveries per server CPU-second
 //!    (from /proc), and push → last subscriber latency p50/p99;
 //! 3. durable diffs per second: many writers pushing through group commit, against one
@@ -99,12 +99,11 @@ fn token(user: &str, tenant: &str) -> String {
         .unwrap()
 }
 
-/// Connects from source address 127.0.0.(2 + n / 20000), says hello and waits for the end of the
+/// Connects (from `next_source`), says hello and waits for the end of the
 /// (empty) snapshot.
 async fn subscriber(addr: SocketAddr, n: usize, tenant: &str) -> Ws {
-    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (n / 20_000) as u8));
     let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    socket.bind(next_source()).unwrap();
     let stream = socket.connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (mut ws, _) = client_async(format!("ws://{addr}/sync"), stream).await.unwrap();
@@ -130,9 +129,8 @@ struct Lean {
 impl Lean {
     async fn connect(addr: SocketAddr, n: usize, tenant: &str) -> Lean {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (n / 20_000) as u8));
         let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.bind(next_source()).unwrap();
         let mut stream = socket.connect(addr).await.unwrap();
         stream
             .write_all(
@@ -185,6 +183,16 @@ impl Lean {
             }
         }
     }
+}
+
+/// A source address for the next connection: 20k connections per address, and a /24 of its own
+/// per run, so that neither one run's many connections nor the previous run's sockets still in
+/// TIME_WAIT exhaust the ephemeral ports of one address.
+fn next_source() -> SocketAddr {
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    let n = MADE.fetch_add(1, Ordering::Relaxed);
+    let run = 1 + (std::process::id() % 200) as u8;
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, run, (n / 20_000) as u8, 2)), 0)
 }
 
 fn progress(label: &str, done: usize, total: usize) {
@@ -432,6 +440,92 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     );
 }
 
+/// The floor under fan-out on this machine: the same frame written to `subscribers` plain loopback
+/// sockets by `writers` threads with nothing else (no server, no WebSocket, no scheduler), read by
+/// the same epoll readers as the fan-out runs. What a server's fan-out cannot beat here.
+async fn floor(subscribers: usize, rounds: usize, writers: usize) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = std::thread::spawn(move || {
+        (0..subscribers).map(|_| listener.accept().unwrap().0).collect::<Vec<_>>()
+    });
+    let mut clients = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(next_source()).unwrap();
+        clients.push(Lean { stream: tokio::io::BufReader::new(socket.connect(addr).await.unwrap()) });
+    }
+    let servers = accept.join().unwrap();
+    for s in &servers {
+        s.set_nodelay(true).unwrap();
+    }
+    let (done, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let arrivals = Arc::new(Arrivals {
+        count: (0..rounds).map(|_| AtomicUsize::new(0)).collect(),
+        last_ns: (0..rounds).map(|_| AtomicU64::new(0)).collect(),
+        subscribers,
+        base: Instant::now(),
+        done,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = receive(clients, 2, Arc::clone(&arrivals), Arc::clone(&stop));
+    // A frame like a fan-out's: a text frame header and a diff of about the same size.
+    let payload =
+        format!(r#"{{"channel":"t:load-b|r:admin","diff":{}, "type":"diff","version":1}}"#, "x".repeat(260));
+    let mut frame = vec![0x81, 126, (payload.len() >> 8) as u8, payload.len() as u8];
+    frame.extend_from_slice(payload.as_bytes());
+    let frame = Arc::new(frame);
+    let shards: Vec<Arc<Vec<std::net::TcpStream>>> = {
+        let mut shards: Vec<Vec<_>> = (0..writers).map(|_| Vec::new()).collect();
+        for (i, s) in servers.into_iter().enumerate() {
+            shards[i % writers].push(s);
+        }
+        shards.into_iter().map(Arc::new).collect()
+    };
+    let mut latencies = Vec::with_capacity(rounds);
+    let mut writer_cpu = 0.0;
+    for _ in 0..rounds {
+        let sent = Instant::now();
+        let threads: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                let (shard, frame) = (Arc::clone(shard), Arc::clone(&frame));
+                std::thread::spawn(move || {
+                    let cpu = thread_cpu_secs();
+                    for mut s in shard.iter() {
+                        s.write_all(&frame).unwrap();
+                    }
+                    thread_cpu_secs() - cpu
+                })
+            })
+            .collect();
+        for t in threads {
+            writer_cpu += t.join().unwrap();
+        }
+        let (_, last) = reports.recv().await.unwrap();
+        latencies.push((last - sent).as_secs_f64() * 1e3);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "      floor ({writers} writer threads, plain sockets, no server): {:.0} writes per writer CPU-second; write → last of {subscribers} read: p50 {:.1} ms, p99 {:.1} ms",
+        (subscribers * rounds) as f64 / writer_cpu.max(1e-9),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 async fn durable(writers: usize, per_writer: usize, max_batch: usize) -> f64 {
     let server = Server::start(max_batch);
     let total = writers * per_writer;
@@ -517,6 +611,8 @@ fn main() {
                 fanout(big_fanout, publishes / 2, 1).await;
             }
             fanout(big_fanout, publishes, 16).await;
+            // Both ends of each socket are in this process: at most 9k pairs fit its 20k descriptors.
+            floor(big_fanout.min(9_000), publishes / 2, 2).await;
         }
         if !part("durable") {
             return;
