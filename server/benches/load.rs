@@ -307,12 +307,12 @@ fn receive(
                     }
                     for event in &events {
                         let sub = &mut subs[event.token().0];
-                        loop {
-                            match sub.stream.read(&mut chunk) {
-                                Ok(0) => break,
-                                Ok(n) => sub.pending.extend_from_slice(&chunk[..n]),
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                                Err(_) => break,
+                        // A short read emptied the socket's queue: no second read to hear WouldBlock
+                        // (data arriving later raises a new edge).
+                        while let Ok(n @ 1..) = sub.stream.read(&mut chunk) {
+                            sub.pending.extend_from_slice(&chunk[..n]);
+                            if n < chunk.len() {
+                                break;
                             }
                         }
                         let mut at = 0;

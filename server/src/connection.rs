@@ -46,10 +46,11 @@ pub(crate) struct Conn {
     pub(crate) replies: mpsc::Sender<Box<PushReply>>,
 }
 
-/// A burst of channel frames is written with one flush (one `send`) up to this many bytes...
-pub(crate) const BURST_BYTES: usize = 16 * 1024;
+/// A burst of channel frames is written with one flush (one `send`) up to this many bytes (the
+/// WebSocket's write buffer keeps its largest size, so this bounds what a busy connection holds)...
+pub(crate) const BURST_BYTES: usize = 4 * 1024;
 /// ...or this many frames.
-const BURST_FRAMES: usize = 32;
+const BURST_FRAMES: usize = 16;
 
 /// Runs a socket operation, giving it `limit` only if it cannot complete at once. Most writes
 /// complete at once (the socket has room): no timer for those. Only a write that has to wait gets a
