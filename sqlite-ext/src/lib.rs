@@ -27,7 +27,7 @@ pub mod sync;
 pub mod ui;
 pub mod value;
 
-pub use apply::{ColumnConflict, Conflict, ConflictKind, MergeReport, merge};
+pub use apply::{ColumnConflict, Conflict, ConflictKind, MergeReport, merge, merge_by_changeset};
 pub use changeset::Op;
 pub use diff::{Change, ColumnChange, Diff, Fields};
 pub use error::{Error, Result};
