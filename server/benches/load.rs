@@ -268,12 +268,17 @@ impl Arrivals {
 
 /// Reads every subscriber's frames on plain epoll threads (mio), so that the load generator costs
 /// the shared cores one read per frame and nothing else: no task, no channel message per frame.
-fn receive(
-    sockets: Vec<Lean>,
-    threads: usize,
-    arrivals: Arc<Arrivals>,
-    stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<()>> {
+fn receive(sockets: Vec<Lean>, threads: usize, publishes: usize) -> Readers {
+    let subscribers = sockets.len();
+    let (done, reports) = tokio::sync::mpsc::unbounded_channel();
+    let arrivals = Arc::new(Arrivals {
+        count: (0..publishes).map(|_| AtomicUsize::new(0)).collect(),
+        last_ns: (0..publishes).map(|_| AtomicU64::new(0)).collect(),
+        subscribers,
+        base: Instant::now(),
+        done,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
     struct Sub {
         stream: mio::net::TcpStream,
         pending: Vec<u8>,
@@ -286,7 +291,7 @@ fn receive(
         std.set_nonblocking(true).unwrap();
         shards[i % threads].push(Sub { stream: mio::net::TcpStream::from_std(std), pending, diffs: 0 });
     }
-    shards
+    let threads = shards
         .into_iter()
         .map(|mut subs| {
             let arrivals = Arc::clone(&arrivals);
@@ -328,7 +333,27 @@ fn receive(
                 }
             })
         })
-        .collect()
+        .collect();
+    Readers { arrivals, reports, stop, threads }
+}
+
+/// The reading threads, and each publish's report once every subscriber has it.
+struct Readers {
+    arrivals: Arc<Arrivals>,
+    reports: tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Readers {
+    /// Stops the threads; returns how many frames they counted in all.
+    fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        self.arrivals.count.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// One whole unmasked server frame at the start of `buf`: (payload, opcode, bytes used).
@@ -363,16 +388,7 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     println!("[2/3] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
     let server = Server::start(512);
     let sockets = connect_many(server.addr, subscribers, "load-b").await;
-    let (done, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let arrivals = Arc::new(Arrivals {
-        count: (0..publishes).map(|_| AtomicUsize::new(0)).collect(),
-        last_ns: (0..publishes).map(|_| AtomicU64::new(0)).collect(),
-        subscribers,
-        base: Instant::now(),
-        done,
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let readers = receive(sockets, 2, Arc::clone(&arrivals), Arc::clone(&stop));
+    let mut readers = receive(sockets, 2, publishes);
     let writer = subscriber(server.addr, 999_999, "load-b").await;
     let (mut write, mut read) = writer.split();
     // The writer's own frames (its diffs, its acks) are read as they come; each ack frees a slot.
@@ -400,13 +416,13 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
         if window == 1 {
             // One at a time: the previous push has reached every subscriber.
             while latencies.len() < i {
-                let (k, last): (usize, Instant) = reports.recv().await.unwrap();
+                let (k, last): (usize, Instant) = readers.reports.recv().await.unwrap();
                 latencies.push((last - sent[k]).as_secs_f64() * 1e3);
             }
         }
         sent.push(Instant::now());
         write.send(Message::text(inventory_push(i))).await.unwrap();
-        while let Ok((k, last)) = reports.try_recv() {
+        while let Ok((k, last)) = readers.reports.try_recv() {
             latencies.push((last - sent[k]).as_secs_f64() * 1e3);
         }
         if i % 10 == 0 {
@@ -414,18 +430,14 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
         }
     }
     while latencies.len() < publishes {
-        let (k, last) = reports.recv().await.unwrap();
+        let (k, last) = readers.reports.recv().await.unwrap();
         latencies.push((last - sent[k]).as_secs_f64() * 1e3);
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = server.cpu_secs() - cpu_before;
     acks.await.unwrap();
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.join().unwrap();
-    }
+    let deliveries = readers.finish();
     println!();
-    let deliveries = arrivals.count.iter().map(|c| c.load(Ordering::Relaxed)).sum::<usize>();
     latencies.sort_by(f64::total_cmp);
     println!(
         "      {deliveries} deliveries in {wall:.2} s wall ({:.0}/s), {cpu:.2} s server CPU: {:.0} deliveries per server CPU-second (target ≥ 250k)",
@@ -459,16 +471,7 @@ async fn floor(subscribers: usize, rounds: usize, writers: usize) {
     for s in &servers {
         s.set_nodelay(true).unwrap();
     }
-    let (done, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let arrivals = Arc::new(Arrivals {
-        count: (0..rounds).map(|_| AtomicUsize::new(0)).collect(),
-        last_ns: (0..rounds).map(|_| AtomicU64::new(0)).collect(),
-        subscribers,
-        base: Instant::now(),
-        done,
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let readers = receive(clients, 2, Arc::clone(&arrivals), Arc::clone(&stop));
+    let mut readers = receive(clients, 2, rounds);
     // A frame like a fan-out's: a text frame header and a diff of about the same size.
     let payload =
         format!(r#"{{"channel":"t:load-b|r:admin","diff":{}, "type":"diff","version":1}}"#, "x".repeat(260));
@@ -502,13 +505,10 @@ async fn floor(subscribers: usize, rounds: usize, writers: usize) {
         for t in threads {
             writer_cpu += t.join().unwrap();
         }
-        let (_, last) = reports.recv().await.unwrap();
+        let (_, last) = readers.reports.recv().await.unwrap();
         latencies.push((last - sent).as_secs_f64() * 1e3);
     }
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.join().unwrap();
-    }
+    readers.finish();
     latencies.sort_by(f64::total_cmp);
     println!(
         "      floor ({writers} writer threads, plain sockets, no server): {:.0} writes per writer CPU-second; write → last of {subscribers} read: p50 {:.1} ms, p99 {:.1} ms",
