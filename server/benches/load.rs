@@ -2,7 +2,8 @@
 //! progress display. It never fails on a timing.
 //!
 //! 1. memory per idle subscribed connection (server RSS growth / connections), with the connections
-//!    spread over 127.x.y.2 source addresses (20k per address);
+//!    spread over 127.x.y.2 source addresses (20k per address); and per connection once each has
+//!    taken the initial snapshot of the demo's company-a (a twentieth as many connections);
 //! 2. fan-out at 1k and 10k subscribers of one channel: frame deliveries per server CPU-second
 //!    (from /proc), and push → last subscriber latency p50/p99;
 //! 3. durable diffs per second: many writers pushing through group commit, against one
@@ -10,7 +11,7 @@
 //!
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
-//! allow); `--only memory|fanout|durable` runs one part.
+//! allow); `--only memory|snapshot|fanout|durable` runs one part.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -37,6 +38,11 @@ struct Server {
 
 impl Server {
     fn start(max_batch: usize) -> Server {
+        Server::start_with(max_batch, false)
+    }
+
+    /// `demo`: a database seeded with the demo's data (company-a and company-b, thousands of rows).
+    fn start_with(max_batch: usize, demo: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("moat.toml");
         std::fs::write(
@@ -49,6 +55,7 @@ impl Server {
             .arg(&config)
             .arg("--db")
             .arg(dir.path().join("load.db"))
+            .args(if demo { &["--demo"][..] } else { &[] })
             .env("MOAT_HS256_SECRET", SECRET)
             .env("MOAT_LOG", "warn")
             .stdout(Stdio::piped())
@@ -382,6 +389,28 @@ fn inventory_push(i: usize) -> String {
 /// Fan-out to `subscribers` of one channel. `window` pushes are kept in flight: 1 publishes one at a
 /// time (each waits until every subscriber has the one before), more keeps a steady stream going,
 /// where the server may send a subscriber several frames in one write.
+/// Memory per connection once each has taken the initial snapshot of a seeded channel (the demo's
+/// company-a), and stays subscribed.
+async fn memory_after_snapshot(connections: usize) {
+    println!("[1/3] memory per subscribed connection after its initial snapshot ({connections} connections)");
+    let server = Server::start_with(512, true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kb();
+    let mut sockets = Vec::with_capacity(connections);
+    for n in 0..connections {
+        sockets.push(Lean::connect(server.addr, n, "company-a").await);
+        if n % 50 == 0 {
+            progress("synced", n + 1, connections);
+        }
+    }
+    println!();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_kb();
+    let per = (after.saturating_sub(before)) as f64 / connections as f64;
+    println!("      server RSS {before} kB → {after} kB: {per:.1} KB per connection after its snapshot");
+    drop(sockets);
+}
+
 async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     let mode =
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
@@ -589,7 +618,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let full = args.iter().any(|a| a == "--full");
-    // `--only memory|fanout|durable` runs one part (for profiling one of them).
+    // `--only memory|snapshot|fanout|durable` runs one part (for profiling one of them).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(String::as_str);
     let part = |name: &str| only.is_none_or(|o| o == name);
     let (connections, big_fanout, publishes, writes) = if quick {
@@ -604,6 +633,9 @@ fn main() {
         println!("moat load tool ({} mode)", if quick { "quick" } else if full { "full" } else { "default" });
         if part("memory") {
             memory(connections).await;
+        }
+        if part("snapshot") {
+            memory_after_snapshot(connections / 20).await;
         }
         if part("fanout") {
             fanout(1_000, publishes, 1).await;

@@ -60,8 +60,11 @@ pub struct Limits {
     pub max_inflight_pushes: usize,
     /// Versions kept in the change log; an older cursor gets a fresh snapshot.
     pub log_retention: i64,
-    /// Rows per snapshot chunk.
+    /// Rows per snapshot chunk, at most.
     pub snapshot_chunk_rows: usize,
+    /// Bytes of JSON per snapshot chunk, about (a chunk ends at the first row past it). The socket's
+    /// write buffer keeps the size of the largest frame it sent, for the connection's life.
+    pub snapshot_chunk_bytes: usize,
     /// Most writes in one group commit.
     pub max_batch: usize,
 }
@@ -107,6 +110,7 @@ impl Default for Limits {
             max_inflight_pushes: 1024,
             log_retention: 100_000,
             snapshot_chunk_rows: 2_000,
+            snapshot_chunk_bytes: 16 * 1024,
             max_batch: 512,
         }
     }
