@@ -126,6 +126,48 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Fields<T> {
     }
 }
 
+/// A diff's JSON written change by change, as [`Diff::to_json`] would write the whole of it, for
+/// whoever cuts a stream of changes into diffs by size (the server's snapshot chunks) without
+/// holding the changes or serialising them twice.
+#[derive(Debug, Default)]
+pub struct DiffWriter {
+    json: String,
+    changes: usize,
+}
+
+impl DiffWriter {
+    /// Appends one change.
+    pub fn push(&mut self, change: &Change) {
+        self.json.push_str(if self.changes == 0 { r#"{"changes":["# } else { "," });
+        self.json.push_str(&serde_json::to_string(change).expect("a change always serialises"));
+        self.changes += 1;
+    }
+
+    /// How many changes it holds.
+    pub fn changes(&self) -> usize {
+        self.changes
+    }
+
+    /// The JSON written so far, in bytes.
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// True before the first change.
+    pub fn is_empty(&self) -> bool {
+        self.changes == 0
+    }
+
+    /// The diff's JSON.
+    pub fn finish(mut self) -> String {
+        if self.changes == 0 {
+            return Diff::default().to_json();
+        }
+        self.json.push_str("]}");
+        self.json
+    }
+}
+
 impl Diff {
     /// Parses and checks a JSON diff against `schema`. Never panics; every refusal is a typed error.
     pub fn from_json(json: &str, schema: &Schema) -> Result<Diff> {
@@ -348,5 +390,30 @@ fn op_name(op: Op) -> &'static str {
         Op::Insert => "insert",
         Op::Update => "update",
         Op::Delete => "delete",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diff_written_change_by_change_is_the_diff_s_json() {
+        let change = |id: &str, note: Value| Change {
+            table: "jobs".into(),
+            op: Op::Insert,
+            pk: Fields(vec![("id".into(), Value::from(id))]),
+            cols: Fields(vec![("notes".into(), ColumnChange { old: None, new: Some(note) })]),
+            indirect: false,
+        };
+        assert_eq!(DiffWriter::default().finish(), Diff::default().to_json());
+        let changes = vec![change("a", Value::Real(0.1 + 0.2)), change("b\"", Value::Null)];
+        let mut w = DiffWriter::default();
+        for c in &changes {
+            w.push(c);
+        }
+        assert_eq!((w.changes(), w.is_empty()), (2, false));
+        assert!(w.len() > 20);
+        assert_eq!(w.finish(), Diff { changes }.to_json());
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rusqlite::TransactionBehavior;
 use serde_json::value::RawValue;
+use sqlite_ext::DiffWriter;
 use tokio::sync::mpsc;
 
 use crate::connection::{Conn, End};
@@ -55,26 +56,6 @@ enum Part {
     End(i64),
 }
 
-/// A snapshot chunk's JSON, written change by change.
-#[derive(Default)]
-struct Chunk {
-    json: String,
-    rows: usize,
-}
-
-impl Chunk {
-    fn push(&mut self, change: &sqlite_ext::Change) {
-        self.json.push_str(if self.rows == 0 { r#"{"changes":["# } else { "," });
-        self.json.push_str(&serde_json::to_string(change).expect("changes serialise"));
-        self.rows += 1;
-    }
-
-    fn finish(mut self) -> String {
-        self.json.push_str("]}");
-        self.json
-    }
-}
-
 async fn snapshot(conn: &mut Conn) -> Result<(), End> {
     let (tx, mut rx) = mpsc::channel::<Part>(2);
     let (schema, rules, profile) =
@@ -100,23 +81,23 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
                 let mut done = 0u64;
                 // A chunk is written as it fills, `{"changes":[...]}` as `Diff` serialises, and ends
                 // at `chunk_rows` rows or past `chunk_bytes` bytes, whichever comes first.
-                let mut chunk = Chunk::default();
+                let mut chunk = DiffWriter::default();
                 let route: Vec<sqlite_ext::Value> = profile.route.clone();
                 for table in schema.tables() {
                     table.scan(&t, &filter, |row| -> crate::error::Result<()> {
                         if let Some(change) = rules.view(&profile, &table.insert_change(row), &route) {
                             chunk.push(&change);
                         }
-                        if chunk.rows >= chunk_rows || chunk.json.len() >= chunk_bytes {
-                            done += chunk.rows as u64;
+                        if chunk.changes() >= chunk_rows || chunk.len() >= chunk_bytes {
+                            done += chunk.changes() as u64;
                             let json = std::mem::take(&mut chunk).finish();
                             tx.blocking_send(Part::Chunk(done, json)).map_err(|_| gone())?;
                         }
                         Ok(())
                     })?;
                 }
-                if chunk.rows > 0 {
-                    done += chunk.rows as u64;
+                if !chunk.is_empty() {
+                    done += chunk.changes() as u64;
                     tx.blocking_send(Part::Chunk(done, chunk.finish())).map_err(|_| gone())?;
                 }
                 tx.blocking_send(Part::End(version)).map_err(|_| gone())?;
@@ -146,29 +127,5 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(storage(e)),
         Err(_) => Err(End::Close(1011, "snapshot failed".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sqlite_ext::{Change, ColumnChange, Diff, Fields, Value};
-
-    #[test]
-    fn a_chunk_written_change_by_change_is_the_diff_s_json() {
-        let change = |id: &str, note: Value| Change {
-            table: "jobs".into(),
-            op: sqlite_ext::Op::Insert,
-            pk: Fields(vec![("id".into(), Value::from(id))]),
-            cols: Fields(vec![("notes".into(), ColumnChange { old: None, new: Some(note) })]),
-            indirect: false,
-        };
-        let changes = vec![change("a", Value::Real(0.1 + 0.2)), change("b\"", Value::Null)];
-        let mut chunk = Chunk::default();
-        for c in &changes {
-            chunk.push(c);
-        }
-        assert_eq!(chunk.rows, 2);
-        assert_eq!(chunk.finish(), Diff { changes }.to_json());
     }
 }
