@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::changeset::Op;
 use crate::diff::{Change, ColumnChange, Diff, Fields, key_json};
 use crate::error::{Error, Result};
-use crate::schema::{Schema, Table, quote};
+use crate::schema::{Schema, Table};
 use crate::value::Value;
 
 /// What kind of concurrent edit a conflict is.
@@ -183,49 +183,17 @@ fn read_row(conn: &Connection, table: &Table, pk: &Fields<Value>) -> Result<Opti
     table.read_columns(conn, pk, &names)
 }
 
-/// Writes one change with a cached statement (names from the schema, values bound).
+/// Writes one change with the table's cached statements (names checked, values bound).
 fn write_row(conn: &Connection, table: &Table, change: &Change) -> Result<()> {
-    let key = table.key_values(&change.pk)?;
-    let mut names = Vec::with_capacity(change.cols.0.len());
-    let mut values = Vec::with_capacity(change.cols.0.len() + key.len());
-    for (name, c) in &change.cols.0 {
-        let col = table.column_index(name).ok_or_else(|| Error::Invalid(format!("no column {name}")))?;
-        names.push(quote(&table.columns[col].name));
-        if change.op != Op::Delete {
-            values.push(c.new.clone().unwrap_or(Value::Null));
-        }
-    }
-    let sql = match change.op {
+    let values = change.cols.0.iter().map(|(c, v)| (c.as_str(), v.new.as_ref().unwrap_or(&Value::Null)));
+    match change.op {
         Op::Insert => {
-            let key_names = table.pk.iter().map(|&i| quote(&table.columns[i].name));
-            let all: Vec<String> = key_names.chain(names).collect();
-            values.splice(0..0, key);
-            let marks: Vec<String> = (1..=all.len()).map(|n| format!("?{n}")).collect();
-            format!("INSERT INTO {} ({}) VALUES ({})", quote(&table.name), all.join(", "), marks.join(", "))
+            let key = change.pk.0.iter().map(|(c, v)| (c.as_str(), v));
+            table.insert_row(conn, &key.chain(values).collect::<Vec<_>>())?
         }
-        Op::Update => {
-            let n = names.len();
-            let set: Vec<String> =
-                names.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 1)).collect();
-            values.extend(key);
-            let key_where = table
-                .pk
-                .iter()
-                .enumerate()
-                .map(|(k, &i)| format!("{} = ?{}", quote(&table.columns[i].name), n + k + 1));
-            format!(
-                "UPDATE {} SET {} WHERE {}",
-                quote(&table.name),
-                set.join(", "),
-                key_where.collect::<Vec<_>>().join(" AND ")
-            )
-        }
-        Op::Delete => {
-            values = key;
-            format!("DELETE FROM {} WHERE {}", quote(&table.name), table.pk_where())
-        }
+        Op::Update => table.update_row(conn, &change.pk, &values.collect::<Vec<_>>())?,
+        Op::Delete => table.delete_row(conn, &change.pk)?,
     };
-    conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values))?;
     Ok(())
 }
 

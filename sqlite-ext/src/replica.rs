@@ -279,15 +279,8 @@ impl Replica {
     /// Inserts a row (every column named in `row` must exist; the key must be given).
     pub fn insert(&mut self, table: &str, row: &Fields<Value>) -> Result<Option<Mutation>> {
         let t = self.schema.table(table)?.clone();
-        let cols = column_indexes(&t, row)?;
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            quote(&t.name),
-            cols.iter().map(|&i| quote(&t.columns[i].name)).collect::<Vec<_>>().join(", "),
-            (1..=cols.len()).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", ")
-        );
-        let values: Vec<&Value> = row.0.iter().map(|(_, v)| v).collect();
-        Ok(self.write(|c| Ok(c.execute(&sql, params_from_iter(values))?))?.1)
+        let values: Vec<(&str, &Value)> = row.0.iter().map(|(c, v)| (c.as_str(), v)).collect();
+        Ok(self.write(|c| t.insert_row(c, &values))?.1)
     }
 
     /// Sets columns of the row with key `pk`. Fails with [`Error::NotFound`] when there is no such row.
@@ -779,15 +772,8 @@ fn update_row(conn: &Connection, t: &Table, pk: &Fields<Value>, set: &Fields<Val
     if let Some(&i) = cols.iter().find(|&&i| t.columns[i].pk > 0) {
         return Err(Error::Invalid(format!("key column {} cannot be updated", t.columns[i].name)));
     }
-    let mut key = t.key_values(pk)?;
-    let assignments: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(n, &i)| format!("{} = ?{}", quote(&t.columns[i].name), key.len() + n + 1))
-        .collect();
-    let sql = format!("UPDATE {} SET {} WHERE {}", quote(&t.name), assignments.join(", "), t.pk_where());
-    key.extend(set.0.iter().map(|(_, v)| v.clone()));
-    Ok(conn.execute(&sql, params_from_iter(key))?)
+    let values: Vec<(&str, &Value)> = set.0.iter().map(|(c, v)| (c.as_str(), v)).collect();
+    t.update_row(conn, pk, &values)
 }
 
 /// The schema's index of every column named in `fields`, refusing unknown names.

@@ -179,6 +179,47 @@ impl Table {
         Ok(names.join(", "))
     }
 
+    /// Inserts a row of these column values (every name checked; the key among them), with a
+    /// cached statement. Returns the rows written.
+    pub(crate) fn insert_row(&self, conn: &Connection, row: &[(&str, &Value)]) -> Result<usize> {
+        let names: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
+        let marks: Vec<String> = (1..=row.len()).map(|n| format!("?{n}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(&self.name),
+            self.checked_columns(&names)?,
+            marks.join(", ")
+        );
+        Ok(conn.prepare_cached(&sql)?.execute(params_from_iter(row.iter().map(|(_, v)| *v)))?)
+    }
+
+    /// Sets columns (every name checked) of the row with key `pk`, with a cached statement.
+    /// Returns the rows written: 0 when there is no such row.
+    pub(crate) fn update_row(
+        &self,
+        conn: &Connection,
+        pk: &Fields<Value>,
+        set: &[(&str, &Value)],
+    ) -> Result<usize> {
+        let mut values = self.key_values(pk)?;
+        let n = values.len();
+        let assignments = set
+            .iter()
+            .enumerate()
+            .map(|(k, (c, _))| Ok(format!("{} = ?{}", self.checked_columns(&[c])?, n + k + 1)))
+            .collect::<Result<Vec<_>>>()?;
+        let sql =
+            format!("UPDATE {} SET {} WHERE {}", quote(&self.name), assignments.join(", "), self.pk_where());
+        values.extend(set.iter().map(|(_, v)| (*v).clone()));
+        Ok(conn.prepare_cached(&sql)?.execute(params_from_iter(values))?)
+    }
+
+    /// Deletes the row with key `pk`, with a cached statement. Returns the rows written.
+    pub(crate) fn delete_row(&self, conn: &Connection, pk: &Fields<Value>) -> Result<usize> {
+        let sql = format!("DELETE FROM {} WHERE {}", quote(&self.name), self.pk_where());
+        Ok(conn.prepare_cached(&sql)?.execute(params_from_iter(self.key_values(pk)?))?)
+    }
+
     /// Reads `columns` of the row with key `pk` from this table in `conn`; every name is checked.
     pub fn read_columns(
         &self,
