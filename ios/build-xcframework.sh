@@ -22,9 +22,10 @@ done
 lib=libclient_bridge.a
 build=ios/build
 rm -rf "$build" && mkdir -p "$build/headers" "$build/ios-sim" "$build/macos"
-cp ios/Generated/client_bridgeFFI.h "$build/headers/"
-# SwiftPM and Xcode look for a file named module.modulemap.
-cp ios/Generated/client_bridgeFFI.modulemap "$build/headers/module.modulemap"
+# Two uniffi components live in the one library (the core's types and the client): both headers, and
+# both modules in the one file SwiftPM and Xcode look for, module.modulemap.
+cp ios/Generated/client_bridgeFFI.h ios/Generated/sqlite_extFFI.h "$build/headers/"
+cat ios/Generated/client_bridgeFFI.modulemap ios/Generated/sqlite_extFFI.modulemap > "$build/headers/module.modulemap"
 lipo -create target/aarch64-apple-ios-sim/release/$lib target/x86_64-apple-ios/release/$lib \
     -output "$build/ios-sim/$lib"
 lipo -create target/aarch64-apple-darwin/release/$lib target/x86_64-apple-darwin/release/$lib \

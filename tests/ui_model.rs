@@ -2,8 +2,9 @@
 //! list views, detail views per role, validated edits, and live changes of the metadata.
 
 use moat_tests::{ModelServer, fields, id};
-use sqlite_ext::ui::{self, ListQuery};
-use sqlite_ext::{Error, Replica, Schema, Value};
+use sqlite_ext::FieldValue;
+use sqlite_ext::ui::{self, FieldKind, ListQuery};
+use sqlite_ext::{Error, Replica, Schema};
 
 const SEED: &str = include_str!("../schemas/demo_seed.sql");
 
@@ -45,7 +46,7 @@ fn object_types_come_from_object_metadata_and_change_with_it() {
 fn list_views_page_sort_search_and_format() {
     let (_, r) = device();
     let (conn, schema) = (r.connection(), r.schema());
-    let page = ui::list_view(conn, schema, "jobs", &ListQuery { limit: 25, ..Default::default() }).unwrap();
+    let page = ui::list_view(conn, schema, &ListQuery { limit: Some(25), ..ListQuery::new("jobs") }).unwrap();
     assert_eq!(page.title, "Jobs");
     let cols: Vec<&str> = page.columns.iter().map(|c| c.label.as_str()).collect();
     assert_eq!(cols, ["Title", "Status", "Scheduled", "Assignee", "Price"]);
@@ -55,7 +56,7 @@ fn list_views_page_sort_search_and_format() {
 
     let first = &page.rows[0];
     let price = &first.cells[4];
-    let Value::Integer(cents) = price.value else { panic!("{price:?}") };
+    let FieldValue::Integer { value: cents } = price.value else { panic!("{price:?}") };
     assert_eq!(price.display, format!("${}.{:02}", group(cents / 100), cents % 100));
     let status = &first.cells[1];
     assert!(
@@ -66,8 +67,7 @@ fn list_views_page_sort_search_and_format() {
     let found = ui::list_view(
         conn,
         schema,
-        "jobs",
-        &ListQuery { search: Some("boiler".into()), limit: 500, ..Default::default() },
+        &ListQuery { search: Some("boiler".into()), limit: Some(500), ..ListQuery::new("jobs") },
     )
     .unwrap();
     let expected: i64 = conn
@@ -78,8 +78,7 @@ fn list_views_page_sort_search_and_format() {
     let none = ui::list_view(
         conn,
         schema,
-        "jobs",
-        &ListQuery { search: Some("100%_".into()), limit: 10, ..Default::default() },
+        &ListQuery { search: Some("100%_".into()), limit: Some(10), ..ListQuery::new("jobs") },
     )
     .unwrap();
     assert_eq!(none.total, 0, "LIKE wildcards in the search text are literal");
@@ -87,8 +86,12 @@ fn list_views_page_sort_search_and_format() {
     let by_price = ui::list_view(
         conn,
         schema,
-        "jobs",
-        &ListQuery { sort: Some(("price_cents".into(), true)), limit: 3, offset: 2, ..Default::default() },
+        &ListQuery {
+            sort_field: Some("price_cents".into()),
+            limit: Some(3),
+            offset: Some(2),
+            ..ListQuery::new("jobs")
+        },
     )
     .unwrap();
     let min3: Vec<i64> = conn
@@ -98,16 +101,15 @@ fn list_views_page_sort_search_and_format() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let got: Vec<Value> = by_price.rows.iter().map(|r| r.cells[4].value.clone()).collect();
-    assert_eq!(got, min3.into_iter().map(Value::Integer).collect::<Vec<_>>());
+    let got: Vec<FieldValue> = by_price.rows.iter().map(|r| r.cells[4].value.clone()).collect();
+    assert_eq!(got, min3.into_iter().map(|value| FieldValue::Integer { value }).collect::<Vec<_>>());
     let bad = ui::list_view(
         conn,
         schema,
-        "jobs",
         &ListQuery {
-            sort: Some(("price_cents; DROP TABLE jobs".into(), true)),
-            limit: 3,
-            ..Default::default()
+            sort_field: Some("price_cents; DROP TABLE jobs".into()),
+            limit: Some(3),
+            ..ListQuery::new("jobs")
         },
     );
     assert!(matches!(bad, Err(Error::UnknownColumn { .. })));
@@ -142,7 +144,7 @@ fn detail_views_follow_the_layout_of_the_role() {
         ]
     );
     let customer = &admin.sections[0].fields[4];
-    assert_eq!(customer.widget, "reference");
+    assert_eq!(customer.widget, FieldKind::Reference);
     let name: String = conn
         .query_row(
             "SELECT c.name FROM jobs j JOIN customers c ON c.id = j.customer_id WHERE j.id = 'job-a-00007'",

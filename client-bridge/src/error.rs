@@ -26,7 +26,7 @@ pub enum MoatError {
 
 impl From<sqlite_ext::Error> for MoatError {
     fn from(e: sqlite_ext::Error) -> Self {
-        let message = e.to_string();
+        let message = e.for_user();
         match e {
             sqlite_ext::Error::NotFound(_) => MoatError::NotFound { message },
             sqlite_ext::Error::Sqlite(_) => MoatError::Storage { message },

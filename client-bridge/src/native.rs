@@ -1,22 +1,23 @@
 //! The native client: a [`MoatClient`] owns a replica file, a WebSocket to the server on its own
-//! tokio runtime, and the core's sync engine; it reports changes through a [`MoatListener`].
-//! Every exported method is a thin delegation to `sqlite-ext`.
+//! tokio runtime, and the [`Driver`]; it reports changes through a [`MoatListener`]. Every exported
+//! method is a one-line delegation to the driver; the sync loop only moves bytes and carries out the
+//! driver's effects.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use sqlite_ext::{Instruction, Replica, Schema, SyncEngine};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use sqlite_ext::ui::{
+    ColumnValue, ConflictChoice, ConflictView, DetailViewModel, ListQuery, ListViewModel, ObjectTypeView,
+    RejectedView,
+};
+use sqlite_ext::{FieldValue, Replica, Schema, Status};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::driver::{ClientEvent, Driver, Effect, Input};
 use crate::error::MoatError;
-use crate::views::{
-    self, ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldValue, ListRequest, ListViewModel,
-    ObjectTypeView, Owned, RejectedView, SyncStatus,
-};
 
 /// What the client tells the app, from its sync thread.
 #[uniffi::export(callback_interface)]
@@ -24,32 +25,26 @@ pub trait MoatListener: Send + Sync {
     /// Rows of these tables changed (a server diff, an ack, a snapshot): re-read what is shown.
     fn on_tables_changed(&self, tables: Vec<String>);
     /// The sync status changed.
-    fn on_status(&self, status: SyncStatus);
-    /// The server could not merge some of this device's edits: show the alert.
+    fn on_status(&self, status: Status);
+    /// The server could not merge some of this device's edits: every conflict that waits.
     fn on_conflicts(&self, conflicts: Vec<ConflictView>);
     /// The server refused a write; it stays listed with the reason.
     fn on_rejected(&self, mutation_id: String, reason: String);
-}
-
-enum Command {
-    LocalWrite,
-    Offline,
-    Online,
-    Shutdown,
+    /// Something failed that the user should know of; sync starts again from a fresh session.
+    fn on_error(&self, message: String);
 }
 
 /// One device's Moat client.
 #[derive(uniffi::Object)]
 pub struct MoatClient {
-    engine: Arc<Mutex<SyncEngine>>,
-    role: String,
-    commands: mpsc::UnboundedSender<Command>,
+    driver: Arc<Mutex<Driver>>,
+    wake: mpsc::UnboundedSender<bool>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
 impl std::fmt::Debug for MoatClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MoatClient").field("role", &self.role).finish_non_exhaustive()
+        f.debug_struct("MoatClient").finish_non_exhaustive()
     }
 }
 
@@ -65,29 +60,27 @@ impl MoatClient {
         token: String,
         listener: Box<dyn MoatListener>,
     ) -> Result<Arc<Self>, MoatError> {
-        let role = views::role_of(&token)
-            .ok_or_else(|| MoatError::Invalid { message: "the token is not a JWT with a role".into() })?;
         let replica = Replica::open_latest(&db_path, Schema::demo())?;
-        let engine = Arc::new(Mutex::new(SyncEngine::new(replica, token)));
+        let driver = Arc::new(Mutex::new(Driver::new(replica, token)?));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("moat-sync")
             .enable_all()
             .build()
             .map_err(|e| MoatError::Storage { message: format!("cannot start the sync thread: {e}") })?;
-        let (commands, rx) = mpsc::unbounded_channel();
-        runtime.spawn(drive(Arc::clone(&engine), url, Arc::from(listener), rx));
-        Ok(Arc::new(MoatClient { engine, role, commands, runtime: Mutex::new(Some(runtime)) }))
+        let (wake, rx) = mpsc::unbounded_channel();
+        runtime.spawn(sync_loop(Arc::clone(&driver), url, Arc::from(listener), rx));
+        Ok(Arc::new(MoatClient { driver, wake, runtime: Mutex::new(Some(runtime)) }))
     }
 
     /// The sync status now.
-    pub fn status(&self) -> Result<SyncStatus, MoatError> {
-        Ok(views::status(&self.lock())?)
+    pub fn status(&self) -> Result<Status, MoatError> {
+        Ok(self.lock().status()?)
     }
 
     /// The object types, from the synced `object_metadata`.
     pub fn object_types(&self) -> Result<Vec<ObjectTypeView>, MoatError> {
-        Ok(views::object_types(&self.lock())?)
+        Ok(self.lock().object_types()?)
     }
 
     /// A page of `object_type`'s records, optionally filtered by `search` and sorted by
@@ -101,17 +94,24 @@ impl MoatClient {
         offset: i64,
         limit: i64,
     ) -> Result<ListViewModel, MoatError> {
-        let q = ListRequest { object_type, search, sort_field, ascending, offset, limit };
-        Ok(views::list_view(&self.lock(), q)?)
+        let q = ListQuery {
+            object_type,
+            search,
+            sort_field,
+            ascending: Some(ascending),
+            offset: Some(offset),
+            limit: Some(limit),
+        };
+        Ok(self.lock().list_view(&q)?)
     }
 
     /// The detail page of record `id`, drawn from the synced `layout_definition` for this user's role.
     pub fn detail_view(&self, object_type: String, id: String) -> Result<DetailViewModel, MoatError> {
-        Ok(views::detail_view(&self.lock(), &self.role, &object_type, &id)?)
+        Ok(self.lock().detail_view(&object_type, &id)?)
     }
 
-    /// Edits one field of a record, checked against the metadata and this role's layout; the edit
-    /// shows at once and is sent when possible.
+    /// Edits one field of a record with a value, checked against the metadata and this role's
+    /// layout; the edit shows at once and is sent when possible.
     pub fn edit(
         &self,
         object_type: String,
@@ -119,9 +119,19 @@ impl MoatClient {
         field: String,
         value: FieldValue,
     ) -> Result<(), MoatError> {
-        views::edit(&mut self.lock(), &self.role, &object_type, &id, field, value)?;
-        self.wake(Command::LocalWrite);
-        Ok(())
+        self.call(|d| d.edit(&object_type, &id, field, value))
+    }
+
+    /// Edits one field with what the user typed (`12.50` in a currency field with two decimals is
+    /// 1250 cents): read, checked and written by the core, exactly as on the web.
+    pub fn edit_text(
+        &self,
+        object_type: String,
+        id: String,
+        field: String,
+        text: String,
+    ) -> Result<(), MoatError> {
+        self.call(|d| d.edit_text(&object_type, &id, &field, &text))
     }
 
     /// Writes one column of any synced row (for admin tools such as editing metadata); the server
@@ -133,54 +143,50 @@ impl MoatClient {
         column: String,
         value: FieldValue,
     ) -> Result<(), MoatError> {
-        views::update_row(&mut self.lock(), &table, &id, column, value)?;
-        self.wake(Command::LocalWrite);
-        Ok(())
+        self.call(|d| d.update_row(&table, &id, column, value))
     }
 
     /// Inserts a row into any synced table (admin tools: a new object type is an `object_metadata`
     /// row); the server still checks the role's rights.
     pub fn insert_row(&self, table: String, values: Vec<ColumnValue>) -> Result<(), MoatError> {
-        views::insert_row(&mut self.lock(), &table, values)?;
-        self.wake(Command::LocalWrite);
-        Ok(())
+        self.call(|d| d.insert_row(&table, values))
     }
 
     /// Conflicts waiting for the user.
     pub fn conflicts(&self) -> Result<Vec<ConflictView>, MoatError> {
-        Ok(views::conflicts(&self.lock())?)
+        Ok(self.lock().conflicts()?)
     }
 
     /// Settles a conflict: keep mine or edit write like any edit; take theirs sends nothing.
     pub fn resolve(&self, conflict_id: i64, choice: ConflictChoice) -> Result<(), MoatError> {
-        views::resolve(&mut self.lock(), conflict_id, choice)?;
-        self.wake(Command::LocalWrite);
-        Ok(())
+        self.call(|d| d.resolve(conflict_id, choice))
     }
 
     /// Writes the server refused, with its reasons, oldest first.
     pub fn rejected(&self) -> Result<Vec<RejectedView>, MoatError> {
-        Ok(views::rejected(&self.lock())?)
+        Ok(self.lock().rejected()?)
     }
 
     /// Forgets a rejected write once the user has seen it.
     pub fn dismiss_rejected(&self, mutation_id: String) -> Result<(), MoatError> {
-        Ok(views::dismiss_rejected(&mut self.lock(), &mutation_id)?)
+        self.call(|d| d.dismiss_rejected(&mutation_id))
     }
 
     /// Goes offline (as when the network drops); local reads and writes keep working.
     pub fn go_offline(&self) {
-        self.wake(Command::Offline);
+        self.lock().feed(Input::GoOffline);
+        self.wake();
     }
 
     /// Comes back online: reconnects, catches up and sends what is pending.
     pub fn go_online(&self) {
-        self.wake(Command::Online);
+        self.lock().feed(Input::GoOnline);
+        self.wake();
     }
 
     /// Stops syncing and closes the database (the app is closing).
     pub fn close(&self) {
-        self.wake(Command::Shutdown);
+        let _ = self.wake.send(false);
         if let Some(rt) = self.runtime.lock().expect("runtime lock").take() {
             rt.shutdown_timeout(Duration::from_secs(2));
         }
@@ -188,12 +194,19 @@ impl MoatClient {
 }
 
 impl MoatClient {
-    fn lock(&self) -> MutexGuard<'_, SyncEngine> {
-        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Driver> {
+        lock(&self.driver)
     }
 
-    fn wake(&self, c: Command) {
-        let _ = self.commands.send(c);
+    /// Runs a call that changes the replica, then lets the sync loop carry out what follows.
+    fn call(&self, f: impl FnOnce(&mut Driver) -> Result<(), sqlite_ext::Error>) -> Result<(), MoatError> {
+        f(&mut self.lock())?;
+        self.wake();
+        Ok(())
+    }
+
+    fn wake(&self) {
+        let _ = self.wake.send(true);
     }
 }
 
@@ -203,97 +216,95 @@ impl Drop for MoatClient {
     }
 }
 
+fn lock(driver: &Mutex<Driver>) -> MutexGuard<'_, Driver> {
+    driver.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The sync loop: moves frames between the socket and the engine and carries out its instructions.
-async fn drive(
-    engine: Arc<Mutex<SyncEngine>>,
+/// The sync loop: moves frames between the socket and the driver and carries out its effects.
+async fn sync_loop(
+    driver: Arc<Mutex<Driver>>,
     url: String,
     listener: Arc<dyn MoatListener>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut wake: mpsc::UnboundedReceiver<bool>,
 ) {
     let mut ws: Option<Ws> = None;
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut offline = false;
-    let mut events: VecDeque<Owned> = VecDeque::from([Owned::Start]);
     loop {
-        while let Some(ev) = events.pop_front() {
-            let instructions = {
-                let mut e = engine.lock().unwrap_or_else(|e| e.into_inner());
-                views::handle(&mut e, &ev)
-            };
-            for i in instructions {
-                match i {
-                    Instruction::Connect if offline => events.push_back(Owned::Disconnected(None)),
-                    Instruction::Connect => match tokio_tungstenite::connect_async(url.as_str()).await {
-                        Ok((s, _)) => {
-                            ws = Some(s);
-                            events.push_back(Owned::Connected);
-                        }
-                        Err(_) => events.push_back(Owned::Disconnected(None)),
-                    },
-                    Instruction::Send(text) => {
+        loop {
+            let effects = lock(&driver).run();
+            if effects.is_empty() {
+                break;
+            }
+            for effect in effects {
+                match effect {
+                    Effect::Connect => {
+                        let input = match tokio_tungstenite::connect_async(url.as_str()).await {
+                            Ok((s, _)) => {
+                                ws = Some(s);
+                                Input::Connected
+                            }
+                            Err(_) => Input::Disconnected(None),
+                        };
+                        lock(&driver).feed(input);
+                    }
+                    Effect::Send(text) => {
                         let sent = match ws.as_mut() {
                             Some(s) => s.send(Message::text(text)).await.is_ok(),
                             None => false,
                         };
                         if !sent && ws.take().is_some() {
-                            events.push_back(Owned::Disconnected(None));
+                            lock(&driver).feed(Input::Disconnected(None));
                         }
                     }
-                    Instruction::Close => {
+                    Effect::Close => {
                         if ws.take().is_some() {
-                            events.push_back(Owned::Disconnected(None));
+                            lock(&driver).feed(Input::Disconnected(None));
                         }
                     }
-                    Instruction::SetTimer(ms) => {
+                    Effect::SetTimer(ms) => {
                         timer = Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms))))
                     }
-                    Instruction::TablesChanged(t) => listener.on_tables_changed(t),
-                    Instruction::ConflictsRaised(_) => {
-                        let all = views::conflicts(&engine.lock().unwrap_or_else(|e| e.into_inner()))
-                            .unwrap_or_default();
-                        listener.on_conflicts(all);
-                    }
-                    Instruction::Rejected { mutation_id, reason } => {
-                        listener.on_rejected(mutation_id, reason)
-                    }
-                    Instruction::Status(s) => listener.on_status(s.into()),
+                    Effect::Notify(event) => notify(listener.as_ref(), event),
                 }
             }
         }
         tokio::select! {
-            cmd = commands.recv() => match cmd {
-                Some(Command::LocalWrite) => events.push_back(Owned::LocalWrite),
-                Some(Command::Offline) => {
-                    offline = true;
-                    if ws.take().is_some() {
-                        events.push_back(Owned::Disconnected(None));
+            w = wake.recv() => if w != Some(true) { return },
+            msg = async { match ws.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
+                let mut next = Some(msg);
+                // Frames that are already here are applied together, in one transaction.
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Some(Ok(Message::Text(t))) => lock(&driver).feed(Input::Frame(t.to_string())),
+                        Some(Ok(Message::Close(frame))) => {
+                            ws = None;
+                            lock(&driver).feed(Input::Disconnected(frame.map(|f| f.code.into())));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => {
+                            ws = None;
+                            lock(&driver).feed(Input::Disconnected(None));
+                        }
                     }
-                }
-                Some(Command::Online) => {
-                    offline = false;
-                    timer = None;
-                    events.push_back(Owned::Timer);
-                }
-                Some(Command::Shutdown) | None => return,
-            },
-            msg = async { match ws.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => match msg {
-                Some(Ok(Message::Text(t))) => events.push_back(Owned::Frame(t.to_string())),
-                Some(Ok(Message::Close(frame))) => {
-                    ws = None;
-                    events.push_back(Owned::Disconnected(frame.map(|f| f.code.into())));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    ws = None;
-                    events.push_back(Owned::Disconnected(None));
+                    next = ws.as_mut().and_then(|s| s.next().now_or_never());
                 }
             },
             _ = async { match timer.as_mut() { Some(t) => t.await, None => std::future::pending().await } } => {
                 timer = None;
-                events.push_back(Owned::Timer);
+                lock(&driver).feed(Input::Timer);
             }
         }
+    }
+}
+
+fn notify(listener: &dyn MoatListener, event: ClientEvent) {
+    match event {
+        ClientEvent::Tables { tables } => listener.on_tables_changed(tables),
+        ClientEvent::Status { status } => listener.on_status(status),
+        ClientEvent::Conflicts { conflicts } => listener.on_conflicts(conflicts),
+        ClientEvent::Rejected { mutation_id, reason } => listener.on_rejected(mutation_id, reason),
+        ClientEvent::Error { message } => listener.on_error(message),
     }
 }

@@ -271,6 +271,13 @@ typedef void (*UniffiCallbackInterfaceMoatListenerMethod3)(uint64_t, RustBuffer,
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_MOAT_LISTENER_METHOD4
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_MOAT_LISTENER_METHOD4
+typedef void (*UniffiCallbackInterfaceMoatListenerMethod4)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_MOAT_LISTENER
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_MOAT_LISTENER
 typedef struct UniffiVTableCallbackInterfaceMoatListener {
@@ -280,6 +287,7 @@ typedef struct UniffiVTableCallbackInterfaceMoatListener {
     UniffiCallbackInterfaceMoatListenerMethod1 _Nonnull onStatus;
     UniffiCallbackInterfaceMoatListenerMethod2 _Nonnull onConflicts;
     UniffiCallbackInterfaceMoatListenerMethod3 _Nonnull onRejected;
+    UniffiCallbackInterfaceMoatListenerMethod4 _Nonnull onError;
 } UniffiVTableCallbackInterfaceMoatListener;
 
 #endif
@@ -321,6 +329,11 @@ void uniffi_client_bridge_fn_method_moatclient_dismiss_rejected(uint64_t ptr, Ru
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_EDIT
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_EDIT
 void uniffi_client_bridge_fn_method_moatclient_edit(uint64_t ptr, RustBuffer object_type, RustBuffer id, RustBuffer field, RustBuffer value, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_EDIT_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_EDIT_TEXT
+void uniffi_client_bridge_fn_method_moatclient_edit_text(uint64_t ptr, RustBuffer object_type, RustBuffer id, RustBuffer field, RustBuffer text, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_GO_OFFLINE
@@ -663,6 +676,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_edit(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_EDIT_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_EDIT_TEXT
+uint16_t uniffi_client_bridge_checksum_method_moatclient_edit_text(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_GO_OFFLINE
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_GO_OFFLINE
 uint16_t uniffi_client_bridge_checksum_method_moatclient_go_offline(void
@@ -744,6 +763,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_conflicts(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_REJECTED
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_REJECTED
 uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_rejected(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_ERROR
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_ERROR
+uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_error(void
     
 );
 #endif

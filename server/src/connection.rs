@@ -160,7 +160,8 @@ impl Conn {
     /// An error frame; the connection stays open.
     pub(crate) async fn error(&mut self, e: &crate::error::Error) -> Result<(), End> {
         let message = e.to_string();
-        self.send(&ServerMsg::Error { code: e.code(), message: &message, retry: e.retryable() }).await
+        self.send(&ServerMsg::Error { code: e.code().into(), message: message.into(), retry: e.retryable() })
+            .await
     }
 }
 
@@ -246,7 +247,7 @@ async fn hello(
             "this app is too old for the server's schema (it was migrated); update the app".into(),
         ));
     }
-    Ok((claims, client_id, cursors, schema))
+    Ok((claims, client_id.into_owned(), cursors, schema.map(|s| s.into_owned())))
 }
 
 /// After a good hello: welcome, revokes, initial sync, then the live loop.
@@ -271,20 +272,21 @@ async fn session(
         let model = Arc::clone(&conn.model);
         conn.send(&ServerMsg::Welcome {
             protocol: PROTOCOL_VERSION,
-            user: &claims.sub,
-            tenant: &claims.tenant,
-            role: &claims.role,
-            channels: vec![&profile.channel],
+            user: claims.sub.as_str().into(),
+            tenant: claims.tenant.as_str().into(),
+            role: claims.role.as_str().into(),
+            channels: vec![profile.channel.clone()],
             max_inflight_pushes: conn.state.limits.max_inflight_pushes,
             // A client that names no schema is on the base one (else hello closed it with 4010).
-            schema: client_schema
-                .filter(|c| *c != model.fingerprint)
-                .map(|_| SchemaInfo { fingerprint: &model.fingerprint, sql: model.schema.sql() }),
+            schema: client_schema.filter(|c| *c != model.fingerprint).map(|_| SchemaInfo {
+                fingerprint: model.fingerprint.as_str().into(),
+                sql: model.schema.sql().into(),
+            }),
         })
         .await?;
         // Data of channels this user no longer has leaves the device.
         for channel in cursors.keys().filter(|c| **c != profile.channel) {
-            conn.send(&ServerMsg::Revoke { channel }).await?;
+            conn.send(&ServerMsg::Revoke { channel: channel.into() }).await?;
         }
         // Boxed: the initial sync's state is large and short-lived; the live loop's stays small.
         Box::pin(handlers::sync::initial(conn, cursors.get(&profile.channel).copied())).await?;

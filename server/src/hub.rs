@@ -13,7 +13,7 @@ use sqlite_ext::Diff;
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
-use crate::protocol::ServerMsg;
+use crate::protocol::{DiffJson, ServerMsg};
 use crate::rules::{Profile, Rules};
 use crate::store::LogEntry;
 
@@ -41,7 +41,7 @@ pub(crate) struct Hub {
 /// A channel's frame for `version` carrying `diff`.
 pub(crate) fn diff_frame(channel: &str, version: i64, diff: &Diff) -> String {
     let raw = serde_json::value::to_raw_value(diff).expect("diffs serialise");
-    ServerMsg::Diff { channel, version, diff: &raw }.to_json()
+    ServerMsg::Diff { channel: channel.into(), version, diff: DiffJson::Encoded(&raw) }.to_json()
 }
 
 /// This profile's view of a log entry, if anything of it is visible.

@@ -42,6 +42,8 @@ use crate::value::Value;
 
 /// What kind of concurrent edit a conflict is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictKind {
     /// The same column was changed on both sides to different values.

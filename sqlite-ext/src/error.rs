@@ -51,6 +51,12 @@ pub enum Error {
         reason: String,
     },
 
+    /// A session frame from the other side does not decode (a missing or mistyped field, a frame
+    /// that is not JSON). The sender's fault; the same frame always fails. The client closes the
+    /// session and starts again from its stored cursors.
+    #[error("protocol: {0}")]
+    Protocol(String),
+
     /// A request names something the replica does not hold (a conflict id, a row).
     /// The caller's fault; retrying the same request fails.
     #[error("not found: {0}")]
@@ -63,6 +69,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error in words for the user: a refused input or a missing record says only what is wrong
+    /// (`Title: a value is required`), everything else says what failed too.
+    pub fn for_user(&self) -> String {
+        match self {
+            Error::Invalid(m) | Error::NotFound(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+
     /// True when the fault lies with the input, so repeating the same request cannot succeed.
     pub fn is_permanent(&self) -> bool {
         !matches!(self, Error::Sqlite(_))

@@ -8,6 +8,7 @@
 //! - `changeset` (internal): SQLite's binary changeset format, read and written byte for byte.
 //! - [`diff`]: JSON diffs, the wire form of a changeset, decoded strictly against the schema.
 //! - [`apply`]: applying a diff with the conflict handler; field-level merge; conflicts as data.
+//! - [`protocol`]: the session messages, the protocol version and the close codes, for both sides.
 //! - [`replica`]: a client's database: golden `server_data_*` tables, the `overlays` log of pending
 //!   local changesets, and the projection the UI reads, rebased whenever the server moves.
 //! - [`sync`]: the client's session state machine (events in, instructions out), over a replica.
@@ -21,6 +22,7 @@ pub mod apply;
 mod changeset;
 pub mod diff;
 mod error;
+pub mod protocol;
 pub mod replica;
 pub mod schema;
 pub mod sync;
@@ -34,4 +36,8 @@ pub use error::{Error, Result};
 pub use replica::{Mutation, Rejected, Replica, Resolution, StoredConflict};
 pub use schema::{Column, ColumnType, Schema, Table};
 pub use sync::{Event, Instruction, Phase, Status, SyncEngine};
+pub use ui::FieldValue;
 pub use value::Value;
+
+#[cfg(feature = "uniffi")]
+uniffi::setup_scaffolding!();

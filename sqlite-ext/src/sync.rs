@@ -4,59 +4,53 @@
 //! the UI these tables or conflicts changed, show this status). Every rule of the session lives here,
 //! once, over a [`Replica`]; `docs/protocol.md` describes the frames.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::{Value as Json, json};
 
 use crate::apply::Conflict;
 use crate::diff::Diff;
 use crate::error::{Error, Result};
+use crate::protocol::{ClientMsg, DiffJson, PROTOCOL_VERSION, ServerMsg, close};
 use crate::replica::Replica;
 use crate::schema::Schema;
 
-/// The protocol version this engine speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
-
 const BACKOFF_MIN_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 30_000;
-/// The close code the server uses for a token it refuses.
-const UNAUTHORIZED: u16 = 4001;
-/// The server's close code for a client whose schema it cannot serve (an app too old for it).
-const OUTDATED: u16 = 4010;
 
 /// Where the connection stands, for the UI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// Not connected; reconnecting on a timer unless the token was refused.
+    /// Not connected; reconnecting on a timer unless the user went offline or the token was refused.
     Offline,
     /// The transport is opening, or the hello is waiting for its welcome.
     Connecting,
-    /// The server's schema cannot be used by this app (the server said so, or the schema it sent is
-    /// refused); the app must be updated. Not reconnecting.
-    Outdated {
-        /// Why, in words for the user.
-        reason: String,
-    },
-    /// Catching up, or a snapshot is arriving (with its progress).
-    Syncing {
-        /// Rows received so far.
-        rows_done: u64,
-        /// Rows in the snapshot.
-        rows: u64,
-    },
+    /// Catching up, or a snapshot is arriving (with its progress in the status).
+    Syncing,
     /// Up to date and receiving changes as they happen.
     Live,
     /// The server refused the token; a new one is needed ([`SyncEngine::set_token`]).
     Unauthorized,
+    /// The server's schema cannot be used by this app (the server said so, or the schema it sent is
+    /// refused); the app must be updated. Not reconnecting. The status's `message` says why.
+    Outdated,
 }
 
-/// What a UI shows about sync: the phase and what waits.
+/// What a UI shows about sync: the phase, the snapshot's progress and what waits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Status {
     /// The connection's phase.
     pub phase: Phase,
+    /// Snapshot rows received (while syncing).
+    pub rows_done: u64,
+    /// Snapshot rows in all (while syncing; 0 during a catch-up).
+    pub rows: u64,
     /// Local writes not yet confirmed by the server.
     pub pending: i64,
     /// Conflicts waiting for the user.
@@ -65,6 +59,8 @@ pub struct Status {
     pub rejected: i64,
     /// When the device was last in step with the server (Unix milliseconds).
     pub last_sync_ms: Option<i64>,
+    /// Why sync stopped, in words for the user (`outdated`: the app must be updated).
+    pub message: Option<String>,
 }
 
 /// Something that happened, fed to [`SyncEngine::handle`].
@@ -82,6 +78,11 @@ pub enum Event<'a> {
     Timer,
     /// The app wrote to the replica: there may be mutations to send.
     LocalWrite,
+    /// The user (or the device's network) took the app offline: close, and stay closed until
+    /// [`Event::GoOnline`]. Local reads and writes go on.
+    GoOffline,
+    /// Back online: connect at once, catch up and send what is pending.
+    GoOnline,
 }
 
 /// What the shell must do, in order.
@@ -91,7 +92,7 @@ pub enum Instruction {
     Connect,
     /// Send this text frame.
     Send(String),
-    /// Close the transport.
+    /// Close the transport (the shell answers with `Disconnected` if one was open).
     Close,
     /// Fire `Timer` after this many milliseconds (replacing any earlier timer).
     SetTimer(u64),
@@ -106,8 +107,9 @@ pub enum Instruction {
         /// The server's reason.
         reason: String,
     },
-    /// The status changed.
-    Status(Status),
+    /// Something failed that the app should report: a frame the engine could not use (the session is
+    /// closed and starts again from the stored cursors), or the local database failing.
+    Failed(String),
 }
 
 /// The state machine over one replica.
@@ -116,7 +118,14 @@ pub struct SyncEngine {
     replica: Replica,
     token: String,
     phase: Phase,
-    channel: Option<String>,
+    /// A snapshot's progress: rows received, rows in all.
+    progress: (u64, u64),
+    /// Why the app is outdated.
+    outdated: Option<String>,
+    /// Kept offline by [`Event::GoOffline`]: no connection until [`Event::GoOnline`].
+    held_offline: bool,
+    /// A transport is open (between `Connected` and `Disconnected`).
+    connected: bool,
     /// Mutation ids sent on this connection and not yet answered, oldest first.
     in_flight: Vec<String>,
     max_in_flight: usize,
@@ -130,7 +139,10 @@ impl SyncEngine {
             replica,
             token,
             phase: Phase::Offline,
-            channel: None,
+            progress: (0, 0),
+            outdated: None,
+            held_offline: false,
+            connected: false,
             in_flight: Vec::new(),
             max_in_flight: 64,
             backoff_ms: BACKOFF_MIN_MS,
@@ -151,7 +163,7 @@ impl SyncEngine {
     /// connection uses it.
     pub fn set_token(&mut self, token: String) -> Vec<Instruction> {
         self.token = token;
-        if self.phase == Phase::Unauthorized {
+        if self.phase == Phase::Unauthorized && !self.held_offline {
             self.phase = Phase::Connecting;
             return vec![Instruction::Connect];
         }
@@ -160,8 +172,12 @@ impl SyncEngine {
 
     /// The current status.
     pub fn status(&self) -> Result<Status> {
+        let (rows_done, rows) = if self.phase == Phase::Syncing { self.progress } else { (0, 0) };
         Ok(Status {
-            phase: self.phase.clone(),
+            phase: self.phase,
+            rows_done,
+            rows,
+            message: if self.phase == Phase::Outdated { self.outdated.clone() } else { None },
             pending: self.replica.pending_count()?,
             conflicts: self.replica.conflict_count()?,
             rejected: self.replica.rejected_count()?,
@@ -169,53 +185,91 @@ impl SyncEngine {
         })
     }
 
-    /// Handles one event; returns what to do.
+    /// Handles one event; returns what to do. A frame that cannot be used (it does not decode, or
+    /// applying it fails) is not an error of this call: the engine reports it
+    /// ([`Instruction::Failed`]) and closes the session, which starts again from the stored cursors.
+    /// `Err` is left for the local database failing outside a frame.
     pub fn handle(&mut self, event: Event<'_>) -> Result<Vec<Instruction>> {
-        let before = self.status()?;
         let mut out = Vec::new();
         match event {
-            Event::Start | Event::Timer => {
-                if self.phase == Phase::Offline {
-                    self.phase = Phase::Connecting;
-                    out.push(Instruction::Connect);
+            Event::Start | Event::Timer => self.connect_if_offline(&mut out),
+            Event::GoOnline => {
+                self.held_offline = false;
+                self.backoff_ms = BACKOFF_MIN_MS;
+                self.connect_if_offline(&mut out);
+            }
+            Event::GoOffline => {
+                self.held_offline = true;
+                if self.connected {
+                    out.push(Instruction::Close);
+                } else if matches!(self.phase, Phase::Connecting) {
+                    // A connection on its way: the shell drops it and says so.
+                    out.push(Instruction::Close);
+                    self.phase = Phase::Offline;
                 }
+            }
+            Event::Connected if self.held_offline => {
+                // Opened just as the user went offline.
+                out.push(Instruction::Close);
+                self.connected = true;
             }
             Event::Connected => {
                 self.phase = Phase::Connecting;
+                self.connected = true;
                 self.in_flight.clear();
-                let cursors: serde_json::Map<String, Json> =
-                    self.replica.cursors()?.into_iter().map(|(c, v)| (c, Json::from(v))).collect();
-                let hello = json!({"type": "hello", "protocol": PROTOCOL_VERSION, "token": self.token,
-                                   "client_id": self.replica.client_id(), "cursors": cursors,
-                                   "schema": self.replica.schema().fingerprint()});
-                out.push(Instruction::Send(hello.to_string()));
+                let fingerprint = self.replica.schema().fingerprint();
+                let hello = ClientMsg::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    token: Cow::Borrowed(&self.token),
+                    client_id: Cow::Borrowed(self.replica.client_id()),
+                    cursors: self.replica.cursors()?.into_iter().collect(),
+                    schema: Some(Cow::Owned(fingerprint)),
+                };
+                out.push(Instruction::Send(hello.to_json()));
             }
             Event::Disconnected(code) => {
+                self.connected = false;
                 self.in_flight.clear();
-                if code == Some(UNAUTHORIZED) {
+                if code == Some(close::UNAUTHORIZED) {
                     self.phase = Phase::Unauthorized;
-                } else if code == Some(OUTDATED) {
-                    if !matches!(self.phase, Phase::Outdated { .. }) {
-                        self.phase = Phase::Outdated {
-                            reason: "this app is too old for the server's schema; update it".into(),
-                        };
+                } else if code == Some(close::OUTDATED) {
+                    if self.phase != Phase::Outdated {
+                        self.outdated("this app is too old for the server's schema; update it".into());
                     }
-                } else if matches!(self.phase, Phase::Outdated { .. }) {
+                } else if self.phase == Phase::Outdated {
                     // Stays outdated: reconnecting cannot help.
                 } else {
                     self.phase = Phase::Offline;
-                    out.push(Instruction::SetTimer(self.backoff_ms));
-                    self.backoff_ms = (self.backoff_ms * 2).min(BACKOFF_MAX_MS);
+                    if !self.held_offline {
+                        out.push(Instruction::SetTimer(self.backoff_ms));
+                        self.backoff_ms = (self.backoff_ms * 2).min(BACKOFF_MAX_MS);
+                    }
                 }
             }
             Event::LocalWrite => self.send_pending(&mut out)?,
-            Event::Frame(text) => self.frame(text, &mut out)?,
-        }
-        let after = self.status()?;
-        if after != before {
-            out.push(Instruction::Status(after));
+            Event::Frame(text) => {
+                if let Err(e) = self.frame(text, &mut out) {
+                    out.push(Instruction::Failed(match e {
+                        Error::Protocol(_) => format!("the server sent a frame this app cannot use: {e}"),
+                        e => format!("a change from the server could not be applied: {e}"),
+                    }));
+                    out.push(Instruction::Close);
+                }
+            }
         }
         Ok(out)
+    }
+
+    fn outdated(&mut self, reason: String) {
+        self.phase = Phase::Outdated;
+        self.outdated = Some(reason);
+    }
+
+    fn connect_if_offline(&mut self, out: &mut Vec<Instruction>) {
+        if self.phase == Phase::Offline && !self.held_offline {
+            self.phase = Phase::Connecting;
+            out.push(Instruction::Connect);
+        }
     }
 
     /// Sends pending mutations not yet in flight, up to the server's window, once live.
@@ -232,26 +286,30 @@ impl SyncEngine {
             if self.in_flight.contains(&m.mutation_id) {
                 continue;
             }
-            let frame = json!({"type": "push", "mutation_id": m.mutation_id, "diff": m.diff});
-            out.push(Instruction::Send(frame.to_string()));
+            let diff = serde_json::value::to_raw_value(&m.diff)
+                .map_err(|e| Error::Malformed(format!("a pending diff: {e}")))?;
+            let push = ClientMsg::Push {
+                mutation_id: Cow::Borrowed(&m.mutation_id),
+                diff: DiffJson::Encoded(&diff),
+            };
+            out.push(Instruction::Send(push.to_json()));
             self.in_flight.push(m.mutation_id);
         }
         Ok(())
     }
 
     fn frame(&mut self, text: &str, out: &mut Vec<Instruction>) -> Result<()> {
-        let msg: Json = serde_json::from_str(text).map_err(|e| Error::Malformed(format!("frame: {e}")))?;
-        let str_field = |name: &str| msg[name].as_str().map(str::to_owned);
-        let schema = self.replica.schema().clone();
-        match msg["type"].as_str().unwrap_or("") {
-            "welcome" => {
-                self.channel = msg["channels"][0].as_str().map(str::to_owned);
-                self.max_in_flight =
-                    msg["max_inflight_pushes"].as_u64().unwrap_or(64).clamp(1, 1024) as usize;
+        let msg: ServerMsg<'_> = serde_json::from_str(text).map_err(|e| Error::Protocol(e.to_string()))?;
+        match msg {
+            ServerMsg::Welcome { channels, max_inflight_pushes, schema, .. } => {
+                if channels.is_empty() {
+                    return Err(Error::Protocol("a welcome with no channel".into()));
+                }
+                self.max_in_flight = max_inflight_pushes.clamp(1, 1024);
                 self.backoff_ms = BACKOFF_MIN_MS;
                 // The server's schema moved on (a migration): take it before any row of it arrives.
-                if let Some(sql) = msg["schema"]["sql"].as_str() {
-                    match Schema::from_sql(sql) {
+                if let Some(info) = schema {
+                    match Schema::from_sql(&info.sql) {
                         Ok(new) if new.fingerprint() != self.replica.schema().fingerprint() => {
                             for (mutation_id, reason) in self.replica.migrate_schema(new)? {
                                 out.push(Instruction::Rejected { mutation_id, reason });
@@ -260,85 +318,77 @@ impl SyncEngine {
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            self.phase = Phase::Outdated {
-                                reason: format!(
-                                    "this app cannot use the server's new schema ({e}); update it"
-                                ),
-                            };
+                            self.outdated(format!(
+                                "this app cannot use the server's new schema ({e}); update it"
+                            ));
                             out.push(Instruction::Close);
                             return Ok(());
                         }
                     }
                 }
                 // Catch-up or a snapshot follows, then `synced`.
-                self.phase = Phase::Syncing { rows_done: 0, rows: 0 };
+                self.phase = Phase::Syncing;
+                self.progress = (0, 0);
             }
-            "revoke" => {
-                let channel = str_field("channel").unwrap_or_default();
+            ServerMsg::Revoke { channel } => {
                 self.replica.revoke(&channel)?;
                 out.push(Instruction::TablesChanged(all_tables(&self.replica)));
             }
-            "snapshot_begin" => {
-                let channel = str_field("channel").unwrap_or_default();
+            ServerMsg::SnapshotBegin { channel, rows } => {
                 self.replica.begin_snapshot(&channel)?;
-                self.phase = Phase::Syncing { rows_done: 0, rows: msg["rows"].as_u64().unwrap_or(0) };
+                self.phase = Phase::Syncing;
+                self.progress = (0, rows);
             }
-            "snapshot" => {
-                let diff = Diff::from_value(msg["diff"].clone(), &schema)?;
+            ServerMsg::Snapshot { rows_done, rows, diff, .. } => {
+                let diff = Diff::from_value(diff.into_tree(), self.replica.schema())?;
                 self.replica.apply_snapshot_chunk(&diff)?;
-                self.phase = Phase::Syncing {
-                    rows_done: msg["rows_done"].as_u64().unwrap_or(0),
-                    rows: msg["rows"].as_u64().unwrap_or(0),
-                };
+                self.phase = Phase::Syncing;
+                self.progress = (rows_done, rows);
             }
-            "snapshot_end" => {
-                let channel = str_field("channel").unwrap_or_default();
-                self.replica.finish_snapshot(&channel, msg["version"].as_i64().unwrap_or(0))?;
+            ServerMsg::SnapshotEnd { channel, version } => {
+                self.replica.finish_snapshot(&channel, version)?;
                 out.push(Instruction::TablesChanged(all_tables(&self.replica)));
             }
-            "synced" => {
+            ServerMsg::Synced { .. } => {
                 self.phase = Phase::Live;
                 self.replica.mark_synced()?;
                 self.send_pending(out)?;
             }
-            "diff" => {
-                let channel = str_field("channel").unwrap_or_default();
-                let diff = Diff::from_value(msg["diff"].clone(), &schema)?;
-                self.replica.apply_server_diff_at(&channel, msg["version"].as_i64().unwrap_or(0), &diff)?;
+            ServerMsg::Diff { channel, version, diff } => {
+                let diff = Diff::from_value(diff.into_tree(), self.replica.schema())?;
+                self.replica.apply_server_diff_at(&channel, version, &diff)?;
                 out.push(Instruction::TablesChanged(tables_of(&diff)));
             }
-            "ack" => {
-                let id = str_field("mutation_id").unwrap_or_default();
-                let conflicts: Vec<Conflict> = serde_json::from_value(msg["conflicts"].clone())
-                    .map_err(|e| Error::Malformed(format!("ack conflicts: {e}")))?;
-                let tables = self.settled_tables(&id)?;
-                if self.replica.acknowledge(&id, &conflicts)? {
+            ServerMsg::Ack { mutation_id, conflicts, .. } => {
+                let tables = self.settled_tables(&mutation_id)?;
+                if self.replica.acknowledge(&mutation_id, &conflicts)? {
                     out.push(Instruction::TablesChanged(tables));
                     if !conflicts.is_empty() {
-                        out.push(Instruction::ConflictsRaised(conflicts));
+                        out.push(Instruction::ConflictsRaised(conflicts.into_owned()));
                     }
                 }
-                self.in_flight.retain(|m| *m != id);
+                self.in_flight.retain(|m| *m != mutation_id);
                 self.send_pending(out)?;
             }
-            "reject" => {
-                let id = str_field("mutation_id").unwrap_or_default();
-                let reason = str_field("reason").unwrap_or_default();
-                let tables = self.settled_tables(&id)?;
-                if self.replica.reject(&id, &reason)? {
+            ServerMsg::Reject { mutation_id, reason, .. } => {
+                let tables = self.settled_tables(&mutation_id)?;
+                if self.replica.reject(&mutation_id, &reason)? {
                     out.push(Instruction::TablesChanged(tables));
-                    out.push(Instruction::Rejected { mutation_id: id.clone(), reason });
+                    out.push(Instruction::Rejected {
+                        mutation_id: mutation_id.to_string(),
+                        reason: reason.into_owned(),
+                    });
                 }
-                self.in_flight.retain(|m| *m != id);
+                self.in_flight.retain(|m| *m != mutation_id);
                 self.send_pending(out)?;
             }
-            "error" if msg["retry"].as_bool() == Some(true) => {
+            ServerMsg::Error { retry: true, .. } => {
                 // The server could not take a push now; start again from a fresh connection, which
                 // resends everything unanswered.
                 out.push(Instruction::Close);
             }
-            // `pong`, errors about a frame, and message types newer than this engine: nothing to do.
-            _ => {}
+            // Errors about a frame, pongs, and message types newer than this engine: nothing to do.
+            ServerMsg::Error { retry: false, .. } | ServerMsg::Pong { .. } | ServerMsg::Unknown => {}
         }
         Ok(())
     }

@@ -6,21 +6,126 @@
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde::{Deserialize, Serialize};
 
+use crate::apply::ConflictKind;
 use crate::diff::Fields;
 use crate::error::{Error, Result};
-use crate::replica::{Mutation, Replica};
+use crate::replica::{Mutation, Replica, Resolution, StoredConflict};
 use crate::schema::{Schema, Table, quote};
 use crate::value::Value;
 
+/// A value as the UI sees it (a blob is shown as no value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FieldValue {
+    /// No value.
+    Null,
+    /// A whole number (currency fields hold minor units, e.g. cents).
+    Integer {
+        /// The number.
+        value: i64,
+    },
+    /// A floating-point number.
+    Real {
+        /// The number.
+        value: f64,
+    },
+    /// Text.
+    Text {
+        /// The text.
+        value: String,
+    },
+}
+
+impl From<Value> for FieldValue {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null | Value::Blob(_) => FieldValue::Null,
+            Value::Integer(value) => FieldValue::Integer { value },
+            Value::Real(value) => FieldValue::Real { value },
+            Value::Text(value) => FieldValue::Text { value },
+        }
+    }
+}
+
+impl From<FieldValue> for Value {
+    fn from(v: FieldValue) -> Self {
+        match v {
+            FieldValue::Null => Value::Null,
+            FieldValue::Integer { value } => Value::Integer(value),
+            FieldValue::Real { value } => Value::Real(value),
+            FieldValue::Text { value } => Value::Text(value),
+        }
+    }
+}
+
+/// The type of a field (`object_metadata.fields[].type`), which is also the widget a layout draws it
+/// with (`layout_definition` … `widget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    /// One line of text.
+    Text,
+    /// Several lines of text.
+    Multiline,
+    /// A number (integer or real).
+    Number,
+    /// Money, stored as an integer of minor units (`scale` digits).
+    Currency,
+    /// One of the field's `options`.
+    Choice,
+    /// A date, `YYYY-MM-DD`.
+    Date,
+    /// The key of a record of another object type.
+    Reference,
+    /// A JSON list of line items.
+    LineItems,
+    /// Yes or no, stored as 1 or 0.
+    Boolean,
+    /// A kind this app does not know (from newer metadata): shown as text, not editable.
+    Unknown,
+}
+
+impl FieldKind {
+    const KNOWN: [FieldKind; 9] = [
+        FieldKind::Text,
+        FieldKind::Multiline,
+        FieldKind::Number,
+        FieldKind::Currency,
+        FieldKind::Choice,
+        FieldKind::Date,
+        FieldKind::Reference,
+        FieldKind::LineItems,
+        FieldKind::Boolean,
+    ];
+}
+
+impl<'de> Deserialize<'de> for FieldKind {
+    /// A kind from newer metadata reads as [`FieldKind::Unknown`], not as an error (serde's `other`,
+    /// written out: the names are the derived `Serialize`'s, so they are written once).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(FieldKind::KNOWN
+            .into_iter()
+            .find(|k| serde_json::to_value(k).ok().as_ref().and_then(|v| v.as_str()) == Some(&*name))
+            .unwrap_or(FieldKind::Unknown))
+    }
+}
+
 /// One choice of a `choice` field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Choice {
     /// The stored value.
     pub value: String,
     /// What is shown.
     pub label: String,
     /// An optional colour (`#rrggbb`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub color: Option<String>,
 }
 
@@ -31,9 +136,9 @@ pub struct FieldMeta {
     pub name: String,
     /// The label.
     pub label: String,
-    /// `text`, `multiline`, `number`, `currency`, `choice`, `date`, `reference`, `line_items`, `boolean`.
+    /// The field's type.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: FieldKind,
     /// A value must be given.
     #[serde(default)]
     pub required: bool,
@@ -57,9 +162,11 @@ pub struct FieldMeta {
     pub max: Option<i64>,
 }
 
-/// An object type, as the list of object types shows it.
+/// An entry of the object-types list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ObjectType {
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ObjectTypeView {
     /// API name, e.g. `jobs`.
     pub object_type: String,
     /// Singular label.
@@ -87,85 +194,143 @@ struct ObjectMeta {
 
 /// A list column header.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Column {
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ColumnView {
     /// The field.
     pub field: String,
     /// Its label.
     pub label: String,
     /// Its type.
-    pub kind: String,
+    pub kind: FieldKind,
 }
 
-/// One shown value: the raw value and its display text.
+/// One shown value: the stored value, its display text and the text an editor starts from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cell {
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CellView {
     /// The field.
     pub field: String,
     /// The stored value.
-    pub value: Value,
+    pub value: FieldValue,
     /// The text to show (formatted currency, a choice's label, a reference's title).
     pub display: String,
+    /// The value as an input holds it (currency in major units with the field's scale, `12.50`);
+    /// an edit of this text goes back through [`parse_input`].
+    pub edit_text: String,
 }
 
 /// One row of a list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ListRow {
-    /// The record's key.
-    pub pk: Fields<Value>,
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ListRowView {
+    /// The record's id (its key).
+    pub id: String,
     /// The record's title.
     pub title: String,
     /// One cell per list column.
-    pub cells: Vec<Cell>,
+    pub cells: Vec<CellView>,
 }
 
-/// What to list.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a list page asks for.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ListQuery {
+    /// The object type to list.
+    pub object_type: String,
     /// Text to find in the search fields.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub search: Option<String>,
-    /// Field to sort by, ascending when true; the metadata's default sort otherwise.
-    pub sort: Option<(String, bool)>,
+    /// Field to sort by; the metadata's default sort when absent.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub sort_field: Option<String>,
+    /// Sort ascending (the default) or descending.
+    #[serde(default = "yes")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub ascending: Option<bool>,
     /// Rows to skip.
-    pub offset: i64,
-    /// Rows to return (at most 500).
-    pub limit: i64,
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub offset: Option<i64>,
+    /// Rows to return (50 when absent, at most 500).
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub limit: Option<i64>,
+}
+
+fn yes() -> Option<bool> {
+    Some(true)
+}
+
+impl ListQuery {
+    /// The first page of `object_type` in its default order.
+    pub fn new(object_type: &str) -> ListQuery {
+        ListQuery {
+            object_type: object_type.to_owned(),
+            search: None,
+            sort_field: None,
+            ascending: None,
+            offset: None,
+            limit: None,
+        }
+    }
 }
 
 /// A page of a list view.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ListView {
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ListViewModel {
     /// The title (the plural label).
     pub title: String,
     /// The columns.
-    pub columns: Vec<Column>,
+    pub columns: Vec<ColumnView>,
     /// The rows of this page.
-    pub rows: Vec<ListRow>,
+    pub rows: Vec<ListRowView>,
     /// Rows matching the query, all pages.
     pub total: i64,
 }
 
 /// One field of a detail view.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DetailField {
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct FieldView {
     /// The field.
     pub field: String,
     /// The label (the layout's override, or the field's).
     pub label: String,
     /// The widget to draw.
-    pub widget: String,
-    /// The value and its display text.
-    pub cell: Cell,
+    pub widget: FieldKind,
+    /// The field's type (what its values are).
+    pub kind: FieldKind,
+    /// The value, its display text and its editing text.
+    pub cell: CellView,
     /// Not editable in this layout.
     pub read_only: bool,
     /// A value must be given.
     pub required: bool,
     /// The choices, for a `choice` widget.
     pub options: Vec<Choice>,
+    /// ISO currency code of a currency field.
+    pub currency: Option<String>,
+    /// Minor-unit digits of a currency field (2 for cents).
+    pub scale: Option<u32>,
+    /// Smallest allowed number (in stored units).
+    pub min: Option<i64>,
+    /// Largest allowed number (in stored units).
+    pub max: Option<i64>,
 }
 
 /// A section of a detail view.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Section {
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SectionView {
     /// Section id.
     pub id: String,
     /// Its label.
@@ -173,18 +338,113 @@ pub struct Section {
     /// Columns to lay the fields out in.
     pub columns: u32,
     /// The fields, in order.
-    pub fields: Vec<DetailField>,
+    pub fields: Vec<FieldView>,
 }
 
 /// A record's detail page.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DetailView {
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct DetailViewModel {
     /// The object type's singular label.
     pub object_label: String,
     /// The record's title.
     pub title: String,
     /// The sections, in order.
-    pub sections: Vec<Section>,
+    pub sections: Vec<SectionView>,
+}
+
+/// One conflicting column, in the metadata's words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ConflictColumnView {
+    /// The column.
+    pub column: String,
+    /// The field's label, from the metadata (the column's name when none names it).
+    pub label: String,
+    /// The value both sides started from (absent for `row_exists`).
+    pub base: Option<FieldValue>,
+    /// The server's value (absent when the row was deleted).
+    pub theirs: Option<FieldValue>,
+    /// This device's value.
+    pub mine: FieldValue,
+    /// `base` as the UI shows it (a choice's label, formatted currency).
+    pub base_display: Option<String>,
+    /// `theirs` as the UI shows it.
+    pub theirs_display: Option<String>,
+    /// `mine` as the UI shows it.
+    pub mine_display: String,
+    /// `mine` as an editor starts from it (for "Edit…": currency in major units).
+    pub mine_edit_text: String,
+}
+
+/// A conflict waiting for the user.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ConflictView {
+    /// Id to resolve it by.
+    pub id: i64,
+    /// What kind of concurrent edit it is.
+    pub kind: ConflictKind,
+    /// The table.
+    pub table: String,
+    /// The record's id.
+    pub record_id: String,
+    /// The object type's label (`Job`); the table's name when no metadata names it.
+    pub object_label: String,
+    /// The record's title, or its key.
+    pub title: String,
+    /// The conflicting columns.
+    pub columns: Vec<ConflictColumnView>,
+}
+
+/// How the user settles a conflict.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConflictChoice {
+    /// Write my values over the server's.
+    KeepMine,
+    /// Keep the server's values.
+    TakeTheirs,
+    /// Write this text, read as the field reads input (currency in major units), to this column.
+    Edit {
+        /// The column.
+        column: String,
+        /// What the user typed.
+        text: String,
+    },
+}
+
+/// A write the server refused; it stays on the device, with the reason, until dismissed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct RejectedView {
+    /// The refused mutation's id (to dismiss it by).
+    pub mutation_id: String,
+    /// The server's reason.
+    pub reason: String,
+    /// The table of its first change.
+    pub table: String,
+    /// The record of its first change.
+    pub record_id: String,
+    /// The columns it wrote.
+    pub columns: Vec<String>,
+}
+
+/// One column's value of a new row.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ColumnValue {
+    /// The column.
+    pub column: String,
+    /// Its value.
+    pub value: FieldValue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +463,7 @@ fn one() -> u32 {
 #[derive(Debug, Deserialize)]
 struct LayoutField {
     field: String,
-    widget: String,
+    widget: FieldKind,
     #[serde(default)]
     read_only: bool,
     #[serde(default)]
@@ -219,7 +479,7 @@ fn json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
 }
 
 /// The object types the device knows, in their order.
-pub fn object_types(conn: &Connection, schema: &Schema) -> Result<Vec<ObjectType>> {
+pub fn object_types(conn: &Connection, schema: &Schema) -> Result<Vec<ObjectTypeView>> {
     let mut stmt = conn.prepare(
         "SELECT object_type, label, label_plural, icon, table_name FROM object_metadata ORDER BY sort_order, label_plural",
     )?;
@@ -232,7 +492,7 @@ pub fn object_types(conn: &Connection, schema: &Schema) -> Result<Vec<ObjectType
         // A type whose table this client's schema lacks (a newer server) is not shown.
         let Ok(table) = schema.table(&table_name) else { continue };
         let count = table.count(conn, &[])?;
-        out.push(ObjectType { object_type, label, label_plural, icon, count });
+        out.push(ObjectTypeView { object_type, label, label_plural, icon, count });
     }
     Ok(out)
 }
@@ -295,12 +555,12 @@ impl ObjectMeta {
         self.fields.iter().find(|f| f.name == name)
     }
 
-    fn cell(&self, conn: &Connection, schema: &Schema, field: &str, value: Value) -> Result<Cell> {
-        let display = match self.field(field) {
-            Some(f) => display(conn, schema, f, &value)?,
-            None => plain(&value),
+    fn cell(&self, conn: &Connection, schema: &Schema, field: &str, value: Value) -> Result<CellView> {
+        let (display, edit_text) = match self.field(field) {
+            Some(f) => (display(conn, schema, f, &value)?, edit_text(f, &value)),
+            None => (plain(&value), plain(&value)),
         };
-        Ok(Cell { field: field.to_owned(), value, display })
+        Ok(CellView { field: field.to_owned(), value: value.into(), display, edit_text })
     }
 }
 
@@ -315,35 +575,27 @@ fn plain(v: &Value) -> String {
 }
 
 fn display(conn: &Connection, schema: &Schema, f: &FieldMeta, v: &Value) -> Result<String> {
-    Ok(match (f.kind.as_str(), v) {
+    Ok(match (f.kind, v) {
         (_, Value::Null) => String::new(),
-        ("currency", Value::Integer(minor)) => {
-            let scale = f.scale.unwrap_or(2);
-            let unit = 10i64.pow(scale);
-            let sign = if *minor < 0 { "-" } else { "" };
-            let (whole, frac) = (minor.abs() / unit, minor.abs() % unit);
+        (FieldKind::Currency, Value::Integer(minor)) => {
             let symbol = match f.currency.as_deref() {
                 Some("USD") | None => "$".to_owned(),
                 Some("EUR") => "€".to_owned(),
                 Some("GBP") => "£".to_owned(),
                 Some(code) => format!("{code} "),
             };
-            let whole = group_thousands(whole);
-            if scale == 0 {
-                format!("{sign}{symbol}{whole}")
-            } else {
-                format!("{sign}{symbol}{whole}.{frac:0w$}", w = scale as usize)
-            }
+            let (sign, whole, frac) = major_units(*minor, scale_of(f));
+            format!("{sign}{symbol}{}{frac}", group_thousands(whole))
         }
-        ("choice", Value::Text(t)) => {
+        (FieldKind::Choice, Value::Text(t)) => {
             f.options.iter().find(|o| o.value == *t).map(|o| o.label.clone()).unwrap_or_else(|| t.clone())
         }
-        ("boolean", Value::Integer(i)) => if *i != 0 { "Yes" } else { "No" }.to_owned(),
-        ("reference", Value::Text(id)) => match &f.object_type {
+        (FieldKind::Boolean, Value::Integer(i)) => if *i != 0 { "Yes" } else { "No" }.to_owned(),
+        (FieldKind::Reference, Value::Text(id)) => match &f.object_type {
             Some(target) => reference_title(conn, schema, target, id)?.unwrap_or_else(|| id.clone()),
             None => id.clone(),
         },
-        ("line_items", Value::Text(t)) => {
+        (FieldKind::LineItems, Value::Text(t)) => {
             let n = serde_json::from_str::<Vec<serde_json::Value>>(t).map(|v| v.len()).unwrap_or(0);
             format!("{n} item{}", if n == 1 { "" } else { "s" })
         }
@@ -351,7 +603,94 @@ fn display(conn: &Connection, schema: &Schema, f: &FieldMeta, v: &Value) -> Resu
     })
 }
 
-fn group_thousands(n: i64) -> String {
+/// Minor-unit digits of a currency field (2 when the metadata does not say; at most 9).
+fn scale_of(f: &FieldMeta) -> u32 {
+    f.scale.unwrap_or(2).min(9)
+}
+
+/// An amount of minor units as its sign, whole units and `.fraction` (empty for scale 0).
+fn major_units(minor: i64, scale: u32) -> (&'static str, u64, String) {
+    let unit = 10u64.pow(scale);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    let frac = if scale == 0 { String::new() } else { format!(".{:0w$}", abs % unit, w = scale as usize) };
+    (sign, abs / unit, frac)
+}
+
+/// A value as an input holds it: currency in major units with the field's scale (`1250` cents is
+/// `12.50`), everything else as stored. [`parse_input`] reads it back to the same value.
+pub fn edit_text(f: &FieldMeta, v: &Value) -> String {
+    match (f.kind, v) {
+        (FieldKind::Currency, Value::Integer(minor)) => {
+            let (sign, whole, frac) = major_units(*minor, scale_of(f));
+            format!("{sign}{whole}{frac}")
+        }
+        _ => plain(v),
+    }
+}
+
+/// What the user typed into a field's input, as the value the field stores; the error names the
+/// field and says what is wrong. Currency is read in major units with exactly the field's scale
+/// (`12.5` → 1250 cents; a thousands separator, the currency's symbol and `,` are allowed; more
+/// decimals than the scale are refused, never rounded). The value is not yet checked against the
+/// field's rules ([`edit`] does that).
+pub fn parse_input(f: &FieldMeta, text: &str) -> Result<Value> {
+    let bad = |why: &str| Error::Invalid(format!("{}: {why}", f.label));
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(Value::Null);
+    }
+    Ok(match f.kind {
+        FieldKind::Number => match t.parse::<i64>() {
+            Ok(i) => Value::Integer(i),
+            Err(_) => match t.parse::<f64>() {
+                Ok(r) if r.is_finite() => Value::Real(r),
+                _ => return Err(bad("not a number")),
+            },
+        },
+        FieldKind::Currency => {
+            let scale = scale_of(f);
+            let mut digits: String = t.chars().filter(|c| !matches!(c, ',' | ' ' | '_')).collect();
+            let negative = digits.starts_with('-');
+            if negative {
+                digits.remove(0);
+            }
+            let symbol = match f.currency.as_deref() {
+                Some("USD") | None => "$",
+                Some("EUR") => "€",
+                Some("GBP") => "£",
+                Some(code) => code,
+            };
+            let digits = digits.strip_prefix(symbol).unwrap_or(&digits);
+            let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let all_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+            if whole.is_empty() && frac.is_empty() || !all_digits(whole) || !all_digits(frac) {
+                return Err(bad("not an amount"));
+            }
+            if frac.len() > scale as usize {
+                return Err(bad(&match scale {
+                    0 => "whole amounts only".to_owned(),
+                    1 => "at most 1 decimal place".to_owned(),
+                    n => format!("at most {n} decimal places"),
+                }));
+            }
+            let frac = format!("{frac:0<w$}", w = scale as usize);
+            let minor = format!("{}{whole}{frac}", if negative { "-" } else { "" });
+            match minor.trim_start_matches('-').trim_start_matches('0') {
+                "" => Value::Integer(0),
+                _ => Value::Integer(minor.parse::<i64>().map_err(|_| bad("too large an amount"))?),
+            }
+        }
+        FieldKind::Boolean => match t.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Value::Integer(1),
+            "false" | "0" | "no" => Value::Integer(0),
+            _ => return Err(bad("yes or no")),
+        },
+        _ => Value::Text(text.to_owned()),
+    })
+}
+
+fn group_thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -374,8 +713,8 @@ fn reference_title(conn: &Connection, schema: &Schema, target: &str, id: &str) -
 }
 
 /// A page of the list of `object_type`'s records.
-pub fn list_view(conn: &Connection, schema: &Schema, object_type: &str, q: &ListQuery) -> Result<ListView> {
-    let meta = object_meta(conn, schema, object_type)?;
+pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<ListViewModel> {
+    let meta = object_meta(conn, schema, &q.object_type)?;
     let t = &meta.table;
     let mut cond = String::new();
     let mut args: Vec<Value> = Vec::new();
@@ -393,11 +732,11 @@ pub fn list_view(conn: &Connection, schema: &Schema, object_type: &str, q: &List
         params_from_iter(&args),
         |r| r.get(0),
     )?;
-    let (sort_field, asc) = match &q.sort {
-        Some((f, asc)) => {
+    let (sort_field, asc) = match &q.sort_field {
+        Some(f) => {
             t.column_index(f)
                 .ok_or_else(|| Error::UnknownColumn { table: t.name.clone(), column: f.clone() })?;
-            (f.clone(), *asc)
+            (f.clone(), q.ascending.unwrap_or(true))
         }
         None => meta.default_sort.clone().unwrap_or_else(|| (meta.title_field.clone(), true)),
     };
@@ -413,8 +752,8 @@ pub fn list_view(conn: &Connection, schema: &Schema, object_type: &str, q: &List
         quote(&sort_field),
         if asc { "ASC" } else { "DESC" },
         order_pk.join(", "),
-        q.limit.clamp(1, 500),
-        q.offset.max(0)
+        q.limit.unwrap_or(50).clamp(1, 500),
+        q.offset.unwrap_or(0).max(0)
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(&args))?;
@@ -422,27 +761,27 @@ pub fn list_view(conn: &Connection, schema: &Schema, object_type: &str, q: &List
     while let Some(r) = rows.next()? {
         let values: Vec<Value> = (0..select.len()).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
         let n = pk_cols.len();
-        let pk = Fields(pk_cols.iter().zip(&values).map(|(c, v)| ((*c).to_owned(), v.clone())).collect());
+        let id = key_text(&values[..n]);
         let title = plain(&values[n]);
         let mut cells = Vec::new();
         for (c, v) in meta.list_columns.iter().zip(&values[n + 1..]) {
             cells.push(meta.cell(conn, schema, c, v.clone())?);
         }
-        out.push(ListRow { pk, title, cells });
+        out.push(ListRowView { id, title, cells });
     }
     let columns = meta
         .list_columns
         .iter()
         .map(|c| {
             let f = meta.field(c);
-            Column {
+            ColumnView {
                 field: c.clone(),
                 label: f.map(|f| f.label.clone()).unwrap_or_else(|| c.clone()),
-                kind: f.map(|f| f.kind.clone()).unwrap_or_else(|| "text".into()),
+                kind: f.map(|f| f.kind).unwrap_or(FieldKind::Text),
             }
         })
         .collect();
-    Ok(ListView { title: meta.label_plural.clone(), columns, rows: out, total })
+    Ok(ListViewModel { title: meta.label_plural.clone(), columns, rows: out, total })
 }
 
 /// The layout sections of `object_type` for `role` (a role's own layout wins over the shared one).
@@ -465,12 +804,13 @@ pub fn detail_view(
     object_type: &str,
     pk: &Fields<Value>,
     role: &str,
-) -> Result<DetailView> {
+) -> Result<DetailViewModel> {
     let meta = object_meta(conn, schema, object_type)?;
     let t = &meta.table;
     let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
-    let row =
-        t.read_columns(conn, pk, &names)?.ok_or_else(|| Error::NotFound(format!("{object_type} record")))?;
+    let row = t
+        .read_columns(conn, pk, &names)?
+        .ok_or_else(|| Error::NotFound(format!("this {} (it may have been deleted)", meta.label)))?;
     let value_of = |name: &str| t.column_index(name).map(|i| row[i].clone());
     let mut sections = Vec::new();
     for s in layout(conn, object_type, role)? {
@@ -480,98 +820,148 @@ pub fn detail_view(
                 return Err(Error::UnknownColumn { table: t.name.clone(), column: lf.field });
             };
             let fm = meta.field(&lf.field);
-            fields.push(DetailField {
+            fields.push(FieldView {
                 label: lf.label.or_else(|| fm.map(|f| f.label.clone())).unwrap_or_else(|| lf.field.clone()),
                 widget: lf.widget,
+                kind: fm.map(|f| f.kind).unwrap_or(lf.widget),
                 cell: meta.cell(conn, schema, &lf.field, value)?,
-                read_only: lf.read_only,
+                read_only: lf.read_only || fm.is_none_or(|f| f.kind == FieldKind::Unknown),
                 required: fm.is_some_and(|f| f.required),
                 options: fm.map(|f| f.options.clone()).unwrap_or_default(),
+                currency: fm.and_then(|f| f.currency.clone()),
+                scale: fm.filter(|f| f.kind == FieldKind::Currency).map(scale_of),
+                min: fm.and_then(|f| f.min),
+                max: fm.and_then(|f| f.max),
                 field: lf.field,
             });
         }
-        sections.push(Section { id: s.id, label: s.label, columns: s.columns, fields });
+        sections.push(SectionView { id: s.id, label: s.label, columns: s.columns, fields });
     }
     let title = value_of(&meta.title_field).map(|v| plain(&v)).unwrap_or_default();
-    Ok(DetailView { object_label: meta.label.clone(), title, sections })
+    Ok(DetailViewModel { object_label: meta.label.clone(), title, sections })
 }
 
-/// How the conflict alert names a conflict: the object type and record, and each column's label.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConflictText {
-    /// The object type's label (`Job`); the table's name when no metadata names it.
-    pub object_label: String,
-    /// The record's title, or its key.
-    pub title: String,
-    /// Per conflicting column, in order: its label and the display text of base, theirs and mine.
-    pub columns: Vec<ConflictColumnText>,
+/// A key as the UI names a record: the key's value (one column), or its values joined by `/`.
+fn key_text(values: &[Value]) -> String {
+    values.iter().map(plain).collect::<Vec<_>>().join("/")
 }
 
-/// One column of a [`ConflictText`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConflictColumnText {
-    /// The field's label.
-    pub label: String,
-    /// The value both sides started from, as shown (absent for `row_exists`).
-    pub base: Option<String>,
-    /// The server's value, as shown (absent when the row was deleted).
-    pub theirs: Option<String>,
-    /// This device's value, as shown.
-    pub mine: String,
-}
-
-/// The words and display values for a conflict's alert, from the metadata of the object type whose
-/// table it is in (choice labels, currency, reference titles). Falls back to raw names and values.
-pub fn conflict_text(conn: &Connection, schema: &Schema, c: &crate::apply::Conflict) -> Result<ConflictText> {
+/// The metadata of the object type whose table is `table`, if one names it.
+fn meta_of_table(conn: &Connection, schema: &Schema, table: &str) -> Result<Option<ObjectMeta>> {
     let object_type: Option<String> = conn
         .query_row(
             "SELECT object_type FROM object_metadata WHERE table_name = ?1 ORDER BY sort_order, id LIMIT 1",
-            [&c.table],
+            [table],
             |r| r.get(0),
         )
         .optional()?;
-    let meta = match object_type {
-        Some(ot) => Some(object_meta(conn, schema, &ot)?),
-        None => None,
-    };
-    let key = c.pk.0.first().map(|(_, v)| plain(v)).unwrap_or_default();
-    let title = match &meta {
-        Some(m) => {
+    object_type.map(|ot| object_meta(conn, schema, &ot)).transpose()
+}
+
+/// A conflict as the alert shows it, in the metadata's words: the object type and the record's
+/// title, each column's label, and base, theirs and mine as shown (choice labels, currency, reference
+/// titles). Falls back to raw names and values where no metadata names the table or it is broken.
+pub fn conflict_view(conn: &Connection, schema: &Schema, stored: StoredConflict) -> ConflictView {
+    let c = stored.conflict;
+    let record_id = key_text(&c.pk.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
+    let meta = meta_of_table(conn, schema, &c.table).ok().flatten();
+    let title = meta
+        .as_ref()
+        .and_then(|m| {
             let t = &m.table;
             let sql =
                 format!("SELECT {} FROM {} WHERE {}", quote(&m.title_field), quote(&t.name), t.pk_where());
-            let keys = t.key_values(&c.pk)?;
-            let title: Option<Value> =
-                conn.query_row(&sql, params_from_iter(keys), |r| r.get(0)).optional()?;
-            title.map(|v| plain(&v)).filter(|t| !t.is_empty()).unwrap_or_else(|| key.clone())
-        }
-        None => key.clone(),
+            let keys = t.key_values(&c.pk).ok()?;
+            conn.query_row(&sql, params_from_iter(keys), |r| r.get::<_, Value>(0)).optional().ok()?
+        })
+        .map(|v| plain(&v))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| record_id.clone());
+    let field = |column: &str| meta.as_ref().and_then(|m| m.field(column));
+    let shown = |column: &str, v: &Value| match field(column) {
+        Some(f) => display(conn, schema, f, v).unwrap_or_else(|_| plain(v)),
+        None => plain(v),
     };
-    let shown = |column: &str, v: &Value| -> Result<String> {
-        match meta.as_ref().and_then(|m| m.field(column)) {
-            Some(f) => display(conn, schema, f, v),
-            None => Ok(plain(v)),
-        }
-    };
-    let mut columns = Vec::new();
-    for col in &c.columns {
-        let label = meta
-            .as_ref()
-            .and_then(|m| m.field(&col.column))
-            .map(|f| f.label.clone())
-            .unwrap_or_else(|| col.column.clone());
-        columns.push(ConflictColumnText {
-            label,
-            base: col.base.as_ref().map(|v| shown(&col.column, v)).transpose()?,
-            theirs: col.theirs.as_ref().map(|v| shown(&col.column, v)).transpose()?,
-            mine: shown(&col.column, &col.mine)?,
-        });
-    }
-    Ok(ConflictText {
+    let columns = c
+        .columns
+        .into_iter()
+        .map(|col| ConflictColumnView {
+            label: field(&col.column).map(|f| f.label.clone()).unwrap_or_else(|| col.column.clone()),
+            base_display: col.base.as_ref().map(|v| shown(&col.column, v)),
+            theirs_display: col.theirs.as_ref().map(|v| shown(&col.column, v)),
+            mine_display: shown(&col.column, &col.mine),
+            mine_edit_text: match field(&col.column) {
+                Some(f) => edit_text(f, &col.mine),
+                None => plain(&col.mine),
+            },
+            base: col.base.map(Into::into),
+            theirs: col.theirs.map(Into::into),
+            mine: col.mine.into(),
+            column: col.column,
+        })
+        .collect();
+    ConflictView {
+        id: stored.id,
+        kind: c.kind,
         object_label: meta.map(|m| m.label).unwrap_or_else(|| c.table.clone()),
+        table: c.table,
+        record_id,
         title,
         columns,
-    })
+    }
+}
+
+/// The conflicts waiting for the user, as the alert shows them.
+pub fn conflicts(replica: &Replica) -> Result<Vec<ConflictView>> {
+    let (conn, schema) = (replica.connection(), replica.schema());
+    Ok(replica.conflicts()?.into_iter().map(|c| conflict_view(conn, schema, c)).collect())
+}
+
+/// Settles a conflict: keep mine or an edit write like any edit (an edit's text is read as the
+/// field reads input); take theirs sends nothing.
+pub fn resolve(replica: &mut Replica, conflict_id: i64, choice: ConflictChoice) -> Result<Option<Mutation>> {
+    let resolution = match choice {
+        ConflictChoice::KeepMine => Resolution::KeepMine,
+        ConflictChoice::TakeTheirs => Resolution::TakeTheirs,
+        ConflictChoice::Edit { column, text } => {
+            let stored = replica
+                .conflicts()?
+                .into_iter()
+                .find(|c| c.id == conflict_id)
+                .ok_or_else(|| Error::NotFound("this conflict (it was already resolved)".into()))?;
+            let meta = meta_of_table(replica.connection(), replica.schema(), &stored.conflict.table)?;
+            let value = match meta.as_ref().and_then(|m| m.field(&column)) {
+                Some(f) => {
+                    let v = parse_input(f, &text)?;
+                    validate(f, &v)?;
+                    v
+                }
+                None => Value::Text(text),
+            };
+            Resolution::Edit(Fields(vec![(column, value)]))
+        }
+    };
+    replica.resolve(conflict_id, resolution)
+}
+
+/// The writes the server refused, oldest first.
+pub fn rejected(replica: &Replica) -> Result<Vec<RejectedView>> {
+    Ok(replica
+        .rejected()?
+        .into_iter()
+        .map(|r| {
+            let first = r.mutation.diff.changes.first();
+            RejectedView {
+                mutation_id: r.mutation.mutation_id,
+                reason: r.reason,
+                table: first.map(|c| c.table.clone()).unwrap_or_default(),
+                record_id: first
+                    .map(|c| key_text(&c.pk.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()))
+                    .unwrap_or_default(),
+                columns: first.map(|c| c.cols.0.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default(),
+            }
+        })
+        .collect())
 }
 
 /// Validates an edit against the metadata and the layout for `role`, then writes it as a local
@@ -591,7 +981,7 @@ pub fn edit(
     for (name, v) in values.iter() {
         let f = meta
             .field(name)
-            .ok_or_else(|| Error::Invalid(format!("{name} is not a field of {object_type}")))?;
+            .ok_or_else(|| Error::Invalid(format!("{name} is not a field of {}", meta.label)))?;
         let lf = editable.iter().find(|l| l.field == name);
         if lf.is_none_or(|l| l.read_only) {
             return Err(Error::Invalid(format!("{} cannot be edited here", f.label)));
@@ -601,29 +991,75 @@ pub fn edit(
     replica.update(&meta.table.name, pk, values)
 }
 
+/// Edits one field from what the user typed: read as the field reads input ([`parse_input`]),
+/// then checked and written as [`edit`] does.
+pub fn edit_text_of(
+    replica: &mut Replica,
+    object_type: &str,
+    pk: &Fields<Value>,
+    field: &str,
+    text: &str,
+    role: &str,
+) -> Result<Option<Mutation>> {
+    let meta = object_meta(replica.connection(), replica.schema(), object_type)?;
+    let f = meta
+        .field(field)
+        .ok_or_else(|| Error::Invalid(format!("{field} is not a field of {}", meta.label)))?;
+    let value = parse_input(f, text)?;
+    edit(replica, object_type, pk, &Fields(vec![(field.to_owned(), value)]), role)
+}
+
+/// The key of record `id` of the table behind `object_type` (a one-column key).
+pub fn record_key(replica: &Replica, table: &str, id: &str) -> Result<Fields<Value>> {
+    let t = replica.schema().table(table)?;
+    match t.pk.as_slice() {
+        [i] => Ok(Fields(vec![(t.columns[*i].name.clone(), Value::from(id))])),
+        _ => Err(Error::Invalid(format!("{table} has a key of several columns"))),
+    }
+}
+
+/// The table behind `object_type`.
+pub fn table_of(replica: &Replica, object_type: &str) -> Result<String> {
+    Ok(object_meta(replica.connection(), replica.schema(), object_type)?.table.name)
+}
+
 fn validate(f: &FieldMeta, v: &Value) -> Result<()> {
     let bad = |why: &str| Err(Error::Invalid(format!("{}: {why}", f.label)));
     let empty = matches!(v, Value::Null) || matches!(v, Value::Text(t) if t.trim().is_empty());
     if empty {
         return if f.required { bad("a value is required") } else { Ok(()) };
     }
-    match (f.kind.as_str(), v) {
-        ("text" | "multiline" | "reference", Value::Text(_)) => Ok(()),
-        ("number" | "currency", Value::Integer(i)) => {
-            if f.min.is_some_and(|m| *i < m) || f.max.is_some_and(|m| *i > m) {
+    match (f.kind, v) {
+        (FieldKind::Text | FieldKind::Multiline | FieldKind::Reference, Value::Text(_)) => Ok(()),
+        (FieldKind::Number | FieldKind::Currency, Value::Integer(i)) => {
+            let shown = |n: i64| match f.kind {
+                FieldKind::Currency => edit_text(f, &Value::Integer(n)),
+                _ => n.to_string(),
+            };
+            match (f.min, f.max) {
+                (Some(lo), Some(hi)) if *i < lo || *i > hi => {
+                    bad(&format!("must be between {} and {}", shown(lo), shown(hi)))
+                }
+                (Some(lo), _) if *i < lo => bad(&format!("must be at least {}", shown(lo))),
+                (_, Some(hi)) if *i > hi => bad(&format!("must be at most {}", shown(hi))),
+                _ => Ok(()),
+            }
+        }
+        (FieldKind::Number, Value::Real(r)) => {
+            if f.min.is_some_and(|m| *r < m as f64) || f.max.is_some_and(|m| *r > m as f64) {
                 bad("out of range")
             } else {
                 Ok(())
             }
         }
-        ("choice", Value::Text(t)) => {
+        (FieldKind::Choice, Value::Text(t)) => {
             if f.options.iter().any(|o| o.value == *t) {
                 Ok(())
             } else {
                 bad(&format!("{t:?} is not one of the choices"))
             }
         }
-        ("date", Value::Text(t)) => {
+        (FieldKind::Date, Value::Text(t)) => {
             let ok = t.len() == 10
                 && t.char_indices()
                     .all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() })
@@ -631,11 +1067,12 @@ fn validate(f: &FieldMeta, v: &Value) -> Result<()> {
                 && (1..=31).contains(&t[8..10].parse::<u32>().unwrap_or(0));
             if ok { Ok(()) } else { bad("a date is written YYYY-MM-DD") }
         }
-        ("line_items", Value::Text(t)) => match serde_json::from_str::<Vec<serde_json::Value>>(t) {
+        (FieldKind::LineItems, Value::Text(t)) => match serde_json::from_str::<Vec<serde_json::Value>>(t) {
             Ok(_) => Ok(()),
             Err(_) => bad("line items must be a JSON list"),
         },
-        ("boolean", Value::Integer(0 | 1)) => Ok(()),
-        (kind, _) => bad(&format!("not a valid {kind} value")),
+        (FieldKind::Boolean, Value::Integer(0 | 1)) => Ok(()),
+        (FieldKind::Unknown, _) => bad("this app cannot edit this field; update it"),
+        (kind, _) => bad(&format!("not a valid {} value", format!("{kind:?}").to_lowercase())),
     }
 }

@@ -20,6 +20,7 @@ import time
 from conftest import REPORT, native
 
 cb = native.cb
+core = native.core
 text = native.text
 
 
@@ -81,7 +82,7 @@ def browser_layout(page):
 
 
 def native_layout(client, job):
-    return [(f.field, f.label, f.widget)
+    return [(f.field, f.label, f.widget.name.lower())
             for s in client.detail_view("jobs", job).sections for f in s.fields]
 
 
@@ -156,8 +157,8 @@ def test_exit_criteria(server, chromium, tmp_path):
         new = dict(zip(cols, row), id="company-a:parts", object_type="parts", label="Part",
                    label_plural="Parts", sort_order=9)
         nina.client.insert_row("object_metadata", [
-            cb.ColumnValue(column=k, value=(cb.FieldValue.NULL() if v is None else
-                                            cb.FieldValue.INTEGER(v) if isinstance(v, int) else text(v)))
+            core.ColumnValue(column=k, value=(core.FieldValue.NULL() if v is None else
+                                              core.FieldValue.INTEGER(v) if isinstance(v, int) else text(v)))
             for k, v in new.items()])
         page.wait_for_selector('[data-testid="type-parts"]')
         expected = [n for (n,) in query(server, "SELECT label_plural FROM object_metadata "
@@ -242,7 +243,7 @@ def test_exit_criteria(server, chromium, tmp_path):
         ctx.set_offline(True)
         page.wait_for_selector('[data-testid="status"][data-phase="offline"]')
         nina.client.go_offline()
-        nina.listener.wait("offline", lambda: nina.client.status().phase == "offline")
+        nina.listener.wait("offline", lambda: nina.client.status().phase == core.Phase.OFFLINE)
         page.evaluate("""([a, c, mine]) => Promise.all([
             window.moat.edit('jobs', a, 'notes', {type: 'text', value: 'web offline note'}),
             window.moat.edit('jobs', c, 'status', {type: 'text', value: mine})])""", [web_only, both, mine])

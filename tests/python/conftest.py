@@ -14,6 +14,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "target", "python"))
 
 import client_bridge as cb  # noqa: E402
+import sqlite_ext as core  # noqa: E402  (the view models, status and values: the core's own types)
 
 MOAT = os.path.join(ROOT, "target", "debug", "moat")
 
@@ -65,6 +66,7 @@ class Listener(cb.MoatListener):
         self.statuses = []
         self.conflicts = []
         self.rejected = []
+        self.errors = []
 
     def on_tables_changed(self, tables):
         with self.cond:
@@ -86,6 +88,11 @@ class Listener(cb.MoatListener):
             self.rejected.append((mutation_id, reason))
             self.cond.notify_all()
 
+    def on_error(self, message):
+        with self.cond:
+            self.errors.append(message)
+            self.cond.notify_all()
+
     def wait(self, what, check, timeout=20.0):
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -104,12 +111,13 @@ class Device:
 
     def __init__(self, server, path, user, tenant, role):
         self.listener = Listener()
+        self.path = path
         self.client = cb.MoatClient(str(path), server.url, server.token(user, tenant, role), self.listener)
 
     def wait_live(self, pending=None):
         def live():
             s = self.client.status()
-            return s.phase == "live" and (pending is None or s.pending == pending)
+            return s.phase == core.Phase.LIVE and (pending is None or s.pending == pending)
         self.listener.wait("live", live)
 
     def value(self, object_type, record_id, field):
@@ -135,8 +143,8 @@ def device(server, tmp_path):
 
 
 def text(v):
-    return cb.FieldValue.TEXT(v)
+    return core.FieldValue.TEXT(v)
 
 
 def integer(v):
-    return cb.FieldValue.INTEGER(v)
+    return core.FieldValue.INTEGER(v)

@@ -6,16 +6,16 @@ usage: offline_device.py DB URL TOKEN JOB"""
 import os
 import sys
 
-from conftest import Listener, integer, text
+from conftest import Listener, core, integer, text
 
 import client_bridge as cb
 
 db, url, token, job = sys.argv[1:5]
 listener = Listener()
 client = cb.MoatClient(db, url, token, listener)
-listener.wait("live", lambda: client.status().phase == "live")
+listener.wait("live", lambda: client.status().phase == core.Phase.LIVE)
 client.go_offline()
-listener.wait("offline", lambda: client.status().phase in ("offline", "connecting"))
+listener.wait("offline", lambda: client.status().phase == core.Phase.OFFLINE)
 client.edit("jobs", job, "notes", text("gate code 1234"))
 client.edit("jobs", job, "price_cents", integer(15000))
 assert client.status().pending == 2

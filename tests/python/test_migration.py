@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from conftest import MOAT, ROOT, text
+from conftest import MOAT, ROOT, core, text
 
 
 @pytest.mark.parametrize("mode", ["live", "restart"])
@@ -23,7 +23,7 @@ def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_p
     assert "priority" not in fields(alice)
 
     amy.client.go_offline()
-    amy.listener.wait("offline", lambda: amy.client.status().phase == "offline")
+    amy.listener.wait("offline", lambda: amy.client.status().phase == core.Phase.OFFLINE)
     amy.client.edit("jobs", job, "notes", text("written offline before the migration"))
     amy.client.edit("jobs", job, "status", text("on_hold"))
     assert amy.client.status().pending == 2
@@ -46,7 +46,8 @@ def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_p
     assert alice.client.list_view("vehicles", None, None, True, 0, 50).total == 12
     priority = next(f for s in alice.client.detail_view("jobs", job).sections for f in s.fields
                     if f.field == "priority")
-    assert (priority.widget, [o.value for o in priority.options]) == ("choice", ["low", "normal", "high"])
+    assert (priority.widget, [o.value for o in priority.options]) == (
+        core.FieldKind.CHOICE, ["low", "normal", "high"])
 
     # The offline app comes back: it migrates, its two edits go through, and it shows the new field.
     amy.client.go_online()

@@ -10,7 +10,7 @@ import time
 
 import client_bridge as cb
 import pytest
-from conftest import Device, integer, text
+from conftest import Device, core, integer, text
 
 JOB = "job-a-00042"
 
@@ -94,9 +94,10 @@ def test_offline_edits_survive_a_restart_and_a_conflict_is_resolved(server, tmp_
 
         expected = {"keep_mine": 15000, "take_theirs": 12000, "edit": 13500}[choice]
         resolution = {
-            "keep_mine": cb.ConflictChoice.KEEP_MINE(),
-            "take_theirs": cb.ConflictChoice.TAKE_THEIRS(),
-            "edit": cb.ConflictChoice.EDIT("price_cents", integer(13500)),
+            "keep_mine": core.ConflictChoice.KEEP_MINE(),
+            "take_theirs": core.ConflictChoice.TAKE_THEIRS(),
+            # What the user types, in dollars: the core reads it with the field's scale.
+            "edit": core.ConflictChoice.EDIT("price_cents", "135.00"),
         }[choice]
         amy.client.resolve(conflict.id, resolution)
         assert amy.client.conflicts() == []
@@ -188,7 +189,7 @@ def test_going_offline_and_online_queues_then_sends(device):
     alice.wait_live()
     amy.wait_live()
     amy.client.go_offline()
-    amy.listener.wait("offline", lambda: amy.client.status().phase == "offline")
+    amy.listener.wait("offline", lambda: amy.client.status().phase == core.Phase.OFFLINE)
     amy.client.edit("jobs", JOB, "assignee", text("tech-a9"))
     assert amy.client.status().pending == 1
     assert alice.value("jobs", JOB, "assignee") != text("tech-a9")

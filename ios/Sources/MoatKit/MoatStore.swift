@@ -9,7 +9,9 @@ import Combine
 @MainActor
 public final class MoatStore: ObservableObject {
     /// Online / syncing (with progress) / offline, and what is waiting.
-    @Published public private(set) var status: SyncStatus?
+    @Published public private(set) var status: Status?
+    /// The last sync failure the core reported, in words for the user (cleared once live again).
+    @Published public private(set) var syncError: String?
     /// The object types, from the synced `object_metadata`.
     @Published public private(set) var objectTypes: [ObjectTypeView] = []
     /// Conflicts waiting for the user: the app shows the alert while this is not empty.
@@ -77,6 +79,15 @@ public final class MoatStore: ObservableObject {
         await reload()
     }
 
+    /// Edits one field with what the user typed; the core reads it as the field reads input (`12.50`
+    /// in a two-decimal currency field is 1250 cents), checks it and throws `MoatError.Invalid` with
+    /// words for the user when it does not fit. The same call the web app makes.
+    public func editText(_ objectType: String, id: String, field: String, text: String) async throws {
+        let c = client
+        try await Task.detached { try c.editText(objectType: objectType, id: id, field: field, text: text) }.value
+        await reload()
+    }
+
     /// Settles a conflict.
     public func resolve(_ conflict: ConflictView, choice: ConflictChoice) async throws {
         let c = client
@@ -114,7 +125,11 @@ public final class MoatStore: ObservableObject {
         Task { await reload() }
     }
 
-    fileprivate func statusChanged(_ s: SyncStatus) { status = s }
+    fileprivate func statusChanged(_ s: Status) {
+        status = s
+        if s.phase == .live { syncError = nil }
+    }
+    fileprivate func failed(_ message: String) { syncError = message }
     fileprivate func conflictsRaised(_ c: [ConflictView]) { conflicts = c }
     fileprivate func rejectedWrite(_ id: String, _ reason: String) {
         lastRejection = RejectedNotice(mutationId: id, reason: reason)
@@ -136,7 +151,7 @@ final class ListenerRelay: MoatListener, @unchecked Sendable {
         Task { @MainActor [weak self] in self?.store?.tablesChanged() }
     }
 
-    func onStatus(status: SyncStatus) {
+    func onStatus(status: Status) {
         Task { @MainActor [weak self] in self?.store?.statusChanged(status) }
     }
 
@@ -146,5 +161,9 @@ final class ListenerRelay: MoatListener, @unchecked Sendable {
 
     func onRejected(mutationId: String, reason: String) {
         Task { @MainActor [weak self] in self?.store?.rejectedWrite(mutationId, reason) }
+    }
+
+    func onError(message: String) {
+        Task { @MainActor [weak self] in self?.store?.failed(message) }
     }
 }

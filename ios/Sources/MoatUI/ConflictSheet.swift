@@ -26,24 +26,20 @@ struct ConflictSheet: View {
                 if let col = conflict.columns.first, let text = editing {
                     Section("Your value") {
                         TextField("Value", text: Binding(get: { text }, set: { editing = $0 }))
-                        Button("Save this value") {
-                            let widget = { if case .integer = col.mine { return "number" } else { return "text" } }()
-                            if let v = FieldValue.parse(text, widget: widget) {
-                                settle(.edit(column: col.column, value: v))
-                            }
-                        }
+                        // The core reads the text as the field reads input (currency in major units).
+                        Button("Save this value") { settle(.edit(column: col.column, text: text)) }
                     }
                 }
                 if let error { Text(error).foregroundStyle(.red) }
                 Section {
                     Button("Keep mine") { settle(.keepMine) }.bold()
                     Button("Take theirs") { settle(.takeTheirs) }
-                    if conflict.kind == "field", let col = conflict.columns.first {
-                        Button("Edit…") { editing = col.mine.editingText(widget: "text") }
+                    if conflict.kind == .field, let col = conflict.columns.first {
+                        Button("Edit…") { editing = col.mineEditText }
                     }
                 }
             }
-            .navigationTitle(conflict.kind == "field" ? "Changed on both sides" : "Record changed")
+            .navigationTitle(conflict.kind == .field ? "Changed on both sides" : "Record changed")
         }
     }
 

@@ -2,10 +2,12 @@ import SwiftUI
 import MoatKit
 
 /// Chooses the view for a layout widget. No field or object type is known here: only widget kinds.
+/// Every control hands back text (what the user typed, a choice's value, `YYYY-MM-DD`, `1`/`0`); the
+/// core reads it as the field reads input (currency in major units with the field's scale).
 struct FieldWidget: View {
     let field: FieldView
     let error: String?
-    let commit: (FieldValue) async -> Void
+    let commit: (String) async -> Void
 
     var body: some View {
         VStack(alignment: .leading, spacing: 4) {
@@ -13,13 +15,13 @@ struct FieldWidget: View {
                 ReadOnlyField(field: field)
             } else {
                 switch field.widget {
-                case "choice": ChoiceField(field: field, commit: commit)
-                case "multiline": TextField_(field: field, axis: .vertical, commit: commit)
-                case "date": DateField(field: field, commit: commit)
-                case "boolean": BooleanField(field: field, commit: commit)
-                case "number", "currency": TextField_(field: field, axis: .horizontal, keyboardNumeric: true, commit: commit)
-                case "reference", "line_items": ReadOnlyField(field: field)
-                default: TextField_(field: field, axis: .horizontal, commit: commit)
+                case .choice: ChoiceField(field: field, commit: commit)
+                case .multiline: TextField_(field: field, axis: .vertical, commit: commit)
+                case .date: DateField(field: field, commit: commit)
+                case .boolean: BooleanField(field: field, commit: commit)
+                case .number, .currency: TextField_(field: field, axis: .horizontal, keyboardNumeric: true, commit: commit)
+                case .reference, .lineItems, .unknown: ReadOnlyField(field: field)
+                case .text: TextField_(field: field, axis: .horizontal, commit: commit)
                 }
             }
             if let error { Text(error).font(.caption).foregroundStyle(.red) }
@@ -43,7 +45,7 @@ struct TextField_: View {
     let field: FieldView
     let axis: Axis
     var keyboardNumeric = false
-    let commit: (FieldValue) async -> Void
+    let commit: (String) async -> Void
     @State private var text = ""
     @FocusState private var focused: Bool
 
@@ -60,25 +62,25 @@ struct TextField_: View {
         } label: {
             Text(field.required ? "\(field.label) *" : field.label)
         }
-        .onAppear { text = field.cell.value.editingText(widget: field.widget) }
-        .onChange(of: field.cell.value) { _, v in if !focused { text = v.editingText(widget: field.widget) } }
+        .onAppear { text = field.cell.editText }
+        .onChange(of: field.cell.editText) { _, t in if !focused { text = t } }
     }
 
     private func send() {
-        guard text != field.cell.value.editingText(widget: field.widget),
-              let v = FieldValue.parse(text, widget: field.widget) else { return }
-        Task { await commit(v) }
+        guard text != field.cell.editText else { return }
+        let typed = text
+        Task { await commit(typed) }
     }
 }
 
 struct ChoiceField: View {
     let field: FieldView
-    let commit: (FieldValue) async -> Void
+    let commit: (String) async -> Void
 
     var body: some View {
         Picker(field.label, selection: Binding(
             get: { if case .text(let v) = field.cell.value { return v } else { return "" } },
-            set: { v in Task { await commit(v.isEmpty ? .null : .text(value: v)) } }
+            set: { v in Task { await commit(v) } }
         )) {
             if !field.required { Text("—").tag("") }
             ForEach(field.options, id: \.value) { o in
@@ -91,7 +93,7 @@ struct ChoiceField: View {
 /// Dates are stored as `YYYY-MM-DD` text.
 struct DateField: View {
     let field: FieldView
-    let commit: (FieldValue) async -> Void
+    let commit: (String) async -> Void
     private static let format: DateFormatter = {
         let f = DateFormatter()
         f.calendar = Calendar(identifier: .gregorian)
@@ -106,19 +108,19 @@ struct DateField: View {
                 if case .text(let v) = field.cell.value, let d = Self.format.date(from: v) { return d }
                 return Date()
             },
-            set: { d in Task { await commit(.text(value: Self.format.string(from: d))) } }
+            set: { d in Task { await commit(Self.format.string(from: d)) } }
         ), displayedComponents: .date)
     }
 }
 
 struct BooleanField: View {
     let field: FieldView
-    let commit: (FieldValue) async -> Void
+    let commit: (String) async -> Void
 
     var body: some View {
         Toggle(field.label, isOn: Binding(
             get: { field.cell.value == .integer(value: 1) },
-            set: { on in Task { await commit(.integer(value: on ? 1 : 0)) } }
+            set: { on in Task { await commit(on ? "1" : "0") } }
         ))
     }
 }

@@ -18,8 +18,8 @@ struct RecordDetailView: View {
                 ForEach(model.sections, id: \.id) { section in
                     Section(section.label) {
                         ForEach(section.fields, id: \.field) { field in
-                            FieldWidget(field: field, error: errors[field.field]) { value in
-                                await commit(field.field, value)
+                            FieldWidget(field: field, error: errors[field.field]) { text in
+                                await commit(field.field, text)
                             }
                         }
                     }
@@ -41,9 +41,10 @@ struct RecordDetailView: View {
         }
     }
 
-    private func commit(_ field: String, _ value: FieldValue) async {
+    /// Hands the core what the user typed; it reads it as the field reads input and checks it.
+    private func commit(_ field: String, _ text: String) async {
         do {
-            try await store.edit(objectType, id: id, field: field, value: value)
+            try await store.editText(objectType, id: id, field: field, text: text)
             errors[field] = nil
             await load()
         } catch let e as MoatError {

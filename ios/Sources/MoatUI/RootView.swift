@@ -59,8 +59,8 @@ struct WorkspaceView: View {
                     ToolbarItem(placement: .primaryAction) {
                         Menu {
                             Text("\(store.session.name) · \(store.session.role)")
-                            Button(store.status?.phase == "offline" ? "Go online" : "Work offline") {
-                                store.setOnline(store.status?.phase == "offline")
+                            Button(store.status?.phase == .offline ? "Go online" : "Work offline") {
+                                store.setOnline(store.status?.phase == .offline)
                             }
                             Button("Refused changes") { showRejected = true }
                             Button("Sign out", role: .destructive, action: onSignOut)
@@ -70,7 +70,7 @@ struct WorkspaceView: View {
                     }
                 }
                 .safeAreaInset(edge: .bottom) {
-                    StatusBarView(status: store.status, rejection: store.lastRejection) { showRejected = true }
+                    StatusBarView(status: store.status, error: store.syncError, rejection: store.lastRejection) { showRejected = true }
                 }
         }
         .sheet(isPresented: $showRejected) { RejectedListView(store: store) }

@@ -3,7 +3,9 @@ import MoatKit
 
 /// Always on screen: offline / connecting / syncing (with progress) / live, and what is waiting.
 struct StatusBarView: View {
-    let status: SyncStatus?
+    let status: Status?
+    /// The last sync failure, in words for the user.
+    let error: String?
     let rejection: RejectedNotice?
     let showRejected: () -> Void
 
@@ -14,7 +16,10 @@ struct StatusBarView: View {
             if let message = status?.message {
                 Text(message).font(.caption).foregroundStyle(.secondary).lineLimit(2)
             }
-            if let s = status, s.phase == "syncing", s.rows > 0 {
+            if let error {
+                Text(error).font(.caption).foregroundStyle(.secondary).lineLimit(2)
+            }
+            if let s = status, s.phase == .syncing, s.rows > 0 {
                 ProgressView(value: Double(s.rowsDone), total: Double(s.rows)).frame(maxWidth: 120)
             }
             Spacer()
@@ -37,21 +42,21 @@ struct StatusBarView: View {
 
     private var label: String {
         switch status?.phase {
-        case "live": return "Live"
-        case "syncing": return "Syncing"
-        case "offline": return "Offline"
-        case "unauthorized": return "Signed out by the server"
-        case "outdated": return "Update needed"
-        default: return "Connecting…"
+        case .live: return "Live"
+        case .syncing: return "Syncing"
+        case .offline: return "Offline"
+        case .unauthorized: return "Signed out by the server"
+        case .outdated: return "Update needed"
+        case .connecting, nil: return "Connecting…"
         }
     }
 
     private var color: Color {
         switch status?.phase {
-        case "live": return .green
-        case "syncing", "connecting": return .orange
-        case "unauthorized", "outdated": return .red
-        default: return .gray
+        case .live: return .green
+        case .syncing, .connecting: return .orange
+        case .unauthorized, .outdated: return .red
+        case .offline, nil: return .gray
         }
     }
 }

@@ -14,7 +14,9 @@ pub(crate) async fn dispatch(conn: &mut Conn, text: &str) -> Result<(), End> {
         Err(e) => return conn.error(&Error::Protocol(format!("malformed frame: {e}"))).await,
     };
     match msg {
-        ClientMsg::Push { mutation_id, diff } => push::handle(conn, mutation_id, diff).await,
+        ClientMsg::Push { mutation_id, diff } => {
+            push::handle(conn, mutation_id.into_owned(), diff.into_tree()).await
+        }
         ClientMsg::Ping { id } => conn.send(&ServerMsg::Pong { id }).await,
         ClientMsg::Hello { .. } => conn.error(&Error::Protocol("hello was already received".into())).await,
         ClientMsg::Unknown => conn.error(&Error::Protocol("unknown message type".into())).await,

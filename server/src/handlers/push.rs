@@ -19,7 +19,13 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
             conn.state.metrics.rejects.inc();
             let reason = e.to_string();
             let code = Error::BadDiff(e).code();
-            return conn.send(&ServerMsg::Reject { mutation_id: &mutation_id, code, reason: &reason }).await;
+            return conn
+                .send(&ServerMsg::Reject {
+                    mutation_id: mutation_id.into(),
+                    code: code.into(),
+                    reason: reason.into(),
+                })
+                .await;
         }
     };
     if conn.inflight >= conn.state.limits.max_inflight_pushes {
@@ -48,10 +54,11 @@ pub(crate) async fn answer(conn: &mut Conn, reply: PushReply) -> Result<(), End>
     let id = &reply.mutation_id;
     match reply.result {
         Ok(Outcome::Ack { version, conflicts }) => {
-            conn.send(&ServerMsg::Ack { mutation_id: id, version, conflicts: &conflicts }).await
+            conn.send(&ServerMsg::Ack { mutation_id: id.into(), version, conflicts: conflicts.into() }).await
         }
         Ok(Outcome::Reject { code, reason }) => {
-            conn.send(&ServerMsg::Reject { mutation_id: id, code: &code, reason: &reason }).await
+            conn.send(&ServerMsg::Reject { mutation_id: id.into(), code: code.into(), reason: reason.into() })
+                .await
         }
         Err(e) => conn.error(&e).await,
     }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::connection::{Conn, End};
 use crate::hub::{diff_frame, view};
-use crate::protocol::ServerMsg;
+use crate::protocol::{DiffJson, ServerMsg, close};
 use crate::store::{log_after, log_bounds};
 
 const CATCH_UP_BATCH: usize = 512;
@@ -24,12 +24,12 @@ pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), 
     }
     let channel = conn.profile.channel.clone();
     let version = conn.sent;
-    conn.send(&ServerMsg::Synced { channel: &channel, version }).await
+    conn.send(&ServerMsg::Synced { channel: channel.into(), version }).await
 }
 
 fn storage(e: crate::error::Error) -> End {
     tracing::error!(error = %e, "reading for a client failed");
-    End::Close(1011, "the server could not read its database".into())
+    End::Close(close::INTERNAL, "the server could not read its database".into())
 }
 
 async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
@@ -111,14 +111,20 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
         match part {
             Part::Begin(n) => {
                 rows = n;
-                conn.send(&ServerMsg::SnapshotBegin { channel: &channel, rows }).await?;
+                conn.send(&ServerMsg::SnapshotBegin { channel: channel.as_str().into(), rows }).await?;
             }
             Part::Chunk(rows_done, json) => {
                 let diff = RawValue::from_string(json).expect("a diff's JSON is valid JSON");
-                conn.send(&ServerMsg::Snapshot { channel: &channel, rows_done, rows, diff: &diff }).await?;
+                conn.send(&ServerMsg::Snapshot {
+                    channel: channel.as_str().into(),
+                    rows_done,
+                    rows,
+                    diff: DiffJson::Encoded(&diff),
+                })
+                .await?;
             }
             Part::End(version) => {
-                conn.send(&ServerMsg::SnapshotEnd { channel: &channel, version }).await?;
+                conn.send(&ServerMsg::SnapshotEnd { channel: channel.as_str().into(), version }).await?;
                 conn.sent = version;
             }
         }
@@ -126,6 +132,6 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
     match reader.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(storage(e)),
-        Err(_) => Err(End::Close(1011, "snapshot failed".into())),
+        Err(_) => Err(End::Close(close::INTERNAL, "snapshot failed".into())),
     }
 }

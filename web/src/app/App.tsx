@@ -44,6 +44,8 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
   const [client, setClient] = useState<MoatClient | null>(null);
   const [openError, setOpenError] = useState<string | null>(null);
   const [status, setStatus] = useState<SyncStatus | null>(null);
+  /** The last sync failure the core reported (cleared once live again). */
+  const [syncError, setSyncError] = useState<string | null>(null);
   const [version, setVersion] = useState(0);
   const [types, setTypes] = useState<ObjectTypeView[]>([]);
   const [conflicts, setConflicts] = useState<ConflictView[]>([]);
@@ -60,7 +62,10 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
         c = opened;
         window.moat = opened;
         opened.on((ev) => {
-          if (ev.type === "status") setStatus(ev.status);
+          if (ev.type === "status") {
+            setStatus(ev.status);
+            if (ev.status.phase === "live") setSyncError(null);
+          } else if (ev.type === "error") setSyncError(ev.message);
           else if (ev.type === "tables") setVersion((v) => v + 1);
           else if (ev.type === "conflicts") setConflicts(ev.conflicts);
           else if (ev.type === "rejected") setVersion((v) => v + 1);
@@ -104,6 +109,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
           </div>
           <StatusBar
             status={status}
+            error={syncError}
             owner={owner}
             onShowRejected={() => setShowRejected(true)}
             onToggleOnline={(online) => (online ? client?.goOnline() : client?.goOffline())}

@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { displayValue, fieldValue, type ConflictView, type FieldValue } from "../sdk";
+import type { ConflictView, FieldValue } from "../sdk";
 import { useClient } from "./hooks";
 
 function show(absent: FieldValue | null, text: string | null): string {
@@ -63,11 +63,7 @@ export function ConflictDialog({ conflicts, onDone }: { conflicts: ConflictView[
             <button
               className="primary"
               data-testid="conflict-edit-save"
-              onClick={() => {
-                const kind = col.mine.type === "integer" ? "number" : "text";
-                const v = fieldValue(editing, kind);
-                if (v) void settle({ type: "edit", column: col.column, value: v });
-              }}
+              onClick={() => void settle({ type: "edit", column: col.column, text: editing })}
             >
               Save this value
             </button>
@@ -79,7 +75,7 @@ export function ConflictDialog({ conflicts, onDone }: { conflicts: ConflictView[
             Take theirs
           </button>
           {col && c.kind === "field" && (
-            <button data-testid="conflict-edit" onClick={() => setEditing(displayValue(col.mine))}>
+            <button data-testid="conflict-edit" onClick={() => setEditing(col.mine_edit_text)}>
               Edit…
             </button>
           )}

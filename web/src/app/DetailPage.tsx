@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { DetailViewModel, FieldValue } from "../sdk";
+import type { DetailViewModel } from "../sdk";
 import { useClient, type Route } from "./hooks";
 import { Widget } from "./widgets";
 
@@ -28,9 +28,9 @@ export function DetailPage({
     };
   }, [client, version, objectType, id]);
 
-  const commit = async (field: string, value: FieldValue): Promise<string | null> => {
+  const commit = async (field: string, text: string): Promise<string | null> => {
     try {
-      await client.edit(objectType, id, field, value);
+      await client.editText(objectType, id, field, text);
       setModel(await client.detailView(objectType, id));
       refreshStatus();
       return null;

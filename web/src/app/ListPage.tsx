@@ -20,8 +20,8 @@ export function ListPage({ objectType, navigate }: { objectType: string; navigat
     client
       .listView({
         object_type: objectType,
-        search: search || null,
-        sort_field: sort?.field ?? null,
+        search: search || undefined,
+        sort_field: sort?.field,
         ascending: sort?.asc ?? true,
         offset,
         limit: PAGE,

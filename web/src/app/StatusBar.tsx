@@ -20,11 +20,14 @@ function ago(ms: number | null): string {
 /** Always visible: online / syncing (with progress) / offline, and what is waiting. */
 export function StatusBar({
   status,
+  error,
   owner,
   onShowRejected,
   onToggleOnline,
 }: {
   status: SyncStatus | null;
+  /** The last sync failure, in words for the user. */
+  error?: string | null;
   /** Whether this tab holds the database (null until known); other tabs go through the one that does. */
   owner: boolean | null;
   onShowRejected: () => void;
@@ -51,6 +54,11 @@ export function StatusBar({
         </span>
       )}
       {status?.message && <span className="muted small" data-testid="status-message">{status.message}</span>}
+      {error && (
+        <span className="muted small" role="status" data-testid="status-error">
+          {error}
+        </span>
+      )}
       <span className="pending" data-testid="status-pending" data-count={status?.pending ?? 0}>
         {status && status.pending > 0 ? `${status.pending} pending` : "All changes saved"}
       </span>

@@ -1,8 +1,9 @@
 // One control per widget kind of `layout_definition`. A field commits on change (choice, date) or
-// when the input loses focus / Enter is pressed (text, numbers); the core validates and the page shows
-// its message next to the field.
+// when the input loses focus / Enter is pressed (text, numbers). The input starts from the core's
+// editing text and hands back what the user typed: the core reads it (currency in major units with the
+// field's scale), validates it, and the page shows its message next to the field.
 import { useEffect, useState, type ReactNode } from "react";
-import { displayValue, fieldValue, type FieldValue, type FieldView } from "../sdk";
+import type { FieldValue, FieldView } from "../sdk";
 
 const palette = ["#2563eb", "#16a34a", "#d97706", "#dc2626", "#7c3aed", "#0891b2", "#64748b"];
 
@@ -23,10 +24,10 @@ export function Widget({
   onCommit,
 }: {
   field: FieldView;
-  onCommit: (v: FieldValue) => Promise<string | null>;
+  onCommit: (text: string) => Promise<string | null>;
 }) {
   const { widget, cell } = field;
-  const stored = displayValue(cell.value, widget);
+  const stored = cell.edit_text;
   const [text, setText] = useState(stored);
   const [error, setError] = useState<string | null>(null);
   const [dirty, setDirty] = useState(false);
@@ -37,13 +38,8 @@ export function Widget({
 
   const commit = async (raw: string) => {
     setDirty(false);
-    const v = fieldValue(raw, widget);
-    if (!v) {
-      setError("Not a number");
-      return;
-    }
     if (raw === stored) return;
-    setError(await onCommit(v));
+    setError(await onCommit(raw));
   };
 
   const testid = `field-${field.field}`;

@@ -102,6 +102,13 @@ export class MoatClient {
   edit(objectType: string, id: string, field: string, value: FieldValue): Promise<void> {
     return this.call("edit", objectType, id, field, value);
   }
+  /**
+   * Edits one field with what the user typed: the core reads it as the field reads input (currency
+   * in major units with the field's scale), checks it and writes it; a refusal names the field.
+   */
+  editText(objectType: string, id: string, field: string, text: string): Promise<void> {
+    return this.call("editText", objectType, id, field, text);
+  }
   /** Writes one column of any synced row (admin tools); the server checks the role's rights. */
   updateRow(table: string, id: string, column: string, value: FieldValue): Promise<void> {
     return this.call("updateRow", table, id, column, value);

@@ -1,4 +1,3 @@
 // Moat's web SDK: `MoatClient.open(...)`, then read view models and edit; events say what changed.
 export { MoatClient, type ClientOptions } from "./client";
 export * from "./types";
-export { displayValue, fieldValue } from "./values";

@@ -49,6 +49,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.detailView(a0, a1);
     case "edit":
       return c.edit(a0, a1, a2, JSON.stringify(a3));
+    case "editText":
+      return c.editText(a0, a1, a2, a3 as string);
     case "updateRow":
       return c.updateRow(a0, a1, a2, JSON.stringify(a3));
     case "insertRow":
@@ -180,8 +182,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   }
 };
 
-// The browser's own view of the network: drop the socket at once when it goes, retry when it comes.
-self.addEventListener("offline", () => client?.goOffline());
-self.addEventListener("online", () => client?.goOnline());
+// The browser's `online` and `offline` events are followed by the page's `MoatClient` (unless its
+// `followBrowserNetwork` is false), which calls goOffline / goOnline: the worker does not follow them
+// on its own.
 
 export type { Api };

@@ -471,38 +471,6 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
-    typealias FfiType = UInt32
-    typealias SwiftType = UInt32
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
-    typealias FfiType = UInt64
-    typealias SwiftType = UInt64
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt64 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
     typealias FfiType = Int64
     typealias SwiftType = Int64
@@ -513,22 +481,6 @@ fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
 
     public static func write(_ value: Int64, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterDouble: FfiConverterPrimitive {
-    typealias FfiType = Double
-    typealias SwiftType = Double
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Double {
-        return try lift(readDouble(&buf))
-    }
-
-    public static func write(_ value: Double, into buf: inout [UInt8]) {
-        writeDouble(&buf, lower(value))
     }
 }
 
@@ -631,10 +583,16 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func dismissRejected(mutationId: String) throws 
     
     /**
-     * Edits one field of a record, checked against the metadata and this role's layout; the edit
-     * shows at once and is sent when possible.
+     * Edits one field of a record with a value, checked against the metadata and this role's
+     * layout; the edit shows at once and is sent when possible.
      */
     func edit(objectType: String, id: String, field: String, value: FieldValue) throws 
+    
+    /**
+     * Edits one field with what the user typed (`12.50` in a currency field with two decimals is
+     * 1250 cents): read, checked and written by the core, exactly as on the web.
+     */
+    func editText(objectType: String, id: String, field: String, text: String) throws 
     
     /**
      * Goes offline (as when the network drops); local reads and writes keep working.
@@ -676,7 +634,7 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     /**
      * The sync status now.
      */
-    func status() throws  -> SyncStatus
+    func status() throws  -> Status
     
     /**
      * Writes one column of any synced row (for admin tools such as editing metadata); the server
@@ -808,8 +766,8 @@ open func dismissRejected(mutationId: String)throws   {try rustCallWithError(Ffi
 }
     
     /**
-     * Edits one field of a record, checked against the metadata and this role's layout; the edit
-     * shows at once and is sent when possible.
+     * Edits one field of a record with a value, checked against the metadata and this role's
+     * layout; the edit shows at once and is sent when possible.
      */
 open func edit(objectType: String, id: String, field: String, value: FieldValue)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
         uniffiCallStatus in
@@ -819,6 +777,22 @@ open func edit(objectType: String, id: String, field: String, value: FieldValue)
         FfiConverterString.lower(id),
         FfiConverterString.lower(field),
         FfiConverterTypeFieldValue_lower(value),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Edits one field with what the user typed (`12.50` in a currency field with two decimals is
+     * 1250 cents): read, checked and written by the core, exactly as on the web.
+     */
+open func editText(objectType: String, id: String, field: String, text: String)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_edit_text(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(objectType),
+        FfiConverterString.lower(id),
+        FfiConverterString.lower(field),
+        FfiConverterString.lower(text),uniffiCallStatus
     )
 }
 }
@@ -918,8 +892,8 @@ open func resolve(conflictId: Int64, choice: ConflictChoice)throws   {try rustCa
     /**
      * The sync status now.
      */
-open func status()throws  -> SyncStatus  {
-    return try  FfiConverterTypeSyncStatus_lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
+open func status()throws  -> Status  {
+    return try  FfiConverterTypeStatus_lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
         uniffiCallStatus in
     uniffi_client_bridge_fn_method_moatclient_status(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -988,1550 +962,6 @@ public func FfiConverterTypeMoatClient_lower(_ value: MoatClient) -> UInt64 {
     return FfiConverterTypeMoatClient.lower(value)
 }
 
-
-
-
-/**
- * A shown value.
- */
-public struct CellView: Equatable, Hashable {
-    /**
-     * The field.
-     */
-    public var field: String
-    /**
-     * The stored value.
-     */
-    public var value: FieldValue
-    /**
-     * The text to show.
-     */
-    public var display: String
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The field.
-         */field: String, 
-        /**
-         * The stored value.
-         */value: FieldValue, 
-        /**
-         * The text to show.
-         */display: String) {
-        self.field = field
-        self.value = value
-        self.display = display
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension CellView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeCellView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CellView {
-        return
-            try CellView(
-                field: FfiConverterString.read(from: &buf), 
-                value: FfiConverterTypeFieldValue.read(from: &buf), 
-                display: FfiConverterString.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: CellView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.field, into: &buf)
-        FfiConverterTypeFieldValue.write(value.value, into: &buf)
-        FfiConverterString.write(value.display, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeCellView_lift(_ buf: RustBuffer) throws -> CellView {
-    return try FfiConverterTypeCellView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeCellView_lower(_ value: CellView) -> RustBuffer {
-    return FfiConverterTypeCellView.lower(value)
-}
-
-
-/**
- * A choice of a choice field.
- */
-public struct ChoiceView: Equatable, Hashable {
-    /**
-     * Stored value.
-     */
-    public var value: String
-    /**
-     * Label.
-     */
-    public var label: String
-    /**
-     * Colour.
-     */
-    public var color: String?
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * Stored value.
-         */value: String, 
-        /**
-         * Label.
-         */label: String, 
-        /**
-         * Colour.
-         */color: String?) {
-        self.value = value
-        self.label = label
-        self.color = color
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ChoiceView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeChoiceView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ChoiceView {
-        return
-            try ChoiceView(
-                value: FfiConverterString.read(from: &buf), 
-                label: FfiConverterString.read(from: &buf), 
-                color: FfiConverterOptionString.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ChoiceView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.value, into: &buf)
-        FfiConverterString.write(value.label, into: &buf)
-        FfiConverterOptionString.write(value.color, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeChoiceView_lift(_ buf: RustBuffer) throws -> ChoiceView {
-    return try FfiConverterTypeChoiceView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeChoiceView_lower(_ value: ChoiceView) -> RustBuffer {
-    return FfiConverterTypeChoiceView.lower(value)
-}
-
-
-/**
- * One column's value of a new row.
- */
-public struct ColumnValue: Equatable, Hashable {
-    /**
-     * The column.
-     */
-    public var column: String
-    /**
-     * Its value.
-     */
-    public var value: FieldValue
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The column.
-         */column: String, 
-        /**
-         * Its value.
-         */value: FieldValue) {
-        self.column = column
-        self.value = value
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ColumnValue: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeColumnValue: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ColumnValue {
-        return
-            try ColumnValue(
-                column: FfiConverterString.read(from: &buf), 
-                value: FfiConverterTypeFieldValue.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ColumnValue, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.column, into: &buf)
-        FfiConverterTypeFieldValue.write(value.value, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeColumnValue_lift(_ buf: RustBuffer) throws -> ColumnValue {
-    return try FfiConverterTypeColumnValue.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeColumnValue_lower(_ value: ColumnValue) -> RustBuffer {
-    return FfiConverterTypeColumnValue.lower(value)
-}
-
-
-/**
- * A list column.
- */
-public struct ColumnView: Equatable, Hashable {
-    /**
-     * The field.
-     */
-    public var field: String
-    /**
-     * Its label.
-     */
-    public var label: String
-    /**
-     * Its type.
-     */
-    public var kind: String
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The field.
-         */field: String, 
-        /**
-         * Its label.
-         */label: String, 
-        /**
-         * Its type.
-         */kind: String) {
-        self.field = field
-        self.label = label
-        self.kind = kind
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ColumnView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeColumnView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ColumnView {
-        return
-            try ColumnView(
-                field: FfiConverterString.read(from: &buf), 
-                label: FfiConverterString.read(from: &buf), 
-                kind: FfiConverterString.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ColumnView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.field, into: &buf)
-        FfiConverterString.write(value.label, into: &buf)
-        FfiConverterString.write(value.kind, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeColumnView_lift(_ buf: RustBuffer) throws -> ColumnView {
-    return try FfiConverterTypeColumnView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeColumnView_lower(_ value: ColumnView) -> RustBuffer {
-    return FfiConverterTypeColumnView.lower(value)
-}
-
-
-/**
- * One conflicting column.
- */
-public struct ConflictColumnView: Equatable, Hashable {
-    /**
-     * The column.
-     */
-    public var column: String
-    /**
-     * The field's label, from the metadata.
-     */
-    public var label: String
-    /**
-     * The value both sides started from.
-     */
-    public var base: FieldValue?
-    /**
-     * The server's value.
-     */
-    public var theirs: FieldValue?
-    /**
-     * This device's value.
-     */
-    public var mine: FieldValue
-    /**
-     * `base` as the UI shows it (a choice's label, formatted currency).
-     */
-    public var baseDisplay: String?
-    /**
-     * `theirs` as the UI shows it.
-     */
-    public var theirsDisplay: String?
-    /**
-     * `mine` as the UI shows it.
-     */
-    public var mineDisplay: String
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The column.
-         */column: String, 
-        /**
-         * The field's label, from the metadata.
-         */label: String, 
-        /**
-         * The value both sides started from.
-         */base: FieldValue?, 
-        /**
-         * The server's value.
-         */theirs: FieldValue?, 
-        /**
-         * This device's value.
-         */mine: FieldValue, 
-        /**
-         * `base` as the UI shows it (a choice's label, formatted currency).
-         */baseDisplay: String?, 
-        /**
-         * `theirs` as the UI shows it.
-         */theirsDisplay: String?, 
-        /**
-         * `mine` as the UI shows it.
-         */mineDisplay: String) {
-        self.column = column
-        self.label = label
-        self.base = base
-        self.theirs = theirs
-        self.mine = mine
-        self.baseDisplay = baseDisplay
-        self.theirsDisplay = theirsDisplay
-        self.mineDisplay = mineDisplay
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ConflictColumnView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeConflictColumnView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConflictColumnView {
-        return
-            try ConflictColumnView(
-                column: FfiConverterString.read(from: &buf), 
-                label: FfiConverterString.read(from: &buf), 
-                base: FfiConverterOptionTypeFieldValue.read(from: &buf), 
-                theirs: FfiConverterOptionTypeFieldValue.read(from: &buf), 
-                mine: FfiConverterTypeFieldValue.read(from: &buf), 
-                baseDisplay: FfiConverterOptionString.read(from: &buf), 
-                theirsDisplay: FfiConverterOptionString.read(from: &buf), 
-                mineDisplay: FfiConverterString.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ConflictColumnView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.column, into: &buf)
-        FfiConverterString.write(value.label, into: &buf)
-        FfiConverterOptionTypeFieldValue.write(value.base, into: &buf)
-        FfiConverterOptionTypeFieldValue.write(value.theirs, into: &buf)
-        FfiConverterTypeFieldValue.write(value.mine, into: &buf)
-        FfiConverterOptionString.write(value.baseDisplay, into: &buf)
-        FfiConverterOptionString.write(value.theirsDisplay, into: &buf)
-        FfiConverterString.write(value.mineDisplay, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeConflictColumnView_lift(_ buf: RustBuffer) throws -> ConflictColumnView {
-    return try FfiConverterTypeConflictColumnView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeConflictColumnView_lower(_ value: ConflictColumnView) -> RustBuffer {
-    return FfiConverterTypeConflictColumnView.lower(value)
-}
-
-
-/**
- * A conflict waiting for the user.
- */
-public struct ConflictView: Equatable, Hashable {
-    /**
-     * Id to resolve it by.
-     */
-    public var id: Int64
-    /**
-     * `field`, `row_deleted` or `row_exists`.
-     */
-    public var kind: String
-    /**
-     * The table.
-     */
-    public var table: String
-    /**
-     * The record's id.
-     */
-    public var recordId: String
-    /**
-     * The object type's label (`Job`).
-     */
-    public var objectLabel: String
-    /**
-     * The record's title.
-     */
-    public var title: String
-    /**
-     * The conflicting columns.
-     */
-    public var columns: [ConflictColumnView]
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * Id to resolve it by.
-         */id: Int64, 
-        /**
-         * `field`, `row_deleted` or `row_exists`.
-         */kind: String, 
-        /**
-         * The table.
-         */table: String, 
-        /**
-         * The record's id.
-         */recordId: String, 
-        /**
-         * The object type's label (`Job`).
-         */objectLabel: String, 
-        /**
-         * The record's title.
-         */title: String, 
-        /**
-         * The conflicting columns.
-         */columns: [ConflictColumnView]) {
-        self.id = id
-        self.kind = kind
-        self.table = table
-        self.recordId = recordId
-        self.objectLabel = objectLabel
-        self.title = title
-        self.columns = columns
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ConflictView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeConflictView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConflictView {
-        return
-            try ConflictView(
-                id: FfiConverterInt64.read(from: &buf), 
-                kind: FfiConverterString.read(from: &buf), 
-                table: FfiConverterString.read(from: &buf), 
-                recordId: FfiConverterString.read(from: &buf), 
-                objectLabel: FfiConverterString.read(from: &buf), 
-                title: FfiConverterString.read(from: &buf), 
-                columns: FfiConverterSequenceTypeConflictColumnView.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ConflictView, into buf: inout [UInt8]) {
-        FfiConverterInt64.write(value.id, into: &buf)
-        FfiConverterString.write(value.kind, into: &buf)
-        FfiConverterString.write(value.table, into: &buf)
-        FfiConverterString.write(value.recordId, into: &buf)
-        FfiConverterString.write(value.objectLabel, into: &buf)
-        FfiConverterString.write(value.title, into: &buf)
-        FfiConverterSequenceTypeConflictColumnView.write(value.columns, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeConflictView_lift(_ buf: RustBuffer) throws -> ConflictView {
-    return try FfiConverterTypeConflictView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeConflictView_lower(_ value: ConflictView) -> RustBuffer {
-    return FfiConverterTypeConflictView.lower(value)
-}
-
-
-/**
- * A record's detail page.
- */
-public struct DetailViewModel: Equatable, Hashable {
-    /**
-     * The object type's label.
-     */
-    public var objectLabel: String
-    /**
-     * The record's title.
-     */
-    public var title: String
-    /**
-     * Sections in order.
-     */
-    public var sections: [SectionView]
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The object type's label.
-         */objectLabel: String, 
-        /**
-         * The record's title.
-         */title: String, 
-        /**
-         * Sections in order.
-         */sections: [SectionView]) {
-        self.objectLabel = objectLabel
-        self.title = title
-        self.sections = sections
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension DetailViewModel: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeDetailViewModel: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DetailViewModel {
-        return
-            try DetailViewModel(
-                objectLabel: FfiConverterString.read(from: &buf), 
-                title: FfiConverterString.read(from: &buf), 
-                sections: FfiConverterSequenceTypeSectionView.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: DetailViewModel, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.objectLabel, into: &buf)
-        FfiConverterString.write(value.title, into: &buf)
-        FfiConverterSequenceTypeSectionView.write(value.sections, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeDetailViewModel_lift(_ buf: RustBuffer) throws -> DetailViewModel {
-    return try FfiConverterTypeDetailViewModel.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeDetailViewModel_lower(_ value: DetailViewModel) -> RustBuffer {
-    return FfiConverterTypeDetailViewModel.lower(value)
-}
-
-
-/**
- * A field of a detail page.
- */
-public struct FieldView: Equatable, Hashable {
-    /**
-     * The field.
-     */
-    public var field: String
-    /**
-     * The label.
-     */
-    public var label: String
-    /**
-     * The widget to draw.
-     */
-    public var widget: String
-    /**
-     * The value and its display text.
-     */
-    public var cell: CellView
-    /**
-     * Not editable here.
-     */
-    public var readOnly: Bool
-    /**
-     * A value is required.
-     */
-    public var required: Bool
-    /**
-     * Choices, for a choice widget.
-     */
-    public var options: [ChoiceView]
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The field.
-         */field: String, 
-        /**
-         * The label.
-         */label: String, 
-        /**
-         * The widget to draw.
-         */widget: String, 
-        /**
-         * The value and its display text.
-         */cell: CellView, 
-        /**
-         * Not editable here.
-         */readOnly: Bool, 
-        /**
-         * A value is required.
-         */required: Bool, 
-        /**
-         * Choices, for a choice widget.
-         */options: [ChoiceView]) {
-        self.field = field
-        self.label = label
-        self.widget = widget
-        self.cell = cell
-        self.readOnly = readOnly
-        self.required = required
-        self.options = options
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension FieldView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeFieldView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FieldView {
-        return
-            try FieldView(
-                field: FfiConverterString.read(from: &buf), 
-                label: FfiConverterString.read(from: &buf), 
-                widget: FfiConverterString.read(from: &buf), 
-                cell: FfiConverterTypeCellView.read(from: &buf), 
-                readOnly: FfiConverterBool.read(from: &buf), 
-                required: FfiConverterBool.read(from: &buf), 
-                options: FfiConverterSequenceTypeChoiceView.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: FieldView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.field, into: &buf)
-        FfiConverterString.write(value.label, into: &buf)
-        FfiConverterString.write(value.widget, into: &buf)
-        FfiConverterTypeCellView.write(value.cell, into: &buf)
-        FfiConverterBool.write(value.readOnly, into: &buf)
-        FfiConverterBool.write(value.required, into: &buf)
-        FfiConverterSequenceTypeChoiceView.write(value.options, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFieldView_lift(_ buf: RustBuffer) throws -> FieldView {
-    return try FfiConverterTypeFieldView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFieldView_lower(_ value: FieldView) -> RustBuffer {
-    return FfiConverterTypeFieldView.lower(value)
-}
-
-
-/**
- * A list row.
- */
-public struct ListRowView: Equatable, Hashable {
-    /**
-     * The record's id.
-     */
-    public var id: String
-    /**
-     * Its title.
-     */
-    public var title: String
-    /**
-     * One cell per column.
-     */
-    public var cells: [CellView]
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The record's id.
-         */id: String, 
-        /**
-         * Its title.
-         */title: String, 
-        /**
-         * One cell per column.
-         */cells: [CellView]) {
-        self.id = id
-        self.title = title
-        self.cells = cells
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ListRowView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeListRowView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ListRowView {
-        return
-            try ListRowView(
-                id: FfiConverterString.read(from: &buf), 
-                title: FfiConverterString.read(from: &buf), 
-                cells: FfiConverterSequenceTypeCellView.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ListRowView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.id, into: &buf)
-        FfiConverterString.write(value.title, into: &buf)
-        FfiConverterSequenceTypeCellView.write(value.cells, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeListRowView_lift(_ buf: RustBuffer) throws -> ListRowView {
-    return try FfiConverterTypeListRowView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeListRowView_lower(_ value: ListRowView) -> RustBuffer {
-    return FfiConverterTypeListRowView.lower(value)
-}
-
-
-/**
- * A page of a list.
- */
-public struct ListViewModel: Equatable, Hashable {
-    /**
-     * The title.
-     */
-    public var title: String
-    /**
-     * The columns.
-     */
-    public var columns: [ColumnView]
-    /**
-     * The rows.
-     */
-    public var rows: [ListRowView]
-    /**
-     * Matching rows in all.
-     */
-    public var total: Int64
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The title.
-         */title: String, 
-        /**
-         * The columns.
-         */columns: [ColumnView], 
-        /**
-         * The rows.
-         */rows: [ListRowView], 
-        /**
-         * Matching rows in all.
-         */total: Int64) {
-        self.title = title
-        self.columns = columns
-        self.rows = rows
-        self.total = total
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ListViewModel: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeListViewModel: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ListViewModel {
-        return
-            try ListViewModel(
-                title: FfiConverterString.read(from: &buf), 
-                columns: FfiConverterSequenceTypeColumnView.read(from: &buf), 
-                rows: FfiConverterSequenceTypeListRowView.read(from: &buf), 
-                total: FfiConverterInt64.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ListViewModel, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.title, into: &buf)
-        FfiConverterSequenceTypeColumnView.write(value.columns, into: &buf)
-        FfiConverterSequenceTypeListRowView.write(value.rows, into: &buf)
-        FfiConverterInt64.write(value.total, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeListViewModel_lift(_ buf: RustBuffer) throws -> ListViewModel {
-    return try FfiConverterTypeListViewModel.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeListViewModel_lower(_ value: ListViewModel) -> RustBuffer {
-    return FfiConverterTypeListViewModel.lower(value)
-}
-
-
-/**
- * An entry of the object-types list.
- */
-public struct ObjectTypeView: Equatable, Hashable {
-    /**
-     * API name.
-     */
-    public var objectType: String
-    /**
-     * Singular label.
-     */
-    public var label: String
-    /**
-     * Plural label.
-     */
-    public var labelPlural: String
-    /**
-     * Icon name.
-     */
-    public var icon: String?
-    /**
-     * Records on the device.
-     */
-    public var count: Int64
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * API name.
-         */objectType: String, 
-        /**
-         * Singular label.
-         */label: String, 
-        /**
-         * Plural label.
-         */labelPlural: String, 
-        /**
-         * Icon name.
-         */icon: String?, 
-        /**
-         * Records on the device.
-         */count: Int64) {
-        self.objectType = objectType
-        self.label = label
-        self.labelPlural = labelPlural
-        self.icon = icon
-        self.count = count
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension ObjectTypeView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeObjectTypeView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ObjectTypeView {
-        return
-            try ObjectTypeView(
-                objectType: FfiConverterString.read(from: &buf), 
-                label: FfiConverterString.read(from: &buf), 
-                labelPlural: FfiConverterString.read(from: &buf), 
-                icon: FfiConverterOptionString.read(from: &buf), 
-                count: FfiConverterInt64.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: ObjectTypeView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.objectType, into: &buf)
-        FfiConverterString.write(value.label, into: &buf)
-        FfiConverterString.write(value.labelPlural, into: &buf)
-        FfiConverterOptionString.write(value.icon, into: &buf)
-        FfiConverterInt64.write(value.count, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeObjectTypeView_lift(_ buf: RustBuffer) throws -> ObjectTypeView {
-    return try FfiConverterTypeObjectTypeView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeObjectTypeView_lower(_ value: ObjectTypeView) -> RustBuffer {
-    return FfiConverterTypeObjectTypeView.lower(value)
-}
-
-
-/**
- * A write the server refused; it stays on the device, with the reason, until dismissed.
- */
-public struct RejectedView: Equatable, Hashable {
-    /**
-     * The refused mutation's id (to dismiss it by).
-     */
-    public var mutationId: String
-    /**
-     * The server's reason.
-     */
-    public var reason: String
-    /**
-     * The table of its first change.
-     */
-    public var table: String
-    /**
-     * The record of its first change.
-     */
-    public var recordId: String
-    /**
-     * The columns it wrote.
-     */
-    public var columns: [String]
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The refused mutation's id (to dismiss it by).
-         */mutationId: String, 
-        /**
-         * The server's reason.
-         */reason: String, 
-        /**
-         * The table of its first change.
-         */table: String, 
-        /**
-         * The record of its first change.
-         */recordId: String, 
-        /**
-         * The columns it wrote.
-         */columns: [String]) {
-        self.mutationId = mutationId
-        self.reason = reason
-        self.table = table
-        self.recordId = recordId
-        self.columns = columns
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension RejectedView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeRejectedView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RejectedView {
-        return
-            try RejectedView(
-                mutationId: FfiConverterString.read(from: &buf), 
-                reason: FfiConverterString.read(from: &buf), 
-                table: FfiConverterString.read(from: &buf), 
-                recordId: FfiConverterString.read(from: &buf), 
-                columns: FfiConverterSequenceString.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: RejectedView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.mutationId, into: &buf)
-        FfiConverterString.write(value.reason, into: &buf)
-        FfiConverterString.write(value.table, into: &buf)
-        FfiConverterString.write(value.recordId, into: &buf)
-        FfiConverterSequenceString.write(value.columns, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeRejectedView_lift(_ buf: RustBuffer) throws -> RejectedView {
-    return try FfiConverterTypeRejectedView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeRejectedView_lower(_ value: RejectedView) -> RustBuffer {
-    return FfiConverterTypeRejectedView.lower(value)
-}
-
-
-/**
- * A section of a detail page.
- */
-public struct SectionView: Equatable, Hashable {
-    /**
-     * Id.
-     */
-    public var id: String
-    /**
-     * Label.
-     */
-    public var label: String
-    /**
-     * Layout columns.
-     */
-    public var columns: UInt32
-    /**
-     * Fields in order.
-     */
-    public var fields: [FieldView]
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * Id.
-         */id: String, 
-        /**
-         * Label.
-         */label: String, 
-        /**
-         * Layout columns.
-         */columns: UInt32, 
-        /**
-         * Fields in order.
-         */fields: [FieldView]) {
-        self.id = id
-        self.label = label
-        self.columns = columns
-        self.fields = fields
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension SectionView: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeSectionView: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SectionView {
-        return
-            try SectionView(
-                id: FfiConverterString.read(from: &buf), 
-                label: FfiConverterString.read(from: &buf), 
-                columns: FfiConverterUInt32.read(from: &buf), 
-                fields: FfiConverterSequenceTypeFieldView.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: SectionView, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.id, into: &buf)
-        FfiConverterString.write(value.label, into: &buf)
-        FfiConverterUInt32.write(value.columns, into: &buf)
-        FfiConverterSequenceTypeFieldView.write(value.fields, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeSectionView_lift(_ buf: RustBuffer) throws -> SectionView {
-    return try FfiConverterTypeSectionView.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeSectionView_lower(_ value: SectionView) -> RustBuffer {
-    return FfiConverterTypeSectionView.lower(value)
-}
-
-
-/**
- * What the UI shows about sync.
- */
-public struct SyncStatus: Equatable, Hashable {
-    /**
-     * `offline`, `connecting`, `syncing`, `live`, `unauthorized` or `outdated`.
-     */
-    public var phase: String
-    /**
-     * Snapshot rows received (while syncing).
-     */
-    public var rowsDone: UInt64
-    /**
-     * Snapshot rows in all (while syncing).
-     */
-    public var rows: UInt64
-    /**
-     * Local writes waiting for the server.
-     */
-    public var pending: Int64
-    /**
-     * Conflicts waiting for the user.
-     */
-    public var conflicts: Int64
-    /**
-     * Writes the server refused.
-     */
-    public var rejected: Int64
-    /**
-     * When the device was last in step with the server (Unix milliseconds).
-     */
-    public var lastSyncMs: Int64?
-    /**
-     * Why sync stopped, in words for the user (`outdated`: the app must be updated).
-     */
-    public var message: String?
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * `offline`, `connecting`, `syncing`, `live`, `unauthorized` or `outdated`.
-         */phase: String, 
-        /**
-         * Snapshot rows received (while syncing).
-         */rowsDone: UInt64, 
-        /**
-         * Snapshot rows in all (while syncing).
-         */rows: UInt64, 
-        /**
-         * Local writes waiting for the server.
-         */pending: Int64, 
-        /**
-         * Conflicts waiting for the user.
-         */conflicts: Int64, 
-        /**
-         * Writes the server refused.
-         */rejected: Int64, 
-        /**
-         * When the device was last in step with the server (Unix milliseconds).
-         */lastSyncMs: Int64?, 
-        /**
-         * Why sync stopped, in words for the user (`outdated`: the app must be updated).
-         */message: String?) {
-        self.phase = phase
-        self.rowsDone = rowsDone
-        self.rows = rows
-        self.pending = pending
-        self.conflicts = conflicts
-        self.rejected = rejected
-        self.lastSyncMs = lastSyncMs
-        self.message = message
-    }
-
-    
-
-    
-}
-
-#if compiler(>=6)
-extension SyncStatus: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SyncStatus {
-        return
-            try SyncStatus(
-                phase: FfiConverterString.read(from: &buf), 
-                rowsDone: FfiConverterUInt64.read(from: &buf), 
-                rows: FfiConverterUInt64.read(from: &buf), 
-                pending: FfiConverterInt64.read(from: &buf), 
-                conflicts: FfiConverterInt64.read(from: &buf), 
-                rejected: FfiConverterInt64.read(from: &buf), 
-                lastSyncMs: FfiConverterOptionInt64.read(from: &buf), 
-                message: FfiConverterOptionString.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: SyncStatus, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.phase, into: &buf)
-        FfiConverterUInt64.write(value.rowsDone, into: &buf)
-        FfiConverterUInt64.write(value.rows, into: &buf)
-        FfiConverterInt64.write(value.pending, into: &buf)
-        FfiConverterInt64.write(value.conflicts, into: &buf)
-        FfiConverterInt64.write(value.rejected, into: &buf)
-        FfiConverterOptionInt64.write(value.lastSyncMs, into: &buf)
-        FfiConverterOptionString.write(value.message, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeSyncStatus_lift(_ buf: RustBuffer) throws -> SyncStatus {
-    return try FfiConverterTypeSyncStatus.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeSyncStatus_lower(_ value: SyncStatus) -> RustBuffer {
-    return FfiConverterTypeSyncStatus.lower(value)
-}
-
-
-/**
- * How the user settles a conflict.
- */
-
-public enum ConflictChoice: Equatable, Hashable {
-    
-    /**
-     * Write my values over the server's.
-     */
-    case keepMine
-    /**
-     * Keep the server's values.
-     */
-    case takeTheirs
-    /**
-     * Write this value to this column instead.
-     */
-    case edit(
-        /**
-         * The column.
-         */column: String, 
-        /**
-         * The value.
-         */value: FieldValue
-    )
-
-
-
-
-
-}
-
-#if compiler(>=6)
-extension ConflictChoice: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeConflictChoice: FfiConverterRustBuffer {
-    typealias SwiftType = ConflictChoice
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConflictChoice {
-        let variant: Int32 = try readInt(&buf)
-        switch variant {
-        
-        case 1: return .keepMine
-        
-        case 2: return .takeTheirs
-        
-        case 3: return .edit(column: try FfiConverterString.read(from: &buf), value: try FfiConverterTypeFieldValue.read(from: &buf)
-        )
-        
-        default: throw UniffiInternalError.unexpectedEnumCase
-        }
-    }
-
-    public static func write(_ value: ConflictChoice, into buf: inout [UInt8]) {
-        switch value {
-        
-        
-        case .keepMine:
-            writeInt(&buf, Int32(1))
-        
-        
-        case .takeTheirs:
-            writeInt(&buf, Int32(2))
-        
-        
-        case let .edit(column,value):
-            writeInt(&buf, Int32(3))
-            FfiConverterString.write(column, into: &buf)
-            FfiConverterTypeFieldValue.write(value, into: &buf)
-            
-        }
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeConflictChoice_lift(_ buf: RustBuffer) throws -> ConflictChoice {
-    return try FfiConverterTypeConflictChoice.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeConflictChoice_lower(_ value: ConflictChoice) -> RustBuffer {
-    return FfiConverterTypeConflictChoice.lower(value)
-}
-
-
-
-/**
- * A value as the UI sees it.
- */
-
-public enum FieldValue: Equatable, Hashable {
-    
-    /**
-     * No value.
-     */
-    case null
-    /**
-     * A whole number (currency fields hold minor units, e.g. cents).
-     */
-    case integer(
-        /**
-         * The number.
-         */value: Int64
-    )
-    /**
-     * A floating-point number.
-     */
-    case real(
-        /**
-         * The number.
-         */value: Double
-    )
-    /**
-     * Text.
-     */
-    case text(
-        /**
-         * The text.
-         */value: String
-    )
-
-
-
-
-
-}
-
-#if compiler(>=6)
-extension FieldValue: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeFieldValue: FfiConverterRustBuffer {
-    typealias SwiftType = FieldValue
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FieldValue {
-        let variant: Int32 = try readInt(&buf)
-        switch variant {
-        
-        case 1: return .null
-        
-        case 2: return .integer(value: try FfiConverterInt64.read(from: &buf)
-        )
-        
-        case 3: return .real(value: try FfiConverterDouble.read(from: &buf)
-        )
-        
-        case 4: return .text(value: try FfiConverterString.read(from: &buf)
-        )
-        
-        default: throw UniffiInternalError.unexpectedEnumCase
-        }
-    }
-
-    public static func write(_ value: FieldValue, into buf: inout [UInt8]) {
-        switch value {
-        
-        
-        case .null:
-            writeInt(&buf, Int32(1))
-        
-        
-        case let .integer(value):
-            writeInt(&buf, Int32(2))
-            FfiConverterInt64.write(value, into: &buf)
-            
-        
-        case let .real(value):
-            writeInt(&buf, Int32(3))
-            FfiConverterDouble.write(value, into: &buf)
-            
-        
-        case let .text(value):
-            writeInt(&buf, Int32(4))
-            FfiConverterString.write(value, into: &buf)
-            
-        }
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFieldValue_lift(_ buf: RustBuffer) throws -> FieldValue {
-    return try FfiConverterTypeFieldValue.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeFieldValue_lower(_ value: FieldValue) -> RustBuffer {
-    return FfiConverterTypeFieldValue.lower(value)
-}
 
 
 
@@ -2667,10 +1097,10 @@ public protocol MoatListener: AnyObject, Sendable {
     /**
      * The sync status changed.
      */
-    func onStatus(status: SyncStatus) 
+    func onStatus(status: Status) 
     
     /**
-     * The server could not merge some of this device's edits: show the alert.
+     * The server could not merge some of this device's edits: every conflict that waits.
      */
     func onConflicts(conflicts: [ConflictView]) 
     
@@ -2678,6 +1108,11 @@ public protocol MoatListener: AnyObject, Sendable {
      * The server refused a write; it stays listed with the reason.
      */
     func onRejected(mutationId: String, reason: String) 
+    
+    /**
+     * Something failed that the user should know of; sync starts again from a fresh session.
+     */
+    func onError(message: String) 
     
 }
 
@@ -2740,7 +1175,7 @@ fileprivate struct UniffiCallbackInterfaceMoatListener {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
                 return uniffiObj.onStatus(
-                     status: try FfiConverterTypeSyncStatus_lift(status)
+                     status: try FfiConverterTypeStatus_lift(status)
                 )
             }
 
@@ -2791,6 +1226,30 @@ fileprivate struct UniffiCallbackInterfaceMoatListener {
                 return uniffiObj.onRejected(
                      mutationId: try FfiConverterString.lift(mutationId),
                      reason: try FfiConverterString.lift(reason)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onError: { (
+            uniffiHandle: UInt64,
+            message: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceMoatListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onError(
+                     message: try FfiConverterString.lift(message)
                 )
             }
 
@@ -2884,30 +1343,6 @@ public func FfiConverterCallbackInterfaceMoatListener_lower(_ v: MoatListener) -
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionInt64: FfiConverterRustBuffer {
-    typealias SwiftType = Int64?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterInt64.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterInt64.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -2924,30 +1359,6 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionTypeFieldValue: FfiConverterRustBuffer {
-    typealias SwiftType = FieldValue?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterTypeFieldValue.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterTypeFieldValue.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -2981,56 +1392,6 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterSequenceTypeCellView: FfiConverterRustBuffer {
-    typealias SwiftType = [CellView]
-
-    public static func write(_ value: [CellView], into buf: inout [UInt8]) {
-        let len = Int32(value.count)
-        writeInt(&buf, len)
-        for item in value {
-            FfiConverterTypeCellView.write(item, into: &buf)
-        }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [CellView] {
-        let len: Int32 = try readInt(&buf)
-        var seq = [CellView]()
-        seq.reserveCapacity(Int(len))
-        for _ in 0 ..< len {
-            seq.append(try FfiConverterTypeCellView.read(from: &buf))
-        }
-        return seq
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterSequenceTypeChoiceView: FfiConverterRustBuffer {
-    typealias SwiftType = [ChoiceView]
-
-    public static func write(_ value: [ChoiceView], into buf: inout [UInt8]) {
-        let len = Int32(value.count)
-        writeInt(&buf, len)
-        for item in value {
-            FfiConverterTypeChoiceView.write(item, into: &buf)
-        }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ChoiceView] {
-        let len: Int32 = try readInt(&buf)
-        var seq = [ChoiceView]()
-        seq.reserveCapacity(Int(len))
-        for _ in 0 ..< len {
-            seq.append(try FfiConverterTypeChoiceView.read(from: &buf))
-        }
-        return seq
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterSequenceTypeColumnValue: FfiConverterRustBuffer {
     typealias SwiftType = [ColumnValue]
 
@@ -3056,56 +1417,6 @@ fileprivate struct FfiConverterSequenceTypeColumnValue: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterSequenceTypeColumnView: FfiConverterRustBuffer {
-    typealias SwiftType = [ColumnView]
-
-    public static func write(_ value: [ColumnView], into buf: inout [UInt8]) {
-        let len = Int32(value.count)
-        writeInt(&buf, len)
-        for item in value {
-            FfiConverterTypeColumnView.write(item, into: &buf)
-        }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ColumnView] {
-        let len: Int32 = try readInt(&buf)
-        var seq = [ColumnView]()
-        seq.reserveCapacity(Int(len))
-        for _ in 0 ..< len {
-            seq.append(try FfiConverterTypeColumnView.read(from: &buf))
-        }
-        return seq
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterSequenceTypeConflictColumnView: FfiConverterRustBuffer {
-    typealias SwiftType = [ConflictColumnView]
-
-    public static func write(_ value: [ConflictColumnView], into buf: inout [UInt8]) {
-        let len = Int32(value.count)
-        writeInt(&buf, len)
-        for item in value {
-            FfiConverterTypeConflictColumnView.write(item, into: &buf)
-        }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ConflictColumnView] {
-        let len: Int32 = try readInt(&buf)
-        var seq = [ConflictColumnView]()
-        seq.reserveCapacity(Int(len))
-        for _ in 0 ..< len {
-            seq.append(try FfiConverterTypeConflictColumnView.read(from: &buf))
-        }
-        return seq
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterSequenceTypeConflictView: FfiConverterRustBuffer {
     typealias SwiftType = [ConflictView]
 
@@ -3123,56 +1434,6 @@ fileprivate struct FfiConverterSequenceTypeConflictView: FfiConverterRustBuffer 
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeConflictView.read(from: &buf))
-        }
-        return seq
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterSequenceTypeFieldView: FfiConverterRustBuffer {
-    typealias SwiftType = [FieldView]
-
-    public static func write(_ value: [FieldView], into buf: inout [UInt8]) {
-        let len = Int32(value.count)
-        writeInt(&buf, len)
-        for item in value {
-            FfiConverterTypeFieldView.write(item, into: &buf)
-        }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [FieldView] {
-        let len: Int32 = try readInt(&buf)
-        var seq = [FieldView]()
-        seq.reserveCapacity(Int(len))
-        for _ in 0 ..< len {
-            seq.append(try FfiConverterTypeFieldView.read(from: &buf))
-        }
-        return seq
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterSequenceTypeListRowView: FfiConverterRustBuffer {
-    typealias SwiftType = [ListRowView]
-
-    public static func write(_ value: [ListRowView], into buf: inout [UInt8]) {
-        let len = Int32(value.count)
-        writeInt(&buf, len)
-        for item in value {
-            FfiConverterTypeListRowView.write(item, into: &buf)
-        }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ListRowView] {
-        let len: Int32 = try readInt(&buf)
-        var seq = [ListRowView]()
-        seq.reserveCapacity(Int(len))
-        for _ in 0 ..< len {
-            seq.append(try FfiConverterTypeListRowView.read(from: &buf))
         }
         return seq
     }
@@ -3228,31 +1489,6 @@ fileprivate struct FfiConverterSequenceTypeRejectedView: FfiConverterRustBuffer 
     }
 }
 
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterSequenceTypeSectionView: FfiConverterRustBuffer {
-    typealias SwiftType = [SectionView]
-
-    public static func write(_ value: [SectionView], into buf: inout [UInt8]) {
-        let len = Int32(value.count)
-        writeInt(&buf, len)
-        for item in value {
-            FfiConverterTypeSectionView.write(item, into: &buf)
-        }
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SectionView] {
-        let len: Int32 = try readInt(&buf)
-        var seq = [SectionView]()
-        seq.reserveCapacity(Int(len))
-        for _ in 0 ..< len {
-            seq.append(try FfiConverterTypeSectionView.read(from: &buf))
-        }
-        return seq
-    }
-}
-
 private enum InitializationResult {
     case ok
     case contractVersionMismatch
@@ -3271,16 +1507,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatclient_close() != 10012) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_conflicts() != 7324) {
+    if (uniffi_client_bridge_checksum_method_moatclient_conflicts() != 2098) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_detail_view() != 3552) {
+    if (uniffi_client_bridge_checksum_method_moatclient_detail_view() != 57490) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_dismiss_rejected() != 1370) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_edit() != 35471) {
+    if (uniffi_client_bridge_checksum_method_moatclient_edit() != 7517) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_edit_text() != 22258) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_go_offline() != 922) {
@@ -3289,25 +1528,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatclient_go_online() != 55298) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_insert_row() != 51810) {
+    if (uniffi_client_bridge_checksum_method_moatclient_insert_row() != 58104) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_list_view() != 60648) {
+    if (uniffi_client_bridge_checksum_method_moatclient_list_view() != 17685) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_object_types() != 28888) {
+    if (uniffi_client_bridge_checksum_method_moatclient_object_types() != 18165) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_rejected() != 62962) {
+    if (uniffi_client_bridge_checksum_method_moatclient_rejected() != 57795) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_resolve() != 52953) {
+    if (uniffi_client_bridge_checksum_method_moatclient_resolve() != 43489) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_status() != 48805) {
+    if (uniffi_client_bridge_checksum_method_moatclient_status() != 30707) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_update_row() != 60850) {
+    if (uniffi_client_bridge_checksum_method_moatclient_update_row() != 41004) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_constructor_moatclient_new() != 9440) {
@@ -3316,17 +1555,21 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatlistener_on_tables_changed() != 54144) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatlistener_on_status() != 46419) {
+    if (uniffi_client_bridge_checksum_method_moatlistener_on_status() != 59463) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatlistener_on_conflicts() != 61773) {
+    if (uniffi_client_bridge_checksum_method_moatlistener_on_conflicts() != 27846) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatlistener_on_rejected() != 4463) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_client_bridge_checksum_method_moatlistener_on_error() != 36536) {
+        return InitializationResult.apiChecksumMismatch
+    }
 
     uniffiCallbackInitMoatListener()
+    uniffiEnsureSqliteExtInitialized()
     return InitializationResult.ok
 }()
 

@@ -1,0 +1,295 @@
+//! The one client driver both shells run. It owns the core's sync engine and everything around it
+//! that is not moving bytes: the queue of events, applying frames that arrive together in one
+//! transaction, going offline and online (as engine events), telling the app the status after every
+//! change, reporting failures, and the calls the UI makes (each a delegation to `sqlite_ext::ui`).
+//!
+//! A shell feeds it [`Input`]s, calls [`Driver::run`] and carries out the [`Effect`]s in order:
+//! connect, send, close, set a timer, notify. That is all a shell does, so the native and web
+//! clients cannot drift apart.
+
+use std::collections::VecDeque;
+
+use base64::Engine as _;
+use serde::Serialize;
+use sqlite_ext::ui::{
+    self, ColumnValue, ConflictChoice, ConflictView, DetailViewModel, ListQuery, ListViewModel,
+    ObjectTypeView, RejectedView,
+};
+use sqlite_ext::{Event, FieldValue, Fields, Instruction, Replica, Status, SyncEngine, Value};
+
+type Result<T> = std::result::Result<T, sqlite_ext::Error>;
+
+/// An engine event that owns its frame, so that a shell can queue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The app starts.
+    Start,
+    /// The transport opened.
+    Connected,
+    /// A text frame arrived.
+    Frame(String),
+    /// The transport closed, with its close code if it had one.
+    Disconnected(Option<u16>),
+    /// The timer fired.
+    Timer,
+    /// The app wrote locally (or changed what waits, such as dismissing a rejected write).
+    LocalWrite,
+    /// The user (or the device's network) took the app offline.
+    GoOffline,
+    /// Back online.
+    GoOnline,
+}
+
+impl Input {
+    fn event(&self) -> Event<'_> {
+        match self {
+            Input::Start => Event::Start,
+            Input::Connected => Event::Connected,
+            Input::Frame(t) => Event::Frame(t),
+            Input::Disconnected(c) => Event::Disconnected(*c),
+            Input::Timer => Event::Timer,
+            Input::LocalWrite => Event::LocalWrite,
+            Input::GoOffline => Event::GoOffline,
+            Input::GoOnline => Event::GoOnline,
+        }
+    }
+}
+
+/// What the app is told, as it happens: the native shell calls its listener's method of the same
+/// name, the web shell posts it to the page as this JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientEvent {
+    /// Rows of these tables changed: re-read what is shown of them.
+    Tables {
+        /// The tables.
+        tables: Vec<String>,
+    },
+    /// The sync status changed.
+    Status {
+        /// The status now.
+        status: Status,
+    },
+    /// The server could not merge some of this device's edits: every conflict that waits.
+    Conflicts {
+        /// The conflicts, as the alert shows them.
+        conflicts: Vec<ConflictView>,
+    },
+    /// The server refused a write; it stays listed with the reason.
+    Rejected {
+        /// The refused mutation.
+        mutation_id: String,
+        /// The server's reason.
+        reason: String,
+    },
+    /// Something failed that the user should know of (a frame that could not be used, the local
+    /// database failing); sync starts again from a fresh session.
+    Error {
+        /// In words for the user.
+        message: String,
+    },
+}
+
+/// What the shell does, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Open the transport; feed `Connected` or `Disconnected` when it opens or fails.
+    Connect,
+    /// Send this text frame; if that fails, drop the transport and feed `Disconnected`.
+    Send(String),
+    /// Drop the transport; feed `Disconnected` if one was open.
+    Close,
+    /// Feed `Timer` after this many milliseconds (replacing any earlier timer).
+    SetTimer(u64),
+    /// Tell the app.
+    Notify(ClientEvent),
+}
+
+/// The engine, its queue, and what the app was last told of the status.
+#[derive(Debug)]
+pub struct Driver {
+    engine: SyncEngine,
+    role: String,
+    queue: VecDeque<Input>,
+    reported: Option<Status>,
+}
+
+impl Driver {
+    /// A driver over `replica`, syncing as the bearer of `token` (a JWT whose `role` picks the
+    /// layouts drawn). It starts at once: the first [`Driver::run`] asks for a connection.
+    pub fn new(replica: Replica, token: String) -> Result<Driver> {
+        let role = role_of(&token)
+            .ok_or_else(|| sqlite_ext::Error::Invalid("the token is not a JWT with a role".into()))?;
+        Ok(Driver {
+            engine: SyncEngine::new(replica, token),
+            role,
+            queue: VecDeque::from([Input::Start]),
+            reported: None,
+        })
+    }
+
+    /// Queues an input for the next [`Driver::run`].
+    pub fn feed(&mut self, input: Input) {
+        self.queue.push_back(input);
+    }
+
+    /// Works off the queue and returns what the shell must do. Inputs that wait together (frames that
+    /// arrived together) are applied in one transaction; the status is reported when it changed.
+    pub fn run(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let batch = self.queue.len() > 1 && self.engine.replica().begin_batch().is_ok();
+        while let Some(input) = self.queue.pop_front() {
+            match self.engine.handle(input.event()) {
+                Ok(instructions) => {
+                    for i in instructions {
+                        self.carry_out(i, &mut out);
+                    }
+                }
+                Err(e) => self.fail(format!("the local database failed: {e}"), &mut out),
+            }
+        }
+        // A failed commit undoes the batch: a new session resends what it needs.
+        if batch && let Err(e) = self.engine.replica().end_batch() {
+            self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
+        }
+        match self.engine.status() {
+            Ok(s) if self.reported.as_ref() != Some(&s) => {
+                self.reported = Some(s.clone());
+                out.push(Effect::Notify(ClientEvent::Status { status: s }));
+            }
+            Ok(_) => {}
+            Err(e) => out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() })),
+        }
+        out
+    }
+
+    fn fail(&mut self, message: String, out: &mut Vec<Effect>) {
+        out.push(Effect::Notify(ClientEvent::Error { message }));
+        out.push(Effect::Close);
+    }
+
+    fn carry_out(&mut self, i: Instruction, out: &mut Vec<Effect>) {
+        out.push(match i {
+            Instruction::Connect => Effect::Connect,
+            Instruction::Send(text) => Effect::Send(text),
+            Instruction::Close => Effect::Close,
+            Instruction::SetTimer(ms) => Effect::SetTimer(ms),
+            Instruction::TablesChanged(tables) => Effect::Notify(ClientEvent::Tables { tables }),
+            Instruction::ConflictsRaised(_) => match ui::conflicts(self.engine.replica()) {
+                Ok(conflicts) => Effect::Notify(ClientEvent::Conflicts { conflicts }),
+                Err(e) => Effect::Notify(ClientEvent::Error { message: e.to_string() }),
+            },
+            Instruction::Rejected { mutation_id, reason } => {
+                Effect::Notify(ClientEvent::Rejected { mutation_id, reason })
+            }
+            Instruction::Failed(message) => Effect::Notify(ClientEvent::Error { message }),
+        });
+    }
+
+    /// The engine (tests and benchmarks read the replica through it).
+    pub fn engine(&self) -> &SyncEngine {
+        &self.engine
+    }
+
+    fn replica(&self) -> &Replica {
+        self.engine.replica()
+    }
+
+    /// A local write was made: send it when possible (queued for the next run).
+    fn wrote(&mut self) {
+        self.feed(Input::LocalWrite);
+    }
+
+    fn key(&self, object_type: &str, id: &str) -> Result<Fields<Value>> {
+        ui::record_key(self.replica(), &ui::table_of(self.replica(), object_type)?, id)
+    }
+
+    /// The sync status now.
+    pub fn status(&self) -> Result<Status> {
+        self.engine.status()
+    }
+
+    /// The object types, from the synced `object_metadata`.
+    pub fn object_types(&self) -> Result<Vec<ObjectTypeView>> {
+        ui::object_types(self.replica().connection(), self.replica().schema())
+    }
+
+    /// A page of a list.
+    pub fn list_view(&self, q: &ListQuery) -> Result<ListViewModel> {
+        ui::list_view(self.replica().connection(), self.replica().schema(), q)
+    }
+
+    /// Record `id`'s detail page, drawn from the synced `layout_definition` for this user's role.
+    pub fn detail_view(&self, object_type: &str, id: &str) -> Result<DetailViewModel> {
+        let key = self.key(object_type, id)?;
+        ui::detail_view(self.replica().connection(), self.replica().schema(), object_type, &key, &self.role)
+    }
+
+    /// Edits one field with a value, checked against the metadata and this role's layout.
+    pub fn edit(&mut self, object_type: &str, id: &str, field: String, value: FieldValue) -> Result<()> {
+        let key = self.key(object_type, id)?;
+        let values = Fields(vec![(field, value.into())]);
+        ui::edit(self.engine.replica_mut(), object_type, &key, &values, &self.role)?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// Edits one field with what the user typed, read as the field reads input (currency in major
+    /// units with the field's scale), then checked like [`Driver::edit`].
+    pub fn edit_text(&mut self, object_type: &str, id: &str, field: &str, text: &str) -> Result<()> {
+        let key = self.key(object_type, id)?;
+        ui::edit_text_of(self.engine.replica_mut(), object_type, &key, field, text, &self.role)?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// Writes one column of any synced row (admin tools); the server checks the role's rights.
+    pub fn update_row(&mut self, table: &str, id: &str, column: String, value: FieldValue) -> Result<()> {
+        let key = ui::record_key(self.replica(), table, id)?;
+        self.engine.replica_mut().update(table, &key, &Fields(vec![(column, value.into())]))?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// Inserts a row into any synced table (admin tools); the server checks the role's rights.
+    pub fn insert_row(&mut self, table: &str, values: Vec<ColumnValue>) -> Result<()> {
+        let row = Fields(values.into_iter().map(|c| (c.column, c.value.into())).collect());
+        self.engine.replica_mut().insert(table, &row)?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// Conflicts waiting for the user.
+    pub fn conflicts(&self) -> Result<Vec<ConflictView>> {
+        ui::conflicts(self.replica())
+    }
+
+    /// Settles a conflict.
+    pub fn resolve(&mut self, conflict_id: i64, choice: ConflictChoice) -> Result<()> {
+        ui::resolve(self.engine.replica_mut(), conflict_id, choice)?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// Writes the server refused, oldest first.
+    pub fn rejected(&self) -> Result<Vec<RejectedView>> {
+        ui::rejected(self.replica())
+    }
+
+    /// Forgets a rejected write once the user has seen it.
+    pub fn dismiss_rejected(&mut self, mutation_id: &str) -> Result<()> {
+        self.engine.replica_mut().dismiss_rejected(mutation_id)?;
+        self.wrote();
+        Ok(())
+    }
+}
+
+/// The role claim of a JWT (decoded, not verified: the server verifies; the client only needs to know
+/// which layout to draw). `None` for anything that is not a JWT with a role.
+fn role_of(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["role"].as_str().map(str::to_owned)
+}

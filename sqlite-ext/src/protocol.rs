@@ -1,0 +1,282 @@
+//! The session messages, one JSON object per WebSocket text frame, tagged by `type`: written here
+//! once, encoded and decoded by the server and by the client engine alike. `docs/protocol.md` has an
+//! example of each; `tests/fixtures/wire/session/` pins them and both sides decode every fixture.
+//!
+//! - [`ClientMsg`] decodes strictly (unknown fields are refused): the server treats every client frame
+//!   as hostile. An unknown `type` decodes to [`ClientMsg::Unknown`] and is answered with an error
+//!   frame, so a newer client survives an older server.
+//! - [`ServerMsg`] decodes strictly in what it needs (a missing or mistyped field is a protocol
+//!   error; a `diff` without its `version` can never move a cursor) and tolerates fields it does not
+//!   know, so an older client survives a newer server that adds some. An unknown `type` decodes to
+//!   [`ServerMsg::Unknown`] and is ignored.
+//!
+//! Strings are `Cow`s, so the server encodes from what it holds without copying and a client decodes
+//! into owned values. Diffs are [`DiffJson`]: already-encoded JSON when written (a change is encoded
+//! once per channel and spliced into every frame), a JSON tree when read (decoded against the schema
+//! by whoever reads it).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::apply::Conflict;
+
+/// The protocol version both sides speak.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// WebSocket close codes (4000–4999 are the application's). What a client does on each is in
+/// `docs/protocol.md`.
+pub mod close {
+    /// The server is shutting down; reconnect later.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame larger than the server's `max_frame_bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server failed (it could not read its database); reconnect later, the cursor is kept.
+    pub const INTERNAL: u16 = 1011;
+    /// The server's schema changed (a live migration); reconnect at once: the welcome carries it.
+    pub const SCHEMA_CHANGED: u16 = 1012;
+    /// The token is missing, forged, expired, or its role has no rules. A new token is needed.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// The peer broke the protocol (no hello in time, a wrong version, a frame that does not decode).
+    pub const PROTOCOL: u16 = 4002;
+    /// The client did not keep up with its channel; reconnect and resume from the cursor.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The client cannot follow the server's schema (an app from before `schema` was sent in hello,
+    /// on a migrated server): it must be updated; reconnecting does not help.
+    pub const OUTDATED: u16 = 4010;
+    /// Too many pushes waiting for their acks.
+    pub const FLOOD: u16 = 4029;
+}
+
+/// A JSON diff inside a frame.
+#[derive(Debug, Clone)]
+pub enum DiffJson<'a> {
+    /// Already-encoded JSON, written as it is (encoded once, sent to many).
+    Encoded(&'a RawValue),
+    /// A JSON tree: what a decoded frame holds, to be checked with `Diff::from_value`.
+    Tree(serde_json::Value),
+}
+
+impl PartialEq for DiffJson<'_> {
+    /// Equal when they are the same JSON.
+    fn eq(&self, other: &Self) -> bool {
+        self.clone().into_tree() == other.clone().into_tree()
+    }
+}
+
+impl Serialize for DiffJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DiffJson::Encoded(raw) => raw.serialize(s),
+            DiffJson::Tree(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DiffJson<'_> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(DiffJson::Tree)
+    }
+}
+
+impl DiffJson<'_> {
+    /// The JSON tree (encoded JSON is parsed).
+    pub fn into_tree(self) -> serde_json::Value {
+        match self {
+            DiffJson::Encoded(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
+            DiffJson::Tree(v) => v,
+        }
+    }
+}
+
+/// A frame from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg<'a> {
+    /// The first frame of every connection.
+    Hello {
+        /// The protocol version the client speaks.
+        protocol: u32,
+        /// A signed token (JWT) naming user, tenant and role.
+        #[serde(borrow)]
+        token: Cow<'a, str>,
+        /// The replica's client id (made once per database file).
+        #[serde(borrow)]
+        client_id: Cow<'a, str>,
+        /// The version of the last diff the client applied, per channel it holds data of.
+        #[serde(default)]
+        cursors: BTreeMap<String, i64>,
+        /// The fingerprint of the client's schema; when it is not the server's, the welcome carries
+        /// the server's schema and the client migrates its replica.
+        #[serde(default, borrow)]
+        schema: Option<Cow<'a, str>>,
+    },
+    /// A local mutation to apply.
+    Push {
+        /// Unique per client; the server applies each id at most once.
+        #[serde(borrow)]
+        mutation_id: Cow<'a, str>,
+        /// The JSON diff, decoded strictly against the schema by the handler.
+        diff: DiffJson<'a>,
+    },
+    /// Keep-alive; answered with `pong`.
+    Ping {
+        /// Echoed back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+    /// A message type this side does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The server's schema, as a welcome carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaInfo<'a> {
+    /// Its fingerprint (FNV-1a 64 of the SQL, hex).
+    #[serde(borrow)]
+    pub fingerprint: Cow<'a, str>,
+    /// The SQL the schema model is built from (the base schema and every applied migration). A client
+    /// builds its model from it in memory and creates tables and columns from the model.
+    #[serde(borrow)]
+    pub sql: Cow<'a, str>,
+}
+
+/// A frame to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    /// The answer to a good hello.
+    Welcome {
+        /// The protocol version the server speaks.
+        protocol: u32,
+        /// The authenticated user.
+        #[serde(borrow)]
+        user: Cow<'a, str>,
+        /// Their tenant.
+        #[serde(borrow)]
+        tenant: Cow<'a, str>,
+        /// Their role.
+        #[serde(borrow)]
+        role: Cow<'a, str>,
+        /// The channels the client receives (today exactly one).
+        channels: Vec<String>,
+        /// Pushes the client may have waiting for acks; one more closes the connection.
+        max_inflight_pushes: usize,
+        /// The server's schema, when the client's fingerprint differs (after a migration).
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        schema: Option<SchemaInfo<'a>>,
+    },
+    /// A full copy of a channel follows: the client drops its rows of that channel first.
+    SnapshotBegin {
+        /// The channel.
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        /// How many rows the snapshot has, for a progress bar.
+        rows: u64,
+    },
+    /// One chunk of a snapshot, as a diff of inserts.
+    Snapshot {
+        /// The channel.
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        /// Rows sent so far, this chunk included.
+        rows_done: u64,
+        /// Rows in the whole snapshot.
+        rows: u64,
+        /// The rows, as insert changes.
+        diff: DiffJson<'a>,
+    },
+    /// The snapshot is complete and consistent as of `version`.
+    SnapshotEnd {
+        /// The channel.
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        /// The cursor to store.
+        version: i64,
+    },
+    /// The initial sync (catch-up or snapshot) is complete: from here on, diffs arrive as they happen.
+    Synced {
+        /// The channel.
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        /// The version the client is at.
+        version: i64,
+    },
+    /// A change to a channel, live or during catch-up; apply in version order.
+    Diff {
+        /// The channel.
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        /// The version after this change; the client stores it as its cursor.
+        version: i64,
+        /// The change, in this channel's view.
+        diff: DiffJson<'a>,
+    },
+    /// The writer's mutation is durable. `conflicts` (possibly empty) are the conflict alert: what
+    /// could not be merged, with base, theirs and mine per column.
+    Ack {
+        /// The acknowledged mutation.
+        #[serde(borrow)]
+        mutation_id: Cow<'a, str>,
+        /// The version at which its changes were applied, if any were.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<i64>,
+        /// What could not be merged.
+        conflicts: Cow<'a, [Conflict]>,
+    },
+    /// The mutation was refused as a whole; nothing of it was applied.
+    Reject {
+        /// The refused mutation.
+        #[serde(borrow)]
+        mutation_id: Cow<'a, str>,
+        /// Machine-readable reason: `forbidden`, `bad_diff`, `constraint`.
+        #[serde(borrow)]
+        code: Cow<'a, str>,
+        /// Human-readable reason.
+        #[serde(borrow)]
+        reason: Cow<'a, str>,
+    },
+    /// The client lost access to a channel: it removes that channel's rows.
+    Revoke {
+        /// The channel.
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+    },
+    /// A frame could not be handled; the connection stays open.
+    Error {
+        /// Machine-readable: `protocol`, `unavailable`, `storage`.
+        #[serde(borrow)]
+        code: Cow<'a, str>,
+        /// Human-readable.
+        #[serde(borrow)]
+        message: Cow<'a, str>,
+        /// True when sending the same frame again may succeed.
+        retry: bool,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// The ping's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+    /// A message type this client does not know (from a newer server): ignored.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ClientMsg<'_> {
+    /// The frame's JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("client messages always serialise")
+    }
+}
+
+impl ServerMsg<'_> {
+    /// The frame's JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialise")
+    }
+}

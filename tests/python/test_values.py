@@ -1,0 +1,81 @@
+"""Values are read and formatted by the core, once for every client: a currency field's scale comes
+from the synced metadata, and what the user types goes through the core (`edit_text`), the same call
+the web app and the Swift app make. A scale of 0 and of 3 round-trip through an edit on one device and
+arrive on another."""
+
+import json
+import sqlite3
+
+import client_bridge as cb
+import pytest
+from conftest import core, integer
+
+JOB = "job-a-00077"
+
+
+def price_field(device):
+    return next(f for s in device.client.detail_view("jobs", JOB).sections for f in s.fields if f.field == "price_cents")
+
+
+def set_scale(admin, scale):
+    # The metadata row is synced data: the admin rewrites the field's scale like any other write.
+    fields = json.loads(metadata_fields(admin))
+    for f in fields:
+        if f["name"] == "price_cents":
+            f["scale"] = scale
+    admin.client.update_row("object_metadata", "company-a:jobs", "fields", core.FieldValue.TEXT(json.dumps(fields)))
+
+
+def metadata_fields(device):
+    """The jobs' field definitions as the device holds them (read from its database file)."""
+    db = sqlite3.connect(f"file:{device.path}?mode=ro", uri=True)
+    try:
+        [(fields,)] = db.execute("SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'").fetchall()
+    finally:
+        db.close()
+    return fields
+
+
+@pytest.mark.parametrize("scale, typed, stored, shown, edit_text", [
+    (0, "250", 250, "$250", "250"),
+    (0, "$1,250", 1250, "$1,250", "1250"),
+    (3, "2.5", 2500, "$2.500", "2.500"),
+    (3, "-0.125", -125, "-$0.125", "-0.125"),
+    (2, "12.50", 1250, "$12.50", "12.50"),
+])
+def test_a_currency_scale_round_trips_through_an_edit(device, scale, typed, stored, shown, edit_text):
+    alice = device("alice", "alice", "company-a", "admin")
+    bob = device("bob", "bob", "company-a", "admin")
+    alice.wait_live()
+    bob.wait_live()
+    set_scale(alice, scale)
+    alice.wait_live(pending=0)
+    bob.listener.wait("the new scale", lambda: price_field(bob).scale == scale)
+
+    alice.client.edit_text("jobs", JOB, "price_cents", typed)
+    field = price_field(alice)
+    assert (field.cell.value, field.cell.display, field.cell.edit_text) == (integer(stored), shown, edit_text)
+    alice.wait_live(pending=0)
+    bob.listener.wait("the edit", lambda: price_field(bob).cell.value == integer(stored))
+    field = price_field(bob)
+    assert (field.cell.display, field.cell.edit_text) == (shown, edit_text)
+    # What the editor starts from reads back to the same value.
+    bob.client.edit_text("jobs", JOB, "price_cents", field.cell.edit_text)
+    assert price_field(bob).cell.value == integer(stored)
+    assert bob.client.status().pending == 0, "an edit to the same value writes nothing"
+
+
+@pytest.mark.parametrize("scale, typed, why", [
+    (3, "1.2345", "Price: at most 3 decimal places"),
+    (0, "12.5", "Price: whole amounts only"),
+    (2, "twelve", "Price: not an amount"),
+])
+def test_input_the_field_cannot_hold_is_refused_with_its_reason(device, scale, typed, why):
+    alice = device("alice", "alice", "company-a", "admin")
+    alice.wait_live()
+    set_scale(alice, scale)
+    before = price_field(alice).cell.value
+    with pytest.raises(cb.MoatError.Invalid) as e:
+        alice.client.edit_text("jobs", JOB, "price_cents", typed)
+    assert e.value.message == why
+    assert price_field(alice).cell.value == before, "nothing was written, nothing rounded"

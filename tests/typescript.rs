@@ -1,0 +1,72 @@
+//! The web SDK's TypeScript types are generated from the Rust types the wasm core hands it, so the two
+//! cannot drift: this test writes them into one declaration file and fails when the checked-in
+//! `web/src/sdk/generated.ts` differs. `MOAT_BLESS=1 cargo test -p moat-tests --test typescript`
+//! rewrites it after an intended change.
+
+use std::path::PathBuf;
+
+use client_bridge::driver::ClientEvent;
+use sqlite_ext::ConflictKind;
+use sqlite_ext::sync::{Phase, Status};
+use sqlite_ext::ui::{
+    CellView, Choice, ColumnValue, ColumnView, ConflictChoice, ConflictColumnView, ConflictView,
+    DetailViewModel, FieldKind, FieldValue, FieldView, ListQuery, ListRowView, ListViewModel, ObjectTypeView,
+    RejectedView, SectionView,
+};
+use ts_rs::{Config, TS};
+
+fn declare<T: TS>(cfg: &Config, out: &mut String) {
+    if let Some(docs) = T::docs() {
+        out.push_str(&docs);
+    }
+    out.push_str("export ");
+    out.push_str(&T::decl(cfg));
+    out.push_str("\n\n");
+}
+
+fn generated() -> String {
+    // Every integer the core sends is far below 2^53 (counts, ids, minor units, milliseconds), and
+    // JSON numbers arrive as JavaScript numbers: `number`, not ts-rs's default `bigint`.
+    let cfg = Config::new().with_large_int("number");
+    let mut out = String::from(
+        "// Generated from the Rust types by `tests/typescript.rs` (MOAT_BLESS=1 rewrites it); do not edit.\n\n",
+    );
+    let cfg = &cfg;
+    declare::<FieldValue>(cfg, &mut out);
+    declare::<FieldKind>(cfg, &mut out);
+    declare::<Choice>(cfg, &mut out);
+    declare::<ObjectTypeView>(cfg, &mut out);
+    declare::<ColumnView>(cfg, &mut out);
+    declare::<CellView>(cfg, &mut out);
+    declare::<ListRowView>(cfg, &mut out);
+    declare::<ListQuery>(cfg, &mut out);
+    declare::<ListViewModel>(cfg, &mut out);
+    declare::<FieldView>(cfg, &mut out);
+    declare::<SectionView>(cfg, &mut out);
+    declare::<DetailViewModel>(cfg, &mut out);
+    declare::<ConflictKind>(cfg, &mut out);
+    declare::<ConflictColumnView>(cfg, &mut out);
+    declare::<ConflictView>(cfg, &mut out);
+    declare::<ConflictChoice>(cfg, &mut out);
+    declare::<RejectedView>(cfg, &mut out);
+    declare::<ColumnValue>(cfg, &mut out);
+    declare::<Phase>(cfg, &mut out);
+    declare::<Status>(cfg, &mut out);
+    declare::<ClientEvent>(cfg, &mut out);
+    out.trim_end().to_owned() + "\n"
+}
+
+#[test]
+fn the_web_sdk_types_are_generated_from_rust() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/src/sdk/generated.ts");
+    let text = generated();
+    if std::env::var_os("MOAT_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        stored == text,
+        "web/src/sdk/generated.ts is out of date with the Rust types; run \
+         `MOAT_BLESS=1 cargo test -p moat-tests --test typescript` and commit it"
+    );
+}
