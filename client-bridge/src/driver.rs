@@ -148,11 +148,23 @@ impl Driver {
                 }
                 Err(e) => self.fail(format!("the local database failed: {e}"), &mut out),
             }
+            // After every input, not once per run: each step the user took (an edit, going offline)
+            // and each phase of the session shows, however the inputs were queued.
+            self.report_status(&mut out);
         }
         // A failed commit undoes the batch: a new session resends what it needs.
         if batch && let Err(e) = self.engine.replica().end_batch() {
             self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
+            self.report_status(&mut out);
         }
+        if self.reported.is_none() {
+            self.report_status(&mut out);
+        }
+        out
+    }
+
+    /// Tells the app the status when it changed since it was last told.
+    fn report_status(&mut self, out: &mut Vec<Effect>) {
         match self.engine.status() {
             Ok(s) if self.reported.as_ref() != Some(&s) => {
                 self.reported = Some(s.clone());
@@ -161,7 +173,6 @@ impl Driver {
             Ok(_) => {}
             Err(e) => out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() })),
         }
-        out
     }
 
     fn fail(&mut self, message: String, out: &mut Vec<Effect>) {

@@ -67,6 +67,8 @@ class Listener(cb.MoatListener):
         self.conflicts = []
         self.rejected = []
         self.errors = []
+        # Every report but `tables`, in order, as (kind, payload).
+        self.log = []
 
     def on_tables_changed(self, tables):
         with self.cond:
@@ -76,21 +78,25 @@ class Listener(cb.MoatListener):
     def on_status(self, status):
         with self.cond:
             self.statuses.append(status)
+            self.log.append(("status", status))
             self.cond.notify_all()
 
     def on_conflicts(self, conflicts):
         with self.cond:
             self.conflicts.append(conflicts)
+            self.log.append(("conflicts", conflicts))
             self.cond.notify_all()
 
     def on_rejected(self, mutation_id, reason):
         with self.cond:
             self.rejected.append((mutation_id, reason))
+            self.log.append(("rejected", reason))
             self.cond.notify_all()
 
     def on_error(self, message):
         with self.cond:
             self.errors.append(message)
+            self.log.append(("error", message))
             self.cond.notify_all()
 
     def wait(self, what, check, timeout=20.0):
