@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rusqlite::session::Session;
+use sqlite_ext::protocol::ServerMsg;
 use sqlite_ext::{Diff, Fields, Replica, Schema, Value};
 
 const ROWS: usize = 100_000;
@@ -49,6 +50,17 @@ fn main() {
     step(3, "decoding and checking JSON diffs against the schema");
     let (_, t) = best(runs, || Diff::from_json(&insert_json, &schema).unwrap());
     report("decode", ROWS, t, None);
+    // The same diff inside a session frame, as the client engine reads it (the core's `ServerMsg`).
+    let frame = format!(
+        r#"{{"type":"snapshot","channel":"company-a/admin","rows_done":{ROWS},"rows":{ROWS},"diff":{insert_json}}}"#
+    );
+    let (_, t) = best(runs, || {
+        let Ok(ServerMsg::Snapshot { diff, .. }) = serde_json::from_str(&frame) else {
+            panic!("a snapshot frame")
+        };
+        Diff::from_value(diff.into_tree(), &schema).unwrap()
+    });
+    report("decode as a session frame", ROWS, t, None);
 
     step(4, "initial sync: 100k inserts into an empty replica file");
     let dir = tempfile::tempdir().unwrap();
