@@ -217,3 +217,16 @@ fn a_layout_change_reaches_an_open_detail_view() {
     let added = after.sections[0].fields.last().unwrap();
     assert_eq!((added.field.as_str(), added.label.as_str(), added.read_only), ("assignee", "Assignee", true));
 }
+
+#[test]
+fn a_field_kind_from_newer_metadata_reads_as_unknown() {
+    for kind in
+        ["text", "multiline", "number", "currency", "choice", "date", "reference", "line_items", "boolean"]
+    {
+        let k: FieldKind = serde_json::from_str(&format!("{kind:?}")).unwrap();
+        assert_ne!(k, FieldKind::Unknown);
+        assert_eq!(serde_json::to_string(&k).unwrap(), format!("{kind:?}"), "names round-trip");
+    }
+    let k: FieldKind = serde_json::from_str("\"signature\"").unwrap();
+    assert_eq!(k, FieldKind::Unknown);
+}

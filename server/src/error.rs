@@ -19,9 +19,11 @@ pub enum Error {
     #[error("forbidden: {0}")]
     Forbidden(String),
 
-    /// The diff is malformed or does not fit the schema. The client's fault; retrying fails.
+    /// The diff is malformed, does not fit the schema, or breaks a constraint. The client's fault;
+    /// retrying fails. (A SQLite failure under the core is [`Error::Storage`], never this: see the
+    /// `From` impl below.)
     #[error("bad diff: {0}")]
-    BadDiff(#[from] sqlite_ext::Error),
+    BadDiff(sqlite_ext::Error),
 
     /// The server is overloaded or shutting down. Not the client's fault; retry later.
     #[error("unavailable: {0}")]
@@ -34,6 +36,23 @@ pub enum Error {
     /// A configuration file is wrong. The operator's fault; fix the file.
     #[error("config: {0}")]
     Config(String),
+
+    /// The server broke one of its own invariants: a log entry or a stored outcome it cannot read, a
+    /// row it just wrote that is gone, another server refusing an operator's request. Not the
+    /// client's fault; retrying the same request does not help (an operator must look).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The core's errors split by whose fault they are: SQLite failing is storage (a retry may help),
+/// everything else is the diff's.
+impl From<sqlite_ext::Error> for Error {
+    fn from(e: sqlite_ext::Error) -> Self {
+        match e {
+            sqlite_ext::Error::Sqlite(e) => Error::Storage(e),
+            e => Error::BadDiff(e),
+        }
+    }
 }
 
 impl Error {
@@ -43,18 +62,17 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Protocol(_) => "protocol",
             Error::Forbidden(_) => "forbidden",
-            Error::BadDiff(e) if !e.is_permanent() => "storage",
             Error::BadDiff(_) => "bad_diff",
             Error::Unavailable(_) => "unavailable",
             Error::Storage(_) => "storage",
             Error::Config(_) => "config",
+            Error::Internal(_) => "internal",
         }
     }
 
     /// True when sending the same request again may succeed.
     pub fn retryable(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::Storage(_))
-            || matches!(self, Error::BadDiff(e) if !e.is_permanent())
     }
 }
 

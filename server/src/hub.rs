@@ -44,13 +44,6 @@ pub(crate) fn diff_frame(channel: &str, version: i64, diff: &Diff) -> String {
     ServerMsg::Diff { channel: channel.into(), version, diff: DiffJson::Encoded(&raw) }.to_json()
 }
 
-/// This profile's view of a log entry, if anything of it is visible.
-pub(crate) fn view(rules: &Rules, profile: &Profile, entry: &LogEntry) -> Option<Diff> {
-    let changes: Vec<_> =
-        entry.changes.iter().filter_map(|r| rules.view(profile, &r.change, &r.route)).collect();
-    (!changes.is_empty()).then_some(Diff { changes })
-}
-
 impl Hub {
     /// A hub whose subscribers may each fall `capacity` frames behind.
     pub(crate) fn new(capacity: usize) -> Hub {
@@ -94,7 +87,7 @@ impl Hub {
         };
         for entry in entries {
             for channel in &active {
-                let Some(diff) = view(rules, &channel.profile, entry) else { continue };
+                let Some(diff) = entry.view(rules, &channel.profile) else { continue };
                 let text = diff_frame(&channel.profile.channel, entry.version, &diff);
                 metrics.encodes.inc();
                 let frame =

@@ -181,7 +181,7 @@ fn migrate(cfg: &Config, dir: &std::path::Path, action: MigrateAction) -> moat_s
         return if status == 200 {
             Ok(())
         } else {
-            Err(moat_server::Error::Config(format!("the server answered {status}")))
+            Err(moat_server::Error::Internal(format!("the server refused the migration ({status})")))
         };
     }
     let _lock = match action {

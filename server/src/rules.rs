@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use rusqlite::Connection;
 use serde::Deserialize;
-use sqlite_ext::{Change, Fields, Op, Schema, Value};
+use sqlite_ext::{Change, Diff, Fields, Op, Schema, Value};
 
 use crate::auth::Claims;
 use crate::error::{Error, Result};
@@ -165,6 +166,40 @@ impl Rules {
     /// The routing columns, in route order.
     pub fn route_columns(&self) -> impl Iterator<Item = &str> {
         self.route.iter().map(|(c, _)| c.as_str())
+    }
+
+    /// Checks that a writer with `profile` may make every change of a push, on the database `conn`
+    /// as it is now: an insert must stay in the writer's channel; an update or delete is checked
+    /// against the row's channel as the database says, never as the client claims.
+    pub(crate) fn check_push(
+        &self,
+        conn: &Connection,
+        schema: &Schema,
+        profile: &Profile,
+        diff: &Diff,
+    ) -> Result<()> {
+        let route_cols: Vec<&str> = self.route_columns().collect();
+        for change in &diff.changes {
+            let table = schema.table(&change.table)?;
+            let route = match change.op {
+                Op::Insert => {
+                    let r = self
+                        .route_of_change(change)
+                        .ok_or_else(|| Error::Forbidden("routing column missing".into()))?;
+                    if r != profile.route {
+                        return Err(Error::Forbidden(format!(
+                            "row {} of {} would leave your channel",
+                            change.key(),
+                            change.table
+                        )));
+                    }
+                    None
+                }
+                Op::Update | Op::Delete => table.read_columns(conn, &change.pk, &route_cols)?,
+            };
+            self.check_write(profile, change, route.as_deref())?;
+        }
+        Ok(())
     }
 
     /// Checks that a writer with `profile` may make `change`, whose row's routing values are `route`

@@ -168,6 +168,26 @@ impl DiffWriter {
     }
 }
 
+/// Runs `f` on `conn` under a SQLite session attached to every synced table of `schema`, and returns
+/// what it changed as a diff (empty when it changed nothing). The one capture of local changes: the
+/// replica records a user's edit with it, the server an operator's SQL.
+pub fn capture<T, E: From<Error>>(
+    conn: &rusqlite::Connection,
+    schema: &Schema,
+    f: impl FnOnce(&rusqlite::Connection) -> std::result::Result<T, E>,
+) -> std::result::Result<(T, Diff), E> {
+    let mut session = rusqlite::session::Session::new(conn).map_err(Error::from)?;
+    for t in schema.tables() {
+        session.attach(Some(t.name.as_str())).map_err(Error::from)?;
+    }
+    let out = f(conn)?;
+    let mut bytes = Vec::new();
+    session.changeset_strm(&mut bytes).map_err(Error::from)?;
+    drop(session);
+    let diff = if bytes.is_empty() { Diff::default() } else { Diff::from_changeset(schema, &bytes)? };
+    Ok((out, diff))
+}
+
 impl Diff {
     /// Parses and checks a JSON diff against `schema`. Never panics; every refusal is a typed error.
     pub fn from_json(json: &str, schema: &Schema) -> Result<Diff> {

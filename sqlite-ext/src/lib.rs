@@ -31,7 +31,7 @@ pub mod value;
 
 pub use apply::{ColumnConflict, Conflict, ConflictKind, MergeReport, merge, merge_by_changeset};
 pub use changeset::Op;
-pub use diff::{Change, ColumnChange, Diff, DiffWriter, Fields};
+pub use diff::{Change, ColumnChange, Diff, DiffWriter, Fields, capture};
 pub use error::{Error, Result};
 pub use replica::{Mutation, Rejected, Replica, Resolution, StoredConflict};
 pub use schema::{Column, ColumnType, Schema, Table};

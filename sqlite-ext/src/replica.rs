@@ -17,7 +17,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use rusqlite::session::Session;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 use serde::{Deserialize, Serialize};
 
@@ -642,18 +641,10 @@ fn capture<T>(
     client_id: &str,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<(T, Option<Mutation>)> {
-    let mut session = Session::new(conn)?;
-    for t in schema.tables() {
-        session.attach(Some(t.name.as_str()))?;
-    }
-    let out = f(conn)?;
-    let mut bytes = Vec::new();
-    session.changeset_strm(&mut bytes)?;
-    drop(session);
-    if bytes.is_empty() {
+    let (out, diff) = crate::diff::capture(conn, schema, f)?;
+    if diff.is_empty() {
         return Ok((out, None));
     }
-    let diff = Diff::from_changeset(schema, &bytes)?;
     let n: i64 = conn.query_row(
         "UPDATE moat_meta SET value = value + 1 WHERE key = 'next_mutation' RETURNING value - 1",
         [],

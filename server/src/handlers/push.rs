@@ -5,7 +5,7 @@
 use crate::connection::{Conn, End};
 use crate::error::Error;
 use crate::protocol::{ServerMsg, close};
-use crate::store::{Outcome, PushReply, WriteReq};
+use crate::store::{Outcome, Push, PushReply, WriteReq};
 
 pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_json::Value) -> Result<(), End> {
     conn.state.metrics.pushes.inc();
@@ -18,7 +18,7 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
             // Never applied, so nothing to remember: the same bytes always get the same answer.
             conn.state.metrics.rejects.inc();
             let reason = e.to_string();
-            let code = Error::BadDiff(e).code();
+            let code = Error::from(e).code();
             return conn
                 .send(&ServerMsg::Reject {
                     mutation_id: mutation_id.into(),
@@ -31,13 +31,13 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
     if conn.inflight >= conn.state.limits.max_inflight_pushes {
         return Err(End::Close(close::FLOOD, "too many pushes waiting for acks".into()));
     }
-    let req = WriteReq::Push {
+    let req = WriteReq::Push(Push {
         user: conn.claims.sub.clone(),
         profile: conn.profile.clone(),
         mutation_id: mutation_id.clone(),
         diff,
         reply: conn.replies.clone(),
-    };
+    });
     let wait = std::time::Duration::from_millis(conn.state.limits.send_timeout_ms);
     match conn.state.store.submit(req, wait).await {
         Ok(()) => {

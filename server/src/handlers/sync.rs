@@ -9,7 +9,7 @@ use sqlite_ext::DiffWriter;
 use tokio::sync::mpsc;
 
 use crate::connection::{Conn, End};
-use crate::hub::{diff_frame, view};
+use crate::hub::diff_frame;
 use crate::protocol::{DiffJson, ServerMsg, close};
 use crate::store::{log_after, log_bounds};
 
@@ -42,7 +42,7 @@ async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
             return Ok(());
         }
         for entry in entries {
-            if let Some(diff) = view(&conn.model.rules, &conn.profile, &entry) {
+            if let Some(diff) = entry.view(&conn.model.rules, &conn.profile) {
                 conn.send_text(diff_frame(&conn.profile.channel, entry.version, &diff)).await?;
             }
             conn.sent = entry.version;

@@ -1,0 +1,114 @@
+//! The change log (`moat_log`): one entry per commit that changed something, versioned by one counter.
+//! A channel's log is this log seen through the channel's view ([`LogEntry::view`]): each change keeps
+//! its row's routing values, so the view needs no second read. The writer appends ([`record`]);
+//! catch-up reads ([`log_after`]); the hub publishes what the writer appended.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sqlite_ext::{Change, Diff, Schema, Value};
+
+use crate::error::{Error, Result};
+use crate::rules::{Profile, Rules};
+
+/// One change of the log, with the routing values of its row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Routed {
+    pub(crate) route: Vec<Value>,
+    pub(crate) change: Change,
+}
+
+/// One committed entry of the change log.
+#[derive(Debug, Clone)]
+pub(crate) struct LogEntry {
+    pub(crate) version: i64,
+    pub(crate) changes: Vec<Routed>,
+}
+
+impl LogEntry {
+    /// This profile's view of the entry, if anything of it is visible.
+    pub(crate) fn view(&self, rules: &Rules, profile: &Profile) -> Option<Diff> {
+        let changes: Vec<_> =
+            self.changes.iter().filter_map(|r| rules.view(profile, &r.change, &r.route)).collect();
+        (!changes.is_empty()).then_some(Diff { changes })
+    }
+}
+
+/// The newest version, and the oldest one still in the log (`newest + 1` when the log is empty).
+pub(crate) fn log_bounds(conn: &Connection) -> Result<(i64, i64)> {
+    let newest = current_version(conn)?;
+    let oldest: Option<i64> = conn.query_row("SELECT min(version) FROM moat_log", [], |r| r.get(0))?;
+    Ok((newest, oldest.unwrap_or(newest + 1)))
+}
+
+/// The version of the newest commit (0 before the first).
+pub(crate) fn current_version(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM moat_meta WHERE key = 'version'")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Stores the version a commit reached, and trims the log to `retention` versions now and then.
+pub(crate) fn set_version(conn: &Connection, version: i64, retention: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO moat_meta (key, value) VALUES ('version', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([version])?;
+    if retention > 0 && version % 1024 == 0 {
+        conn.execute("DELETE FROM moat_log WHERE version <= ?1", [version - retention])?;
+    }
+    Ok(())
+}
+
+/// Log entries after `cursor`, up to `limit` of them.
+pub(crate) fn log_after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<LogEntry>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT version, entry FROM moat_log WHERE version > ?1 ORDER BY version LIMIT ?2")?;
+    let rows =
+        stmt.query_map((cursor, limit as i64), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (version, json) = row?;
+        let changes: Vec<Routed> = serde_json::from_str(&json)
+            .map_err(|e| Error::Internal(format!("log entry {version} is unreadable: {e}")))?;
+        out.push(LogEntry { version, changes });
+    }
+    Ok(out)
+}
+
+/// Attaches to each applied change its row's routing values (read back for updates, whose diff
+/// carries only the changed columns; routing columns never change).
+pub(crate) fn route_changes(
+    conn: &Connection,
+    schema: &Schema,
+    rules: &Rules,
+    applied: Diff,
+) -> Result<Vec<Routed>> {
+    let route_cols: Vec<&str> = rules.route_columns().collect();
+    let mut out = Vec::with_capacity(applied.changes.len());
+    for change in applied.changes {
+        let route = match rules.route_of_change(&change) {
+            Some(r) => r,
+            None => schema
+                .table(&change.table)?
+                .read_columns(conn, &change.pk, &route_cols)?
+                .ok_or_else(|| Error::Internal(format!("updated row {} vanished", change.key())))?,
+        };
+        out.push(Routed { route, change });
+    }
+    Ok(out)
+}
+
+/// Appends an entry at `version` (inside the commit's transaction) and keeps it for the publish.
+pub(crate) fn record(
+    conn: &Connection,
+    version: i64,
+    changes: Vec<Routed>,
+    entries: &mut Vec<LogEntry>,
+) -> Result<()> {
+    let json = serde_json::to_string(&changes).expect("log entries serialise");
+    conn.prepare_cached("INSERT INTO moat_log (version, entry) VALUES (?1, ?2)")?.execute((version, json))?;
+    entries.push(LogEntry { version, changes });
+    Ok(())
+}
