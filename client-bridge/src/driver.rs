@@ -304,3 +304,53 @@ fn role_of(token: &str) -> Option<String> {
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims["role"].as_str().map(str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn driver() -> Driver {
+        let replica = Replica::open(":memory:", sqlite_ext::Schema::demo()).unwrap();
+        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        Driver::new(replica, token).unwrap()
+    }
+
+    fn statuses(effects: &[Effect]) -> Vec<sqlite_ext::Phase> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notify(ClientEvent::Status { status }) => Some(status.phase),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_the_engine_cannot_use_is_reported_and_the_session_starts_again() {
+        let mut d = driver();
+        assert_eq!(d.run()[0], Effect::Connect);
+        d.feed(Input::Connected);
+        assert!(matches!(d.run().as_slice(), [Effect::Send(_)]), "the hello");
+        d.feed(Input::Frame("not json".into()));
+        let out = d.run();
+        assert!(
+            matches!(out.as_slice(), [Effect::Notify(ClientEvent::Error { .. }), Effect::Close]),
+            "reported, not dropped: {out:?}"
+        );
+        d.feed(Input::Disconnected(None));
+        let out = d.run();
+        assert!(out.contains(&Effect::SetTimer(500)), "{out:?}");
+        assert_eq!(statuses(&out), [sqlite_ext::Phase::Offline]);
+    }
+
+    #[test]
+    fn each_input_reports_its_status_even_when_queued_together() {
+        let mut d = driver();
+        d.run();
+        d.feed(Input::GoOffline);
+        d.feed(Input::GoOnline);
+        use sqlite_ext::Phase::{Connecting, Offline};
+        assert_eq!(statuses(&d.run()), [Offline, Connecting], "both steps show");
+    }
+}

@@ -78,3 +78,18 @@ impl Error {
 
 /// The server's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn sqlite_failing_under_the_core_is_storage_not_a_bad_diff() {
+        let io = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR), None);
+        let e = Error::from(sqlite_ext::Error::Sqlite(io));
+        assert!(matches!(e, Error::Storage(_)), "{e:?}");
+        assert_eq!((e.code(), e.retryable()), ("storage", true));
+        let bad = Error::from(sqlite_ext::Error::Invalid("an update that changes nothing".into()));
+        assert_eq!((bad.code(), bad.retryable()), ("bad_diff", false));
+    }
+}
