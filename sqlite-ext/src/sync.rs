@@ -40,6 +40,20 @@ pub enum Phase {
     Outdated,
 }
 
+impl Phase {
+    /// The phase in words for the user, as every client's status bar shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Offline => "Offline",
+            Phase::Connecting => "Connecting…",
+            Phase::Syncing => "Syncing",
+            Phase::Live => "Live",
+            Phase::Unauthorized => "Signed out by the server",
+            Phase::Outdated => "Update needed",
+        }
+    }
+}
+
 /// What a UI shows about sync: the phase, the snapshot's progress and what waits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
@@ -47,6 +61,8 @@ pub enum Phase {
 pub struct Status {
     /// The connection's phase.
     pub phase: Phase,
+    /// The phase in words for the user ([`Phase::label`]).
+    pub label: String,
     /// Snapshot rows received (while syncing).
     pub rows_done: u64,
     /// Snapshot rows in all (while syncing; 0 during a catch-up).
@@ -175,6 +191,7 @@ impl SyncEngine {
         let (rows_done, rows) = if self.phase == Phase::Syncing { self.progress } else { (0, 0) };
         Ok(Status {
             phase: self.phase,
+            label: self.phase.label().to_owned(),
             rows_done,
             rows,
             message: if self.phase == Phase::Outdated { self.outdated.clone() } else { None },

@@ -12,7 +12,7 @@ struct StatusBarView: View {
     var body: some View {
         HStack(spacing: 10) {
             Circle().fill(color).frame(width: 8, height: 8)
-            Text(label).font(.footnote.weight(.semibold))
+            Text(status?.label ?? "Connecting…").font(.footnote.weight(.semibold))
             if let message = status?.message {
                 Text(message).font(.caption).foregroundStyle(.secondary).lineLimit(2)
             }
@@ -37,17 +37,6 @@ struct StatusBarView: View {
             if let rejection {
                 Text("Refused: \(rejection.reason)").font(.caption).foregroundStyle(.red).offset(y: -18)
             }
-        }
-    }
-
-    private var label: String {
-        switch status?.phase {
-        case .live: return "Live"
-        case .syncing: return "Syncing"
-        case .offline: return "Offline"
-        case .unauthorized: return "Signed out by the server"
-        case .outdated: return "Update needed"
-        case .connecting, nil: return "Connecting…"
         }
     }
 

@@ -1,14 +1,5 @@
 import type { SyncStatus } from "../sdk";
 
-const labels: Record<string, string> = {
-  offline: "Offline",
-  connecting: "Connecting…",
-  syncing: "Syncing",
-  live: "Live",
-  unauthorized: "Signed out by the server",
-  outdated: "Update needed",
-};
-
 function ago(ms: number | null): string {
   if (!ms) return "never synced";
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
@@ -45,7 +36,7 @@ export function StatusBar({
     >
       <span className={`pill pill-${phase}`} data-testid="status-phase" title={status?.message ?? undefined}>
         <span className="dot" />
-        {labels[phase] ?? phase}
+        {status?.label ?? "Connecting…"}
       </span>
       {phase === "syncing" && (
         <span className="progress" title={`${status?.rows_done ?? 0} of ${status?.rows ?? 0} rows`}>

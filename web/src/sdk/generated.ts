@@ -406,6 +406,10 @@ export type Status = {
  */
 phase: Phase, 
 /**
+ * The phase in words for the user ([`Phase::label`]).
+ */
+label: string, 
+/**
  * Snapshot rows received (while syncing).
  */
 rows_done: number, 

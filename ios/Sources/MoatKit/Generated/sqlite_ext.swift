@@ -1885,6 +1885,10 @@ public struct Status: Equatable, Hashable {
      */
     public var phase: Phase
     /**
+     * The phase in words for the user ([`Phase::label`]).
+     */
+    public var label: String
+    /**
      * Snapshot rows received (while syncing).
      */
     public var rowsDone: UInt64
@@ -1920,6 +1924,9 @@ public struct Status: Equatable, Hashable {
          * The connection's phase.
          */phase: Phase, 
         /**
+         * The phase in words for the user ([`Phase::label`]).
+         */label: String, 
+        /**
          * Snapshot rows received (while syncing).
          */rowsDone: UInt64, 
         /**
@@ -1941,6 +1948,7 @@ public struct Status: Equatable, Hashable {
          * Why sync stopped, in words for the user (`outdated`: the app must be updated).
          */message: String?) {
         self.phase = phase
+        self.label = label
         self.rowsDone = rowsDone
         self.rows = rows
         self.pending = pending
@@ -1967,6 +1975,7 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
         return
             try Status(
                 phase: FfiConverterTypePhase.read(from: &buf), 
+                label: FfiConverterString.read(from: &buf), 
                 rowsDone: FfiConverterUInt64.read(from: &buf), 
                 rows: FfiConverterUInt64.read(from: &buf), 
                 pending: FfiConverterInt64.read(from: &buf), 
@@ -1979,6 +1988,7 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
 
     public static func write(_ value: Status, into buf: inout [UInt8]) {
         FfiConverterTypePhase.write(value.phase, into: &buf)
+        FfiConverterString.write(value.label, into: &buf)
         FfiConverterUInt64.write(value.rowsDone, into: &buf)
         FfiConverterUInt64.write(value.rows, into: &buf)
         FfiConverterInt64.write(value.pending, into: &buf)
