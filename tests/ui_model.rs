@@ -230,3 +230,52 @@ fn a_field_kind_from_newer_metadata_reads_as_unknown() {
     let k: FieldKind = serde_json::from_str("\"signature\"").unwrap();
     assert_eq!(k, FieldKind::Unknown);
 }
+
+/// A company's own tables, with keys the demo does not have: one INTEGER column, and two columns.
+const OWN_TABLES: &str = "
+CREATE TABLE vans (num INTEGER PRIMARY KEY NOT NULL, tenant_id TEXT NOT NULL, plate TEXT NOT NULL) STRICT;
+CREATE TABLE shifts (crew INTEGER NOT NULL, day TEXT NOT NULL, tenant_id TEXT NOT NULL, note TEXT,
+                     PRIMARY KEY (crew, day)) STRICT;";
+
+const OWN_METADATA: &str = r#"
+INSERT INTO object_metadata (id, tenant_id, object_type, table_name, label, label_plural, title_field,
+                             list_columns, search_fields, fields) VALUES
+  ('a:vans', 'company-a', 'vans', 'vans', 'Van', 'Vans', 'plate', '["plate"]', '[]',
+   '[{"name":"plate","label":"Plate","type":"text","required":true}]'),
+  ('a:shifts', 'company-a', 'shifts', 'shifts', 'Shift', 'Shifts', 'day', '["day","note"]', '[]',
+   '[{"name":"day","label":"Day","type":"date"},{"name":"note","label":"Note","type":"text"}]');
+INSERT INTO layout_definition (id, tenant_id, object_type, sections) VALUES
+  ('a:vans', 'company-a', 'vans', '[{"id":"s","label":"Van","fields":[{"field":"plate","widget":"text"}]}]'),
+  ('a:shifts', 'company-a', 'shifts', '[{"id":"s","label":"Shift","fields":[{"field":"note","widget":"text"}]}]');
+INSERT INTO vans VALUES (7, 'company-a', 'AB-123');
+INSERT INTO shifts VALUES (7, '2026-12-01', 'company-a', 'early'), (7, '2026-12-02', 'company-a', NULL);"#;
+
+#[test]
+fn records_are_keyed_by_the_schema_integer_and_composite_keys_included() {
+    let schema = Schema::from_sql(&format!("{}{OWN_TABLES}", Schema::demo().sql())).unwrap();
+    let server = ModelServer::new(schema.clone(), OWN_METADATA);
+    let mut r = Replica::open_in_memory(schema).unwrap();
+    r.apply_server_diff(&server.log[0]).unwrap();
+
+    let vans = ui::list_view(r.connection(), r.schema(), &ListQuery::new("vans")).unwrap();
+    assert_eq!(vans.rows[0].id, "7");
+    let key = ui::record_key(&r, "vans", &vans.rows[0].id).unwrap();
+    assert_eq!(key.get("num"), Some(&sqlite_ext::Value::Integer(7)), "an INTEGER key is a number");
+    let van = ui::detail_view(r.connection(), r.schema(), "vans", &key, "admin").unwrap();
+    assert_eq!(van.title, "AB-123");
+
+    let shifts = ui::list_view(r.connection(), r.schema(), &ListQuery::new("shifts")).unwrap();
+    let ids: Vec<&str> = shifts.rows.iter().map(|row| row.id.as_str()).collect();
+    assert_eq!(ids, [r#"[7,"2026-12-01"]"#, r#"[7,"2026-12-02"]"#], "a key of two columns");
+    let key = ui::record_key(&r, "shifts", ids[1]).unwrap();
+    ui::edit_text_of(&mut r, "shifts", &key, "note", "late", "admin").unwrap();
+    let shift = ui::detail_view(r.connection(), r.schema(), "shifts", &key, "admin").unwrap();
+    assert_eq!(shift.sections[0].fields[0].cell.display, "late");
+    let [m] = r.pending_head(10).unwrap().try_into().unwrap();
+    assert_eq!(m.diff.changes[0].pk.get("crew"), Some(&sqlite_ext::Value::Integer(7)));
+
+    for bad in ["[7]", "7", r#"[7,"2026-12-01","x"]"#, "not json"] {
+        assert!(matches!(ui::record_key(&r, "shifts", bad), Err(Error::NotFound(_))), "{bad}");
+    }
+    assert!(matches!(ui::record_key(&r, "vans", "seven"), Err(Error::NotFound(_))));
+}

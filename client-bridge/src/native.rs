@@ -60,7 +60,8 @@ impl MoatClient {
         token: String,
         listener: Box<dyn MoatListener>,
     ) -> Result<Arc<Self>, MoatError> {
-        let replica = Replica::open_latest(&db_path, Schema::demo())?;
+        // A new file starts with no tables: the server's welcome brings the schema.
+        let replica = Replica::open_latest(&db_path, Schema::empty())?;
         let driver = Arc::new(Mutex::new(Driver::new(replica, token)?));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -119,7 +119,8 @@ impl WebClient {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .map_err(|e| js_error(e.into()))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| js_error(e.into()))?;
-        let replica = Replica::from_connection_latest(conn, Schema::demo()).map_err(js_error)?;
+        // A new database starts with no tables: the server's welcome brings the schema.
+        let replica = Replica::from_connection_latest(conn, Schema::empty()).map_err(js_error)?;
         let driver = Driver::new(replica, token).map_err(js_error)?;
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let w = weak.clone();

@@ -344,6 +344,13 @@ impl Schema {
         format!("{h:016x}")
     }
 
+    /// No tables: what a client's new replica starts from. Its first welcome carries the server's
+    /// schema (the fingerprints differ) and the replica builds its tables from it
+    /// ([`crate::Replica::migrate_schema`]), so no client has a schema compiled in.
+    pub fn empty() -> Schema {
+        Schema { sql: String::new(), tables: Vec::new(), by_name: HashMap::new() }
+    }
+
     /// The demo domain of `schemas/domain.sql`, built into the crate.
     pub fn demo() -> Schema {
         Self::from_sql(DEMO_SQL).expect("schemas/domain.sql is a valid schema")

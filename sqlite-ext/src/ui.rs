@@ -10,7 +10,7 @@ use crate::apply::ConflictKind;
 use crate::diff::Fields;
 use crate::error::{Error, Result};
 use crate::replica::{Mutation, Replica, Resolution, StoredConflict};
-use crate::schema::{Schema, Table, quote};
+use crate::schema::{ColumnType, Schema, Table, quote};
 use crate::value::Value;
 
 /// A value as the UI sees it (a blob is shown as no value).
@@ -480,6 +480,10 @@ fn json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
 
 /// The object types the device knows, in their order.
 pub fn object_types(conn: &Connection, schema: &Schema) -> Result<Vec<ObjectTypeView>> {
+    if schema.table("object_metadata").is_err() {
+        // A new device before its first welcome: no schema, so nothing to list yet.
+        return Ok(Vec::new());
+    }
     let mut stmt = conn.prepare(
         "SELECT object_type, label, label_plural, icon, table_name FROM object_metadata ORDER BY sort_order, label_plural",
     )?;
@@ -841,9 +845,14 @@ pub fn detail_view(
     Ok(DetailViewModel { object_label: meta.label.clone(), title, sections })
 }
 
-/// A key as the UI names a record: the key's value (one column), or its values joined by `/`.
+/// A key as the UI names a record (a list row's `id`, a conflict's `record_id`): the key's value for a
+/// one-column key, the JSON array of its values (canonical JSON, see `value.rs`) for a key of several
+/// columns. [`record_key`] reads it back with the table's column types.
 fn key_text(values: &[Value]) -> String {
-    values.iter().map(plain).collect::<Vec<_>>().join("/")
+    match values {
+        [one] => plain(one),
+        many => serde_json::to_string(many).expect("values serialise"),
+    }
 }
 
 /// The metadata of the object type whose table is `table`, if one names it.
@@ -1009,13 +1018,29 @@ pub fn edit_text_of(
     edit(replica, object_type, pk, &Fields(vec![(field.to_owned(), value)]), role)
 }
 
-/// The key of record `id` of the table behind `object_type` (a one-column key).
+/// The key of record `id` of `table`, as [`key_text`] wrote it, in the types of the table's key
+/// columns (from the schema: an `INTEGER` key is a number, a key of several columns a JSON array).
 pub fn record_key(replica: &Replica, table: &str, id: &str) -> Result<Fields<Value>> {
     let t = replica.schema().table(table)?;
-    match t.pk.as_slice() {
-        [i] => Ok(Fields(vec![(t.columns[*i].name.clone(), Value::from(id))])),
-        _ => Err(Error::Invalid(format!("{table} has a key of several columns"))),
+    let missing = || Error::NotFound(format!("record {id:?}"));
+    let values: Vec<Value> = match t.pk.as_slice() {
+        [_] => vec![Value::Text(id.to_owned())],
+        _ => serde_json::from_str(id).map_err(|_| missing())?,
+    };
+    if values.len() != t.pk.len() {
+        return Err(missing());
     }
+    let mut key = Vec::with_capacity(values.len());
+    for (&i, v) in t.pk.iter().zip(values) {
+        let c = &t.columns[i];
+        let v = match (c.ty, v) {
+            (ColumnType::Integer, Value::Text(s)) => Value::Integer(s.parse().map_err(|_| missing())?),
+            (ColumnType::Real, Value::Text(s)) => Value::Real(s.parse().map_err(|_| missing())?),
+            (_, v) => v,
+        };
+        key.push((c.name.clone(), v));
+    }
+    Ok(Fields(key))
 }
 
 /// The table behind `object_type`.
