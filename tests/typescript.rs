@@ -1,6 +1,6 @@
 //! The web SDK's TypeScript types are generated from the Rust types the wasm core hands it, so the two
 //! cannot drift: this test writes them into one declaration file and fails when the checked-in
-//! `web/src/sdk/generated.ts` differs. `MOAT_BLESS=1 cargo test -p moat-tests --test typescript`
+//! `web/src/sdk/types.ts` differs. `MOAT_BLESS=1 cargo test -p moat-tests --test typescript`
 //! rewrites it after an intended change.
 
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ fn generated() -> String {
     // JSON numbers arrive as JavaScript numbers: `number`, not ts-rs's default `bigint`.
     let cfg = Config::new().with_large_int("number");
     let mut out = String::from(
-        "// Generated from the Rust types by `tests/typescript.rs` (MOAT_BLESS=1 rewrites it); do not edit.\n\n",
+        "// Generated from the Rust types by `tests/typescript.rs` (MOAT_BLESS=1 rewrites it); do not edit.\n// The SDK adds its own event in `events.ts` and `MoatError` in `errors.ts`.\n\n",
     );
     let cfg = &cfg;
     declare::<FieldValue>(cfg, &mut out);
@@ -58,7 +58,7 @@ fn generated() -> String {
 
 #[test]
 fn the_web_sdk_types_are_generated_from_rust() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/src/sdk/generated.ts");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/src/sdk/types.ts");
     let text = generated();
     if std::env::var_os("MOAT_BLESS").is_some() {
         std::fs::write(&path, &text).unwrap();
@@ -66,7 +66,7 @@ fn the_web_sdk_types_are_generated_from_rust() {
     let stored = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         stored == text,
-        "web/src/sdk/generated.ts is out of date with the Rust types; run \
+        "web/src/sdk/types.ts is out of date with the Rust types; run \
          `MOAT_BLESS=1 cargo test -p moat-tests --test typescript` and commit it"
     );
 }

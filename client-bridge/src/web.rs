@@ -3,7 +3,7 @@
 //! and the driver, carries out the driver's effects, and reports to the page through one
 //! `notify(event)` callback. Every exported method is a delegation to the driver, the same calls the
 //! native shell makes; values cross to JavaScript as plain JSON objects whose TypeScript types are
-//! generated from the Rust types (`web/src/sdk/generated.ts`).
+//! generated from the Rust types (`web/src/sdk/types.ts`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};

@@ -3,7 +3,7 @@
 // tests/fixtures/driver/session.json: both shells run the one driver in the core's crate.
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { ClientEvent, SyncStatus } from "../src/sdk";
+import type { SdkEvent, SyncStatus } from "../src/sdk";
 import { test, expect, signIn } from "./fixtures";
 
 const JOB = "job-a-00123";
@@ -29,7 +29,7 @@ test("the scripted session reports what the native client reports", async ({ pag
   await page.evaluate(async () => {
     await window.moat!.status();
     const log: string[] = (window.sessionLog = []);
-    window.moat!.on((ev: ClientEvent) => {
+    window.moat!.on((ev: SdkEvent) => {
       const entry =
         ev.type === "status"
           ? `status ${ev.status.phase} ${ev.status.pending} ${ev.status.conflicts} ${ev.status.rejected}`

@@ -2,22 +2,21 @@
 // No framework: subscribe to events with `on`, call methods, render what they return.
 
 import type { Api, FromWorker, Method, OpenOptions, ToWorker } from "./rpc";
-import {
-  MoatError,
-  type ClientEvent,
-  type ColumnValue,
-  type ConflictChoice,
-  type ConflictView,
-  type DetailViewModel,
-  type FieldValue,
-  type ListQuery,
-  type ListViewModel,
-  type ObjectTypeView,
-  type RejectedView,
-  type SyncStatus,
+import { MoatError } from "./errors";
+import type { SdkEvent, SyncStatus } from "./events";
+import type {
+  ColumnValue,
+  ConflictChoice,
+  ConflictView,
+  DetailViewModel,
+  FieldValue,
+  ListQuery,
+  ListViewModel,
+  ObjectTypeView,
+  RejectedView,
 } from "./types";
 
-type Listener = (event: ClientEvent) => void;
+type Listener = (event: SdkEvent) => void;
 
 export interface ClientOptions extends OpenOptions {
   /** Follow the browser's `online` / `offline` events (default true). */

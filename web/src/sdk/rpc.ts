@@ -10,10 +10,9 @@ import type {
   ListViewModel,
   ObjectTypeView,
   RejectedView,
-  SyncStatus,
-  ClientEvent,
   ColumnValue,
 } from "./types";
+import type { SdkEvent, SyncStatus } from "./events";
 
 /** Every call the SDK can make, with its arguments and its result. */
 export interface Api {
@@ -60,7 +59,7 @@ export type FromWorker =
   | { kind: "open-failed"; error: WireError }
   | { kind: "result"; id: number; value: unknown }
   | { kind: "error"; id: number; error: WireError }
-  | { kind: "event"; event: ClientEvent };
+  | { kind: "event"; event: SdkEvent };
 
 /** Between the workers of the tabs of one origin (BroadcastChannel). */
 export type Between =
@@ -69,4 +68,4 @@ export type Between =
   | { kind: "call"; from: string; id: number; method: Method; args: unknown[] }
   | { kind: "result"; to: string; id: number; value: unknown }
   | { kind: "error"; to: string; id: number; error: WireError }
-  | { kind: "event"; event: ClientEvent };
+  | { kind: "event"; event: SdkEvent };

@@ -1,23 +1,470 @@
-// The shapes the wasm core hands the SDK are generated from the Rust types (`generated.ts`, checked by
-// `tests/typescript.rs`); this module adds only what the SDK itself says.
+// Generated from the Rust types by `tests/typescript.rs` (MOAT_BLESS=1 rewrites it); do not edit.
+// The SDK adds its own event in `events.ts` and `MoatError` in `errors.ts`.
 
-import type { ClientEvent as CoreEvent, Status } from "./generated";
+/**
+ * A value as the UI sees it (a blob is shown as no value).
+ */
+export type FieldValue = { "type": "null" } | { "type": "integer", 
+/**
+ * The number.
+ */
+value: number, } | { "type": "real", 
+/**
+ * The number.
+ */
+value: number, } | { "type": "text", 
+/**
+ * The text.
+ */
+value: string, };
 
-export type * from "./generated";
+/**
+ * The type of a field (`object_metadata.fields[].type`), which is also the widget a layout draws it
+ * with (`layout_definition` … `widget`).
+ */
+export type FieldKind = "text" | "multiline" | "number" | "currency" | "choice" | "date" | "reference" | "line_items" | "boolean" | "unknown";
 
-/** What the UI shows about sync (the core's `Status`). */
-export type SyncStatus = Status;
+/**
+ * One choice of a `choice` field.
+ */
+export type Choice = { 
+/**
+ * The stored value.
+ */
+value: string, 
+/**
+ * What is shown.
+ */
+label: string, 
+/**
+ * An optional colour (`#rrggbb`).
+ */
+color: string | null, };
 
-/** What the client reports, as it happens: the core's events, and which tab owns the database. */
-export type ClientEvent = CoreEvent | { type: "role"; owner: boolean };
+/**
+ * An entry of the object-types list.
+ */
+export type ObjectTypeView = { 
+/**
+ * API name, e.g. `jobs`.
+ */
+object_type: string, 
+/**
+ * Singular label.
+ */
+label: string, 
+/**
+ * Plural label (the list's title).
+ */
+label_plural: string, 
+/**
+ * Icon name.
+ */
+icon: string | null, 
+/**
+ * How many records the device holds.
+ */
+count: number, };
 
-/** An error from the core: `Invalid` (the input; shown to the user), `NotFound`, `Storage`. */
-export class MoatError extends Error {
-  constructor(
-    readonly kind: "Invalid" | "NotFound" | "Storage" | "Closed",
-    message: string,
-  ) {
-    super(message);
-    this.name = kind;
-  }
-}
+/**
+ * A list column header.
+ */
+export type ColumnView = { 
+/**
+ * The field.
+ */
+field: string, 
+/**
+ * Its label.
+ */
+label: string, 
+/**
+ * Its type.
+ */
+kind: FieldKind, };
+
+/**
+ * One shown value: the stored value, its display text and the text an editor starts from.
+ */
+export type CellView = { 
+/**
+ * The field.
+ */
+field: string, 
+/**
+ * The stored value.
+ */
+value: FieldValue, 
+/**
+ * The text to show (formatted currency, a choice's label, a reference's title).
+ */
+display: string, 
+/**
+ * The value as an input holds it (currency in major units with the field's scale, `12.50`);
+ * an edit of this text goes back through [`parse_input`].
+ */
+edit_text: string, };
+
+/**
+ * One row of a list.
+ */
+export type ListRowView = { 
+/**
+ * The record's id (its key).
+ */
+id: string, 
+/**
+ * The record's title.
+ */
+title: string, 
+/**
+ * One cell per list column.
+ */
+cells: Array<CellView>, };
+
+/**
+ * What a list page asks for.
+ */
+export type ListQuery = { 
+/**
+ * The object type to list.
+ */
+object_type: string, 
+/**
+ * Text to find in the search fields.
+ */
+search?: string, 
+/**
+ * Field to sort by; the metadata's default sort when absent.
+ */
+sort_field?: string, 
+/**
+ * Sort ascending (the default) or descending.
+ */
+ascending?: boolean, 
+/**
+ * Rows to skip.
+ */
+offset?: number, 
+/**
+ * Rows to return (50 when absent, at most 500).
+ */
+limit?: number, };
+
+/**
+ * A page of a list view.
+ */
+export type ListViewModel = { 
+/**
+ * The title (the plural label).
+ */
+title: string, 
+/**
+ * The columns.
+ */
+columns: Array<ColumnView>, 
+/**
+ * The rows of this page.
+ */
+rows: Array<ListRowView>, 
+/**
+ * Rows matching the query, all pages.
+ */
+total: number, };
+
+/**
+ * One field of a detail view.
+ */
+export type FieldView = { 
+/**
+ * The field.
+ */
+field: string, 
+/**
+ * The label (the layout's override, or the field's).
+ */
+label: string, 
+/**
+ * The widget to draw.
+ */
+widget: FieldKind, 
+/**
+ * The field's type (what its values are).
+ */
+kind: FieldKind, 
+/**
+ * The value, its display text and its editing text.
+ */
+cell: CellView, 
+/**
+ * Not editable in this layout.
+ */
+read_only: boolean, 
+/**
+ * A value must be given.
+ */
+required: boolean, 
+/**
+ * The choices, for a `choice` widget.
+ */
+options: Array<Choice>, 
+/**
+ * ISO currency code of a currency field.
+ */
+currency: string | null, 
+/**
+ * Minor-unit digits of a currency field (2 for cents).
+ */
+scale: number | null, 
+/**
+ * Smallest allowed number (in stored units).
+ */
+min: number | null, 
+/**
+ * Largest allowed number (in stored units).
+ */
+max: number | null, };
+
+/**
+ * A section of a detail view.
+ */
+export type SectionView = { 
+/**
+ * Section id.
+ */
+id: string, 
+/**
+ * Its label.
+ */
+label: string, 
+/**
+ * Columns to lay the fields out in.
+ */
+columns: number, 
+/**
+ * The fields, in order.
+ */
+fields: Array<FieldView>, };
+
+/**
+ * A record's detail page.
+ */
+export type DetailViewModel = { 
+/**
+ * The object type's singular label.
+ */
+object_label: string, 
+/**
+ * The record's title.
+ */
+title: string, 
+/**
+ * The sections, in order.
+ */
+sections: Array<SectionView>, };
+
+/**
+ * What kind of concurrent edit a conflict is.
+ */
+export type ConflictKind = "field" | "row_deleted" | "row_exists";
+
+/**
+ * One conflicting column, in the metadata's words.
+ */
+export type ConflictColumnView = { 
+/**
+ * The column.
+ */
+column: string, 
+/**
+ * The field's label, from the metadata (the column's name when none names it).
+ */
+label: string, 
+/**
+ * The value both sides started from (absent for `row_exists`).
+ */
+base: FieldValue | null, 
+/**
+ * The server's value (absent when the row was deleted).
+ */
+theirs: FieldValue | null, 
+/**
+ * This device's value.
+ */
+mine: FieldValue, 
+/**
+ * `base` as the UI shows it (a choice's label, formatted currency).
+ */
+base_display: string | null, 
+/**
+ * `theirs` as the UI shows it.
+ */
+theirs_display: string | null, 
+/**
+ * `mine` as the UI shows it.
+ */
+mine_display: string, 
+/**
+ * `mine` as an editor starts from it (for "Edit…": currency in major units).
+ */
+mine_edit_text: string, };
+
+/**
+ * A conflict waiting for the user.
+ */
+export type ConflictView = { 
+/**
+ * Id to resolve it by.
+ */
+id: number, 
+/**
+ * What kind of concurrent edit it is.
+ */
+kind: ConflictKind, 
+/**
+ * The table.
+ */
+table: string, 
+/**
+ * The record's id.
+ */
+record_id: string, 
+/**
+ * The object type's label (`Job`); the table's name when no metadata names it.
+ */
+object_label: string, 
+/**
+ * The record's title, or its key.
+ */
+title: string, 
+/**
+ * The conflicting columns.
+ */
+columns: Array<ConflictColumnView>, };
+
+/**
+ * How the user settles a conflict.
+ */
+export type ConflictChoice = { "type": "keep_mine" } | { "type": "take_theirs" } | { "type": "edit", 
+/**
+ * The column.
+ */
+column: string, 
+/**
+ * What the user typed.
+ */
+text: string, };
+
+/**
+ * A write the server refused; it stays on the device, with the reason, until dismissed.
+ */
+export type RejectedView = { 
+/**
+ * The refused mutation's id (to dismiss it by).
+ */
+mutation_id: string, 
+/**
+ * The server's reason.
+ */
+reason: string, 
+/**
+ * The table of its first change.
+ */
+table: string, 
+/**
+ * The record of its first change.
+ */
+record_id: string, 
+/**
+ * The columns it wrote.
+ */
+columns: Array<string>, };
+
+/**
+ * One column's value of a new row.
+ */
+export type ColumnValue = { 
+/**
+ * The column.
+ */
+column: string, 
+/**
+ * Its value.
+ */
+value: FieldValue, };
+
+/**
+ * Where the connection stands, for the UI.
+ */
+export type Phase = "offline" | "connecting" | "syncing" | "live" | "unauthorized" | "outdated";
+
+/**
+ * What a UI shows about sync: the phase, the snapshot's progress and what waits.
+ */
+export type Status = { 
+/**
+ * The connection's phase.
+ */
+phase: Phase, 
+/**
+ * The phase in words for the user ([`Phase::label`]).
+ */
+label: string, 
+/**
+ * Snapshot rows received (while syncing).
+ */
+rows_done: number, 
+/**
+ * Snapshot rows in all (while syncing; 0 during a catch-up).
+ */
+rows: number, 
+/**
+ * Local writes not yet confirmed by the server.
+ */
+pending: number, 
+/**
+ * Conflicts waiting for the user.
+ */
+conflicts: number, 
+/**
+ * Writes the server refused, kept with their reasons.
+ */
+rejected: number, 
+/**
+ * When the device was last in step with the server (Unix milliseconds).
+ */
+last_sync_ms: number | null, 
+/**
+ * Why sync stopped, in words for the user (`outdated`: the app must be updated).
+ */
+message: string | null, };
+
+/**
+ * What the app is told, as it happens: the native shell calls its listener's method of the same
+ * name, the web shell posts it to the page as this JSON.
+ */
+export type ClientEvent = { "type": "tables", 
+/**
+ * The tables.
+ */
+tables: Array<string>, } | { "type": "status", 
+/**
+ * The status now.
+ */
+status: Status, } | { "type": "conflicts", 
+/**
+ * The conflicts, as the alert shows them.
+ */
+conflicts: Array<ConflictView>, } | { "type": "rejected", 
+/**
+ * The refused mutation.
+ */
+mutation_id: string, 
+/**
+ * The server's reason.
+ */
+reason: string, } | { "type": "error", 
+/**
+ * In words for the user.
+ */
+message: string, };

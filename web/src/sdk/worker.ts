@@ -7,7 +7,7 @@
 import init, { WebClient } from "../../generated/moat_core.js";
 import wasmUrl from "../../generated/moat_core_bg.wasm?url";
 import type { Api, Between, FromWorker, Method, OpenOptions, ToWorker, WireError } from "./rpc";
-import type { ClientEvent } from "./types";
+import type { SdkEvent } from "./events";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -27,7 +27,7 @@ function toWire(e: unknown): WireError {
   return { name: "Invalid", message: String(e) };
 }
 
-function onEvent(event: ClientEvent): void {
+function onEvent(event: SdkEvent): void {
   post({ kind: "event", event });
   channel?.postMessage({ kind: "event", event } satisfies Between);
 }
