@@ -268,7 +268,7 @@ fn records_are_keyed_by_the_schema_integer_and_composite_keys_included() {
     let ids: Vec<&str> = shifts.rows.iter().map(|row| row.id.as_str()).collect();
     assert_eq!(ids, [r#"[7,"2026-12-01"]"#, r#"[7,"2026-12-02"]"#], "a key of two columns");
     let key = ui::record_key(&r, "shifts", ids[1]).unwrap();
-    ui::edit_text_of(&mut r, "shifts", &key, "note", "late", "admin").unwrap();
+    ui::edit_text_of(&mut r, "shifts", &key, "note", "late", "admin", None).unwrap();
     let shift = ui::detail_view(r.connection(), r.schema(), "shifts", &key, "admin").unwrap();
     assert_eq!(shift.sections[0].fields[0].cell.display, "late");
     let [m] = r.pending_head(10).unwrap().try_into().unwrap();
@@ -278,4 +278,43 @@ fn records_are_keyed_by_the_schema_integer_and_composite_keys_included() {
         assert!(matches!(ui::record_key(&r, "shifts", bad), Err(Error::NotFound(_))), "{bad}");
     }
     assert!(matches!(ui::record_key(&r, "vans", "seven"), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn an_edit_is_not_written_over_a_change_that_arrived_while_the_user_typed() {
+    use sqlite_ext::{Resolution, Value};
+    let (mut server, mut r) = device();
+    let pk = id("job-a-00007");
+    let notes_now = |r: &Replica| {
+        let v = ui::detail_view(r.connection(), r.schema(), "jobs", &pk, "technician").unwrap();
+        v.sections.iter().flat_map(|s| &s.fields).find(|f| f.field == "notes").unwrap().cell.value.clone()
+    };
+    // Tom starts typing in Notes; meanwhile Alice's notes arrive from the server.
+    let started = Value::from(notes_now(&r));
+    let alices = server.edit(|c| {
+        c.execute("UPDATE jobs SET notes = 'Alice: gate code 4411' WHERE id = 'job-a-00007'", []).unwrap();
+    });
+    r.apply_server_diff(&alices).unwrap();
+    let typed = "Tom: dog is friendly";
+    let done = ui::edit_text_of(&mut r, "jobs", &pk, "notes", typed, "technician", Some(&started)).unwrap();
+    assert_eq!(done, ui::Edited::Conflict, "not written over Alice's notes");
+    assert_eq!(r.pending_count().unwrap(), 0);
+    assert_eq!(notes_now(&r), FieldValue::Text { value: "Alice: gate code 4411".into() });
+    let [c] = ui::conflicts(&r).unwrap().try_into().unwrap();
+    let col = &c.columns[0];
+    assert_eq!((c.object_label.as_str(), col.label.as_str()), ("Job", "Notes"));
+    assert_eq!(col.base, Some(started.clone().into()));
+    assert_eq!(col.theirs_display.as_deref(), Some("Alice: gate code 4411"));
+    assert_eq!(col.mine_display, typed);
+    // Keep mine: an ordinary edit, now based on Alice's value.
+    let m = r.resolve(c.id, Resolution::KeepMine).unwrap().unwrap();
+    let old = m.diff.changes[0].cols.get("notes").unwrap().old.clone();
+    assert_eq!(old, Some(Value::from("Alice: gate code 4411")));
+
+    // Started from the value still there, or typed what is there now: a plain edit.
+    let now = Value::from(notes_now(&r));
+    let done = ui::edit_text_of(&mut r, "jobs", &pk, "notes", "again", "technician", Some(&now)).unwrap();
+    assert_eq!(done, ui::Edited::Saved);
+    let done = ui::edit_text_of(&mut r, "jobs", &pk, "notes", "again", "technician", Some(&started)).unwrap();
+    assert_eq!(done, ui::Edited::Saved, "the same value on both sides is no conflict");
 }

@@ -113,6 +113,8 @@ pub struct Driver {
     role: String,
     queue: VecDeque<Input>,
     reported: Option<Status>,
+    /// A conflict was found on this device; the next run tells the app.
+    raised: bool,
 }
 
 impl Driver {
@@ -126,6 +128,7 @@ impl Driver {
             role,
             queue: VecDeque::from([Input::Start]),
             reported: None,
+            raised: false,
         })
     }
 
@@ -156,6 +159,9 @@ impl Driver {
         if batch && let Err(e) = self.engine.replica().end_batch() {
             self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
             self.report_status(&mut out);
+        }
+        if std::mem::take(&mut self.raised) {
+            self.carry_out(Instruction::ConflictsRaised(Vec::new()), &mut out);
         }
         if self.reported.is_none() {
             self.report_status(&mut out);
@@ -247,10 +253,29 @@ impl Driver {
     }
 
     /// Edits one field with what the user typed, read as the field reads input (currency in major
-    /// units with the field's scale), then checked like [`Driver::edit`].
-    pub fn edit_text(&mut self, object_type: &str, id: &str, field: &str, text: &str) -> Result<()> {
+    /// units with the field's scale), then checked like [`Driver::edit`]. `started_from` is the value
+    /// the user began editing from: if a live change replaced it meanwhile, nothing is overwritten and
+    /// the conflict alert is raised instead.
+    pub fn edit_text(
+        &mut self,
+        object_type: &str,
+        id: &str,
+        field: &str,
+        text: &str,
+        started_from: Option<FieldValue>,
+    ) -> Result<()> {
         let key = self.key(object_type, id)?;
-        ui::edit_text_of(self.engine.replica_mut(), object_type, &key, field, text, &self.role)?;
+        let base = started_from.map(Value::from);
+        let r = ui::edit_text_of(
+            self.engine.replica_mut(),
+            object_type,
+            &key,
+            field,
+            text,
+            &self.role,
+            base.as_ref(),
+        )?;
+        self.raised |= r == ui::Edited::Conflict;
         self.wrote();
         Ok(())
     }

@@ -124,15 +124,18 @@ impl MoatClient {
     }
 
     /// Edits one field with what the user typed (`12.50` in a currency field with two decimals is
-    /// 1250 cents): read, checked and written by the core, exactly as on the web.
+    /// 1250 cents): read, checked and written by the core, exactly as on the web. `started_from` is
+    /// the field's value when the user began typing: if another edit replaced it meanwhile, nothing is
+    /// overwritten and the conflict alert is raised (`on_conflicts`) instead.
     pub fn edit_text(
         &self,
         object_type: String,
         id: String,
         field: String,
         text: String,
+        started_from: Option<FieldValue>,
     ) -> Result<(), MoatError> {
-        self.call(|d| d.edit_text(&object_type, &id, &field, &text))
+        self.call(|d| d.edit_text(&object_type, &id, &field, &text, started_from))
     }
 
     /// Writes one column of any synced row (for admin tools such as editing metadata); the server

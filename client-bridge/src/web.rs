@@ -212,10 +212,21 @@ impl WebClient {
     }
 
     /// Edits one field with what the user typed (currency in major units with the field's scale),
-    /// read and checked by the core.
+    /// read and checked by the core. `started_from` is the field's value when the user began typing
+    /// (a `FieldValue` as JSON, or empty): if another edit replaced it meanwhile, nothing is
+    /// overwritten and the conflict alert is raised instead.
     #[wasm_bindgen(js_name = editText)]
-    pub fn edit_text(&self, object_type: &str, id: &str, field: &str, text: &str) -> Result<(), JsValue> {
-        self.call(|d| d.edit_text(object_type, id, field, text))
+    pub fn edit_text(
+        &self,
+        object_type: &str,
+        id: &str,
+        field: &str,
+        text: &str,
+        started_from: &str,
+    ) -> Result<(), JsValue> {
+        let base: Option<FieldValue> =
+            if started_from.is_empty() { None } else { Some(from_json(started_from)?) };
+        self.call(|d| d.edit_text(object_type, id, field, text, base))
     }
 
     /// Writes one column of any synced row (admin tools such as the layout editor); the server checks

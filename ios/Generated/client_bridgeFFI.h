@@ -333,7 +333,7 @@ void uniffi_client_bridge_fn_method_moatclient_edit(uint64_t ptr, RustBuffer obj
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_EDIT_TEXT
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_EDIT_TEXT
-void uniffi_client_bridge_fn_method_moatclient_edit_text(uint64_t ptr, RustBuffer object_type, RustBuffer id, RustBuffer field, RustBuffer text, RustCallStatus *_Nonnull out_status
+void uniffi_client_bridge_fn_method_moatclient_edit_text(uint64_t ptr, RustBuffer object_type, RustBuffer id, RustBuffer field, RustBuffer text, RustBuffer started_from, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_GO_OFFLINE

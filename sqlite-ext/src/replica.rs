@@ -598,6 +598,15 @@ impl Replica {
         Ok(out)
     }
 
+    /// Keeps a conflict found on this device (an edit whose field changed under the user while they
+    /// typed) for the user, like one the server reported; `mutation_id` names where it came from.
+    pub fn raise_conflict(&mut self, mutation_id: &str, conflict: &Conflict) -> Result<()> {
+        let json = serde_json::to_string(conflict).expect("conflicts always serialise");
+        self.conn
+            .execute("INSERT INTO conflicts (mutation_id, conflict) VALUES (?1, ?2)", (mutation_id, json))?;
+        Ok(())
+    }
+
     /// Settles a conflict. Keep mine and edit write to the projection like any local edit (so the base
     /// is the server's value) and return the mutation to send; take theirs sends nothing. A row that
     /// the server deleted cannot be written: [`Error::NotFound`], and the conflict stays.

@@ -1000,8 +1000,21 @@ pub fn edit(
     replica.update(&meta.table.name, pk, values)
 }
 
+/// What an edit from the UI did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edited {
+    /// Written as a local mutation (or nothing to write: the field already holds the value).
+    Saved,
+    /// The field changed under the user while they typed (another device's edit arrived): nothing was
+    /// written, and a conflict waits for the user with what they started from (base), the value now
+    /// (theirs) and what they typed (mine), exactly as if the server had found it.
+    Conflict,
+}
+
 /// Edits one field from what the user typed: read as the field reads input ([`parse_input`]),
-/// then checked and written as [`edit`] does.
+/// then checked and written as [`edit`] does. `started_from` is the value the user began editing
+/// from: if the field no longer holds it (a live change arrived meanwhile), the edit is not written
+/// over that change; a conflict is raised instead ([`Edited::Conflict`]).
 pub fn edit_text_of(
     replica: &mut Replica,
     object_type: &str,
@@ -1009,13 +1022,38 @@ pub fn edit_text_of(
     field: &str,
     text: &str,
     role: &str,
-) -> Result<Option<Mutation>> {
+    started_from: Option<&Value>,
+) -> Result<Edited> {
     let meta = object_meta(replica.connection(), replica.schema(), object_type)?;
     let f = meta
         .field(field)
         .ok_or_else(|| Error::Invalid(format!("{field} is not a field of {}", meta.label)))?;
-    let value = parse_input(f, text)?;
-    edit(replica, object_type, pk, &Fields(vec![(field.to_owned(), value)]), role)
+    let mine = parse_input(f, text)?;
+    if let Some(base) = started_from {
+        let now = meta
+            .table
+            .read_columns(replica.connection(), pk, &[field])?
+            .and_then(|mut v| v.pop())
+            .ok_or_else(|| Error::NotFound(format!("this {} (it may have been deleted)", meta.label)))?;
+        if !now.same_as(base) && !now.same_as(&mine) {
+            validate(f, &mine)?;
+            let conflict = crate::apply::Conflict {
+                kind: ConflictKind::Field,
+                table: meta.table.name.clone(),
+                pk: pk.clone(),
+                columns: vec![crate::apply::ColumnConflict {
+                    column: field.to_owned(),
+                    base: Some(base.clone()),
+                    theirs: Some(now),
+                    mine,
+                }],
+            };
+            replica.raise_conflict("local", &conflict)?;
+            return Ok(Edited::Conflict);
+        }
+    }
+    edit(replica, object_type, pk, &Fields(vec![(field.to_owned(), mine)]), role)?;
+    Ok(Edited::Saved)
 }
 
 /// The key of record `id` of `table`, as [`key_text`] wrote it, in the types of the table's key

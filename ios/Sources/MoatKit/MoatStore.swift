@@ -81,10 +81,16 @@ public final class MoatStore: ObservableObject {
 
     /// Edits one field with what the user typed; the core reads it as the field reads input (`12.50`
     /// in a two-decimal currency field is 1250 cents), checks it and throws `MoatError.Invalid` with
-    /// words for the user when it does not fit. The same call the web app makes.
-    public func editText(_ objectType: String, id: String, field: String, text: String) async throws {
+    /// words for the user when it does not fit. `startedFrom` is the value the user began editing from:
+    /// if another edit replaced it meanwhile, nothing is overwritten and the conflict alert is raised
+    /// (`conflicts`) instead. The same call the web app makes.
+    public func editText(
+        _ objectType: String, id: String, field: String, text: String, startedFrom: FieldValue?
+    ) async throws {
         let c = client
-        try await Task.detached { try c.editText(objectType: objectType, id: id, field: field, text: text) }.value
+        try await Task.detached {
+            try c.editText(objectType: objectType, id: id, field: field, text: text, startedFrom: startedFrom)
+        }.value
         await reload()
     }
 

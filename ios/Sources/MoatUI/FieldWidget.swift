@@ -2,12 +2,14 @@ import SwiftUI
 import MoatKit
 
 /// Chooses the view for a layout widget. No field or object type is known here: only widget kinds.
-/// Every control hands back text (what the user typed, a choice's value, `YYYY-MM-DD`, `1`/`0`); the
-/// core reads it as the field reads input (currency in major units with the field's scale).
+/// Every control hands back text (what the user typed, a choice's value, `YYYY-MM-DD`, `1`/`0`) and the
+/// value the user started from; the core reads the text as the field reads input (currency in major
+/// units with the field's scale), and raises the conflict alert instead of writing when the value
+/// changed under the user meanwhile.
 struct FieldWidget: View {
     let field: FieldView
     let error: String?
-    let commit: (String) async -> Void
+    let commit: (String, FieldValue?) async -> Void
 
     var body: some View {
         VStack(alignment: .leading, spacing: 4) {
@@ -45,8 +47,10 @@ struct TextField_: View {
     let field: FieldView
     let axis: Axis
     var keyboardNumeric = false
-    let commit: (String) async -> Void
+    let commit: (String, FieldValue?) async -> Void
     @State private var text = ""
+    /// The value when the user began typing (a live change may replace the field's value meanwhile).
+    @State private var startedFrom: FieldValue?
     @FocusState private var focused: Bool
 
     var body: some View {
@@ -55,7 +59,9 @@ struct TextField_: View {
                 .multilineTextAlignment(axis == .vertical ? .leading : .trailing)
                 .focused($focused)
                 .onSubmit { send() }
-                .onChange(of: focused) { _, now in if !now { send() } }
+                .onChange(of: focused) { _, now in
+                    if now { startedFrom = field.cell.value } else { send() }
+                }
                 #if os(iOS)
                 .keyboardType(keyboardNumeric ? .decimalPad : .default)
                 #endif
@@ -68,19 +74,19 @@ struct TextField_: View {
 
     private func send() {
         guard text != field.cell.editText else { return }
-        let typed = text
-        Task { await commit(typed) }
+        let (typed, base) = (text, startedFrom ?? field.cell.value)
+        Task { await commit(typed, base) }
     }
 }
 
 struct ChoiceField: View {
     let field: FieldView
-    let commit: (String) async -> Void
+    let commit: (String, FieldValue?) async -> Void
 
     var body: some View {
         Picker(field.label, selection: Binding(
             get: { if case .text(let v) = field.cell.value { return v } else { return "" } },
-            set: { v in Task { await commit(v) } }
+            set: { v in Task { await commit(v, field.cell.value) } }
         )) {
             if !field.required { Text("—").tag("") }
             ForEach(field.options, id: \.value) { o in
@@ -93,7 +99,7 @@ struct ChoiceField: View {
 /// Dates are stored as `YYYY-MM-DD` text.
 struct DateField: View {
     let field: FieldView
-    let commit: (String) async -> Void
+    let commit: (String, FieldValue?) async -> Void
     private static let format: DateFormatter = {
         let f = DateFormatter()
         f.calendar = Calendar(identifier: .gregorian)
@@ -108,19 +114,19 @@ struct DateField: View {
                 if case .text(let v) = field.cell.value, let d = Self.format.date(from: v) { return d }
                 return Date()
             },
-            set: { d in Task { await commit(Self.format.string(from: d)) } }
+            set: { d in Task { await commit(Self.format.string(from: d), field.cell.value) } }
         ), displayedComponents: .date)
     }
 }
 
 struct BooleanField: View {
     let field: FieldView
-    let commit: (String) async -> Void
+    let commit: (String, FieldValue?) async -> Void
 
     var body: some View {
         Toggle(field.label, isOn: Binding(
             get: { field.cell.value == .integer(value: 1) },
-            set: { on in Task { await commit(on ? "1" : "0") } }
+            set: { on in Task { await commit(on ? "1" : "0", field.cell.value) } }
         ))
     }
 }

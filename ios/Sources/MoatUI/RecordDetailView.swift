@@ -18,8 +18,8 @@ struct RecordDetailView: View {
                 ForEach(model.sections, id: \.id) { section in
                     Section(section.label) {
                         ForEach(section.fields, id: \.field) { field in
-                            FieldWidget(field: field, error: errors[field.field]) { text in
-                                await commit(field.field, text)
+                            FieldWidget(field: field, error: errors[field.field]) { text, startedFrom in
+                                await commit(field.field, text, startedFrom)
                             }
                         }
                     }
@@ -41,10 +41,11 @@ struct RecordDetailView: View {
         }
     }
 
-    /// Hands the core what the user typed; it reads it as the field reads input and checks it.
-    private func commit(_ field: String, _ text: String) async {
+    /// Hands the core what the user typed and what they started from; it reads and checks the text,
+    /// and raises the conflict alert instead of writing over a change that arrived meanwhile.
+    private func commit(_ field: String, _ text: String, _ startedFrom: FieldValue?) async {
         do {
-            try await store.editText(objectType, id: id, field: field, text: text)
+            try await store.editText(objectType, id: id, field: field, text: text, startedFrom: startedFrom)
             errors[field] = nil
             await load()
         } catch let e as MoatError {

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { DetailViewModel } from "../sdk";
+import type { DetailViewModel, FieldValue } from "../sdk";
 import { useClient, type Route } from "./hooks";
 import { Widget } from "./widgets";
 
@@ -28,9 +28,9 @@ export function DetailPage({
     };
   }, [client, version, objectType, id]);
 
-  const commit = async (field: string, text: string): Promise<string | null> => {
+  const commit = async (field: string, text: string, startedFrom: FieldValue): Promise<string | null> => {
     try {
-      await client.editText(objectType, id, field, text);
+      await client.editText(objectType, id, field, text, startedFrom);
       setModel(await client.detailView(objectType, id));
       refreshStatus();
       return null;
@@ -55,7 +55,7 @@ export function DetailPage({
               <h2>{s.label}</h2>
               <div className="grid" style={{ gridTemplateColumns: `repeat(${Math.max(1, s.columns)}, minmax(0, 1fr))` }}>
                 {s.fields.map((f) => (
-                  <Widget key={f.field} field={f} onCommit={(v) => commit(f.field, v)} />
+                  <Widget key={f.field} field={f} onCommit={(text, base) => commit(f.field, text, base)} />
                 ))}
               </div>
             </div>

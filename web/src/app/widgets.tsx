@@ -1,7 +1,9 @@
 // One control per widget kind of `layout_definition`. A field commits on change (choice, date) or
 // when the input loses focus / Enter is pressed (text, numbers). The input starts from the core's
 // editing text and hands back what the user typed: the core reads it (currency in major units with the
-// field's scale), validates it, and the page shows its message next to the field.
+// field's scale), validates it, and the page shows its message next to the field. With the text goes
+// the value the user started from: if a live change replaced it while they typed, the core raises the
+// conflict alert instead of writing over it.
 import { useEffect, useState, type ReactNode } from "react";
 import type { FieldValue, FieldView } from "../sdk";
 
@@ -24,22 +26,31 @@ export function Widget({
   onCommit,
 }: {
   field: FieldView;
-  onCommit: (text: string) => Promise<string | null>;
+  onCommit: (text: string, startedFrom: FieldValue) => Promise<string | null>;
 }) {
   const { widget, cell } = field;
   const stored = cell.edit_text;
   const [text, setText] = useState(stored);
   const [error, setError] = useState<string | null>(null);
   const [dirty, setDirty] = useState(false);
+  /** The value when the user began typing (a live change may replace the field's value meanwhile). */
+  const [startedFrom, setStartedFrom] = useState<FieldValue | null>(null);
+  const typing = (t: string) => {
+    if (!dirty) setStartedFrom(cell.value);
+    setDirty(true);
+    setText(t);
+  };
   // A live change from elsewhere replaces the shown value unless the user is typing in it.
   useEffect(() => {
     if (!dirty) setText(stored);
   }, [stored, dirty]);
 
   const commit = async (raw: string) => {
+    const base = dirty && startedFrom ? startedFrom : cell.value;
     setDirty(false);
+    setStartedFrom(null);
     if (raw === stored) return;
-    setError(await onCommit(raw));
+    setError(await onCommit(raw, base));
   };
 
   const testid = `field-${field.field}`;
@@ -73,10 +84,7 @@ export function Widget({
             data-testid={`${testid}-input`}
             rows={3}
             value={text}
-            onChange={(e) => {
-              setDirty(true);
-              setText(e.target.value);
-            }}
+            onChange={(e) => typing(e.target.value)}
             onBlur={() => void commit(text)}
           />
         );
@@ -103,15 +111,17 @@ export function Widget({
             inputMode={widget === "number" || widget === "currency" ? "decimal" : undefined}
             value={text}
             onChange={(e) => {
-              setDirty(widget !== "date");
-              setText(e.target.value);
-              if (widget === "date") void commit(e.target.value);
+              if (widget === "date") {
+                setText(e.target.value);
+                void commit(e.target.value);
+              } else typing(e.target.value);
             }}
             onBlur={() => void commit(text)}
             onKeyDown={(e) => {
               if (e.key === "Enter") (e.target as HTMLInputElement).blur();
               if (e.key === "Escape") {
                 setDirty(false);
+                setStartedFrom(null);
                 setText(stored);
               }
             }}

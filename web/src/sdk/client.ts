@@ -104,9 +104,11 @@ export class MoatClient {
   /**
    * Edits one field with what the user typed: the core reads it as the field reads input (currency
    * in major units with the field's scale), checks it and writes it; a refusal names the field.
+   * `startedFrom` is the field's value when the user began typing: if another edit replaced it
+   * meanwhile, nothing is overwritten and the conflict alert is raised instead.
    */
-  editText(objectType: string, id: string, field: string, text: string): Promise<void> {
-    return this.call("editText", objectType, id, field, text);
+  editText(objectType: string, id: string, field: string, text: string, startedFrom?: FieldValue): Promise<void> {
+    return this.call("editText", objectType, id, field, text, startedFrom);
   }
   /** Writes one column of any synced row (admin tools); the server checks the role's rights. */
   updateRow(table: string, id: string, column: string, value: FieldValue): Promise<void> {

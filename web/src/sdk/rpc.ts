@@ -21,7 +21,7 @@ export interface Api {
   listView(query: ListQuery): ListViewModel;
   detailView(objectType: string, id: string): DetailViewModel;
   edit(objectType: string, id: string, field: string, value: FieldValue): void;
-  editText(objectType: string, id: string, field: string, text: string): void;
+  editText(objectType: string, id: string, field: string, text: string, startedFrom?: FieldValue): void;
   updateRow(table: string, id: string, column: string, value: FieldValue): void;
   insertRow(table: string, values: ColumnValue[]): void;
   conflicts(): ConflictView[];

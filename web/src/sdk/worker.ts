@@ -37,7 +37,7 @@ function callLocal(method: Method, args: unknown[]): unknown {
   const c = client;
   if (!c) throw Object.assign(new Error("the database is not open"), { name: "Closed" });
   // The page's `MoatClient.call` typed these against `Api`; here they are taken back apart.
-  const [a0, a1, a2, a3] = args as [never, never, never, unknown];
+  const [a0, a1, a2, a3, a4] = args as [never, never, never, unknown, unknown];
   switch (method) {
     case "status":
       return c.status();
@@ -50,7 +50,7 @@ function callLocal(method: Method, args: unknown[]): unknown {
     case "edit":
       return c.edit(a0, a1, a2, JSON.stringify(a3));
     case "editText":
-      return c.editText(a0, a1, a2, a3 as string);
+      return c.editText(a0, a1, a2, a3 as string, a4 === undefined ? "" : JSON.stringify(a4));
     case "updateRow":
       return c.updateRow(a0, a1, a2, JSON.stringify(a3));
     case "insertRow":

@@ -590,9 +590,11 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     
     /**
      * Edits one field with what the user typed (`12.50` in a currency field with two decimals is
-     * 1250 cents): read, checked and written by the core, exactly as on the web.
+     * 1250 cents): read, checked and written by the core, exactly as on the web. `started_from` is
+     * the field's value when the user began typing: if another edit replaced it meanwhile, nothing is
+     * overwritten and the conflict alert is raised (`on_conflicts`) instead.
      */
-    func editText(objectType: String, id: String, field: String, text: String) throws 
+    func editText(objectType: String, id: String, field: String, text: String, startedFrom: FieldValue?) throws 
     
     /**
      * Goes offline (as when the network drops); local reads and writes keep working.
@@ -783,16 +785,19 @@ open func edit(objectType: String, id: String, field: String, value: FieldValue)
     
     /**
      * Edits one field with what the user typed (`12.50` in a currency field with two decimals is
-     * 1250 cents): read, checked and written by the core, exactly as on the web.
+     * 1250 cents): read, checked and written by the core, exactly as on the web. `started_from` is
+     * the field's value when the user began typing: if another edit replaced it meanwhile, nothing is
+     * overwritten and the conflict alert is raised (`on_conflicts`) instead.
      */
-open func editText(objectType: String, id: String, field: String, text: String)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
+open func editText(objectType: String, id: String, field: String, text: String, startedFrom: FieldValue?)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
         uniffiCallStatus in
     uniffi_client_bridge_fn_method_moatclient_edit_text(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(objectType),
         FfiConverterString.lower(id),
         FfiConverterString.lower(field),
-        FfiConverterString.lower(text),uniffiCallStatus
+        FfiConverterString.lower(text),
+        FfiConverterOptionTypeFieldValue.lower(startedFrom),uniffiCallStatus
     )
 }
 }
@@ -1367,6 +1372,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeFieldValue: FfiConverterRustBuffer {
+    typealias SwiftType = FieldValue?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeFieldValue.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeFieldValue.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -1519,7 +1548,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatclient_edit() != 7517) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_edit_text() != 22258) {
+    if (uniffi_client_bridge_checksum_method_moatclient_edit_text() != 38787) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_go_offline() != 922) {
