@@ -1056,8 +1056,9 @@ pub fn edit_text_of(
     Ok(Edited::Saved)
 }
 
-/// The key of record `id` of `table`, as [`key_text`] wrote it, in the types of the table's key
-/// columns (from the schema: an `INTEGER` key is a number, a key of several columns a JSON array).
+/// The key of record `id` of `table` (a list row's `id`: the key's value, or the JSON array of its
+/// values for a key of several columns), in the types of the table's key columns (from the schema:
+/// an `INTEGER` key is a number).
 pub fn record_key(replica: &Replica, table: &str, id: &str) -> Result<Fields<Value>> {
     let t = replica.schema().table(table)?;
     let missing = || Error::NotFound(format!("record {id:?}"));
