@@ -434,6 +434,14 @@ pub struct RejectedView {
     pub record_id: String,
     /// The columns it wrote.
     pub columns: Vec<String>,
+    /// The object type's label (`Job`); the table's name when no metadata names it.
+    pub object_label: String,
+    /// The record's title, or its key.
+    pub title: String,
+    /// Per column, in order: the field's label (the column's name when none names it).
+    pub labels: Vec<String>,
+    /// Per column, in order: the refused value as the UI shows it (what was not saved).
+    pub values: Vec<String>,
 }
 
 /// One column's value of a new row.
@@ -874,18 +882,7 @@ pub fn conflict_view(conn: &Connection, schema: &Schema, stored: StoredConflict)
     let c = stored.conflict;
     let record_id = key_text(&c.pk.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
     let meta = meta_of_table(conn, schema, &c.table).ok().flatten();
-    let title = meta
-        .as_ref()
-        .and_then(|m| {
-            let t = &m.table;
-            let sql =
-                format!("SELECT {} FROM {} WHERE {}", quote(&m.title_field), quote(&t.name), t.pk_where());
-            let keys = t.key_values(&c.pk).ok()?;
-            conn.query_row(&sql, params_from_iter(keys), |r| r.get::<_, Value>(0)).optional().ok()?
-        })
-        .map(|v| plain(&v))
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| record_id.clone());
+    let title = record_title(conn, meta.as_ref(), &c.pk).unwrap_or_else(|| record_id.clone());
     let field = |column: &str| meta.as_ref().and_then(|m| m.field(column));
     let shown = |column: &str, v: &Value| match field(column) {
         Some(f) => display(conn, schema, f, v).unwrap_or_else(|_| plain(v)),
@@ -918,6 +915,16 @@ pub fn conflict_view(conn: &Connection, schema: &Schema, stored: StoredConflict)
         title,
         columns,
     }
+}
+
+/// The title of the record `pk` of `meta`'s table, if it has a non-empty one on the device.
+fn record_title(conn: &Connection, meta: Option<&ObjectMeta>, pk: &Fields<Value>) -> Option<String> {
+    let m = meta?;
+    let t = &m.table;
+    let sql = format!("SELECT {} FROM {} WHERE {}", quote(&m.title_field), quote(&t.name), t.pk_where());
+    let keys = t.key_values(pk).ok()?;
+    let title: Value = conn.query_row(&sql, params_from_iter(keys), |r| r.get(0)).optional().ok()??;
+    Some(plain(&title)).filter(|t| !t.is_empty())
 }
 
 /// The conflicts waiting for the user, as the alert shows them.
@@ -953,21 +960,48 @@ pub fn resolve(replica: &mut Replica, conflict_id: i64, choice: ConflictChoice) 
     replica.resolve(conflict_id, resolution)
 }
 
-/// The writes the server refused, oldest first.
+/// The writes the server refused, oldest first, in the metadata's words: the object type, the
+/// record's title, each field's label and the value that was not saved (raw names where no metadata
+/// names the table).
 pub fn rejected(replica: &Replica) -> Result<Vec<RejectedView>> {
+    let (conn, schema) = (replica.connection(), replica.schema());
     Ok(replica
         .rejected()?
         .into_iter()
         .map(|r| {
             let first = r.mutation.diff.changes.first();
+            let table = first.map(|c| c.table.clone()).unwrap_or_default();
+            let meta = meta_of_table(conn, schema, &table).ok().flatten();
+            let record_id = first
+                .map(|c| key_text(&c.pk.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()))
+                .unwrap_or_default();
+            let title = first
+                .and_then(|c| record_title(conn, meta.as_ref(), &c.pk))
+                .unwrap_or_else(|| record_id.clone());
+            let field = |column: &str| meta.as_ref().and_then(|m| m.field(column));
+            let cols = first.map(|c| c.cols.0.as_slice()).unwrap_or_default();
             RejectedView {
                 mutation_id: r.mutation.mutation_id,
                 reason: r.reason,
-                table: first.map(|c| c.table.clone()).unwrap_or_default(),
-                record_id: first
-                    .map(|c| key_text(&c.pk.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()))
-                    .unwrap_or_default(),
-                columns: first.map(|c| c.cols.0.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default(),
+                object_label: meta.as_ref().map(|m| m.label.clone()).unwrap_or_else(|| table.clone()),
+                title,
+                labels: cols
+                    .iter()
+                    .map(|(n, _)| field(n).map(|f| f.label.clone()).unwrap_or_else(|| n.clone()))
+                    .collect(),
+                values: cols
+                    .iter()
+                    .map(|(n, cc)| {
+                        let v = cc.new.clone().unwrap_or(Value::Null);
+                        match field(n) {
+                            Some(f) => display(conn, schema, f, &v).unwrap_or_else(|_| plain(&v)),
+                            None => plain(&v),
+                        }
+                    })
+                    .collect(),
+                columns: cols.iter().map(|(n, _)| n.clone()).collect(),
+                table,
+                record_id,
             }
         })
         .collect())

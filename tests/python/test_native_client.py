@@ -176,6 +176,8 @@ def test_a_refused_write_stays_listed_with_its_reason_until_dismissed(device):
     [r] = tom.client.rejected()
     assert (r.mutation_id, r.reason, r.table, r.record_id, r.columns) == (
         mutation_id, reason, "jobs", JOB, ["title"])
+    # In the user's words: the type, the record's title (its stored one), the field's label, the lost value.
+    assert (r.object_label, r.title, r.labels, r.values) == ("Job", before.value, ["Title"], ["Renamed by a technician"])
     assert "title" in reason
     assert tom.client.status().rejected == 1 and tom.client.status().pending == 0
     assert tom.value("jobs", JOB, "title") == before, "a refused write is not part of the projection"

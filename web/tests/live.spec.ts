@@ -62,6 +62,9 @@ test("an edit reaches the other context's open list and detail page live", async
   await expect(tech.getByTestId("status-rejected")).toBeVisible();
   await tech.getByTestId("status-rejected").click();
   await expect(tech.getByTestId("rejected")).toContainText("title");
+  // In the user's words: the object type, the record's title, the field's label and the lost value.
+  await expect(tech.getByTestId("rejected-what")).toContainText("Title: Renamed by a technician was not saved");
+  await expect(tech.getByTestId("rejected-what")).toContainText("Job ");
   await expect(admin.getByTestId("detail-title")).not.toHaveText("Renamed by a technician");
 
   console.log(`time to first list render (sign-in → 5,000-job snapshot into OPFS → list): ${firstList} ms`);

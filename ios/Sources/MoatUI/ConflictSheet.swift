@@ -72,7 +72,9 @@ struct RejectedListView: View {
         NavigationStack {
             List(items, id: \.mutationId) { r in
                 VStack(alignment: .leading, spacing: 4) {
-                    Text("\(r.table) \(r.recordId) · \(r.columns.joined(separator: ", "))").font(.headline)
+                    Text("\(r.objectLabel) \(r.title)").font(.headline)
+                    Text(zip(r.labels, r.values).map { "\($0): \($1.isEmpty ? "(empty)" : $1)" }
+                        .joined(separator: ", ") + " was not saved").font(.subheadline)
                     Text(r.reason).font(.footnote).foregroundStyle(.red)
                 }
                 .swipeActions {

@@ -17,8 +17,9 @@ export function RejectedPanel({ onClose }: { onClose: () => void }) {
         <ul className="rejected-list">
           {items.map((r) => (
             <li key={r.mutation_id} data-testid={`rejected-${r.mutation_id}`}>
-              <div>
-                <strong>{r.table}</strong> {r.record_id} · {r.columns.join(", ")}
+              <div data-testid="rejected-what">
+                {r.object_label} <strong>{r.title}</strong>:{" "}
+                {r.labels.map((label, i) => `${label}: ${r.values[i] || "(empty)"}`).join(", ")} was not saved
               </div>
               <div className="error small">{r.reason}</div>
               <button

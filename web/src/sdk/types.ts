@@ -378,7 +378,23 @@ record_id: string,
 /**
  * The columns it wrote.
  */
-columns: Array<string>, };
+columns: Array<string>, 
+/**
+ * The object type's label (`Job`); the table's name when no metadata names it.
+ */
+object_label: string, 
+/**
+ * The record's title, or its key.
+ */
+title: string, 
+/**
+ * Per column, in order: the field's label (the column's name when none names it).
+ */
+labels: Array<string>, 
+/**
+ * Per column, in order: the refused value as the UI shows it (what was not saved).
+ */
+values: Array<string>, };
 
 /**
  * One column's value of a new row.

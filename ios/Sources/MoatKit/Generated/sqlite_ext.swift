@@ -1712,6 +1712,22 @@ public struct RejectedView: Equatable, Hashable {
      * The columns it wrote.
      */
     public var columns: [String]
+    /**
+     * The object type's label (`Job`); the table's name when no metadata names it.
+     */
+    public var objectLabel: String
+    /**
+     * The record's title, or its key.
+     */
+    public var title: String
+    /**
+     * Per column, in order: the field's label (the column's name when none names it).
+     */
+    public var labels: [String]
+    /**
+     * Per column, in order: the refused value as the UI shows it (what was not saved).
+     */
+    public var values: [String]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1730,12 +1746,28 @@ public struct RejectedView: Equatable, Hashable {
          */recordId: String, 
         /**
          * The columns it wrote.
-         */columns: [String]) {
+         */columns: [String], 
+        /**
+         * The object type's label (`Job`); the table's name when no metadata names it.
+         */objectLabel: String, 
+        /**
+         * The record's title, or its key.
+         */title: String, 
+        /**
+         * Per column, in order: the field's label (the column's name when none names it).
+         */labels: [String], 
+        /**
+         * Per column, in order: the refused value as the UI shows it (what was not saved).
+         */values: [String]) {
         self.mutationId = mutationId
         self.reason = reason
         self.table = table
         self.recordId = recordId
         self.columns = columns
+        self.objectLabel = objectLabel
+        self.title = title
+        self.labels = labels
+        self.values = values
     }
 
     
@@ -1758,7 +1790,11 @@ public struct FfiConverterTypeRejectedView: FfiConverterRustBuffer {
                 reason: FfiConverterString.read(from: &buf), 
                 table: FfiConverterString.read(from: &buf), 
                 recordId: FfiConverterString.read(from: &buf), 
-                columns: FfiConverterSequenceString.read(from: &buf)
+                columns: FfiConverterSequenceString.read(from: &buf), 
+                objectLabel: FfiConverterString.read(from: &buf), 
+                title: FfiConverterString.read(from: &buf), 
+                labels: FfiConverterSequenceString.read(from: &buf), 
+                values: FfiConverterSequenceString.read(from: &buf)
         )
     }
 
@@ -1768,6 +1804,10 @@ public struct FfiConverterTypeRejectedView: FfiConverterRustBuffer {
         FfiConverterString.write(value.table, into: &buf)
         FfiConverterString.write(value.recordId, into: &buf)
         FfiConverterSequenceString.write(value.columns, into: &buf)
+        FfiConverterString.write(value.objectLabel, into: &buf)
+        FfiConverterString.write(value.title, into: &buf)
+        FfiConverterSequenceString.write(value.labels, into: &buf)
+        FfiConverterSequenceString.write(value.values, into: &buf)
     }
 }
 
