@@ -204,11 +204,6 @@ impl Driver {
         });
     }
 
-    /// The engine (tests and benchmarks read the replica through it).
-    pub fn engine(&self) -> &SyncEngine {
-        &self.engine
-    }
-
     fn replica(&self) -> &Replica {
         self.engine.replica()
     }
