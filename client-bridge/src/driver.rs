@@ -132,6 +132,12 @@ impl Driver {
         })
     }
 
+    /// Starts held offline (the device has no network when the app opens): no connection is tried
+    /// until [`Input::GoOnline`]. Call before the first [`Driver::run`].
+    pub fn start_offline(&mut self) {
+        self.queue.push_front(Input::GoOffline);
+    }
+
     /// Queues an input for the next [`Driver::run`].
     pub fn feed(&mut self, input: Input) {
         self.queue.push_back(input);

@@ -89,13 +89,15 @@ thread_local! {
 impl WebClient {
     /// Opens (creating if needed) the replica `db_name` in this origin's OPFS and starts syncing with
     /// the server at `url` (`ws://host:port/sync`) as the bearer of `token`. Works offline from the
-    /// first call. `notify` receives each `ClientEvent` (`{type: "tables" | "status" | "conflicts" |
+    /// first call; with `offline` it starts held offline (the browser has no network) and connects
+    /// only after [`WebClient::go_online`]. `notify` receives each `ClientEvent` (`{type: "tables" | "status" | "conflicts" |
     /// "rejected" | "error", …}`). Must run in a dedicated Worker (OPFS sync access handles exist
     /// only there).
     pub async fn open(
         url: String,
         token: String,
         db_name: String,
+        offline: bool,
         notify: js_sys::Function,
     ) -> Result<WebClient, JsValue> {
         if !VFS_READY.with(Cell::get) {
@@ -121,7 +123,10 @@ impl WebClient {
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| js_error(e.into()))?;
         // A new database starts with no tables: the server's welcome brings the schema.
         let replica = Replica::from_connection_latest(conn, Schema::empty()).map_err(js_error)?;
-        let driver = Driver::new(replica, token).map_err(js_error)?;
+        let mut driver = Driver::new(replica, token).map_err(js_error)?;
+        if offline {
+            driver.start_offline();
+        }
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let w = weak.clone();
             let on_open = Closure::new(move || feed(&w, Input::Connected));

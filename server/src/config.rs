@@ -16,8 +16,9 @@ pub const DEMO_SECRET: &str = "moat-demo-secret-do-not-use-in-production";
 pub struct Config {
     /// Address to listen on (`MOAT_LISTEN`, `--listen`).
     pub listen: String,
-    /// The SQLite database file (`MOAT_DATABASE`, `--db`).
-    pub database: PathBuf,
+    /// The data directory (`MOAT_DATA`, `--data`): `platform.db` (the tenant registry) and
+    /// `tenants/<name>.db`, one SQLite database per tenant.
+    pub data: PathBuf,
     /// The built web client to serve at `/` (`MOAT_WEB_ROOT`, `--web-root`).
     pub web_root: PathBuf,
     /// Schema SQL of the synced tables; the built-in demo schema when absent.
@@ -67,6 +68,18 @@ pub struct Limits {
     pub snapshot_chunk_bytes: usize,
     /// Most writes in one group commit.
     pub max_batch: usize,
+    /// Writer threads; each owns a fixed share of the tenants (0: one per CPU core, at least 2).
+    pub writer_threads: usize,
+    /// Open sessions a tenant may have (0: no limit).
+    pub tenant_max_connections: usize,
+    /// Writes per second a tenant may make (0: no limit).
+    pub tenant_max_writes_per_second: u32,
+    /// Megabytes a tenant's database may grow to; past it pushes are rejected (0: no limit).
+    pub tenant_max_database_mb: u64,
+    /// Seconds a tenant with no session stays open before its files are closed.
+    pub tenant_idle_secs: u64,
+    /// Tenants labelled by name in `/metrics` (the most connected; the rest are summed as `_other`).
+    pub metrics_tenants: usize,
 }
 
 impl Config {
@@ -84,11 +97,24 @@ impl Config {
     }
 }
 
+/// The built-in sync rules (`schemas/sync_rules.toml`).
+const DEFAULT_RULES: &str = include_str!("../../schemas/sync_rules.toml");
+
+impl Config {
+    /// The sync rules' text: the configured `rules` file, or the built-in rules.
+    pub fn rules_text(&self) -> crate::Result<String> {
+        match &self.rules {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| crate::Error::Config(format!("{}: {e}", p.display()))),
+            None => Ok(DEFAULT_RULES.to_owned()),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".into(),
-            database: "moat.db".into(),
+            data: "data".into(),
             web_root: "web/dist".into(),
             schema: None,
             rules: None,
@@ -112,6 +138,12 @@ impl Default for Limits {
             snapshot_chunk_rows: 2_000,
             snapshot_chunk_bytes: 16 * 1024,
             max_batch: 512,
+            writer_threads: 0,
+            tenant_max_connections: 0,
+            tenant_max_writes_per_second: 0,
+            tenant_max_database_mb: 0,
+            tenant_idle_secs: 60,
+            metrics_tenants: 20,
         }
     }
 }
@@ -130,8 +162,8 @@ impl Config {
         if let Ok(v) = std::env::var("MOAT_LISTEN") {
             config.listen = v;
         }
-        if let Ok(v) = std::env::var("MOAT_DATABASE") {
-            config.database = v.into();
+        if let Ok(v) = std::env::var("MOAT_DATA") {
+            config.data = v.into();
         }
         if let Ok(v) = std::env::var("MOAT_WEB_ROOT") {
             config.web_root = v.into();

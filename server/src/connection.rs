@@ -20,7 +20,7 @@ use crate::model::Model;
 use crate::protocol::{ClientMsg, PROTOCOL_VERSION, SchemaInfo, ServerMsg, close};
 use crate::rules::Profile;
 use crate::server::AppState;
-use crate::store::PushReply;
+use crate::store::{PushReply, Store};
 
 /// Why a connection ends.
 #[derive(Debug)]
@@ -35,6 +35,8 @@ pub(crate) enum End {
 pub(crate) struct Conn {
     pub(crate) ws: WebSocket,
     pub(crate) state: AppState,
+    /// The tenant's database, schema and channels.
+    pub(crate) store: Arc<Store>,
     pub(crate) claims: Claims,
     /// The schema and rules this session runs on (taken at hello; a live migration closes it).
     pub(crate) model: Arc<Model>,
@@ -160,8 +162,26 @@ impl Conn {
     /// An error frame; the connection stays open.
     pub(crate) async fn error(&mut self, e: &crate::error::Error) -> Result<(), End> {
         let message = e.to_string();
-        self.send(&ServerMsg::Error { code: e.code().into(), message: message.into(), retry: e.retryable() })
-            .await
+        let (code, retry) = (e.code().into(), e.retryable());
+        self.send(&ServerMsg::Error { code, mutation_id: None, message: message.into(), retry }).await
+    }
+
+    /// An error frame about one push (which was not applied).
+    pub(crate) async fn error_for(&mut self, mutation_id: &str, e: &crate::error::Error) -> Result<(), End> {
+        let message = e.to_string();
+        let (code, retry) = (e.code().into(), e.retryable());
+        let mutation_id = Some(mutation_id.into());
+        self.send(&ServerMsg::Error { code, mutation_id, message: message.into(), retry }).await
+    }
+}
+
+/// Counts a tenant's open session for as long as it lives.
+struct Session(Arc<Store>);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.touch();
     }
 }
 
@@ -171,23 +191,28 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
     let metrics = Arc::clone(&state.metrics);
     let mut ws = ws;
     let end = match Box::pin(hello(&mut ws, &state)).await {
-        Ok((claims, client_id, cursors, client_schema)) => {
-            let model = state.models.get();
-            let profile = match model.rules.profile(&claims) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = close_with(&mut ws, close::UNAUTHORIZED, &e.to_string()).await;
-                    metrics.connections.add(-1);
-                    return;
-                }
-            };
-            let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
-            let mut conn =
-                Conn { ws, state, claims, model, client_id, profile, sent: 0, inflight: 0, replies };
-            let end = session(&mut conn, cursors, client_schema, replies_rx).await;
-            ws = conn.ws;
-            end
-        }
+        Ok((claims, client_id, cursors, client_schema)) => match admit(&state, &claims, client_schema.is_none()).await {
+            Err(end) => end,
+            Ok((store, model, profile)) => {
+                let _session = Session(Arc::clone(&store));
+                let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
+                let mut conn = Conn {
+                    ws,
+                    state,
+                    store,
+                    claims,
+                    model,
+                    client_id,
+                    profile,
+                    sent: 0,
+                    inflight: 0,
+                    replies,
+                };
+                let end = session(&mut conn, cursors, client_schema, replies_rx).await;
+                ws = conn.ws;
+                end
+            }
+        },
         Err(end) => end,
     };
     if let End::Close(code, reason) = end {
@@ -195,6 +220,45 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
         let _ = close_with(&mut ws, code, &reason).await;
     }
     metrics.connections.add(-1);
+}
+
+/// After a good hello: the tenant's database (the token's tenant; nothing else is ever read for this
+/// session), its model and the user's profile in it, within the tenant's connection limit.
+async fn admit(
+    state: &AppState,
+    claims: &Claims,
+    names_no_schema: bool,
+) -> Result<(Arc<Store>, Arc<Model>, Profile), End> {
+    let store = match state.tenants.get(&claims.tenant).await {
+        Ok(Some(s)) => s,
+        // The token is signed by the server's keys: naming the tenant is not an oracle.
+        Ok(None) => {
+            return Err(End::Close(close::UNAUTHORIZED, format!("there is no tenant {} here", claims.tenant)));
+        }
+        Err(e) => {
+            tracing::error!(tenant = %claims.tenant, error = %e, "cannot open a tenant");
+            return Err(End::Close(close::INTERNAL, "the server could not open your company's data".into()));
+        }
+    };
+    let model = store.models.get();
+    if names_no_schema && model.migrated {
+        return Err(End::Close(
+            close::OUTDATED,
+            "this app is too old for the server's schema (it was migrated); update the app".into(),
+        ));
+    }
+    let profile = model.rules.profile(claims).map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
+    let limit = state.limits.tenant_max_connections;
+    let open = store.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if limit > 0 && open >= limit {
+        store.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(End::Close(
+            close::TENANT_LIMIT,
+            format!("{} has reached its limit of {limit} connected clients", claims.tenant),
+        ));
+    }
+    store.touch();
+    Ok((store, model, profile))
 }
 
 async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {
@@ -241,12 +305,6 @@ async fn hello(
         return Err(protocol_error("client_id must be 1 to 128 characters"));
     }
     let claims = state.auth.verify(&token).map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
-    if schema.is_none() && state.models.get().migrated {
-        return Err(End::Close(
-            close::OUTDATED,
-            "this app is too old for the server's schema (it was migrated); update the app".into(),
-        ));
-    }
     Ok((claims, client_id.into_owned(), cursors, schema.map(|s| s.into_owned())))
 }
 
@@ -257,9 +315,9 @@ async fn session(
     client_schema: Option<String>,
     mut replies: mpsc::Receiver<Box<PushReply>>,
 ) -> End {
-    let mut rx = conn.state.hub.subscribe(&conn.profile);
+    let mut rx = conn.store.hub.subscribe(&conn.profile);
     // A live migration between this session's hello and its subscription: start again on the new model.
-    if !Arc::ptr_eq(&conn.model, &conn.state.models.get()) {
+    if !Arc::ptr_eq(&conn.model, &conn.store.models.get()) {
         return End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into());
     }
     tracing::info!(

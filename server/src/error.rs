@@ -33,6 +33,11 @@ pub enum Error {
     #[error("storage: {0}")]
     Storage(#[from] rusqlite::Error),
 
+    /// The tenant is at one of its limits (writes per second); the message names it. Not this
+    /// write's fault; retry later.
+    #[error("limit: {0}")]
+    Limit(String),
+
     /// A configuration file is wrong. The operator's fault; fix the file.
     #[error("config: {0}")]
     Config(String),
@@ -65,6 +70,7 @@ impl Error {
             Error::BadDiff(_) => "bad_diff",
             Error::Unavailable(_) => "unavailable",
             Error::Storage(_) => "storage",
+            Error::Limit(_) => "limit",
             Error::Config(_) => "config",
             Error::Internal(_) => "internal",
         }
@@ -72,7 +78,7 @@ impl Error {
 
     /// True when sending the same request again may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::Unavailable(_) | Error::Storage(_))
+        matches!(self, Error::Unavailable(_) | Error::Storage(_) | Error::Limit(_))
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`auth`]: JWT (HS256, EdDSA) with user, tenant and role.
 //! - [`rules`]: profiles, channels, row routing, hidden and read-only columns.
 //! - [`protocol`]: the session messages (documented in `docs/protocol.md`).
-//! - `store`: the database, the writer thread and its group commit, the change log.
+//! - [`tenants`]: one SQLite database per tenant, the platform's registry, opening and closing.
+//! - `store`: one tenant's database, the pool of writer threads and their group commits, the log.
 //! - `hub`: channels and fan-out, one encoding per change per channel.
 //! - `connection` and `handlers`: one WebSocket session and one handler per message.
 //! - [`server`]: the router and `serve`.
@@ -29,6 +30,8 @@ pub mod protocol;
 pub mod rules;
 pub mod server;
 mod store;
+pub mod split;
+pub mod tenants;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -23,9 +23,9 @@ enum Command {
         /// Address to listen on (overrides the file and MOAT_LISTEN).
         #[arg(long)]
         listen: Option<String>,
-        /// The SQLite database file (overrides the file and MOAT_DATABASE).
+        /// The data directory: platform.db and tenants/<name>.db (overrides the file and MOAT_DATA).
         #[arg(long)]
-        db: Option<PathBuf>,
+        data: Option<PathBuf>,
         /// The built web client to serve at / (overrides the file and MOAT_WEB_ROOT).
         #[arg(long)]
         web_root: Option<PathBuf>,
@@ -33,9 +33,21 @@ enum Command {
         /// MOAT_MIGRATIONS).
         #[arg(long)]
         migrations: Option<PathBuf>,
-        /// Seed a new database with the demo data and offer the demo users' sign-in.
+        /// Create the demo's tenants (company-a, company-b) with their data if they do not exist,
+        /// and offer the demo users' sign-in.
         #[arg(long)]
         demo: bool,
+    },
+    /// Tenants: each is its own SQLite database.
+    Tenant {
+        /// A TOML config file (for the data directory, the base schema and the keys).
+        #[arg(long, env = "MOAT_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// The data directory (overrides the file and MOAT_DATA).
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TenantAction,
     },
     /// Mint a token for development.
     Token {
@@ -63,14 +75,70 @@ enum Command {
         /// A TOML config file (for the database and the base schema).
         #[arg(long, env = "MOAT_CONFIG", global = true)]
         config: Option<PathBuf>,
-        /// The SQLite database file (overrides the file and MOAT_DATABASE).
+        /// The data directory (overrides the file and MOAT_DATA).
         #[arg(long, global = true)]
-        db: Option<PathBuf>,
+        data: Option<PathBuf>,
         /// The migrations folder.
         #[arg(long, global = true, default_value = "schemas/migrations")]
         dir: PathBuf,
+        /// Only this tenant (every tenant when absent).
+        #[arg(long, global = true)]
+        tenant: Option<String>,
+        /// `--dir` holds the tenant's own migrations (its custom objects and fields), numbered apart
+        /// from the platform's; needs --tenant.
+        #[arg(long, global = true)]
+        own: bool,
         #[command(subcommand)]
         action: MigrateAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    /// Creates a tenant (safe while the server runs: it serves the tenant at once).
+    Create {
+        name: String,
+        /// Fill it with the demo's data (Company-A's, routed to this tenant).
+        #[arg(long)]
+        demo_data: bool,
+    },
+    /// Lists the tenants: rows, size, connected clients (with --server), last write, migrations.
+    List {
+        /// Ask the running server at this address (`http://127.0.0.1:8080`), which knows who is
+        /// connected; without it the server must not be running.
+        #[arg(long)]
+        server: Option<String>,
+        /// Sign the operator token with the demo's secret (a server started with --demo).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Writes a consistent copy of a tenant's database (safe while the server runs).
+    Export {
+        name: String,
+        /// The new file.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Deletes a tenant and its data; refused while it has connected clients unless --force.
+    Delete {
+        name: String,
+        /// Delete even with clients connected (they are disconnected).
+        #[arg(long)]
+        force: bool,
+        /// Ask the running server at this address; without it the server must not be running.
+        #[arg(long)]
+        server: Option<String>,
+        /// Sign the operator token with the demo's secret.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Splits a server database of the shape before tenants had their own (one `moat.db` shared by
+    /// all tenants) into one database per tenant, keeping every row, the change log, the versions
+    /// and every stored mutation outcome a client may still replay. The server must be stopped.
+    Split {
+        /// The old shared database.
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -118,13 +186,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> moat_server::Result<()> {
     match cli.command {
-        Command::Serve { config, listen, db, web_root, migrations, demo } => {
+        Command::Serve { config, listen, data, web_root, migrations, demo } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(v) = listen {
                 cfg.listen = v;
             }
-            if let Some(v) = db {
-                cfg.database = v;
+            if let Some(v) = data {
+                cfg.data = v;
             }
             if let Some(v) = web_root {
                 cfg.web_root = v;
@@ -135,12 +203,19 @@ fn run(cli: Cli) -> moat_server::Result<()> {
             cfg.demo |= demo;
             serve(cfg)
         }
-        Command::Migrate { config, db, dir, action } => {
+        Command::Migrate { config, data, dir, tenant, own, action } => {
             let mut cfg = Config::load(config.as_deref())?;
-            if let Some(v) = db {
-                cfg.database = v;
+            if let Some(v) = data {
+                cfg.data = v;
             }
-            migrate(&cfg, &dir, action)
+            migrate(&cfg, &dir, tenant.as_deref(), own, action)
+        }
+        Command::Tenant { config, data, action } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(v) = data {
+                cfg.data = v;
+            }
+            tenant(&mut cfg, action)
         }
         Command::Token { config, user, tenant, role, ttl, ed25519_private_key, demo } => {
             let mut cfg = Config::load(config.as_deref())?;
@@ -157,26 +232,40 @@ fn run(cli: Cli) -> moat_server::Result<()> {
     }
 }
 
-fn migrate(cfg: &Config, dir: &std::path::Path, action: MigrateAction) -> moat_server::Result<()> {
-    use moat_server::migrate::{self, State};
+fn migrate(
+    cfg: &Config,
+    dir: &std::path::Path,
+    only: Option<&str>,
+    own: bool,
+    action: MigrateAction,
+) -> moat_server::Result<()> {
+    use moat_server::migrate::{self, Scope, State};
+    use moat_server::tenants;
     if let MigrateAction::New { name } = &action {
         println!("created {}", migrate::new_file(dir, name)?.display());
         return Ok(());
     }
-    let base = cfg.base_schema()?;
-    if !cfg.database.exists() {
-        return Err(moat_server::Error::Config(format!(
-            "{}: no such database (start `moat serve` once to create it)",
-            cfg.database.display()
-        )));
+    if own && only.is_none() {
+        return Err(moat_server::Error::Config("--own migrations belong to one tenant: add --tenant".into()));
     }
+    let scope = if own { Scope::Tenant } else { Scope::Platform };
+    let base = cfg.base_schema()?;
     let files = migrate::load_dir(dir)?;
     if let MigrateAction::Up { allow_destructive, server: Some(url), demo } = &action {
         let mut cfg = cfg.clone();
         cfg.demo |= *demo;
         let token = moat_server::server::mint(&auth_for(&cfg)?, "moat-migrate", "*", "operator", 300)?;
-        let path = format!("/admin/migrate?allow_destructive={allow_destructive}");
-        let (status, body) = post_local(url, &path, &token)?;
+        let mut path = format!("/admin/migrate?allow_destructive={allow_destructive}");
+        if let Some(t) = only {
+            tenants::check_name(t)?;
+            path.push_str(&format!("&tenant={t}"));
+        }
+        if own {
+            let abs = std::fs::canonicalize(dir)
+                .map_err(|e| moat_server::Error::Config(format!("{}: {e}", dir.display())))?;
+            path.push_str(&format!("&own={}", percent(&abs.to_string_lossy())));
+        }
+        let (status, body) = request_local("POST", url, &path, &token)?;
         print!("{body}");
         return if status == 200 {
             Ok(())
@@ -184,42 +273,162 @@ fn migrate(cfg: &Config, dir: &std::path::Path, action: MigrateAction) -> moat_s
             Err(moat_server::Error::Internal(format!("the server refused the migration ({status})")))
         };
     }
+    if !tenants::platform_path(&cfg.data).exists() {
+        return Err(moat_server::Error::Config(format!(
+            "{}: no data directory (start `moat serve` once, or `moat tenant create`)",
+            cfg.data.display()
+        )));
+    }
     let _lock = match action {
-        MigrateAction::Up { .. } => Some(migrate::writer_lock(&cfg.database)?),
+        MigrateAction::Up { .. } => Some(migrate::writer_lock(&tenants::platform_path(&cfg.data))?),
         _ => None,
     };
-    let mut conn = rusqlite::Connection::open(&cfg.database)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    match action {
-        MigrateAction::Status => {
-            for (version, name, state) in migrate::status(&conn, &files)? {
-                let s = match state {
-                    State::Applied => "applied",
-                    State::Pending => "pending",
-                    State::Tampered => "CHANGED SINCE APPLIED",
-                    State::Missing => "applied, FILE MISSING",
-                };
-                println!("{version:04}_{name}  {s}");
-            }
+    let names = match only {
+        Some(t) => vec![t.to_owned()],
+        None => tenants::list(&cfg.data, &base)?.into_iter().map(|t| t.name).collect(),
+    };
+    for name in names {
+        tenants::check_name(&name)?;
+        let path = tenants::tenant_path(&cfg.data, &name);
+        if !path.exists() {
+            return Err(moat_server::Error::Config(format!("there is no tenant {name}")));
         }
-        MigrateAction::Plan => {
-            let plan = migrate::plan(&mut conn, &base, &files)?;
-            if plan.is_empty() {
-                println!("nothing to apply");
+        let mut conn = rusqlite::Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        println!("== {name}");
+        match action {
+            MigrateAction::Status => {
+                for (version, mname, state) in migrate::status(&conn, &files, scope)? {
+                    let s = match state {
+                        State::Applied => "applied",
+                        State::Pending => "pending",
+                        State::Tampered => "CHANGED SINCE APPLIED",
+                        State::Missing => "applied, FILE MISSING",
+                    };
+                    println!("{version:04}_{mname}  {s}");
+                }
             }
-            for (m, effect) in plan {
-                let warn =
-                    if effect.destructive() { "  (DESTRUCTIVE: needs --allow-destructive)" } else { "" };
-                println!("{:04}_{}{warn}\n{}", m.version, m.name, effect.describe());
+            MigrateAction::Plan => {
+                let plan = migrate::plan(&mut conn, &base, &files, scope)?;
+                if plan.is_empty() {
+                    println!("nothing to apply");
+                }
+                for (m, effect) in plan {
+                    let warn =
+                        if effect.destructive() { "  (DESTRUCTIVE: needs --allow-destructive)" } else { "" };
+                    println!("{:04}_{}{warn}\n{}", m.version, m.name, effect.describe());
+                }
             }
+            MigrateAction::Up { allow_destructive, .. } => {
+                let done =
+                    migrate::up(&mut conn, &base, &files, scope, allow_destructive, |line| println!("{line}"))?;
+                println!("{} migration(s) applied; its clients take a fresh snapshot", done.len());
+            }
+            MigrateAction::New { .. } => unreachable!("handled above"),
         }
-        MigrateAction::Up { allow_destructive, .. } => {
-            let done = migrate::up(&mut conn, &base, &files, allow_destructive, |line| println!("{line}"))?;
-            println!("{} migration(s) applied; connected clients take a fresh snapshot", done.len());
-        }
-        MigrateAction::New { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// Escapes a query value.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn tenant(cfg: &mut Config, action: TenantAction) -> moat_server::Result<()> {
+    use moat_server::tenants;
+    let base = cfg.base_schema()?;
+    let operator = |cfg: &mut Config, demo: bool| {
+        cfg.demo |= demo;
+        moat_server::server::mint(&auth_for(cfg)?, "moat-tenant", "*", "operator", 300)
+    };
+    match action {
+        TenantAction::Create { name, demo_data } => {
+            let seed = demo_data.then(|| {
+                tenants::demo_seed_for(&base, moat_server::server::DEMO_SEED, "company-a", &name)
+            });
+            tenants::create(&cfg.data, &name, &base, seed.as_deref())?;
+            println!("tenant {name} created: {}", tenants::tenant_path(&cfg.data, &name).display());
+            println!("platform migrations are applied with `moat migrate up --tenant {name}`");
+        }
+        TenantAction::List { server: Some(url), demo } => {
+            let token = operator(cfg, demo)?;
+            let (status, body) = request_local("GET", &url, "/admin/tenants", &token)?;
+            if status != 200 {
+                return Err(moat_server::Error::Internal(format!("the server answered {status}: {body}")));
+            }
+            let list: Vec<serde_json::Value> = serde_json::from_str(&body)
+                .map_err(|e| moat_server::Error::Internal(format!("the server's answer: {e}")))?;
+            print_tenants(list.into_iter().map(|t| {
+                (
+                    t["name"].as_str().unwrap_or("").to_owned(),
+                    t["rows"].as_i64().unwrap_or(0),
+                    t["bytes"].as_u64().unwrap_or(0),
+                    Some(t["connections"].as_u64().unwrap_or(0)),
+                    t["last_write_ms"].as_u64().unwrap_or(0),
+                    t["migrations"].as_array().map(|a| a.len()).unwrap_or(0),
+                )
+            }));
+        }
+        TenantAction::List { server: None, .. } => {
+            let _lock = moat_server::migrate::writer_lock(&tenants::platform_path(&cfg.data))?;
+            print_tenants(
+                tenants::list(&cfg.data, &base)?
+                    .into_iter()
+                    .map(|t| (t.name, t.rows, t.bytes, None, t.last_write_ms, t.migrations.len())),
+            );
+        }
+        TenantAction::Export { name, to } => {
+            tenants::export(&cfg.data, &name, &to)?;
+            println!("tenant {name} exported to {}", to.display());
+        }
+        TenantAction::Delete { name, force, server: Some(url), demo } => {
+            tenants::check_name(&name)?;
+            let token = operator(cfg, demo)?;
+            let (status, body) =
+                request_local("DELETE", &url, &format!("/admin/tenants/{name}?force={force}"), &token)?;
+            print!("{body}");
+            if status != 200 {
+                return Err(moat_server::Error::Internal(format!("the server refused ({status})")));
+            }
+        }
+        TenantAction::Delete { name, server: None, .. } => {
+            // No server runs on this data (the lock says so): nobody is connected.
+            let _lock = moat_server::migrate::writer_lock(&tenants::platform_path(&cfg.data))?;
+            tenants::delete_files(&cfg.data, &name)?;
+            println!("tenant {name} deleted");
+        }
+        TenantAction::Split { from } => {
+            let _lock = moat_server::migrate::writer_lock(&tenants::platform_path(&cfg.data))?;
+            let report = moat_server::split::split(&from, &cfg.data, &cfg.rules_text()?, |line| println!("{line}"))?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}
+
+fn print_tenants(rows: impl Iterator<Item = (String, i64, u64, Option<u64>, u64, usize)>) {
+    println!("{:<24} {:>10} {:>10} {:>9} {:>22} {:>10}", "TENANT", "ROWS", "SIZE", "CLIENTS", "LAST WRITE", "MIGRATIONS");
+    for (name, rows, bytes, clients, last, migrations) in rows {
+        let size = format!("{:.1} MB", bytes as f64 / 1048576.0);
+        let clients = clients.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+        let last = if last == 0 {
+            "never".to_owned()
+        } else {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+                .saturating_sub(last / 1000);
+            format!("{secs} s ago")
+        };
+        println!("{name:<24} {rows:>10} {size:>10} {clients:>9} {last:>22} {migrations:>10}");
+    }
 }
 
 /// The keys `moat token` and `moat migrate --server` sign with.
@@ -231,8 +440,8 @@ fn auth_for(cfg: &Config) -> moat_server::Result<moat_server::auth::Auth> {
     }
 }
 
-/// One HTTP/1.1 POST to a server on this machine (`http://host:port`); returns the status and body.
-fn post_local(url: &str, path: &str, token: &str) -> moat_server::Result<(u16, String)> {
+/// One HTTP/1.1 request to a server on this machine (`http://host:port`); returns the status and body.
+fn request_local(method: &str, url: &str, path: &str, token: &str) -> moat_server::Result<(u16, String)> {
     use std::io::{Read, Write};
     let bad = |e: std::io::Error| moat_server::Error::Unavailable(format!("{url}: {e}"));
     let host = url
@@ -242,7 +451,7 @@ fn post_local(url: &str, path: &str, token: &str) -> moat_server::Result<(u16, S
     let mut s = std::net::TcpStream::connect(host).map_err(bad)?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(bad)?;
     let mut response = String::new();
@@ -263,7 +472,7 @@ fn serve(cfg: Config) -> moat_server::Result<()> {
             .await
             .map_err(|e| moat_server::Error::Config(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let addr = listener.local_addr().map_err(|e| moat_server::Error::Config(e.to_string()))?;
-        tracing::info!(%addr, database = %cfg.database.display(), demo = cfg.demo, "moat serving");
+        tracing::info!(%addr, data = %cfg.data.display(), demo = cfg.demo, "moat serving");
         println!("Moat is serving on http://{addr}/  (sync: ws://{addr}/sync)");
         if cfg.demo {
             println!("Demo users and their tokens: http://{addr}/demo/users");

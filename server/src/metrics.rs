@@ -136,3 +136,36 @@ impl Metrics {
         out
     }
 }
+
+/// Per-tenant series, with a bounded number of label values: the `top` open tenants with the most
+/// connected clients (then the most writes) are labelled by name; the other open tenants are summed
+/// under `tenant="_other"`. Closed tenants have no series. So the series count stays at most
+/// `3 × (top + 1)`, whatever the number of tenants.
+pub(crate) fn render_tenants(out: &mut String, open: &[std::sync::Arc<crate::store::Store>], top: usize) {
+    let mut rows: Vec<(String, u64, u64, u64)> = open
+        .iter()
+        .map(|s| {
+            let (c, d, q) = s.figures();
+            (s.tenant.clone(), c, d, q)
+        })
+        .collect();
+    rows.sort_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2)).then_with(|| a.0.cmp(&b.0)));
+    let mut shown: Vec<(String, u64, u64, u64)> = rows.iter().take(top).cloned().collect();
+    if rows.len() > top {
+        let other = rows[top..].iter().fold((0, 0, 0), |acc, r| (acc.0 + r.1, acc.1 + r.2, acc.2 + r.3));
+        shown.push(("_other".into(), other.0, other.1, other.2));
+    }
+    let series = [
+        ("moat_tenant_connections", "gauge", "Open sessions per tenant."),
+        ("moat_tenant_diffs_total", "counter", "Diffs committed per tenant since it was opened."),
+        ("moat_tenant_write_queue_depth", "gauge", "Writes waiting per tenant."),
+    ];
+    for (i, (name, kind, help)) in series.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (tenant, c, d, q) in &shown {
+            let v = [c, d, q][i];
+            let _ = writeln!(out, "{name}{{tenant=\"{tenant}\"}} {v}");
+        }
+    }
+    let _ = writeln!(out, "# HELP moat_tenants_open Tenant databases open now.\n# TYPE moat_tenants_open gauge\nmoat_tenants_open {}", open.len());
+}

@@ -9,6 +9,11 @@
 //!
 //! Refused: an applied migration whose file changed (checksum), a missing or duplicated number, and a
 //! destructive change (a dropped table or column that holds data) unless explicitly allowed.
+//!
+//! Each tenant's database has its own history, in two numbered sequences ([`Scope`]): the
+//! platform's migrations (`schemas/migrations`, applied to every tenant) and the tenant's own (its
+//! custom objects and fields). The tenant's schema is the base schema followed by both, in the order
+//! they were applied.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,24 @@ use sha2::{Digest, Sha256};
 use sqlite_ext::Schema;
 
 use crate::error::{Error, Result};
+
+/// Whose migrations a sequence is: numbers are unique within a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The platform's migrations, applied to every tenant.
+    Platform,
+    /// One tenant's own migrations.
+    Tenant,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Platform => "platform",
+            Scope::Tenant => "tenant",
+        }
+    }
+}
 
 /// One migration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +111,14 @@ impl Effect {
 }
 
 const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS moat_migrations (
-    version    INTEGER PRIMARY KEY,
+    seq        INTEGER PRIMARY KEY,
+    scope      TEXT NOT NULL,
+    version    INTEGER NOT NULL,
     name       TEXT NOT NULL,
     checksum   TEXT NOT NULL,
     sql        TEXT NOT NULL,
-    applied_ms INTEGER NOT NULL
+    applied_ms INTEGER NOT NULL,
+    UNIQUE (scope, version)
 ) STRICT";
 
 fn schema_error(e: sqlite_ext::Error) -> Error {
@@ -132,8 +158,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>> {
     Ok(out)
 }
 
-/// The applied migrations recorded in `conn`: (version, name, checksum, sql), in order.
-fn applied(conn: &Connection) -> Result<Vec<(u32, String, String, String)>> {
+/// The applied migrations recorded in `conn` (of `scope`, or all): (version, name, checksum, sql),
+/// in the order they were applied.
+fn applied(conn: &Connection, scope: Option<Scope>) -> Result<Vec<(u32, String, String, String)>> {
     let exists: Option<String> = conn
         .query_row(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'moat_migrations'",
@@ -144,15 +171,17 @@ fn applied(conn: &Connection) -> Result<Vec<(u32, String, String, String)>> {
     if exists.is_none() {
         return Ok(Vec::new());
     }
-    let mut stmt =
-        conn.prepare("SELECT version, name, checksum, sql FROM moat_migrations ORDER BY version")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let mut stmt = conn.prepare(
+        "SELECT version, name, checksum, sql FROM moat_migrations WHERE ?1 IS NULL OR scope = ?1 ORDER BY seq",
+    )?;
+    let rows =
+        stmt.query_map([scope.map(Scope::as_str)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The schema a database runs with: `base` followed by every migration applied to it.
 pub fn effective_schema(conn: &Connection, base: &Schema) -> Result<Schema> {
-    let applied = applied(conn)?;
+    let applied = applied(conn, None)?;
     if applied.is_empty() {
         return Ok(base.clone());
     }
@@ -169,9 +198,9 @@ pub(crate) fn effective_sql<'a>(base: &str, migrations: impl Iterator<Item = &'a
     sql
 }
 
-/// Every migration known from the files or the database, with its state, in order.
-pub fn status(conn: &Connection, files: &[Migration]) -> Result<Vec<(u32, String, State)>> {
-    let applied = applied(conn)?;
+/// Every migration of `scope` known from the files or the database, with its state, in order.
+pub fn status(conn: &Connection, files: &[Migration], scope: Scope) -> Result<Vec<(u32, String, State)>> {
+    let applied = applied(conn, Some(scope))?;
     let mut out = Vec::new();
     for m in files {
         let state = match applied.iter().find(|a| a.0 == m.version) {
@@ -191,10 +220,10 @@ pub fn status(conn: &Connection, files: &[Migration]) -> Result<Vec<(u32, String
 }
 
 /// The migrations to apply, after refusing a tampered, missing or out-of-order history.
-fn pending<'a>(conn: &Connection, files: &'a [Migration]) -> Result<Vec<&'a Migration>> {
-    let applied = applied(conn)?;
-    let newest = applied.last().map(|a| a.0).unwrap_or(0);
-    for (version, name, state) in status(conn, files)? {
+fn pending<'a>(conn: &Connection, files: &'a [Migration], scope: Scope) -> Result<Vec<&'a Migration>> {
+    let applied = applied(conn, Some(scope))?;
+    let newest = applied.iter().map(|a| a.0).max().unwrap_or(0);
+    for (version, name, state) in status(conn, files, scope)? {
         match state {
             State::Tampered => {
                 return Err(Error::Config(format!(
@@ -275,9 +304,14 @@ fn run(conn: &Connection, before_sql: &str, m: &Migration) -> Result<(Effect, St
 
 /// What `up` would do, without changing anything: every pending migration runs in one transaction
 /// that is rolled back.
-pub fn plan(conn: &mut Connection, base: &Schema, files: &[Migration]) -> Result<Vec<(Migration, Effect)>> {
+pub fn plan(
+    conn: &mut Connection,
+    base: &Schema,
+    files: &[Migration],
+    scope: Scope,
+) -> Result<Vec<(Migration, Effect)>> {
     conn.execute_batch(TABLE_SQL)?;
-    let todo: Vec<Migration> = pending(conn, files)?.into_iter().cloned().collect();
+    let todo: Vec<Migration> = pending(conn, files, scope)?.into_iter().cloned().collect();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut sql = effective_schema(&tx, base)?.sql().to_owned();
     let mut out = Vec::new();
@@ -297,11 +331,12 @@ pub fn up(
     conn: &mut Connection,
     base: &Schema,
     files: &[Migration],
+    scope: Scope,
     allow_destructive: bool,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<(Migration, Effect)>> {
     conn.execute_batch(TABLE_SQL)?;
-    let todo: Vec<Migration> = pending(conn, files)?.into_iter().cloned().collect();
+    let todo: Vec<Migration> = pending(conn, files, scope)?.into_iter().cloned().collect();
     let total = todo.len();
     let mut done = Vec::new();
     for (n, m) in todo.into_iter().enumerate() {
@@ -319,9 +354,9 @@ pub fn up(
             )));
         }
         tx.execute(
-            "INSERT INTO moat_migrations (version, name, checksum, sql, applied_ms) \
-             VALUES (?1, ?2, ?3, ?4, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
-            rusqlite::params![m.version, m.name, m.checksum, m.sql],
+            "INSERT INTO moat_migrations (scope, version, name, checksum, sql, applied_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+            rusqlite::params![scope.as_str(), m.version, m.name, m.checksum, m.sql],
         )?;
         tx.execute("UPDATE moat_meta SET value = ?1 WHERE key = 'schema_sql'", [&after])?;
         // Every client re-reads the (new) schema's rows: no cursor survives a migration.

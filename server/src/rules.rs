@@ -163,6 +163,11 @@ impl Rules {
         Ok(Profile { channel, route, role: Arc::clone(role) })
     }
 
+    /// The routing column filled from the tenant claim, and its place in the route, if any.
+    pub fn tenant_route(&self) -> Option<(&str, usize)> {
+        self.route.iter().position(|(_, c)| c == "tenant").map(|i| (self.route[i].0.as_str(), i))
+    }
+
     /// The routing columns, in route order.
     pub fn route_columns(&self) -> impl Iterator<Item = &str> {
         self.route.iter().map(|(c, _)| c.as_str())

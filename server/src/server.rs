@@ -16,13 +16,12 @@ use tokio::sync::watch;
 use crate::auth::{Auth, Claims, now_secs};
 use crate::config::{Config, DEMO_SECRET, Limits};
 use crate::error::{Error, Result};
-use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::model::Models;
-use crate::store::{Store, WriterConfig};
+use crate::store::{Store, WriterConfig, Writers};
+use crate::tenants::Tenants;
 
-const DEMO_SEED: &str = include_str!("../../schemas/demo_seed.sql");
-const DEFAULT_RULES: &str = include_str!("../../schemas/sync_rules.toml");
+/// The demo data: two companies, both in one script (a tenant keeps one company's rows).
+pub const DEMO_SEED: &str = include_str!("../../schemas/demo_seed.sql");
 
 /// The users the demo's sign-in offers: an admin and a technician of each company.
 pub const DEMO_USERS: [(&str, &str, &str, &str); 4] = [
@@ -32,15 +31,16 @@ pub const DEMO_USERS: [(&str, &str, &str, &str); 4] = [
     ("tariq", "Tariq Technician", "company-b", "technician"),
 ];
 
+/// The tenants `--demo` creates (with the demo data) when they do not exist yet.
+pub const DEMO_TENANTS: [&str; 2] = ["company-a", "company-b"];
+
 /// Everything a connection needs, shared.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub(crate) store: Arc<Store>,
-    pub(crate) hub: Arc<Hub>,
+    /// The tenants, each its own database, schema, rules and channels.
+    pub(crate) tenants: Arc<Tenants>,
     pub(crate) auth: Arc<Auth>,
-    /// The schema and rules now; replaced by a live migration.
-    pub(crate) models: Arc<Models>,
-    /// Where `POST /admin/migrate` finds the migration files.
+    /// Where `POST /admin/migrate` finds the platform's migration files.
     migrations: std::path::PathBuf,
     pub(crate) limits: Arc<Limits>,
     pub(crate) metrics: Arc<Metrics>,
@@ -59,43 +59,50 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the database (creating and, with `demo`, seeding it), loads schema, rules and keys.
+    /// Opens the data directory (creating it and, with `demo`, the demo's tenants), loads the base
+    /// schema, the rules and the keys, and starts the writers. Tenants open on demand.
     pub fn open(config: &Config) -> Result<Server> {
-        let read = |p: &std::path::Path| {
-            std::fs::read_to_string(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
-        };
-        let lock = crate::migrate::writer_lock(&config.database)?;
+        std::fs::create_dir_all(&config.data)
+            .map_err(|e| Error::Config(format!("{}: {e}", config.data.display())))?;
+        let lock = crate::migrate::writer_lock(&crate::tenants::platform_path(&config.data))?;
         let base = config.base_schema()?;
-        // The base schema plus every migration applied to this database (`moat migrate`).
-        let schema = if config.database.exists() {
-            let conn = rusqlite::Connection::open(&config.database)?;
-            crate::migrate::effective_schema(&conn, &base)?
-        } else {
-            base.clone()
-        };
-        let rules_text = match &config.rules {
-            Some(p) => read(p)?,
-            None => DEFAULT_RULES.to_owned(),
-        };
-        let models = Arc::new(Models::new(base, schema, rules_text)?);
+        let rules_text = config.rules_text()?;
+        // The rules must fit the base schema (each tenant's schema is checked when it opens).
+        crate::rules::Rules::from_toml(&rules_text, &base)?;
+        if config.demo {
+            let platform = crate::tenants::open_platform(&config.data)?;
+            for (n, tenant) in DEMO_TENANTS.iter().enumerate() {
+                if !crate::tenants::exists(&platform, tenant)? {
+                    let seed = crate::tenants::demo_seed_for(&base, DEMO_SEED, DEMO_TENANTS[n], tenant);
+                    crate::tenants::create(&config.data, tenant, &base, Some(&seed))?;
+                }
+            }
+        }
         let auth = Arc::new(auth_from(config)?);
         let limits = Arc::new(config.limits.clone());
         let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::new(limits.channel_buffer));
-        let store = Store::open(
-            &config.database,
-            Arc::clone(&models),
-            config.demo.then_some(DEMO_SEED),
-            Arc::clone(&hub),
+        let threads = match limits.writer_threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+            n => n,
+        };
+        let writers = Writers::start(threads, limits.max_batch)?;
+        let tenants = Arc::new(Tenants::new(
+            &config.data,
+            base,
+            rules_text,
+            writers,
+            limits.channel_buffer,
             Arc::clone(&metrics),
-            WriterConfig { max_batch: limits.max_batch, log_retention: limits.log_retention },
-        )?;
+            WriterConfig {
+                log_retention: limits.log_retention,
+                max_writes_per_second: limits.tenant_max_writes_per_second,
+                max_database_bytes: limits.tenant_max_database_mb * 1024 * 1024,
+            },
+        )?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState {
-            store,
-            hub,
+            tenants,
             auth,
-            models,
             migrations: config.migrations.clone(),
             limits,
             metrics,
@@ -106,9 +113,13 @@ impl Server {
         Ok(Server { state, shutdown, lock })
     }
 
-    /// The shared state (for tests and tools in this crate's users).
-    pub fn store(&self) -> &Arc<Store> {
-        &self.state.store
+    /// A tenant's database, opened if needed (for tests and tools in this crate's users).
+    pub async fn tenant(&self, name: &str) -> Result<Arc<Store>> {
+        self.state
+            .tenants
+            .get(name)
+            .await?
+            .ok_or_else(|| Error::Config(format!("there is no tenant {name}")))
     }
 
     /// The metrics.
@@ -128,6 +139,18 @@ impl Server {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let Server { state, shutdown, lock } = self;
+        // Tenants with no session close their files after a while.
+        let idle_ms = state.limits.tenant_idle_secs.saturating_mul(1000);
+        let reaper = {
+            let tenants = Arc::clone(&state.tenants);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis((idle_ms / 4).clamp(250, 10_000)));
+                loop {
+                    tick.tick().await;
+                    tenants.close_idle(idle_ms);
+                }
+            })
+        };
         let router = app(state);
         let notify = async move {
             signal.await;
@@ -144,6 +167,7 @@ impl Server {
             .with_graceful_shutdown(notify)
             .await
             .map_err(|e| Error::Unavailable(format!("serve: {e}")))?;
+        reaper.abort();
         drop(lock);
         Ok(())
     }
@@ -187,7 +211,9 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/demo/users", get(demo_users))
-        .route("/admin/migrate", axum::routing::post(admin_migrate));
+        .route("/admin/migrate", axum::routing::post(admin_migrate))
+        .route("/admin/tenants", get(admin_tenants))
+        .route("/admin/tenants/{name}", axum::routing::delete(admin_delete_tenant));
     let router = if web_root.join("index.html").is_file() {
         router.fallback_service(tower_http::services::ServeDir::new(web_root))
     } else {
@@ -207,14 +233,22 @@ async fn sync(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await {
-        Ok(_) => "ok\n".into_response(),
+    let tenants = Arc::clone(&state.tenants);
+    let check = tokio::task::spawn_blocking(move || -> Result<i64> {
+        Ok(tenants.platform().query_row("SELECT count(*) FROM moat_tenants", [], |r| r.get(0))?)
+    });
+    match check.await {
+        Ok(Ok(_)) => "ok\n".into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {e}\n")).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {e}\n")).into_response(),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.hub.channel_count(), state.store.queue_depth());
+    let open = state.tenants.open_now_list();
+    let channels = open.iter().map(|t| t.hub.channel_count()).sum();
+    let mut body = state.metrics.render(channels, state.tenants.queue_depth());
+    crate::metrics::render_tenants(&mut body, &open, state.limits.metrics_tenants);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -254,38 +288,140 @@ async fn demo_users(State(state): State<AppState>) -> Response {
 struct MigrateQuery {
     #[serde(default)]
     allow_destructive: bool,
+    /// One tenant; all of them when absent.
+    tenant: Option<String>,
+    /// The tenant's own migrations from this folder (with `tenant`), instead of the platform's.
+    own: Option<std::path::PathBuf>,
 }
 
-/// Applies the pending migrations inside the running server (`moat migrate up --server URL`). Only
-/// from this machine, and only with a token of role `operator` signed with the server's keys.
-async fn admin_migrate(
-    State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    axum::extract::Query(q): axum::extract::Query<MigrateQuery>,
-    headers: axum::http::HeaderMap,
-) -> Response {
+/// Admin endpoints answer only requests from this machine carrying a token of role `operator`
+/// signed with the server's keys.
+fn operator_only(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> Option<Response> {
     if !peer.ip().is_loopback() {
-        return (StatusCode::FORBIDDEN, "migrations are applied from the server's own machine\n")
-            .into_response();
+        return Some((StatusCode::FORBIDDEN, "admin requests come from the server's own machine\n").into_response());
     }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match token.map(|t| state.auth.verify(t)) {
-        Some(Ok(claims)) if claims.role == "operator" => {}
+        Some(Ok(claims)) if claims.role == "operator" => None,
         _ => {
             let msg = "an operator token is needed (moat token --role operator)\n";
-            return (StatusCode::UNAUTHORIZED, msg).into_response();
+            Some((StatusCode::UNAUTHORIZED, msg).into_response())
         }
     }
-    let files = match crate::migrate::load_dir(&state.migrations) {
+}
+
+/// Applies the pending migrations inside the running server (`moat migrate up --server URL`): the
+/// platform's to one tenant or to every tenant, or one tenant's own. Only the migrated tenants'
+/// clients reconnect.
+async fn admin_migrate(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    axum::extract::Query(q): axum::extract::Query<MigrateQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(refused) = operator_only(&state, peer, &headers) {
+        return refused;
+    }
+    let (dir, scope) = match (&q.own, &q.tenant) {
+        (Some(dir), Some(_)) => (dir.clone(), crate::migrate::Scope::Tenant),
+        (Some(_), None) => {
+            return (StatusCode::BAD_REQUEST, "a tenant's own migrations need --tenant\n").into_response();
+        }
+        (None, _) => (state.migrations.clone(), crate::migrate::Scope::Platform),
+    };
+    let files = match crate::migrate::load_dir(&dir) {
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    match state.store.migrate(files, q.allow_destructive).await {
-        Ok(text) => text.into_response(),
-        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    let names = match &q.tenant {
+        Some(t) => vec![t.clone()],
+        None => match state.tenants.names() {
+            Ok(n) => n,
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        },
+    };
+    let mut out = String::new();
+    for name in names {
+        let store = match state.tenants.get(&name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return (StatusCode::NOT_FOUND, format!("{out}there is no tenant {name}\n")).into_response(),
+            Err(e) => return (StatusCode::CONFLICT, format!("{out}{name}: {e}\n")).into_response(),
+        };
+        match store.migrate(files.clone(), scope, q.allow_destructive).await {
+            Ok(text) => out.push_str(&text),
+            Err(e) => return (StatusCode::CONFLICT, format!("{out}{name}: {e}\n")).into_response(),
+        }
+    }
+    out.into_response()
+}
+
+/// `GET /admin/tenants`: every tenant with its rows, size, open sessions and last write.
+async fn admin_tenants(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(refused) = operator_only(&state, peer, &headers) {
+        return refused;
+    }
+    let tenants = Arc::clone(&state.tenants);
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut list = crate::tenants::list(tenants.data(), tenants.base())?;
+        for store in tenants.open_now_list() {
+            if let Some(t) = list.iter_mut().find(|t| t.name == store.tenant) {
+                t.connections = store.connections.load(std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok::<_, Error>(list)
+    })
+    .await;
+    match listed {
+        Ok(Ok(list)) => axum::Json(list).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// `DELETE /admin/tenants/NAME`: refused while the tenant has sessions, unless `force` (its
+/// sessions are then closed (1012) and their reconnection is refused (4001): the tenant is gone).
+async fn admin_delete_tenant(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DeleteQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(refused) = operator_only(&state, peer, &headers) {
+        return refused;
+    }
+    if let Some(store) = state.tenants.open_now_list().into_iter().find(|s| s.tenant == name) {
+        let n = store.connections.load(std::sync::atomic::Ordering::Relaxed);
+        if n > 0 && !q.force {
+            let msg = format!("{name} has {n} connected client(s); stop them first or use --force\n");
+            return (StatusCode::CONFLICT, msg).into_response();
+        }
+    }
+    let tenants = Arc::clone(&state.tenants);
+    let deleted = tokio::task::spawn_blocking(move || {
+        // Unregistered first, so no session opens it again; then its channels close.
+        let r = crate::tenants::delete_files(tenants.data(), &name);
+        tenants.forget(&name);
+        r.map(|()| name)
+    })
+    .await;
+    match deleted {
+        Ok(Ok(name)) => format!("tenant {name} deleted\n").into_response(),
+        Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 

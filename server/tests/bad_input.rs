@@ -47,7 +47,7 @@ async fn bad_frames_get_errors_and_the_connection_and_data_survive() {
         let (reject, _) = c.until("reject").await;
         assert_eq!(reject["code"], "bad_diff", "{what}: {reject}");
     }
-    assert_eq!(db_value(&server, "SELECT count(*) FROM jobs"), 4i64.into());
+    assert_eq!(db_value(&server, "SELECT count(*) FROM jobs"), 2i64.into());
     assert_eq!(db_value(&server, "SELECT price_cents FROM jobs WHERE id = 'job-a1'"), 10000i64.into());
 
     // Still served: a good push works on the same connection and reaches the bystander.

@@ -12,7 +12,7 @@ use support::{Client, SECRET, token};
 
 fn start(db: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(db)
         .env("MOAT_HS256_SECRET", SECRET)
         .env("MOAT_LOG", "warn")
@@ -56,17 +56,24 @@ const PUSHES: usize = 3000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("server.db");
+    let data = dir.path().join("data");
+    let made = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["tenant", "create", "company-a", "--data"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let db = moat_server::tenants::tenant_path(&data, "company-a");
     let tok = token("alice", "company-a", "admin");
 
-    let (mut child, url) = start(&db);
+    let (mut child, url) = start(&data);
     let mut c = Client::connect(&url, &tok, json!({})).await;
     c.until("synced").await;
     let acked = push_all(&mut c, 256, PUSHES / 3).await;
     child.kill().unwrap(); // SIGKILL: no shutdown path runs
     child.wait().unwrap();
 
-    let (mut child, url) = start(&db);
+    let (mut child, url) = start(&data);
     let mut c = Client::connect(&url, &tok, json!({})).await;
     c.until("synced").await;
     let present: std::collections::HashSet<String> =

@@ -1,14 +1,15 @@
 //! `moat migrate`: the demo's migrations apply in order with progress, a dry run changes nothing, the
 //! server then runs on the new schema and hands it to clients; refused: a migration changed after it
 //! was applied, a destructive one without the flag, one that fails half-way (nothing of it stays),
-//! and migrating a database a running server holds.
+//! and migrating a database a running server holds. A live migration of one tenant reconnects only
+//! that tenant's clients.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use futures_util::SinkExt;
-use moat_server::migrate::{self, State};
+use moat_server::migrate::{self, Scope, State};
 use moat_server::{Config, Server};
 use serde_json::json;
 use sqlite_ext::Schema;
@@ -16,12 +17,15 @@ use support::{Client, TestServer, closed, raw, token};
 use tokio_tungstenite::tungstenite::Message;
 
 fn demo_db(dir: &Path) -> Config {
-    let mut config =
-        Config { database: dir.join("server.db"), web_root: dir.join("no-web"), ..Config::default() };
+    let mut config = Config { data: dir.join("data"), web_root: dir.join("no-web"), ..Config::default() };
     config.demo = true;
     config.auth.hs256_secret = Some(support::SECRET.into());
-    drop(Server::open(&config).unwrap()); // creates and seeds it
+    drop(Server::open(&config).unwrap()); // creates and seeds the demo's tenants
     config
+}
+
+fn tenant_db(config: &Config, tenant: &str) -> PathBuf {
+    moat_server::tenants::tenant_path(&config.data, tenant)
 }
 
 fn demo_migrations() -> Vec<migrate::Migration> {
@@ -36,19 +40,19 @@ fn columns(db: &Path, table: &str) -> Vec<String> {
 
 fn states(db: &Path, files: &[migrate::Migration]) -> Vec<State> {
     let conn = rusqlite::Connection::open(db).unwrap();
-    migrate::status(&conn, files).unwrap().into_iter().map(|s| s.2).collect()
+    migrate::status(&conn, files, Scope::Platform).unwrap().into_iter().map(|s| s.2).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
     let dir = tempfile::tempdir().unwrap();
     let config = demo_db(dir.path());
-    let db = config.database.clone();
+    let db = tenant_db(&config, "company-a");
     let files = demo_migrations();
     assert_eq!(files.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["job_priority", "vehicles"]);
 
     let mut conn = rusqlite::Connection::open(&db).unwrap();
-    let plan = migrate::plan(&mut conn, &Schema::demo(), &files).unwrap();
+    let plan = migrate::plan(&mut conn, &Schema::demo(), &files, Scope::Platform).unwrap();
     assert_eq!(plan[0].1.columns_added, ["jobs.priority"]);
     assert_eq!(plan[1].1.tables_added, ["vehicles"]);
     assert!(!columns(&db, "jobs").contains(&"priority".into()), "a dry run changes nothing");
@@ -56,19 +60,30 @@ async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
 
     // A running server holds the database: no migration under it.
     let running = Server::open(&config).unwrap();
-    let err = migrate::writer_lock(&db).unwrap_err().to_string();
+    let platform = moat_server::tenants::platform_path(&config.data);
+    let err = migrate::writer_lock(&platform).unwrap_err().to_string();
     assert!(err.contains("running `moat serve`"), "{err}");
     drop(running);
 
-    let _lock = migrate::writer_lock(&db).unwrap();
+    let _lock = migrate::writer_lock(&platform).unwrap();
     let mut progress = Vec::new();
     let done =
-        migrate::up(&mut conn, &Schema::demo(), &files, false, |l| progress.push(l.to_owned())).unwrap();
+        migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |l| progress.push(l.to_owned()))
+            .unwrap();
     assert_eq!(done.len(), 2);
     assert!(progress.iter().any(|l| l.starts_with("[1/2] 0001_job_priority applied")), "{progress:?}");
     assert!(progress.iter().any(|l| l.starts_with("[2/2] 0002_vehicles applied")), "{progress:?}");
     assert_eq!(states(&db, &files), [State::Applied, State::Applied]);
-    assert!(migrate::up(&mut conn, &Schema::demo(), &files, false, |_| {}).unwrap().is_empty());
+    assert!(migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |_| {}).unwrap().is_empty());
+    // The new object type's rows are this tenant's own (a platform migration reads the tenant's name).
+    let owners: Vec<String> = conn
+        .prepare("SELECT DISTINCT tenant_id FROM vehicles UNION SELECT DISTINCT tenant_id FROM object_metadata")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(owners, ["company-a"]);
     drop((conn, _lock));
 
     // The server runs on base + migrations and hands that schema to a client that has another one.
@@ -120,13 +135,14 @@ fn write(dir: &Path, name: &str, sql: &str) -> PathBuf {
 #[test]
 fn tampered_destructive_and_failing_migrations_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let db = demo_db(dir.path()).database;
+    let db = tenant_db(&demo_db(dir.path()), "company-a");
     let mdir = dir.path().join("migrations");
     std::fs::create_dir(&mdir).unwrap();
     let mut conn = rusqlite::Connection::open(&db).unwrap();
     let base = Schema::demo();
     let up = |conn: &mut rusqlite::Connection, allow: bool| {
-        migrate::up(conn, &base, &migrate::load_dir(&mdir).unwrap(), allow, |_| {}).map(|d| d.len())
+        migrate::up(conn, &base, &migrate::load_dir(&mdir).unwrap(), Scope::Platform, allow, |_| {})
+            .map(|d| d.len())
     };
 
     let first = write(&mdir, "0001_vip.sql", "ALTER TABLE customers ADD COLUMN vip INTEGER;\n");
@@ -191,17 +207,22 @@ async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
     let server = TestServer::start_with(|c| *c = config.clone()).await;
     let mut alice = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
     alice.until("synced").await;
+    let mut bella = Client::connect(&server.url(), &token("bella", "company-b", "admin"), json!({})).await;
+    bella.until("synced").await;
 
     // Only an operator may migrate.
     let refused = post(&server, "/admin/migrate", &token("alice", "company-a", "admin")).await;
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
-    let answer = post(&server, "/admin/migrate", &token("ops", "*", "operator")).await;
+    let ops = token("ops", "*", "operator");
+    let answer = post(&server, "/admin/migrate?tenant=company-a", &ops).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("[2/2] 0002_vehicles applied"), "{answer}");
 
-    // The connected client is closed so that it comes back onto the new schema.
+    // The connected client is closed so that it comes back onto the new schema...
     let (code, reason) = alice.closed().await;
     assert_eq!(code, 1012, "{reason}");
+    // ...and company-b's client, on a tenant that was not migrated, stays connected.
+    assert!(bella.settle().await.is_empty());
     let mut ws = raw(&server.url()).await;
     let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
                        "client_id": "c1", "cursors": {"company-a/admin": alice.cursor},
@@ -219,8 +240,11 @@ async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
         .await;
     let (ack, _) = c.until("ack").await;
     assert!(ack["conflicts"].as_array().unwrap().is_empty(), "{ack}");
-    assert_eq!(
-        post(&server, "/admin/migrate", &token("ops", "*", "operator")).await.split("\r\n\r\n").nth(1),
-        Some("nothing to apply\n")
-    );
+
+    // Every tenant: company-a has nothing left to apply; company-b now migrates and reconnects.
+    let answer = post(&server, "/admin/migrate", &ops).await;
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    assert!(body.starts_with("company-a: nothing to apply\n"), "{body}");
+    assert!(body.contains("company-b: 2 migration(s) applied"), "{body}");
+    assert_eq!(bella.closed().await.0, 1012);
 }

@@ -48,6 +48,9 @@ pub mod close {
     pub const OUTDATED: u16 = 4010;
     /// Too many pushes waiting for their acks.
     pub const FLOOD: u16 = 4029;
+    /// The tenant is at one of its limits (its connected clients): the reason names it; reconnect
+    /// later, with backoff.
+    pub const TENANT_LIMIT: u16 = 4030;
 }
 
 /// A JSON diff inside a frame.
@@ -247,9 +250,13 @@ pub enum ServerMsg<'a> {
     },
     /// A frame could not be handled; the connection stays open.
     Error {
-        /// Machine-readable: `protocol`, `unavailable`, `storage`.
+        /// Machine-readable: `protocol`, `unavailable`, `storage`, `limit`.
         #[serde(borrow)]
         code: Cow<'a, str>,
+        /// The push this error is about, when it is about one (it was not applied; with `retry`,
+        /// send it again later).
+        #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+        mutation_id: Option<Cow<'a, str>>,
         /// Human-readable.
         #[serde(borrow)]
         message: Cow<'a, str>,

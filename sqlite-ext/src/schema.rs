@@ -328,6 +328,9 @@ impl Schema {
     /// is a synced table and must follow the rules in `schemas/domain.sql`.
     pub fn from_sql(sql: &str) -> Result<Schema> {
         let conn = Connection::open_in_memory()?;
+        // A platform migration may read the tenant it runs for from the server's `moat_meta`; here
+        // that table is a temporary one (not a synced table: only `main`'s tables are).
+        conn.execute_batch("CREATE TEMP TABLE moat_meta (key TEXT PRIMARY KEY NOT NULL, value ANY)")?;
         conn.execute_batch(sql).map_err(|e| Error::Schema(format!("schema SQL does not run: {e}")))?;
         let mut schema = Self::from_connection(&conn)?;
         schema.sql = sql.to_owned();

@@ -31,6 +31,9 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
     if conn.inflight >= conn.state.limits.max_inflight_pushes {
         return Err(End::Close(close::FLOOD, "too many pushes waiting for acks".into()));
     }
+    if let Err(e) = conn.store.admit_write() {
+        return conn.error_for(&mutation_id, &e).await;
+    }
     let req = WriteReq::Push(Push {
         user: conn.claims.sub.clone(),
         profile: conn.profile.clone(),
@@ -39,12 +42,12 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
         reply: conn.replies.clone(),
     });
     let wait = std::time::Duration::from_millis(conn.state.limits.send_timeout_ms);
-    match conn.state.store.submit(req, wait).await {
+    match conn.store.submit(req, wait).await {
         Ok(()) => {
             conn.inflight += 1;
             Ok(())
         }
-        Err(e) => conn.error(&e).await,
+        Err(e) => conn.error_for(&mutation_id, &e).await,
     }
 }
 
@@ -60,6 +63,6 @@ pub(crate) async fn answer(conn: &mut Conn, reply: PushReply) -> Result<(), End>
             conn.send(&ServerMsg::Reject { mutation_id: id.into(), code: code.into(), reason: reason.into() })
                 .await
         }
-        Err(e) => conn.error(&e).await,
+        Err(e) => conn.error_for(id, &e).await,
     }
 }

@@ -16,7 +16,7 @@ use crate::store::{log_after, log_bounds};
 const CATCH_UP_BATCH: usize = 512;
 
 pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), End> {
-    let store = Arc::clone(&conn.state.store);
+    let store = Arc::clone(&conn.store);
     let (newest, oldest) = store.read(|c| log_bounds(c)).await.map_err(storage)?;
     match cursor {
         Some(c) if c <= newest && c + 1 >= oldest => catch_up(conn, c).await?,
@@ -37,7 +37,7 @@ async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
     loop {
         let from = conn.sent;
         let entries =
-            conn.state.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
+            conn.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
         if entries.is_empty() {
             return Ok(());
         }
@@ -64,7 +64,7 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
     let chunk_bytes = conn.state.limits.snapshot_chunk_bytes;
     // The reader streams chunks from one read transaction, so the snapshot is consistent as of its
     // version; the channel is bounded, so a slow client holds two chunks in memory, not the table.
-    let store = Arc::clone(&conn.state.store);
+    let store = Arc::clone(&conn.store);
     let reader = tokio::spawn(async move {
         store
             .read(move |c| {

@@ -1,18 +1,20 @@
-//! The server's SQLite database, split by role:
+//! One tenant's SQLite database, split by role:
 //! - this module: the [`Store`] (opening, the write queue, admin SQL and migrations through the
 //!   writer) and its readers, pooled connections for snapshots and catch-up;
-//! - `writer`: the one writer thread and its group commit ([`writer`]'s `Batch`), idempotency;
+//! - `writer`: the pool of writer threads and their group commits ([`writer`]'s `Batch`),
+//!   idempotency;
 //! - `log`: the change log, its versions and each profile's view of it.
 //!
 //! Besides the synced tables the database holds `schemas/server.sql`: the change log (`moat_log`),
-//! the outcome of every mutation (`moat_mutations`) and the version counter (`moat_meta`).
+//! the outcome of every mutation (`moat_mutations`) and the version counter (`moat_meta`). All of it
+//! is the tenant's own: keys, mutation ids, versions and conflicts never meet another tenant's.
 
 mod log;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,7 @@ use sqlite_ext::{Conflict, Diff};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use self::log::{LogEntry, log_after, log_bounds};
-use self::writer::Writer;
+pub(crate) use self::writer::Writers;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -46,7 +48,7 @@ pub(crate) struct PushReply {
 
 /// A client's push, checked and merged by the writer.
 pub(crate) struct Push {
-    /// The writer (with its tenant: mutation ids are theirs).
+    /// The writer (`sub`); mutation ids are theirs, inside this tenant's database.
     pub(crate) user: String,
     pub(crate) profile: Profile,
     pub(crate) mutation_id: String,
@@ -64,26 +66,51 @@ pub(crate) enum WriteReq {
     /// Apply migrations inside the running server (between two batches: the writer is the only one).
     Migrate {
         files: Vec<crate::migrate::Migration>,
+        scope: crate::migrate::Scope,
         allow_destructive: bool,
         reply: oneshot::Sender<Result<String>>,
     },
 }
 
-/// The database, its writer and its readers.
+/// One tenant's database: its write connection (used by one writer thread of the pool at a time),
+/// its readers, its schema and rules, and its channels.
 #[derive(Debug)]
 pub struct Store {
+    /// The tenant's name (its file is `tenants/<name>.db`).
+    pub(crate) tenant: String,
     path: PathBuf,
-    writer: mpsc::Sender<WriteReq>,
+    /// Locked only by the writer thread this tenant is assigned to (a migration too goes through it).
+    conn: Mutex<Connection>,
+    /// The schema and rules now; replaced by a live migration of this tenant.
+    pub(crate) models: Arc<Models>,
+    /// This tenant's channels.
+    pub(crate) hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    config: WriterConfig,
+    /// The queue of the writer thread that owns this tenant.
+    writer: mpsc::Sender<writer::Job>,
+    /// Writes of this tenant waiting in that queue.
+    queued: AtomicUsize,
     readers: Mutex<Vec<Connection>>,
     /// Bounds concurrent reads (and so reader connections and blocking threads): a burst of
     /// thousands of connecting clients queues here instead of opening thousands of SQLite handles.
     read_slots: tokio::sync::Semaphore,
+    /// Open sessions of this tenant.
+    pub(crate) connections: AtomicUsize,
+    /// When a session last started or a write last committed (ms since the Unix epoch).
+    last_active_ms: AtomicU64,
+    /// When a write last committed (ms since the Unix epoch; 0: not since it was opened).
+    pub(crate) last_write_ms: AtomicU64,
+    /// Writes admitted in the current second, and which second (for the per-tenant rate limit).
+    rate: Mutex<(u64, u32)>,
+    /// Diffs committed since the tenant was opened.
+    pub(crate) diffs: AtomicU64,
 }
 
-/// Concurrent readers: enough to keep both cores busy while one waits on the disk.
+/// Concurrent readers per tenant: enough to keep both cores busy while one waits on the disk.
 const READERS: usize = 4;
 
-fn open_conn(path: &Path) -> Result<Connection> {
+pub(crate) fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     // An ack is sent only after the commit is on disk; group commit pays the fsync once per batch.
@@ -95,103 +122,177 @@ fn open_conn(path: &Path) -> Result<Connection> {
 /// Settings the writer needs.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
-    pub(crate) max_batch: usize,
     pub(crate) log_retention: i64,
+    /// Writes per second a tenant may make (0: no limit).
+    pub(crate) max_writes_per_second: u32,
+    /// The size a tenant's database may reach, in bytes (0: no limit).
+    pub(crate) max_database_bytes: u64,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Creates the server's tables and the tenant's schema in a new database (running `seed` once;
+/// `moat_meta`'s `tenant` names the tenant, for migrations and seeds to read), or checks that an
+/// existing one was made with `schema`.
+pub(crate) fn initialise(
+    conn: &mut Connection,
+    tenant: &str,
+    schema: &sqlite_ext::Schema,
+    seed: Option<&str>,
+) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SERVER_SQL)?;
+    let initialised: Option<String> = tx
+        .query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0))
+        .optional()?;
+    match initialised {
+        None => {
+            tx.execute("INSERT INTO moat_meta (key, value) VALUES ('tenant', ?1)", [tenant])?;
+            tx.execute_batch(schema.sql())?;
+            if let Some(seed) = seed {
+                tx.execute_batch(seed)?;
+            }
+            tx.execute("INSERT INTO moat_meta (key, value) VALUES ('schema_sql', ?1)", [schema.sql()])?;
+        }
+        Some(sql) if sql == schema.sql() => {}
+        Some(_) => {
+            return Err(Error::Config("the database was made with another schema; migrate it first".into()));
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl Store {
-    /// Opens (creating if needed) the database with `schema`; `seed` is run once, on a new database.
+    /// Opens the tenant database at `path` (which must have been created: [`initialise`]), with
+    /// its schema and rules; its writes go to `writers`.
     pub(crate) fn open(
+        tenant: &str,
         path: &Path,
         models: Arc<Models>,
-        seed: Option<&str>,
-        hub: Arc<Hub>,
+        writers: &Writers,
+        channel_buffer: usize,
         metrics: Arc<Metrics>,
         config: WriterConfig,
     ) -> Result<Arc<Store>> {
         let mut conn = open_conn(path)?;
         let schema = Arc::clone(&models.get().schema);
-        {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SERVER_SQL)?;
-            let initialised: Option<String> = tx
-                .query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0))
-                .optional()?;
-            match initialised {
-                None => {
-                    tx.execute_batch(schema.sql())?;
-                    if let Some(seed) = seed {
-                        tx.execute_batch(seed)?;
-                    }
-                    tx.execute(
-                        "INSERT INTO moat_meta (key, value) VALUES ('schema_sql', ?1)",
-                        [schema.sql()],
-                    )?;
-                }
-                Some(sql) if sql == schema.sql() => {}
-                Some(_) => {
-                    return Err(Error::Config(
-                        "the database was made with another schema; migrate it first".into(),
-                    ));
-                }
-            }
-            tx.commit()?;
-        }
-        let (tx, rx) = mpsc::channel(4096);
-        let writer = Writer { conn, models, hub, metrics, config, rx };
-        std::thread::Builder::new()
-            .name("moat-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| Error::Unavailable(format!("cannot start the writer: {e}")))?;
+        initialise(&mut conn, tenant, &schema, None)?;
         Ok(Arc::new(Store {
+            tenant: tenant.to_owned(),
             path: path.to_owned(),
-            writer: tx,
+            conn: Mutex::new(conn),
+            models,
+            hub: Arc::new(Hub::new(channel_buffer)),
+            metrics,
+            config,
+            writer: writers.queue_for(tenant),
+            queued: AtomicUsize::new(0),
             readers: Mutex::new(Vec::new()),
             read_slots: tokio::sync::Semaphore::new(READERS),
+            connections: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(now_ms()),
+            last_write_ms: AtomicU64::new(0),
+            rate: Mutex::new((0, 0)),
+            diffs: AtomicU64::new(0),
         }))
     }
 
+    /// Connected clients, diffs committed since opened, writes waiting (for the metrics).
+    pub(crate) fn figures(&self) -> (u64, u64, u64) {
+        (
+            self.connections.load(Ordering::Relaxed) as u64,
+            self.diffs.load(Ordering::Relaxed),
+            self.queued.load(Ordering::Relaxed) as u64,
+        )
+    }
+
+    /// Marks the tenant as in use now (it is not closed while in use).
+    pub(crate) fn touch(&self) {
+        self.last_active_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the tenant was last in use.
+    pub(crate) fn idle_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.last_active_ms.load(Ordering::Relaxed))
+    }
+
+    /// Closes the pooled reader connections (an idle tenant keeps only its writer's files open).
+    pub(crate) fn trim_readers(&self) {
+        self.readers.lock().expect("reader pool lock").clear();
+    }
+
+    /// Admits one write under the tenant's writes-per-second limit, or says which limit it hit.
+    pub(crate) fn admit_write(&self) -> Result<()> {
+        let limit = self.config.max_writes_per_second;
+        if limit == 0 {
+            return Ok(());
+        }
+        let second = now_ms() / 1000;
+        let mut rate = self.rate.lock().expect("rate lock");
+        if rate.0 != second {
+            *rate = (second, 0);
+        }
+        if rate.1 >= limit {
+            return Err(Error::Limit(format!(
+                "{} has reached its limit of {limit} writes per second; retry in a moment",
+                self.tenant
+            )));
+        }
+        rate.1 += 1;
+        Ok(())
+    }
+
     /// Applies the pending migrations of `files` inside the running server (between two write
-    /// batches), swaps its schema and rules, and closes every session (1012) so that clients
-    /// reconnect onto the new schema; returns the progress. `POST /admin/migrate` calls this.
+    /// batches), swaps this tenant's schema and rules, and closes its sessions (1012) so that its
+    /// clients reconnect onto the new schema; returns the progress. Other tenants are untouched.
     pub async fn migrate(
-        &self,
+        self: &Arc<Self>,
         files: Vec<crate::migrate::Migration>,
+        scope: crate::migrate::Scope,
         allow_destructive: bool,
     ) -> Result<String> {
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteReq::Migrate { files, allow_destructive, reply })
-            .await
-            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+        self.send(WriteReq::Migrate { files, scope, allow_destructive, reply }).await?;
         rx.await.map_err(|_| Error::Unavailable("the writer stopped".into()))?
+    }
+
+    async fn send(self: &Arc<Self>, req: WriteReq) -> Result<()> {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.writer.send((Arc::clone(self), req)).await.map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            Error::Unavailable("the server is shutting down".into())
+        })
     }
 
     /// Queues a write. A full queue pushes back on the caller (and so on its client's socket) for up
     /// to `wait`; after that the write is refused as unavailable, and the client retries later.
-    pub(crate) async fn submit(&self, req: WriteReq, wait: std::time::Duration) -> Result<()> {
-        match tokio::time::timeout(wait, self.writer.send(req)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Error::Unavailable("the server is shutting down".into())),
-            Err(_) => Err(Error::Unavailable("the write queue is full; retry".into())),
+    pub(crate) async fn submit(self: &Arc<Self>, req: WriteReq, wait: std::time::Duration) -> Result<()> {
+        match tokio::time::timeout(wait, self.send(req)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(Error::Unavailable("the write queue is full; retry".into()))
+            }
         }
     }
 
-    /// How many writes wait for the writer.
-    pub(crate) fn queue_depth(&self) -> usize {
-        self.writer.max_capacity() - self.writer.capacity()
-    }
-
-    /// Runs SQL on the authoritative database as one transaction, captures what it changed and
+    /// Runs SQL on the tenant's database as one transaction, captures what it changed and
     /// broadcasts it like any client write (for admin tools, migrations and tests). Returns the
     /// version of the change, or `None` when nothing changed.
-    pub async fn exec(&self, sql: &str) -> Result<Option<i64>> {
+    pub async fn exec(self: &Arc<Self>, sql: &str) -> Result<Option<i64>> {
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteReq::Exec { sql: sql.to_owned(), reply })
-            .await
-            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        self.send(WriteReq::Exec { sql: sql.to_owned(), reply }).await?;
         rx.await.map_err(|_| Error::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// The database's size on disk in bytes (its pages; the WAL is checkpointed into them).
+    pub(crate) fn size_bytes(conn: &Connection) -> Result<u64> {
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok((pages * size) as u64)
     }
 
     /// Runs `f` on a reader connection in a blocking thread.

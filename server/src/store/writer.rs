@@ -1,14 +1,20 @@
-//! The one writer thread of the database. It takes writes off a queue and commits them in groups: a
-//! [`Batch`] is one transaction holding every push and admin statement that was waiting, each in its
-//! own savepoint, so one fsync makes them all durable. Once it is committed the hub publishes its
-//! log entries, and only then is each writer answered, so a writer's own diff always reaches it before
-//! its ack.
+//! The writers: a small pool of threads, each owning a fixed share of the tenants (by a hash of the
+//! tenant's name), so a tenant has exactly one writer and any number of tenants need only a few
+//! threads. A thread takes every write waiting in its queue, groups them by tenant, and commits each
+//! tenant's group as one [`Batch`]: one transaction holding every push and admin statement of that
+//! tenant that was waiting, each in its own savepoint, so one fsync makes them all durable. A busy
+//! tenant thus holds up another tenant of the same thread for at most one batch, and tenants of other
+//! threads not at all. Once a batch is committed the tenant's hub publishes its log entries, and
+//! only then is each writer answered, so a writer's own diff always reaches it before its ack.
 //!
 //! Idempotency: the outcome of every push (`moat_mutations`, keyed by user and mutation id) is written
 //! in the same transaction as the push, so a replayed push gets the first answer and is never applied
 //! twice.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -16,19 +22,98 @@ use sqlite_ext::{Schema, merge};
 use tokio::sync::{mpsc, oneshot};
 
 use super::log::{LogEntry, current_version, record, route_changes, set_version};
-use super::{Outcome, Push, PushReply, WriteReq, WriterConfig};
+use super::{Outcome, Push, PushReply, Store, WriteReq};
 use crate::error::{Error, Result};
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::model::{Model, Models};
+use crate::model::Model;
 
-pub(super) struct Writer {
-    pub(super) conn: Connection,
-    pub(super) models: Arc<Models>,
-    pub(super) hub: Arc<Hub>,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) config: WriterConfig,
-    pub(super) rx: mpsc::Receiver<WriteReq>,
+/// A write and the tenant it is for.
+pub(crate) type Job = (Arc<Store>, WriteReq);
+
+/// The pool of writer threads. Each thread stops when every sender of its queue is gone.
+#[derive(Debug)]
+pub(crate) struct Writers {
+    queues: Vec<mpsc::Sender<Job>>,
+}
+
+impl Writers {
+    /// Starts `threads` writer threads (at least one), each committing at most `max_batch` writes at
+    /// a time.
+    pub(crate) fn start(threads: usize, max_batch: usize) -> Result<Writers> {
+        let mut queues = Vec::new();
+        for n in 0..threads.max(1) {
+            let (tx, rx) = mpsc::channel::<Job>(4096);
+            std::thread::Builder::new()
+                .name(format!("moat-writer-{n}"))
+                .spawn(move || run(rx, max_batch.max(1)))
+                .map_err(|e| Error::Unavailable(format!("cannot start a writer: {e}")))?;
+            queues.push(tx);
+        }
+        Ok(Writers { queues })
+    }
+
+    /// The queue of the thread that writes `tenant` (the same one for as long as the server runs).
+    pub(crate) fn queue_for(&self, tenant: &str) -> mpsc::Sender<Job> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tenant.hash(&mut h);
+        self.queues[(h.finish() % self.queues.len() as u64) as usize].clone()
+    }
+
+    /// How many writes wait, over every thread.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.queues.iter().map(|q| q.max_capacity() - q.capacity()).sum()
+    }
+}
+
+/// One tenant's share of what a thread took off its queue: writes to commit together, or one
+/// migration (which runs alone, between the batches before and after it).
+struct Group {
+    store: Arc<Store>,
+    reqs: Vec<WriteReq>,
+}
+
+/// A writer thread: take what waits (up to `max_batch` writes), group it by tenant in arrival order,
+/// commit each group.
+fn run(mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut groups: Vec<Group> = Vec::new();
+        // The group of each tenant that still takes writes (a migration closes it).
+        let mut open: HashMap<*const Store, usize> = HashMap::new();
+        for (store, req) in jobs {
+            store.queued.fetch_sub(1, Ordering::Relaxed);
+            let key = Arc::as_ptr(&store);
+            if matches!(req, WriteReq::Migrate { .. }) {
+                open.remove(&key);
+                groups.push(Group { store, reqs: vec![req] });
+                continue;
+            }
+            match open.get(&key) {
+                Some(&i) => groups[i].reqs.push(req),
+                None => {
+                    open.insert(key, groups.len());
+                    groups.push(Group { store, reqs: vec![req] });
+                }
+            }
+        }
+        for Group { store, mut reqs } in groups {
+            let mut conn = store.conn.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(WriteReq::Migrate { .. }) = reqs.first() {
+                let Some(WriteReq::Migrate { files, scope, allow_destructive, reply }) = reqs.pop() else {
+                    unreachable!("checked above")
+                };
+                let _ = reply.send(migrate(&store, &mut conn, &files, scope, allow_destructive));
+            } else {
+                commit_batch(&store, &mut conn, reqs);
+            }
+        }
+    }
+    tracing::debug!("writer stopped");
 }
 
 /// What to tell whom once the batch is durable.
@@ -147,112 +232,124 @@ impl Batch<'_> {
     }
 }
 
-impl Writer {
-    pub(super) fn run(mut self) {
-        let mut next = None;
-        while let Some(first) = next.take().or_else(|| self.rx.blocking_recv()) {
-            if let WriteReq::Migrate { files, allow_destructive, reply } = first {
-                let _ = reply.send(self.migrate(&files, allow_destructive));
-                continue;
-            }
-            let mut batch = vec![first];
-            while batch.len() < self.config.max_batch {
-                match self.rx.try_recv() {
-                    // A migration waits for the batch before it to commit.
-                    Ok(req @ WriteReq::Migrate { .. }) => {
-                        next = Some(req);
-                        break;
-                    }
-                    Ok(req) => batch.push(req),
-                    Err(_) => break,
-                }
-            }
-            self.commit_batch(batch);
-        }
-        tracing::info!("writer stopped");
+/// Applies the pending migrations of one tenant, then swaps its model and drops its channels, so
+/// that each of its sessions closes (1012) and its client reconnects onto the new schema. The whole
+/// set is checked first (the final schema and the rules over it), so a refusal changes nothing.
+fn migrate(
+    store: &Store,
+    conn: &mut Connection,
+    files: &[crate::migrate::Migration],
+    scope: crate::migrate::Scope,
+    allow_destructive: bool,
+) -> Result<String> {
+    use crate::migrate;
+    let models = &store.models;
+    let base = &models.base;
+    let planned = migrate::plan(conn, base, files, scope)?;
+    if planned.is_empty() {
+        return Ok(format!("{}: nothing to apply\n", store.tenant));
     }
-
-    /// Applies the pending migrations, then swaps the server's model and drops every channel, so
-    /// that each session closes (1012) and its client reconnects onto the new schema. The whole set
-    /// is checked first (the final schema and the rules over it), so a refusal changes nothing.
-    fn migrate(&mut self, files: &[crate::migrate::Migration], allow_destructive: bool) -> Result<String> {
-        use crate::migrate;
-        let base = &self.models.base;
-        let planned = migrate::plan(&mut self.conn, base, files)?;
-        if planned.is_empty() {
-            return Ok("nothing to apply\n".into());
-        }
-        let current = migrate::effective_schema(&self.conn, base)?;
-        let sql = migrate::effective_sql(current.sql(), planned.iter().map(|(m, _)| m.sql.as_str()));
-        let target =
-            Schema::from_sql(&sql).map_err(|e| Error::Config(format!("the migrated schema: {e}")))?;
-        self.models.build(target)?; // the rules must fit the new schema before anything changes
-        let mut log = String::new();
-        let result = migrate::up(&mut self.conn, base, files, allow_destructive, |line| {
-            tracing::info!("{line}");
-            log.push_str(line);
-            log.push('\n');
-        });
-        // Whatever was applied (all, or the ones before a refusal) is what the server now runs on.
-        let schema = migrate::effective_schema(&self.conn, base)?;
-        if schema.sql() != current.sql() {
-            self.models.set(self.models.build(schema)?);
-            self.hub.reset();
-        }
-        result.map(|done| {
-            format!("{log}{} migration(s) applied; clients reconnect onto the new schema\n", done.len())
-        })
+    let current = migrate::effective_schema(conn, base)?;
+    let sql = migrate::effective_sql(current.sql(), planned.iter().map(|(m, _)| m.sql.as_str()));
+    let target = Schema::from_sql(&sql).map_err(|e| Error::Config(format!("the migrated schema: {e}")))?;
+    models.build(target)?; // the rules must fit the new schema before anything changes
+    let mut log = String::new();
+    let result = migrate::up(conn, base, files, scope, allow_destructive, |line| {
+        tracing::info!(tenant = %store.tenant, "{line}");
+        log.push_str(line);
+        log.push('\n');
+    });
+    // Whatever was applied (all, or the ones before a refusal) is what the tenant now runs on.
+    let schema = migrate::effective_schema(conn, base)?;
+    if schema.sql() != current.sql() {
+        models.set(models.build(schema)?);
+        store.hub.reset();
     }
+    result.map(|done| {
+        format!(
+            "{log}{}: {} migration(s) applied; its clients reconnect onto the new schema\n",
+            store.tenant,
+            done.len()
+        )
+    })
+}
 
-    fn commit_batch(&mut self, reqs: Vec<WriteReq>) {
-        let model = self.models.get();
-        let started = Instant::now();
-        let mut batch =
-            Batch { model: &model, version: 0, entries: Vec::new(), done: Vec::with_capacity(reqs.len()) };
-        let retention = self.config.log_retention;
-        let result = (|| -> Result<()> {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            batch.version = current_version(&tx)?;
-            for req in reqs {
-                match req {
-                    WriteReq::Push(push) => batch.push(&tx, push)?,
-                    WriteReq::Exec { sql, reply } => batch.exec(&tx, &sql, reply)?,
-                    WriteReq::Migrate { reply, .. } => {
-                        let _ =
-                            reply.send(Err(Error::Unavailable("a migration is not part of a batch".into())));
-                    }
+fn commit_batch(store: &Store, conn: &mut Connection, reqs: Vec<WriteReq>) {
+    let model = store.models.get();
+    let metrics = &store.metrics;
+    let started = Instant::now();
+    let mut batch =
+        Batch { model: &model, version: 0, entries: Vec::new(), done: Vec::with_capacity(reqs.len()) };
+    let config = &store.config;
+    let result = (|| -> Result<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The size limit: a tenant at its limit takes no more pushes (admin SQL still runs, so an
+        // operator can clean up); the reject names the limit.
+        let full = config.max_database_bytes > 0 && Store::size_bytes(&tx)? >= config.max_database_bytes;
+        batch.version = current_version(&tx)?;
+        for req in reqs {
+            match req {
+                WriteReq::Push(push) if full => {
+                    let reason = format!(
+                        "{} has reached its storage limit of {} MB; nothing more can be saved until space is freed",
+                        store.tenant,
+                        config.max_database_bytes / (1024 * 1024)
+                    );
+                    batch.done.push(Done::Push {
+                        reply: push.reply,
+                        mutation_id: push.mutation_id,
+                        result: Ok(Outcome::Reject { code: "quota".into(), reason }),
+                    });
+                }
+                WriteReq::Push(push) => batch.push(&tx, push)?,
+                WriteReq::Exec { sql, reply } => batch.exec(&tx, &sql, reply)?,
+                WriteReq::Migrate { reply, .. } => {
+                    let _ = reply.send(Err(Error::Unavailable("a migration is not part of a batch".into())));
                 }
             }
-            set_version(&tx, batch.version, retention)?;
-            tx.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!(error = %e, "batch commit failed");
-            batch.entries.clear();
-            let why = e.to_string();
-            batch.done.iter_mut().for_each(|d| d.fail(&why));
         }
-        self.metrics.observe_batch(started.elapsed());
-        self.metrics.diffs.add(batch.entries.len() as u64);
-        // Broadcast first, then answer the writers: a writer's connection sends the diff before the ack.
-        self.hub.publish(&model.rules, &batch.entries, &self.metrics);
-        for d in batch.done {
-            match d {
-                Done::Push { reply, mutation_id, result } => {
-                    if let Ok(Outcome::Reject { .. }) = &result {
-                        self.metrics.rejects.inc();
-                    }
-                    if let Ok(Outcome::Ack { conflicts, .. }) = &result {
-                        self.metrics.conflicts.add(conflicts.len() as u64);
-                    }
-                    // A connection that is gone, or too slow to take its acks, loses them; it will
-                    // replay the push and get the stored outcome.
-                    let _ = reply.try_send(Box::new(PushReply { mutation_id, result }));
+        set_version(&tx, batch.version, config.log_retention)?;
+        if !batch.entries.is_empty() {
+            tx.prepare_cached(
+                "INSERT INTO moat_meta (key, value) VALUES ('last_write_ms', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([super::now_ms() as i64])?;
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::error!(tenant = %store.tenant, error = %e, "batch commit failed");
+        batch.entries.clear();
+        let why = e.to_string();
+        batch.done.iter_mut().for_each(|d| d.fail(&why));
+    }
+    metrics.observe_batch(started.elapsed());
+    metrics.diffs.add(batch.entries.len() as u64);
+    store.diffs.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
+    if !batch.entries.is_empty() {
+        let now = super::now_ms();
+        store.last_write_ms.store(now, Ordering::Relaxed);
+        store.touch();
+    }
+    // Broadcast first, then answer the writers: a writer's connection sends the diff before the ack.
+    store.hub.publish(&model.rules, &batch.entries, metrics);
+    for d in batch.done {
+        match d {
+            Done::Push { reply, mutation_id, result } => {
+                if let Ok(Outcome::Reject { .. }) = &result {
+                    metrics.rejects.inc();
                 }
-                Done::Exec { reply, result } => {
-                    let _ = reply.send(result);
+                if let Ok(Outcome::Ack { conflicts, .. }) = &result {
+                    metrics.conflicts.add(conflicts.len() as u64);
                 }
+                // A connection that is gone, or too slow to take its acks, loses them; it will
+                // replay the push and get the stored outcome.
+                let _ = reply.try_send(Box::new(PushReply { mutation_id, result }));
+            }
+            Done::Exec { reply, result } => {
+                let _ = reply.send(result);
             }
         }
     }

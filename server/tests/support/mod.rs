@@ -15,21 +15,30 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
-/// A small data set: two jobs per company and one metadata row each.
-pub const SEED: &str = "
+/// A small data set for company-a: two jobs and one metadata row.
+pub const SEED_A: &str = "
 INSERT INTO jobs (id, tenant_id, title, status, price_cents, notes, internal_notes)
 VALUES ('job-a1', 'company-a', 'Fix boiler', 'open', 10000, 'call first', 'thin margin'),
-       ('job-a2', 'company-a', 'Inspect AC', 'open', 5000, NULL, NULL),
-       ('job-b1', 'company-b', 'Replace pump', 'open', 20000, 'gate code 12', 'VIP'),
+       ('job-a2', 'company-a', 'Inspect AC', 'open', 5000, NULL, NULL);
+INSERT INTO object_metadata (id, tenant_id, object_type, table_name, label, label_plural, title_field)
+VALUES ('company-a:jobs', 'company-a', 'jobs', 'jobs', 'Job', 'Jobs', 'title');
+";
+
+/// The same for company-b, in its own database.
+pub const SEED_B: &str = "
+INSERT INTO jobs (id, tenant_id, title, status, price_cents, notes, internal_notes)
+VALUES ('job-b1', 'company-b', 'Replace pump', 'open', 20000, 'gate code 12', 'VIP'),
        ('job-b2', 'company-b', 'Service furnace', 'open', 7000, NULL, NULL);
 INSERT INTO object_metadata (id, tenant_id, object_type, table_name, label, label_plural, title_field)
-VALUES ('company-a:jobs', 'company-a', 'jobs', 'jobs', 'Job', 'Jobs', 'title'),
-       ('company-b:jobs', 'company-b', 'jobs', 'jobs', 'Work order', 'Work orders', 'title');
+VALUES ('company-b:jobs', 'company-b', 'jobs', 'jobs', 'Work order', 'Work orders', 'title');
 ";
 
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
+    /// company-a's database.
     pub store: Arc<Store>,
+    /// company-b's database.
+    pub store_b: Arc<Store>,
     pub metrics: Arc<moat_server::metrics::Metrics>,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -44,15 +53,24 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
-            database: dir.path().join("server.db"),
+            data: dir.path().join("data"),
             web_root: dir.path().join("no-web"),
             ..Config::default()
         };
         config.auth.hs256_secret = Some(SECRET.into());
         tweak(&mut config);
         let seed = !config.demo;
+        if seed {
+            let base = config.base_schema().unwrap();
+            for t in ["company-a", "company-b"] {
+                if !moat_server::tenants::tenant_path(&config.data, t).exists() {
+                    moat_server::tenants::create(&config.data, t, &base, None).unwrap();
+                }
+            }
+        }
         let server = Server::open(&config).unwrap();
-        let store = Arc::clone(server.store());
+        let store = server.tenant("company-a").await.unwrap();
+        let store_b = server.tenant("company-b").await.unwrap();
         let metrics = Arc::clone(server.metrics());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -60,9 +78,10 @@ impl TestServer {
         let task = tokio::spawn(server.serve(listener, async move {
             let _ = stopped.await;
         }));
-        let s = TestServer { addr, store, metrics, dir, stop: Some(stop), task: Some(task) };
+        let s = TestServer { addr, store, store_b, metrics, dir, stop: Some(stop), task: Some(task) };
         if seed {
-            s.store.exec(SEED).await.unwrap();
+            s.store.exec(SEED_A).await.unwrap();
+            s.store_b.exec(SEED_B).await.unwrap();
         }
         s
     }
@@ -209,8 +228,14 @@ pub fn update(table: &str, id: &str, column: &str, old: Value, new: Value) -> Va
     json!({"changes": [{"table": table, "op": "update", "pk": {"id": id}, "cols": {column: {"old": old, "new": new}}}]})
 }
 
-/// One value read straight from the server's database file.
+/// One value read straight from company-a's database file.
 pub fn db_value(server: &TestServer, sql: &str) -> rusqlite::types::Value {
-    let conn = rusqlite::Connection::open(server.dir.path().join("server.db")).unwrap();
+    db_value_in(server, "company-a", sql)
+}
+
+/// One value read straight from a tenant's database file.
+pub fn db_value_in(server: &TestServer, tenant: &str, sql: &str) -> rusqlite::types::Value {
+    let path = moat_server::tenants::tenant_path(&server.dir.path().join("data"), tenant);
+    let conn = rusqlite::Connection::open(path).unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }

@@ -71,11 +71,9 @@ export class MoatClient {
       };
       worker.addEventListener("message", first);
       const { url, token, dbName } = options;
-      worker.postMessage({ kind: "open", options: { url, token, dbName } } satisfies ToWorker);
+      const offline = options.followBrowserNetwork !== false && globalThis.navigator?.onLine === false;
+      worker.postMessage({ kind: "open", options: { url, token, dbName }, offline } satisfies ToWorker);
     });
-    if (options.followBrowserNetwork !== false && globalThis.navigator?.onLine === false) {
-      await client.goOffline();
-    }
     return client;
   }
 

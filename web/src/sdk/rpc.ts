@@ -45,7 +45,7 @@ export interface OpenOptions {
 
 /** Page → worker. */
 export type ToWorker =
-  | { kind: "open"; options: OpenOptions }
+  | { kind: "open"; options: OpenOptions; offline: boolean }
   | { kind: "call"; id: number; method: Method; args: unknown[] };
 
 export interface WireError {

@@ -15,6 +15,8 @@ const tabId = crypto.randomUUID();
 let client: WebClient | null = null;
 let channel: BroadcastChannel | null = null;
 let ownerReady = false;
+/** The page said the browser has no network: a database this tab opens starts held offline. */
+let heldOffline = false;
 /** Calls made before anyone could answer them (no owner yet), replayed when one is. */
 let waiting: { id: number; method: Method; args: unknown[] }[] = [];
 
@@ -71,6 +73,7 @@ function callLocal(method: Method, args: unknown[]): unknown {
 }
 
 function call(id: number, method: Method, args: unknown[]): void {
+  if (method === "goOffline" || method === "goOnline") heldOffline = method === "goOffline";
   if (client) {
     try {
       post({ kind: "result", id, value: callLocal(method, args) });
@@ -92,7 +95,7 @@ function flushWaiting(): void {
 
 async function becomeOwner(options: OpenOptions): Promise<void> {
   await init({ module_or_path: wasmUrl });
-  client = await WebClient.open(options.url, options.token, options.dbName, onEvent);
+  client = await WebClient.open(options.url, options.token, options.dbName, heldOffline, onEvent);
   ownerReady = true;
   post({ kind: "event", event: { type: "role", owner: true } });
   channel?.postMessage({ kind: "owner-ready" } satisfies Between);
@@ -173,6 +176,7 @@ async function open(options: OpenOptions): Promise<void> {
 self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.kind === "open") {
+    heldOffline = m.offline;
     open(m.options).then(
       () => post({ kind: "opened", owner: client !== null }),
       (e: unknown) => post({ kind: "open-failed", error: toWire(e) }),
@@ -184,6 +188,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
 
 // The browser's `online` and `offline` events are followed by the page's `MoatClient` (unless its
 // `followBrowserNetwork` is false), which calls goOffline / goOnline: the worker does not follow them
-// on its own.
+// on its own. A page that opens with no network says so in its `open` message, so the database starts
+// held offline and no connection is tried before the page's first goOffline could arrive (a worker's
+// sockets need not follow the page's network state).
 
 export type { Api };
