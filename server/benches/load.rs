@@ -6,12 +6,15 @@
 //!    taken the initial snapshot of the demo's company-a (a twentieth as many connections);
 //! 2. fan-out at 1k and 10k subscribers of one channel: frame deliveries per server CPU-second
 //!    (from /proc), and push → last subscriber latency p50/p99;
-//! 3. durable diffs per second: many writers pushing through group commit, against one
-//!    transaction per diff (`max_batch = 1`).
+//! 3. durable diffs per second: 32 writers pushing through group commit, spread over 1, 4 and 32
+//!    tenants (each tenant its own database; the slowest tenant's rate shows none is starved),
+//!    against one transaction per diff (`max_batch = 1`);
+//! 4. many tenants: 1,000 tenant databases with one connected client each (200 in quick mode):
+//!    server memory and open files.
 //!
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
-//! allow); `--only memory|snapshot|fanout|durable` runs one part.
+//! allow); `--only memory|snapshot|fanout|durable|tenants` runs one part.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -37,13 +40,22 @@ struct Server {
 }
 
 impl Server {
-    fn start(max_batch: usize) -> Server {
-        Server::start_with(max_batch, false)
+    /// A server with `tenants` (empty ones, each its own database).
+    fn start(max_batch: usize, tenants: &[String]) -> Server {
+        Server::start_with(max_batch, false, tenants)
     }
 
-    /// `demo`: a database seeded with the demo's data (company-a and company-b, thousands of rows).
-    fn start_with(max_batch: usize, demo: bool) -> Server {
+    /// `demo`: the demo's tenants (company-a and company-b, thousands of rows each).
+    fn start_with(max_batch: usize, demo: bool, tenants: &[String]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let base = sqlite_ext::Schema::demo();
+        for (i, t) in tenants.iter().enumerate() {
+            moat_server::tenants::create(&data, t, &base, None).unwrap();
+            if tenants.len() > 50 && i % 50 == 49 {
+                progress("creating tenant databases", i + 1, tenants.len());
+            }
+        }
         let config = dir.path().join("moat.toml");
         std::fs::write(
             &config,
@@ -53,8 +65,8 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
-            .arg("--db")
-            .arg(dir.path().join("load.db"))
+            .arg("--data")
+            .arg(&data)
             .args(if demo { &["--demo"][..] } else { &[] })
             .env("MOAT_HS256_SECRET", SECRET)
             .env("MOAT_LOG", "warn")
@@ -237,8 +249,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn memory(connections: usize) {
-    println!("[1/3] memory per idle subscribed connection ({connections} connections)");
-    let server = Server::start(512);
+    println!("[1/4] memory per idle subscribed connection ({connections} connections)");
+    let server = Server::start(512, &["load-a".into(), "load-b".into()]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
     let sockets = connect_many(server.addr, connections, "load-a").await;
@@ -392,8 +404,8 @@ fn inventory_push(i: usize) -> String {
 /// Memory per connection once each has taken the initial snapshot of a seeded channel (the demo's
 /// company-a), and stays subscribed.
 async fn memory_after_snapshot(connections: usize) {
-    println!("[1/3] memory per subscribed connection after its initial snapshot ({connections} connections)");
-    let server = Server::start_with(512, true);
+    println!("[1/4] memory per subscribed connection after its initial snapshot ({connections} connections)");
+    let server = Server::start_with(512, true, &[]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
     let mut sockets = Vec::with_capacity(connections);
@@ -414,8 +426,8 @@ async fn memory_after_snapshot(connections: usize) {
 async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     let mode =
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
-    println!("[2/3] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
-    let server = Server::start(512);
+    println!("[2/4] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
+    let server = Server::start(512, &["load-a".into(), "load-b".into()]);
     let sockets = connect_many(server.addr, subscribers, "load-b").await;
     let mut readers = receive(sockets, 2, publishes);
     let writer = subscriber(server.addr, 999_999, "load-b").await;
@@ -555,8 +567,11 @@ fn thread_cpu_secs() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
-async fn durable(writers: usize, per_writer: usize, max_batch: usize) -> f64 {
-    let server = Server::start(max_batch);
+/// Diffs per second over all writers, and over the slowest tenant (its diffs / the time its last
+/// writer took), with `writers` spread round-robin over `tenants` tenants.
+async fn durable(writers: usize, per_writer: usize, max_batch: usize, tenants: usize) -> (f64, f64) {
+    let names: Vec<String> = (0..tenants).map(|t| format!("load-c{t}")).collect();
+    let server = Server::start(max_batch, &names);
     let total = writers * per_writer;
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -565,15 +580,15 @@ async fn durable(writers: usize, per_writer: usize, max_batch: usize) -> f64 {
             let done = Arc::clone(&done);
             let addr = server.addr;
             tokio::spawn(async move {
-                // One tenant per writer: this measures the write path, not fan-out to the others.
-                let tenant: &'static str = Box::leak(format!("load-c{w}").into_boxed_str());
+                // Writers of one tenant share its channel, so each also receives the others' diffs.
+                let tenant: &'static str = Box::leak(format!("load-c{}", w % tenants).into_boxed_str());
                 let ws = subscriber(addr, 500_000 + w, tenant).await;
                 let (mut write, mut read) = ws.split();
                 let sender = tokio::spawn(async move {
                     for i in 0..per_writer {
                         let push = json!({"type": "push", "mutation_id": format!("w{w}-{i}"), "diff": {"changes": [{
                             "table": "inventory_items", "op": "insert", "pk": {"id": format!("w{w}-{i}")},
-                            "cols": {"tenant_id": {"new": format!("load-c{w}")}, "sku": {"new": "S"}, "name": {"new": "Part"},
+                            "cols": {"tenant_id": {"new": tenant}, "sku": {"new": "S"}, "name": {"new": "Part"},
                                      "quantity": {"new": i}, "location": {"new": null}}}]}});
                         write.send(Message::text(push.to_string())).await.unwrap();
                     }
@@ -593,6 +608,7 @@ async fn durable(writers: usize, per_writer: usize, max_batch: usize) -> f64 {
                     }
                 }
                 drop(sender.await);
+                (w % tenants, started.elapsed().as_secs_f64())
             })
         })
         .collect();
@@ -605,13 +621,46 @@ async fn durable(writers: usize, per_writer: usize, max_batch: usize) -> f64 {
             }
         })
     };
+    let mut finished = vec![0f64; tenants];
     for t in tasks {
-        t.await.unwrap();
+        let (tenant, at) = t.await.unwrap();
+        finished[tenant] = finished[tenant].max(at);
     }
     progress_task.abort();
     let rate = total as f64 / started.elapsed().as_secs_f64();
+    let per_tenant = (writers / tenants * per_writer) as f64;
+    let slowest = finished.iter().map(|s| per_tenant / s.max(1e-9)).fold(f64::INFINITY, f64::min);
     println!();
-    rate
+    (rate, slowest)
+}
+
+/// `tenants` tenant databases with one connected (snapshotted, idle) client each: what the server
+/// holds in memory and in open files.
+async fn many_tenants(tenants: usize) {
+    println!("[4/4] {tenants} tenants, one client each");
+    let names: Vec<String> = (0..tenants).map(|t| format!("t{t:05}")).collect();
+    let server = Server::start(512, &names);
+    let pid = server.child.id();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let (rss0, fds0) = (server.rss_kb(), fds());
+    let mut sockets = Vec::with_capacity(tenants);
+    for (n, name) in names.iter().enumerate() {
+        // It returns after its initial sync: the tenant is open and has served a snapshot.
+        sockets.push(subscriber(server.addr, n, name).await);
+        if n % 50 == 49 {
+            progress("connecting one client per tenant", n + 1, tenants);
+        }
+    }
+    println!();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss1, fds1) = (server.rss_kb(), fds());
+    println!(
+        "      {tenants} tenants open with a client each: server RSS +{:.1} MB ({:.1} KB per tenant), open files {fds0} → {fds1} ({:.1} per tenant, socket included; limit 20,000)",
+        (rss1 - rss0.min(rss1)) as f64 / 1024.0,
+        (rss1 - rss0.min(rss1)) as f64 / tenants as f64,
+        (fds1 - fds0.min(fds1)) as f64 / tenants as f64
+    );
+    drop(sockets);
 }
 
 fn main() {
@@ -647,15 +696,27 @@ fn main() {
             // Both ends of each socket are in this process: at most 9k pairs fit its 20k descriptors.
             floor(big_fanout.min(9_000), publishes / 2, 2).await;
         }
-        if !part("durable") {
-            return;
+        if part("durable") {
+            println!("[3/4] durable diffs per second, 32 writers × {writes} pushes each");
+            let mut one = 0.0;
+            for tenants in [1, 4, 32] {
+                let (rate, slowest) = durable(32, writes, 512, tenants).await;
+                if tenants == 1 {
+                    one = rate;
+                }
+                println!(
+                    "      {tenants:>2} tenant(s): {rate:.0} diffs/s with group commit; slowest tenant {slowest:.0} diffs/s (an even share: {:.0})",
+                    rate / tenants as f64
+                );
+            }
+            let single = durable(32, writes / 4, 1, 1).await.0;
+            println!(
+                "      one tenant, one transaction per diff: {single:.0} diffs/s (group commit {:.1}×) (target ≥ 20k/s)",
+                one / single
+            );
         }
-        println!("[3/3] durable diffs per second, 32 writers × {writes} pushes each");
-        let grouped = durable(32, writes, 512).await;
-        let single = durable(32, writes / 4, 1).await;
-        println!(
-            "      group commit: {grouped:.0} diffs/s; one transaction per diff: {single:.0} diffs/s ({:.1}×) (target ≥ 20k/s)",
-            grouped / single
-        );
+        if part("tenants") {
+            many_tenants(if quick { 200 } else { 1_000 }).await;
+        }
     });
 }

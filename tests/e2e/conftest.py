@@ -27,7 +27,7 @@ class Server(NativeServer):
     def __init__(self, tmp):
         super().__init__(tmp, web_root=os.path.join(ROOT, "web", "dist"))
         self.http = self.url.replace("ws://", "http://").removesuffix("/sync")
-        self.db = str(tmp / "server.db")
+        self.db = str(tmp / "data" / "tenants" / "company-a.db")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ MOAT = os.path.join(ROOT, "target", "debug", "moat")
 class Server:
     def __init__(self, tmp, web_root=None, listen="127.0.0.1:0"):
         self.proc = subprocess.Popen(
-            [MOAT, "serve", "--demo", "--listen", listen, "--db", str(tmp / "server.db"),
+            [MOAT, "serve", "--demo", "--listen", listen, "--data", str(tmp / "data"),
              "--migrations", os.path.join(ROOT, "schemas", "migrations"),
              "--web-root", web_root or str(tmp / "no-web")],
             stdout=subprocess.PIPE, env={**os.environ, "MOAT_LOG": "warn"}, text=True)

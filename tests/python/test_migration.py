@@ -29,7 +29,7 @@ def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_p
     assert amy.client.status().pending == 2
 
     def migrate(*live):
-        out = subprocess.run([MOAT, "migrate", "--db", str(tmp_path / "server.db"),
+        out = subprocess.run([MOAT, "migrate", "--data", str(tmp_path / "data"),
                               "--dir", os.path.join(ROOT, "schemas", "migrations"), "up", *live],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr + out.stdout
@@ -59,7 +59,7 @@ def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_p
     assert alice.value("jobs", job, "status") == text("on_hold")
     alice.client.edit("jobs", job, "priority", text("high"))
     amy.listener.wait("an edit of the new field", lambda: amy.value("jobs", job, "priority") == text("high"))
-    with sqlite3.connect(tmp_path / "server.db") as db:
+    with sqlite3.connect(tmp_path / "data" / "tenants" / "company-a.db") as db:
         assert db.execute("SELECT notes, status, priority FROM jobs WHERE id = ?", (job,)).fetchone() == (
             "written offline before the migration", "on_hold", "high")
         assert db.execute("SELECT count(*) FROM moat_mutations WHERE user_id = 'amy'").fetchone()[0] == 2

@@ -110,7 +110,7 @@ def test_offline_edits_survive_a_restart_and_a_conflict_is_resolved(server, tmp_
         amy.client.close()
 
     # Each of amy's writes reached the server once: two offline edits, plus the resolution's write.
-    with sqlite3.connect(tmp_path / "server.db") as db:
+    with sqlite3.connect(tmp_path / "data" / "tenants" / "company-a.db") as db:
         n = db.execute("SELECT count(*) FROM moat_mutations WHERE user_id = 'amy'").fetchone()[0]
     assert n == (2 if choice == "take_theirs" else 3)
 

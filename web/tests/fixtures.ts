@@ -19,7 +19,7 @@ export async function startServer(dir = mkdtempSync(join(tmpdir(), "moat-web-"))
   const child = spawn(
     bin,
     [
-      "serve", "--demo", "--listen", listen, "--db", join(dir, "server.db"), "--web-root", join(root, "web/dist"),
+      "serve", "--demo", "--listen", listen, "--data", join(dir, "data"), "--web-root", join(root, "web/dist"),
       "--migrations", join(root, "schemas/migrations"),
     ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
@@ -52,7 +52,7 @@ export async function stopServer(s: Server, keep = false): Promise<void> {
 /** Runs `moat migrate up --server`: the demo's migrations, applied inside the running server. */
 export function migrateLive(s: Server): string {
   const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
-  return execFileSync(bin, ["migrate", "--db", join(s.dir, "server.db"), "up", "--server", s.url, "--demo"]).toString();
+  return execFileSync(bin, ["migrate", "--data", join(s.dir, "data"), "up", "--server", s.url, "--demo"]).toString();
 }
 
 /** Stops the server, runs `moat migrate up` with the demo's migrations on its database, and starts it
@@ -60,7 +60,7 @@ export function migrateLive(s: Server): string {
 export async function migrateServer(s: Server): Promise<string> {
   await stopServer(s, true);
   const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
-  const out = execFileSync(bin, ["migrate", "--db", join(s.dir, "server.db"), "--dir", join(root, "schemas/migrations"), "up"]);
+  const out = execFileSync(bin, ["migrate", "--data", join(s.dir, "data"), "--dir", join(root, "schemas/migrations"), "up"]);
   const again = await startServer(s.dir, s.url.replace("http://", ""));
   s.process = again.process;
   return out.toString();
@@ -87,13 +87,13 @@ export async function signIn(page: Page, server: Server, user: string): Promise<
 /** Where the screenshots for review go (the README names it). */
 export const shots = join(root, "target/web-report");
 
-/** Runs a read-only query on the server's database file (python3's sqlite3; WAL readers do not block). */
+/** Runs a read-only query on company-a's database file (python3's sqlite3; WAL readers do not block). */
 export function serverQuery(s: Server, sql: string, ...params: string[]): unknown[][] {
   const script =
     "import json,sqlite3,sys\n" +
     "c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True)\n" +
     "print(json.dumps(c.execute(sys.argv[2],sys.argv[3:]).fetchall()))";
-  const out = execFileSync("python3", ["-c", script, join(s.dir, "server.db"), sql, ...params]);
+  const out = execFileSync("python3", ["-c", script, join(s.dir, "data", "tenants", "company-a.db"), sql, ...params]);
   return JSON.parse(out.toString()) as unknown[][];
 }
 
