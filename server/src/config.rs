@@ -104,7 +104,9 @@ impl Config {
     /// The sync rules' text: the configured `rules` file, or the built-in rules.
     pub fn rules_text(&self) -> crate::Result<String> {
         match &self.rules {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| crate::Error::Config(format!("{}: {e}", p.display()))),
+            Some(p) => {
+                std::fs::read_to_string(p).map_err(|e| crate::Error::Config(format!("{}: {e}", p.display())))
+            }
             None => Ok(DEFAULT_RULES.to_owned()),
         }
     }

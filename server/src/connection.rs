@@ -191,28 +191,30 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
     let metrics = Arc::clone(&state.metrics);
     let mut ws = ws;
     let end = match Box::pin(hello(&mut ws, &state)).await {
-        Ok((claims, client_id, cursors, client_schema)) => match admit(&state, &claims, client_schema.is_none()).await {
-            Err(end) => end,
-            Ok((store, model, profile)) => {
-                let _session = Session(Arc::clone(&store));
-                let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
-                let mut conn = Conn {
-                    ws,
-                    state,
-                    store,
-                    claims,
-                    model,
-                    client_id,
-                    profile,
-                    sent: 0,
-                    inflight: 0,
-                    replies,
-                };
-                let end = session(&mut conn, cursors, client_schema, replies_rx).await;
-                ws = conn.ws;
-                end
+        Ok((claims, client_id, cursors, client_schema)) => {
+            match admit(&state, &claims, client_schema.is_none()).await {
+                Err(end) => end,
+                Ok((store, model, profile)) => {
+                    let _session = Session(Arc::clone(&store));
+                    let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
+                    let mut conn = Conn {
+                        ws,
+                        state,
+                        store,
+                        claims,
+                        model,
+                        client_id,
+                        profile,
+                        sent: 0,
+                        inflight: 0,
+                        replies,
+                    };
+                    let end = session(&mut conn, cursors, client_schema, replies_rx).await;
+                    ws = conn.ws;
+                    end
+                }
             }
-        },
+        }
         Err(end) => end,
     };
     if let End::Close(code, reason) = end {
@@ -233,7 +235,10 @@ async fn admit(
         Ok(Some(s)) => s,
         // The token is signed by the server's keys: naming the tenant is not an oracle.
         Ok(None) => {
-            return Err(End::Close(close::UNAUTHORIZED, format!("there is no tenant {} here", claims.tenant)));
+            return Err(End::Close(
+                close::UNAUTHORIZED,
+                format!("there is no tenant {} here", claims.tenant),
+            ));
         }
         Err(e) => {
             tracing::error!(tenant = %claims.tenant, error = %e, "cannot open a tenant");

@@ -29,8 +29,8 @@ mod model;
 pub mod protocol;
 pub mod rules;
 pub mod server;
-mod store;
 pub mod split;
+mod store;
 pub mod tenants;
 
 pub use config::Config;

@@ -320,8 +320,9 @@ fn migrate(
                 }
             }
             MigrateAction::Up { allow_destructive, .. } => {
-                let done =
-                    migrate::up(&mut conn, &base, &files, scope, allow_destructive, |line| println!("{line}"))?;
+                let done = migrate::up(&mut conn, &base, &files, scope, allow_destructive, |line| {
+                    println!("{line}")
+                })?;
                 println!("{} migration(s) applied; its clients take a fresh snapshot", done.len());
             }
             MigrateAction::New { .. } => unreachable!("handled above"),
@@ -349,9 +350,8 @@ fn tenant(cfg: &mut Config, action: TenantAction) -> moat_server::Result<()> {
     };
     match action {
         TenantAction::Create { name, demo_data } => {
-            let seed = demo_data.then(|| {
-                tenants::demo_seed_for(&base, moat_server::server::DEMO_SEED, "company-a", &name)
-            });
+            let seed = demo_data
+                .then(|| tenants::demo_seed_for(&base, moat_server::server::DEMO_SEED, "company-a", &name));
             tenants::create(&cfg.data, &name, &base, seed.as_deref())?;
             println!("tenant {name} created: {}", tenants::tenant_path(&cfg.data, &name).display());
             println!("platform migrations are applied with `moat migrate up --tenant {name}`");
@@ -405,7 +405,8 @@ fn tenant(cfg: &mut Config, action: TenantAction) -> moat_server::Result<()> {
         }
         TenantAction::Split { from } => {
             let _lock = moat_server::migrate::writer_lock(&tenants::platform_path(&cfg.data))?;
-            let report = moat_server::split::split(&from, &cfg.data, &cfg.rules_text()?, |line| println!("{line}"))?;
+            let report =
+                moat_server::split::split(&from, &cfg.data, &cfg.rules_text()?, |line| println!("{line}"))?;
             println!("{report}");
         }
     }
@@ -413,7 +414,10 @@ fn tenant(cfg: &mut Config, action: TenantAction) -> moat_server::Result<()> {
 }
 
 fn print_tenants(rows: impl Iterator<Item = (String, i64, u64, Option<u64>, u64, usize)>) {
-    println!("{:<24} {:>10} {:>10} {:>9} {:>22} {:>10}", "TENANT", "ROWS", "SIZE", "CLIENTS", "LAST WRITE", "MIGRATIONS");
+    println!(
+        "{:<24} {:>10} {:>10} {:>9} {:>22} {:>10}",
+        "TENANT", "ROWS", "SIZE", "CLIENTS", "LAST WRITE", "MIGRATIONS"
+    );
     for (name, rows, bytes, clients, last, migrations) in rows {
         let size = format!("{:.1} MB", bytes as f64 / 1048576.0);
         let clients = clients.map(|c| c.to_string()).unwrap_or_else(|| "-".into());

@@ -167,5 +167,9 @@ pub(crate) fn render_tenants(out: &mut String, open: &[std::sync::Arc<crate::sto
             let _ = writeln!(out, "{name}{{tenant=\"{tenant}\"}} {v}");
         }
     }
-    let _ = writeln!(out, "# HELP moat_tenants_open Tenant databases open now.\n# TYPE moat_tenants_open gauge\nmoat_tenants_open {}", open.len());
+    let _ = writeln!(
+        out,
+        "# HELP moat_tenants_open Tenant databases open now.\n# TYPE moat_tenants_open gauge\nmoat_tenants_open {}",
+        open.len()
+    );
 }

@@ -115,11 +115,7 @@ impl Server {
 
     /// A tenant's database, opened if needed (for tests and tools in this crate's users).
     pub async fn tenant(&self, name: &str) -> Result<Arc<Store>> {
-        self.state
-            .tenants
-            .get(name)
-            .await?
-            .ok_or_else(|| Error::Config(format!("there is no tenant {name}")))
+        self.state.tenants.get(name).await?.ok_or_else(|| Error::Config(format!("there is no tenant {name}")))
     }
 
     /// The metrics.
@@ -144,7 +140,8 @@ impl Server {
         let reaper = {
             let tenants = Arc::clone(&state.tenants);
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_millis((idle_ms / 4).clamp(250, 10_000)));
+                let mut tick =
+                    tokio::time::interval(std::time::Duration::from_millis((idle_ms / 4).clamp(250, 10_000)));
                 loop {
                     tick.tick().await;
                     tenants.close_idle(idle_ms);
@@ -298,7 +295,9 @@ struct MigrateQuery {
 /// signed with the server's keys.
 fn operator_only(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> Option<Response> {
     if !peer.ip().is_loopback() {
-        return Some((StatusCode::FORBIDDEN, "admin requests come from the server's own machine\n").into_response());
+        return Some(
+            (StatusCode::FORBIDDEN, "admin requests come from the server's own machine\n").into_response(),
+        );
     }
     let token = headers
         .get(header::AUTHORIZATION)
@@ -347,7 +346,9 @@ async fn admin_migrate(
     for name in names {
         let store = match state.tenants.get(&name).await {
             Ok(Some(s)) => s,
-            Ok(None) => return (StatusCode::NOT_FOUND, format!("{out}there is no tenant {name}\n")).into_response(),
+            Ok(None) => {
+                return (StatusCode::NOT_FOUND, format!("{out}there is no tenant {name}\n")).into_response();
+            }
             Err(e) => return (StatusCode::CONFLICT, format!("{out}{name}: {e}\n")).into_response(),
         };
         match store.migrate(files.clone(), scope, q.allow_destructive).await {

@@ -27,12 +27,7 @@ use crate::store::{LogEntry, Outcome, log_after};
 use crate::tenants;
 
 /// Splits `from` into tenant databases in `data`; `progress` hears each step. Returns a summary.
-pub fn split(
-    from: &Path,
-    data: &Path,
-    rules_text: &str,
-    mut progress: impl FnMut(&str),
-) -> Result<String> {
+pub fn split(from: &Path, data: &Path, rules_text: &str, mut progress: impl FnMut(&str)) -> Result<String> {
     let old = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let schema_sql: String = old
         .query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0))
@@ -68,7 +63,10 @@ pub fn split(
     for n in &names {
         tenants::check_name(n)?;
         if tenants::tenant_path(data, n).exists() {
-            return Err(Error::Config(format!("{}: exists already", tenants::tenant_path(data, n).display())));
+            return Err(Error::Config(format!(
+                "{}: exists already",
+                tenants::tenant_path(data, n).display()
+            )));
         }
     }
     let platform = tenants::open_platform(data)?;
@@ -119,8 +117,10 @@ pub fn split(
         tx.execute("DELETE FROM moat_log", [])?;
         let mut kept_log = 0;
         for LogEntry { version, changes } in &log {
-            let mine: Vec<_> =
-                changes.iter().filter(|c| c.route.get(at).and_then(tenant_of).as_deref() == Some(name)).collect();
+            let mine: Vec<_> = changes
+                .iter()
+                .filter(|c| c.route.get(at).and_then(tenant_of).as_deref() == Some(name))
+                .collect();
             if !mine.is_empty() {
                 let json = serde_json::to_string(&mine).expect("log entries serialise");
                 tx.execute("INSERT INTO moat_log (version, entry) VALUES (?1, ?2)", (version, json))?;
@@ -137,12 +137,16 @@ pub fn split(
         let kept_outcomes = outcomes.len() - dropped;
         // The migrations table of the shape before scopes: the same history, as the platform's.
         let has_scope: bool = tx
-            .query_row("SELECT count(*) FROM pragma_table_info('moat_migrations') WHERE name = 'scope'", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('moat_migrations') WHERE name = 'scope'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n > 0)?;
         let has_table: bool = tx
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'moat_migrations'", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'moat_migrations'", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n > 0)?;
         if has_table && !has_scope {
             tx.execute_batch(

@@ -159,8 +159,9 @@ pub fn list(data: &Path, base: &Schema) -> Result<Vec<TenantInfo>> {
         }
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let bytes = size(&path) + size(&PathBuf::from(format!("{}-wal", path.display())));
-        let last: Option<i64> =
-            conn.query_row("SELECT value FROM moat_meta WHERE key = 'last_write_ms'", [], |r| r.get(0)).optional()?;
+        let last: Option<i64> = conn
+            .query_row("SELECT value FROM moat_meta WHERE key = 'last_write_ms'", [], |r| r.get(0))
+            .optional()?;
         let migrations = conn
             .prepare("SELECT scope || ':' || printf('%04d', version) FROM moat_migrations ORDER BY seq")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>())

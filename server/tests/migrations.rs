@@ -67,17 +67,22 @@ async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
 
     let _lock = migrate::writer_lock(&platform).unwrap();
     let mut progress = Vec::new();
-    let done =
-        migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |l| progress.push(l.to_owned()))
-            .unwrap();
+    let done = migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |l| {
+        progress.push(l.to_owned())
+    })
+    .unwrap();
     assert_eq!(done.len(), 2);
     assert!(progress.iter().any(|l| l.starts_with("[1/2] 0001_job_priority applied")), "{progress:?}");
     assert!(progress.iter().any(|l| l.starts_with("[2/2] 0002_vehicles applied")), "{progress:?}");
     assert_eq!(states(&db, &files), [State::Applied, State::Applied]);
-    assert!(migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |_| {}).unwrap().is_empty());
+    assert!(
+        migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |_| {}).unwrap().is_empty()
+    );
     // The new object type's rows are this tenant's own (a platform migration reads the tenant's name).
     let owners: Vec<String> = conn
-        .prepare("SELECT DISTINCT tenant_id FROM vehicles UNION SELECT DISTINCT tenant_id FROM object_metadata")
+        .prepare(
+            "SELECT DISTINCT tenant_id FROM vehicles UNION SELECT DISTINCT tenant_id FROM object_metadata",
+        )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -92,7 +97,7 @@ async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
     let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
                        "client_id": "c1", "cursors": {"company-a/admin": 3}, "schema": Schema::demo().fingerprint()});
     ws.send(Message::text(hello.to_string())).await.unwrap();
-    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null) };
+    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null), frames: Vec::new() };
     let welcome = c.recv().await;
     let sql = welcome["schema"]["sql"].as_str().expect("the welcome carries the new schema");
     let new = Schema::from_sql(sql).unwrap();
@@ -113,7 +118,7 @@ async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
     let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
                        "client_id": "c2", "cursors": {}, "schema": new.fingerprint()});
     ws.send(Message::text(hello.to_string())).await.unwrap();
-    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null) };
+    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null), frames: Vec::new() };
     assert!(c.recv().await.get("schema").is_none());
 
     // An app from before the schema was named in hello cannot follow: a clear close, not bad data.
@@ -228,7 +233,7 @@ async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
                        "client_id": "c1", "cursors": {"company-a/admin": alice.cursor},
                        "schema": Schema::demo().fingerprint()});
     ws.send(Message::text(hello.to_string())).await.unwrap();
-    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null) };
+    let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: json!(null), frames: Vec::new() };
     let welcome = c.recv().await;
     let new = Schema::from_sql(welcome["schema"]["sql"].as_str().unwrap()).unwrap();
     assert!(new.table("vehicles").is_ok());

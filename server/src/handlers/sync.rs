@@ -36,8 +36,7 @@ async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
     conn.sent = cursor;
     loop {
         let from = conn.sent;
-        let entries =
-            conn.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
+        let entries = conn.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
         if entries.is_empty() {
             return Ok(());
         }

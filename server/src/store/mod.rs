@@ -130,7 +130,10 @@ pub(crate) struct WriterConfig {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Creates the server's tables and the tenant's schema in a new database (running `seed` once;
@@ -144,9 +147,8 @@ pub(crate) fn initialise(
 ) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(SERVER_SQL)?;
-    let initialised: Option<String> = tx
-        .query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0))
-        .optional()?;
+    let initialised: Option<String> =
+        tx.query_row("SELECT value FROM moat_meta WHERE key = 'schema_sql'", [], |r| r.get(0)).optional()?;
     match initialised {
         None => {
             tx.execute("INSERT INTO moat_meta (key, value) VALUES ('tenant', ?1)", [tenant])?;

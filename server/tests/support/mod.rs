@@ -128,6 +128,8 @@ pub struct Client {
     pub received: Vec<Value>,
     /// The welcome frame.
     pub welcome: Value,
+    /// Every text frame received, as sent (for scanning every byte a client got).
+    pub frames: Vec<String>,
 }
 
 pub async fn raw(url: &str) -> Ws {
@@ -141,7 +143,7 @@ impl Client {
         let mut ws = raw(url).await;
         let hello = json!({"type": "hello", "protocol": 1, "token": token, "client_id": "test-client", "cursors": cursors});
         ws.send(Message::text(hello.to_string())).await.unwrap();
-        let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: Value::Null };
+        let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: Value::Null, frames: Vec::new() };
         let welcome = c.recv().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         c.welcome = welcome;
@@ -166,6 +168,7 @@ impl Client {
                 }
                 continue;
             };
+            self.frames.push(text.to_string());
             let v: Value = serde_json::from_str(&text).unwrap();
             match v["type"].as_str() {
                 Some("diff") => {
