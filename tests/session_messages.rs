@@ -116,3 +116,12 @@ fn going_offline_is_an_engine_event() {
     assert_eq!(e.handle(Event::Timer).unwrap(), [], "no reconnect while the user keeps it offline");
     assert_eq!(e.handle(Event::GoOnline).unwrap(), [Instruction::Connect]);
 }
+
+#[test]
+fn an_error_about_a_push_names_it() {
+    let text = r#"{"code":"limit","message":"limit: over","mutation_id":"x-1","retry":true,"type":"error"}"#;
+    let msg: ServerMsg<'_> = serde_json::from_str(text).unwrap();
+    assert!(matches!(&msg, ServerMsg::Error { mutation_id: Some(id), retry: true, .. } if id == "x-1"));
+    let again: serde_json::Value = serde_json::to_value(&msg).unwrap();
+    assert_eq!(again, serde_json::from_str::<serde_json::Value>(text).unwrap());
+}

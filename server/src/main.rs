@@ -404,6 +404,8 @@ fn tenant(cfg: &mut Config, action: TenantAction) -> moat_server::Result<()> {
             println!("tenant {name} deleted");
         }
         TenantAction::Split { from } => {
+            std::fs::create_dir_all(&cfg.data)
+                .map_err(|e| moat_server::Error::Config(format!("{}: {e}", cfg.data.display())))?;
             let _lock = moat_server::migrate::writer_lock(&tenants::platform_path(&cfg.data))?;
             let report =
                 moat_server::split::split(&from, &cfg.data, &cfg.rules_text()?, |line| println!("{line}"))?;
