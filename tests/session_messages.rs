@@ -110,6 +110,9 @@ fn going_offline_is_an_engine_event() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = welcomed(&dir);
     assert_eq!(e.handle(Event::GoOffline).unwrap(), [Instruction::Close]);
+    // Offline at once, not when the socket's close arrives: nothing is sent on the closing session.
+    assert_eq!(e.status().unwrap().phase, sqlite_ext::Phase::Offline);
+    assert_eq!(e.handle(Event::LocalWrite).unwrap(), []);
     // The shell closes the socket and says so: offline, and no reconnect timer while held offline.
     assert_eq!(e.handle(Event::Disconnected(None)).unwrap(), []);
     assert_eq!(e.status().unwrap().phase, sqlite_ext::Phase::Offline);

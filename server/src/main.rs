@@ -23,7 +23,7 @@ enum Command {
         /// Address to listen on (overrides the file and MOAT_LISTEN).
         #[arg(long)]
         listen: Option<String>,
-        /// The data directory: platform.db and tenants/<name>.db (overrides the file and MOAT_DATA).
+        /// The data directory: platform.db and tenants/NAME.db (overrides the file and MOAT_DATA).
         #[arg(long)]
         data: Option<PathBuf>,
         /// The built web client to serve at / (overrides the file and MOAT_WEB_ROOT).

@@ -6,7 +6,7 @@
 //! A token's `tenant` claim selects the database; it is opened on the first session that needs it
 //! and closed again when it has had no session for a while (an idle tenant holds no file open), so a
 //! server can hold far more tenants than it has file descriptors for. Writes go to a small pool of
-//! writer threads ([`Writers`]), each owning a fixed share of the tenants.
+//! writer threads, each owning a fixed share of the tenants (`docs/tenancy.md`).
 //!
 //! The functions without a running server ([`create`], [`list`], [`export`], [`delete_files`]) are
 //! what `moat tenant` runs; the server's admin endpoints add what only it knows (open sessions).

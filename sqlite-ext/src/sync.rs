@@ -218,7 +218,14 @@ impl SyncEngine {
             Event::GoOffline => {
                 self.held_offline = true;
                 if self.connected {
+                    // Offline from now on: nothing more is sent on the closing session (its
+                    // `Disconnected` comes later and changes nothing).
                     out.push(Instruction::Close);
+                    self.connected = false;
+                    self.in_flight.clear();
+                    if self.phase != Phase::Outdated && self.phase != Phase::Unauthorized {
+                        self.phase = Phase::Offline;
+                    }
                 } else if matches!(self.phase, Phase::Connecting) {
                     // A connection on its way: the shell drops it and says so.
                     out.push(Instruction::Close);

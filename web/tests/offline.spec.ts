@@ -14,6 +14,9 @@ test("offline edits survive a reload and arrive exactly once", async ({ browser,
   expect(ids).toHaveLength(3);
 
   await techCtx.setOffline(true);
+  // The page hears the browser go offline and tells the worker; waiting for that call makes the test
+  // independent of whether this Chromium's offline emulation also stops the worker's own sockets.
+  await tech.evaluate(() => window.moat!.goOffline());
   await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "offline");
   const notes = ids.map((id, n) => `Offline note ${n + 1} for ${id}`);
   for (const [n, id] of ids.entries()) {
