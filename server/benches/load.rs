@@ -41,12 +41,14 @@ struct Server {
 
 impl Server {
     /// A server with `tenants` (empty ones, each its own database).
-    fn start(max_batch: usize, tenants: &[String]) -> Server {
-        Server::start_with(max_batch, false, tenants)
+    /// `channel_buffer`: frames a subscriber may fall behind (the server's default is 1,024; each
+    /// channel preallocates that many slots).
+    fn start(max_batch: usize, tenants: &[String], channel_buffer: usize) -> Server {
+        Server::start_with(max_batch, false, tenants, channel_buffer)
     }
 
     /// `demo`: the demo's tenants (company-a and company-b, thousands of rows each).
-    fn start_with(max_batch: usize, demo: bool, tenants: &[String]) -> Server {
+    fn start_with(max_batch: usize, demo: bool, tenants: &[String], channel_buffer: usize) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let base = sqlite_ext::Schema::demo();
@@ -60,7 +62,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "[limits]\nmax_batch = {max_batch}\nchannel_buffer = 65536\nmax_inflight_pushes = 4096\n"
+                "[limits]\nmax_batch = {max_batch}\nchannel_buffer = {channel_buffer}\nmax_inflight_pushes = 4096\n"
             ),
         )
         .unwrap();
@@ -252,7 +254,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn memory(connections: usize) {
     println!("[1/4] memory per idle subscribed connection ({connections} connections)");
-    let server = Server::start(512, &["load-a".into(), "load-b".into()]);
+    let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
     let sockets = connect_many(server.addr, connections, "load-a").await;
@@ -407,7 +409,7 @@ fn inventory_push(i: usize) -> String {
 /// company-a), and stays subscribed.
 async fn memory_after_snapshot(connections: usize) {
     println!("[1/4] memory per subscribed connection after its initial snapshot ({connections} connections)");
-    let server = Server::start_with(512, true, &[]);
+    let server = Server::start_with(512, true, &[], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
     let mut sockets = Vec::with_capacity(connections);
@@ -429,7 +431,7 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     let mode =
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
     println!("[2/4] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
-    let server = Server::start(512, &["load-a".into(), "load-b".into()]);
+    let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     let sockets = connect_many(server.addr, subscribers, "load-b").await;
     let mut readers = receive(sockets, 2, publishes);
     let writer = subscriber(server.addr, 999_999, "load-b").await;
@@ -573,7 +575,8 @@ fn thread_cpu_secs() -> f64 {
 /// writer took), with `writers` spread round-robin over `tenants` tenants.
 async fn durable(writers: usize, per_writer: usize, max_batch: usize, tenants: usize) -> (f64, f64) {
     let names: Vec<String> = (0..tenants).map(|t| format!("load-c{t}")).collect();
-    let server = Server::start(max_batch, &names);
+    // One tenant's writers share its channel and each reads the others' diffs: room for all of them.
+    let server = Server::start(max_batch, &names, 65536);
     let total = writers * per_writer;
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -647,7 +650,7 @@ async fn durable(writers: usize, per_writer: usize, max_batch: usize, tenants: u
 async fn many_tenants(tenants: usize) {
     println!("[4/4] {tenants} tenants, one client each");
     let names: Vec<String> = (0..tenants).map(|t| format!("t{t:05}")).collect();
-    let server = Server::start(512, &names);
+    let server = Server::start(512, &names, 1024);
     let pid = server.child.id();
     let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
     let (rss0, fds0) = (server.rss_kb(), fds());

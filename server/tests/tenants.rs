@@ -230,3 +230,47 @@ async fn an_old_shared_database_is_split_into_tenant_databases() {
     let (ack, _) = bob.until("ack").await;
     assert_eq!(ack["version"], 3, "the stored outcome, not a second write: {ack}");
 }
+
+async fn metrics(server: &TestServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn gauge(metrics: &str, series: &str) -> Option<i64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tenant_is_closed_and_opens_again_on_demand() {
+    let server = TestServer::start_with(|c| c.limits.tenant_idle_secs = 1).await;
+    let mut a = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
+    a.until("synced").await;
+    let m = metrics(&server).await;
+    assert_eq!(gauge(&m, "moat_tenant_connections{tenant=\"company-a\"}"), Some(1), "{m}");
+    let cursor = a.cursor;
+    drop(a);
+    // Both tenants have no session now: after a second or so, their files are closed.
+    let mut open = None;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        open = gauge(&metrics(&server).await, "moat_tenants_open");
+        if open == Some(0) {
+            break;
+        }
+    }
+    assert_eq!(open, Some(0), "idle tenants are closed");
+    // The next session opens it again, and resumes from its cursor.
+    let mut a = Client::connect(
+        &server.url(),
+        &token("alice", "company-a", "admin"),
+        json!({"company-a/admin": cursor}),
+    )
+    .await;
+    let frames = a.settle().await;
+    assert_eq!(frames.last().unwrap()["type"], "synced", "{frames:?}");
+    assert_eq!(gauge(&metrics(&server).await, "moat_tenants_open"), Some(1));
+}
