@@ -18,7 +18,7 @@ use crate::config::{Config, DEMO_SECRET, Limits};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::{Store, WriterConfig, Writers};
-use crate::tenants::Tenants;
+use crate::tenants::{Shared, Tenants};
 
 /// The demo data: two companies, both in one script (a tenant keeps one company's rows).
 pub const DEMO_SEED: &str = include_str!("../../schemas/demo_seed.sql");
@@ -88,15 +88,17 @@ impl Server {
         let writers = Writers::start(threads, limits.max_batch)?;
         let tenants = Arc::new(Tenants::new(
             &config.data,
-            base,
-            rules_text,
-            writers,
-            limits.channel_buffer,
-            Arc::clone(&metrics),
-            WriterConfig {
-                log_retention: limits.log_retention,
-                max_writes_per_second: limits.tenant_max_writes_per_second,
-                max_database_bytes: limits.tenant_max_database_mb * 1024 * 1024,
+            Shared {
+                base,
+                rules_text,
+                writers,
+                channel_buffer: limits.channel_buffer,
+                metrics: Arc::clone(&metrics),
+                writer: WriterConfig {
+                    log_retention: limits.log_retention,
+                    max_writes_per_second: limits.tenant_max_writes_per_second,
+                    max_database_bytes: limits.tenant_max_database_mb * 1024 * 1024,
+                },
             },
         )?);
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -213,16 +213,24 @@ pub fn delete_files(data: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// What every tenant of a server is opened with.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The base schema (migrations come on top, per tenant).
+    pub(crate) base: Schema,
+    /// The sync rules' text (checked against each tenant's schema when it opens).
+    pub(crate) rules_text: String,
+    pub(crate) writers: Writers,
+    pub(crate) channel_buffer: usize,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) writer: WriterConfig,
+}
+
 /// The open tenants of a running server.
 #[derive(Debug)]
 pub(crate) struct Tenants {
     data: PathBuf,
-    base: Schema,
-    rules_text: String,
-    writers: Writers,
-    channel_buffer: usize,
-    metrics: Arc<Metrics>,
-    config: WriterConfig,
+    shared: Shared,
     platform: Mutex<Connection>,
     open: Mutex<HashMap<String, Arc<Store>>>,
     /// Opening a tenant happens one at a time, so two sessions never open the same file twice.
@@ -230,25 +238,11 @@ pub(crate) struct Tenants {
 }
 
 impl Tenants {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        data: &Path,
-        base: Schema,
-        rules_text: String,
-        writers: Writers,
-        channel_buffer: usize,
-        metrics: Arc<Metrics>,
-        config: WriterConfig,
-    ) -> Result<Tenants> {
+    pub(crate) fn new(data: &Path, shared: Shared) -> Result<Tenants> {
         let platform = open_platform(data)?;
         Ok(Tenants {
             data: data.to_owned(),
-            base,
-            rules_text,
-            writers,
-            channel_buffer,
-            metrics,
-            config,
+            shared,
             platform: Mutex::new(platform),
             open: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
@@ -260,7 +254,7 @@ impl Tenants {
     }
 
     pub(crate) fn base(&self) -> &Schema {
-        &self.base
+        &self.shared.base
     }
 
     /// The tenant's store, opening it if needed; `None` when there is no such tenant.
@@ -291,16 +285,17 @@ impl Tenants {
             return Ok(None);
         }
         let path = tenant_path(&self.data, name);
-        let schema = crate::migrate::effective_schema(&Connection::open(&path)?, &self.base)?;
-        let models = Arc::new(Models::new(self.base.clone(), schema, self.rules_text.clone())?);
+        let sh = &self.shared;
+        let schema = crate::migrate::effective_schema(&Connection::open(&path)?, &sh.base)?;
+        let models = Arc::new(Models::new(sh.base.clone(), schema, sh.rules_text.clone())?);
         let store = Store::open(
             name,
             &path,
             models,
-            &self.writers,
-            self.channel_buffer,
-            Arc::clone(&self.metrics),
-            self.config.clone(),
+            &sh.writers,
+            sh.channel_buffer,
+            Arc::clone(&sh.metrics),
+            sh.writer.clone(),
         )?;
         tracing::debug!(tenant = name, "tenant opened");
         Ok(Some(store))
@@ -348,7 +343,7 @@ impl Tenants {
 
     /// Writes waiting, over every tenant.
     pub(crate) fn queue_depth(&self) -> usize {
-        self.writers.queue_depth()
+        self.shared.writers.queue_depth()
     }
 
     /// Takes the registry lock (for creating and deleting tenants in the running server).
