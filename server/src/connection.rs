@@ -175,6 +175,13 @@ impl Conn {
     }
 }
 
+/// Whether a read failed because the peer's frame or message is above `max_frame_bytes` (the
+/// WebSocket layer stops at the frame's header, so the socket can still take the 1009 close frame).
+fn too_big(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("Message too long") || text.contains("Space limit exceeded")
+}
+
 /// Counts a tenant's open session for as long as it lives.
 struct Session(Arc<Store>);
 
@@ -291,6 +298,10 @@ async fn hello(
     let protocol_error = |m: &str| End::Close(close::PROTOCOL, m.to_owned());
     let text = match timeout(wait, ws.next()).await {
         Err(_) => return Err(protocol_error("no hello in time")),
+        Ok(Some(Err(e))) if too_big(&e) => {
+            let max = state.limits.max_frame_bytes;
+            return Err(End::Close(close::TOO_BIG, format!("a frame above {max} bytes")));
+        }
         Ok(None | Some(Err(_))) => return Err(End::Gone),
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(Message::Close(_)))) => return Err(End::Gone),
@@ -397,6 +408,10 @@ async fn live(
                 Box::pin(handlers::push::answer(conn, *reply)).await?;
             }
             msg = conn.ws.next() => match msg {
+                Some(Err(e)) if too_big(&e) => {
+                    let max = conn.state.limits.max_frame_bytes;
+                    return Err(End::Close(close::TOO_BIG, format!("a frame above {max} bytes")));
+                }
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
                 Some(Ok(Message::Text(text))) => Box::pin(handlers::dispatch(conn, &text)).await?,
                 Some(Ok(Message::Binary(_))) => {

@@ -31,6 +31,10 @@ pub const DEMO_USERS: [(&str, &str, &str, &str); 4] = [
     ("tariq", "Tariq Technician", "company-b", "technician"),
 ];
 
+/// How long a shutdown waits for the sessions to send their close frames (a client that does not
+/// read gets 2 s of it: `connection::close_with`).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The tenants `--demo` creates (with the demo data) when they do not exist yet.
 pub const DEMO_TENANTS: [&str; 2] = ["company-a", "company-b"];
 
@@ -137,6 +141,7 @@ impl Server {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let Server { state, shutdown, lock } = self;
+        let metrics = Arc::clone(&state.metrics);
         // Tenants with no session close their files after a while.
         let idle_ms = state.limits.tenant_idle_secs.saturating_mul(1000);
         let reaper = {
@@ -166,6 +171,19 @@ impl Server {
             .with_graceful_shutdown(notify)
             .await
             .map_err(|e| Error::Unavailable(format!("serve: {e}")))?;
+        // Upgraded WebSockets are not the HTTP server's to wait for: each session saw the shutdown
+        // and is sending its 1001 close frame (all in parallel). Wait for them, within a bound, so
+        // that no socket ends with a bare FIN because the process went away first.
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        while metrics.connections.get() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if metrics.connections.get() > 0 {
+            tracing::warn!(
+                left = metrics.connections.get(),
+                "connections still open at the end of the shutdown grace"
+            );
+        }
         reaper.abort();
         drop(lock);
         Ok(())

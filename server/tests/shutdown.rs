@@ -1,0 +1,69 @@
+//! Ending well: on shutdown every connected client gets a 1001 close frame (not a bare FIN), and a
+//! frame above `max_frame_bytes` gets 1009, while the same connection's neighbours carry on.
+
+mod support;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use support::{Client, TestServer, closed, token};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The real binary, stopped with SIGTERM: the process must not exit before its sessions have sent
+/// their close frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_gets_1001_when_the_server_stops() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let moat = env!("CARGO_BIN_EXE_moat");
+    let made = std::process::Command::new(moat)
+        .args(["tenant", "create", "company-a", "--data"])
+        .arg(&data)
+        .status();
+    assert!(made.unwrap().success());
+    let mut child = std::process::Command::new(moat)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("MOAT_HS256_SECRET", support::SECRET)
+        .env("MOAT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
+    let url = format!("ws://{addr}/sync");
+    let tok = token("alice", "company-a", "admin");
+    let mut clients = Vec::new();
+    for _ in 0..2000 {
+        let mut c = Client::connect(&url, &tok, json!({})).await;
+        c.until("synced").await;
+        clients.push(c);
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut codes = std::collections::BTreeMap::new();
+    for c in &mut clients {
+        *codes.entry(c.closed().await.0).or_insert(0) += 1;
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(codes, [(1001, 2000)].into(), "close codes seen by the 2,000 clients");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_above_the_limit_gets_1009() {
+    let server = TestServer::start_with(|c| c.limits.max_frame_bytes = 64 * 1024).await;
+    let tok = token("alice", "company-a", "admin");
+    let mut big = Client::connect(&server.url(), &tok, json!({})).await;
+    big.until("synced").await;
+    let mut other = Client::connect(&server.url(), &tok, json!({})).await;
+    other.until("synced").await;
+    big.ws.send(Message::text("x".repeat(100 * 1024))).await.unwrap();
+    let (code, reason) = big.closed().await;
+    assert_eq!((code, reason.as_str()), (1009, "a frame above 65536 bytes"));
+    // Before hello too.
+    let mut ws = support::raw(&server.url()).await;
+    ws.send(Message::text("y".repeat(100 * 1024))).await.unwrap();
+    assert_eq!(closed(&mut ws).await.0, 1009);
+    assert!(other.settle().await.is_empty(), "the others carry on");
+}
