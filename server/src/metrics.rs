@@ -94,6 +94,8 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     /// Commit batches written.
     pub batches: Counter,
+    /// Batches in which the database failed (a commit, or a write under it: disk full, I/O).
+    pub commit_failures: Counter,
     /// Publish → socket write latency.
     pub fanout_latency: Histogram,
     /// Commit batch duration.
@@ -131,6 +133,12 @@ impl Metrics {
             self.slow_consumers.get(),
         );
         counter(&mut out, "moat_commit_batches_total", "Group commits.", self.batches.get());
+        counter(
+            &mut out,
+            "moat_commit_failures_total",
+            "Batches in which the database failed (disk full, I/O).",
+            self.commit_failures.get(),
+        );
         self.fanout_latency.render(&mut out, "moat_fanout_latency_seconds", "Publish to socket write.");
         self.batch_latency.render(&mut out, "moat_commit_batch_seconds", "Duration of a group commit.");
         out

@@ -226,6 +226,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/sync", get(sync))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/demo/users", get(demo_users))
         .route("/admin/migrate", axum::routing::post(admin_migrate))
@@ -249,15 +250,33 @@ async fn sync(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
         .on_upgrade(move |socket| crate::connection::run(socket, state))
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the platform database reads, and no open tenant's database is failing (its last batch
+/// failed to commit for the database's reasons, or a reader cannot read it). 503 with the reasons.
+async fn readyz(State(state): State<AppState>) -> Response {
     let tenants = Arc::clone(&state.tenants);
-    let check = tokio::task::spawn_blocking(move || -> Result<i64> {
+    let platform = tokio::task::spawn_blocking(move || -> Result<i64> {
         Ok(tenants.platform().query_row("SELECT count(*) FROM moat_tenants", [], |r| r.get(0))?)
     });
-    match check.await {
-        Ok(Ok(_)) => "ok\n".into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {e}\n")).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {e}\n")).into_response(),
+    let mut problems = Vec::new();
+    match platform.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => problems.push(format!("platform database: {e}")),
+        Err(e) => problems.push(format!("platform database: {e}")),
+    }
+    for store in state.tenants.open_now_list() {
+        if let Err(e) = store.ready().await {
+            problems.push(e.to_string());
+        }
+    }
+    if problems.is_empty() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))).into_response()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Operations: `/healthz`, `/metrics`, the demo sign-in, and a graceful shutdown that closes every
+//! Operations: `/healthz`, `/readyz`, `/metrics`, the demo sign-in, and a graceful shutdown that closes every
 //! connection with "going away".
 
 mod support;
@@ -53,4 +53,36 @@ async fn the_demo_offers_its_users_with_working_tokens() {
     let mut c = Client::connect(&server.url(), tom["token"].as_str().unwrap(), json!({})).await;
     let (begin, _) = c.until("snapshot_begin").await;
     assert!(begin["rows"].as_u64().unwrap() > 5000, "the demo data: {begin}");
+}
+
+/// Readiness tells the truth: while a tenant's database cannot take writes (SQLITE_FULL, as on a full
+/// disk: its file is capped at its current size), `/readyz` says so and the failures are counted;
+/// once writes succeed again, it recovers without a restart. Liveness stays up throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_commits_fail_and_recovers() {
+    let server = TestServer::start().await;
+    assert_eq!(get(server.addr, "/readyz").await, (200, "ready\n".to_owned()));
+    let mut c = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
+    c.until("synced").await;
+    server.store.exec("PRAGMA max_page_count = 1").await.unwrap();
+    let big = "x".repeat(200 * 1024);
+    c.push("full-1", support::update("jobs", "job-a1", "notes", json!("call first"), json!(big))).await;
+    let err = loop {
+        let v = c.recv().await;
+        if v["mutation_id"] == "full-1" {
+            break v;
+        }
+    };
+    assert_eq!((err["mutation_id"].as_str(), err["retry"].as_bool()), (Some("full-1"), Some(true)), "{err}");
+    let (status, body) = get(server.addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("company-a: its last write failed to commit"), "{body}");
+    assert_eq!(get(server.addr, "/healthz").await.0, 200, "alive, not ready");
+    assert!(get(server.addr, "/metrics").await.1.contains("moat_commit_failures_total 1"));
+    // Space again: the next write succeeds and readiness recovers.
+    server.store.exec("PRAGMA max_page_count = 1073741823").await.unwrap();
+    assert_eq!(get(server.addr, "/readyz").await.0, 200);
+    c.push("full-2", support::update("jobs", "job-a1", "notes", json!("call first"), json!(big))).await;
+    let (ack, _) = c.until("ack").await;
+    assert_eq!(ack["mutation_id"], "full-2");
 }

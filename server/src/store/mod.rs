@@ -105,6 +105,8 @@ pub struct Store {
     rate: Mutex<(u64, u32)>,
     /// Diffs committed since the tenant was opened.
     pub(crate) diffs: AtomicU64,
+    /// The last batch failed for the database's reasons (disk full, I/O): not ready.
+    pub(crate) failing: std::sync::atomic::AtomicBool,
 }
 
 /// Concurrent readers per tenant: enough to keep both cores busy while one waits on the disk.
@@ -199,6 +201,7 @@ impl Store {
             last_write_ms: AtomicU64::new(0),
             rate: Mutex::new((0, 0)),
             diffs: AtomicU64::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -295,6 +298,17 @@ impl Store {
         let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         Ok((pages * size) as u64)
+    }
+
+    /// Whether the tenant can serve: its last batch did not fail for the database's reasons, and a
+    /// reader finds the database readable (its header and schema; a malformed file fails here).
+    pub(crate) async fn ready(self: &Arc<Self>) -> Result<()> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable(format!("{}: its last write failed to commit", self.tenant)));
+        }
+        self.read(|c| Ok(c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .map(|_| ())
     }
 
     /// Runs `f` on a reader connection in a blocking thread.

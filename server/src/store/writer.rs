@@ -148,15 +148,17 @@ impl Batch<'_> {
         conn.prepare_cached("SAVEPOINT moat_push")?.execute([])?;
         let before = (self.version, self.entries.len());
         let result = self.apply(conn, &push);
-        if result.is_ok() {
-            conn.prepare_cached("RELEASE moat_push")?.execute([])?;
+        let ended = if result.is_ok() {
+            conn.prepare_cached("RELEASE moat_push").and_then(|mut s| s.execute([])).map(drop)
         } else {
-            conn.execute_batch("ROLLBACK TO moat_push; RELEASE moat_push")?;
             self.version = before.0;
             self.entries.truncate(before.1);
-        }
+            conn.execute_batch("ROLLBACK TO moat_push; RELEASE moat_push")
+        };
+        // Answered whatever happens next: when SQLite has rolled the whole transaction back (disk
+        // full, I/O), the batch fails and this push hears so with the others.
         self.done.push(Done::Push { reply: push.reply, mutation_id: push.mutation_id, result });
-        Ok(())
+        Ok(ended?)
     }
 
     /// The stored outcome of a replayed push, or the push checked, merged and recorded.
@@ -223,12 +225,12 @@ impl Batch<'_> {
             record(conn, self.version, routed, &mut self.entries)?;
             Ok(Some(self.version))
         })();
-        match &result {
-            Ok(_) => conn.execute_batch("RELEASE moat_exec")?,
-            Err(_) => conn.execute_batch("ROLLBACK TO moat_exec; RELEASE moat_exec")?,
-        }
+        let ended = match &result {
+            Ok(_) => conn.execute_batch("RELEASE moat_exec"),
+            Err(_) => conn.execute_batch("ROLLBACK TO moat_exec; RELEASE moat_exec"),
+        };
         self.done.push(Done::Exec { reply, result });
-        Ok(())
+        Ok(ended?)
     }
 }
 
@@ -325,6 +327,16 @@ fn commit_batch(store: &Store, conn: &mut Connection, reqs: Vec<WriteReq>) {
         let why = e.to_string();
         batch.done.iter_mut().for_each(|d| d.fail(&why));
     }
+    // The database failing under a write (disk full, I/O) makes the tenant unhealthy until a write
+    // succeeds again; readiness reports it.
+    let storage_failed = batch.done.iter().any(|d| match d {
+        Done::Push { result, .. } => matches!(result, Err(Error::Storage(_) | Error::Unavailable(_))),
+        Done::Exec { result, .. } => matches!(result, Err(Error::Storage(_) | Error::Unavailable(_))),
+    });
+    if storage_failed {
+        metrics.commit_failures.inc();
+    }
+    store.failing.store(storage_failed, Ordering::Relaxed);
     metrics.observe_batch(started.elapsed());
     metrics.diffs.add(batch.entries.len() as u64);
     store.diffs.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
