@@ -38,6 +38,10 @@ pub enum Error {
     #[error("limit: {0}")]
     Limit(String),
 
+    /// The server cannot take its address (in use, not allowed). The operator's; nothing was created.
+    #[error("listen: {0}")]
+    Listen(String),
+
     /// A configuration file is wrong. The operator's fault; fix the file.
     #[error("config: {0}")]
     Config(String),
@@ -71,6 +75,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::Storage(_) => "storage",
             Error::Limit(_) => "limit",
+            Error::Listen(_) => "listen",
             Error::Config(_) => "config",
             Error::Internal(_) => "internal",
         }

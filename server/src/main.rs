@@ -475,11 +475,13 @@ fn serve(cfg: Config) -> moat_server::Result<()> {
         .build()
         .map_err(|e| moat_server::Error::Unavailable(format!("runtime: {e}")))?;
     runtime.block_on(async {
-        let server = Server::open(&cfg)?;
+        // The address first: a server that cannot listen creates nothing (no data directory, no
+        // demo tenants) and says that it could not listen.
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
-            .map_err(|e| moat_server::Error::Config(format!("cannot listen on {}: {e}", cfg.listen)))?;
-        let addr = listener.local_addr().map_err(|e| moat_server::Error::Config(e.to_string()))?;
+            .map_err(|e| moat_server::Error::Listen(format!("cannot listen on {}: {e}", cfg.listen)))?;
+        let addr = listener.local_addr().map_err(|e| moat_server::Error::Listen(e.to_string()))?;
+        let server = Server::open(&cfg)?;
         tracing::info!(%addr, data = %cfg.data.display(), demo = cfg.demo, "moat serving");
         println!("Moat is serving on http://{addr}/  (sync: ws://{addr}/sync)");
         if cfg.demo {

@@ -86,3 +86,23 @@ async fn readiness_fails_while_commits_fail_and_recovers() {
     let (ack, _) = c.until("ack").await;
     assert_eq!(ack["mutation_id"], "full-2");
 }
+
+/// A server that cannot take its address says so, and creates nothing.
+#[test]
+fn a_taken_address_is_a_listen_error_and_creates_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["serve", "--demo", "--listen", &addr, "--data"])
+        .arg(&data)
+        .env("MOAT_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.starts_with(&format!("moat: listen: cannot listen on {addr}")), "{stderr}");
+    assert!(!data.exists(), "nothing is created before the server can serve");
+    assert!(!stderr.contains('\u{1b}'), "no colour escapes in a log that is not a terminal");
+}
