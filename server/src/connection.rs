@@ -161,25 +161,29 @@ impl Conn {
 
     /// An error frame; the connection stays open.
     pub(crate) async fn error(&mut self, e: &crate::error::Error) -> Result<(), End> {
-        let message = e.to_string();
-        let (code, retry) = (e.code().into(), e.retryable());
-        self.send(&ServerMsg::Error { code, mutation_id: None, message: message.into(), retry }).await
+        self.error_about(None, e).await
     }
 
     /// An error frame about one push (which was not applied).
     pub(crate) async fn error_for(&mut self, mutation_id: &str, e: &crate::error::Error) -> Result<(), End> {
+        self.error_about(Some(mutation_id), e).await
+    }
+
+    async fn error_about(&mut self, mutation_id: Option<&str>, e: &crate::error::Error) -> Result<(), End> {
         let message = e.to_string();
         let (code, retry) = (e.code().into(), e.retryable());
-        let mutation_id = Some(mutation_id.into());
+        let mutation_id = mutation_id.map(Into::into);
         self.send(&ServerMsg::Error { code, mutation_id, message: message.into(), retry }).await
     }
 }
 
-/// Whether a read failed because the peer's frame or message is above `max_frame_bytes` (the
-/// WebSocket layer stops at the frame's header, so the socket can still take the 1009 close frame).
-fn too_big(e: &axum::Error) -> bool {
+/// The 1009 close for a read that failed because the peer's frame or message is above
+/// `max_frame_bytes` (the WebSocket layer stops at the frame's header, so the socket can still take
+/// the close frame); `None` for any other failure.
+fn too_big(e: &axum::Error, max_frame_bytes: usize) -> Option<End> {
     let text = e.to_string();
-    text.contains("Message too long") || text.contains("Space limit exceeded")
+    (text.contains("Message too long") || text.contains("Space limit exceeded"))
+        .then(|| End::Close(close::TOO_BIG, format!("a frame above {max_frame_bytes} bytes")))
 }
 
 /// Counts a tenant's open session for as long as it lives.
@@ -298,11 +302,8 @@ async fn hello(
     let protocol_error = |m: &str| End::Close(close::PROTOCOL, m.to_owned());
     let text = match timeout(wait, ws.next()).await {
         Err(_) => return Err(protocol_error("no hello in time")),
-        Ok(Some(Err(e))) if too_big(&e) => {
-            let max = state.limits.max_frame_bytes;
-            return Err(End::Close(close::TOO_BIG, format!("a frame above {max} bytes")));
-        }
-        Ok(None | Some(Err(_))) => return Err(End::Gone),
+        Ok(Some(Err(e))) => return Err(too_big(&e, state.limits.max_frame_bytes).unwrap_or(End::Gone)),
+        Ok(None) => return Err(End::Gone),
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(Message::Close(_)))) => return Err(End::Gone),
         Ok(Some(Ok(_))) => return Err(protocol_error("the first frame must be a text hello")),
@@ -408,11 +409,11 @@ async fn live(
                 Box::pin(handlers::push::answer(conn, *reply)).await?;
             }
             msg = conn.ws.next() => match msg {
-                Some(Err(e)) if too_big(&e) => {
-                    let max = conn.state.limits.max_frame_bytes;
-                    return Err(End::Close(close::TOO_BIG, format!("a frame above {max} bytes")));
-                }
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Err(e)) => match too_big(&e, conn.state.limits.max_frame_bytes) {
+                    Some(end) => return Err(end),
+                    None => return Ok(()),
+                },
+                None | Some(Ok(Message::Close(_))) => return Ok(()),
                 Some(Ok(Message::Text(text))) => Box::pin(handlers::dispatch(conn, &text)).await?,
                 Some(Ok(Message::Binary(_))) => {
                     conn.error(&crate::error::Error::Protocol("binary frames are not part of the protocol".into())).await?

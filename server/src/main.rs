@@ -364,26 +364,13 @@ fn tenant(cfg: &mut Config, action: TenantAction) -> moat_server::Result<()> {
             if status != 200 {
                 return Err(moat_server::Error::Internal(format!("the server answered {status}: {body}")));
             }
-            let list: Vec<serde_json::Value> = serde_json::from_str(&body)
+            let list: Vec<tenants::TenantInfo> = serde_json::from_str(&body)
                 .map_err(|e| moat_server::Error::Internal(format!("the server's answer: {e}")))?;
-            print_tenants(list.into_iter().map(|t| {
-                (
-                    t["name"].as_str().unwrap_or("").to_owned(),
-                    t["rows"].as_i64().unwrap_or(0),
-                    t["bytes"].as_u64().unwrap_or(0),
-                    Some(t["connections"].as_u64().unwrap_or(0)),
-                    t["last_write_ms"].as_u64().unwrap_or(0),
-                    t["migrations"].as_array().map(|a| a.len()).unwrap_or(0),
-                )
-            }));
+            print_tenants(&list);
         }
         TenantAction::List { server: None, .. } => {
             let _lock = moat_server::migrate::writer_lock(&tenants::platform_path(&cfg.data))?;
-            print_tenants(
-                tenants::list(&cfg.data, &base)?
-                    .into_iter()
-                    .map(|t| (t.name, t.rows, t.bytes, None, t.last_write_ms, t.migrations.len())),
-            );
+            print_tenants(&tenants::list(&cfg.data, &base)?);
         }
         TenantAction::Export { name, to } => {
             tenants::export(&cfg.data, &name, &to)?;
@@ -417,14 +404,15 @@ fn tenant(cfg: &mut Config, action: TenantAction) -> moat_server::Result<()> {
     Ok(())
 }
 
-fn print_tenants(rows: impl Iterator<Item = (String, i64, u64, Option<u64>, u64, usize)>) {
+fn print_tenants(list: &[moat_server::tenants::TenantInfo]) {
     println!(
         "{:<24} {:>10} {:>10} {:>9} {:>22} {:>10}",
         "TENANT", "ROWS", "SIZE", "CLIENTS", "LAST WRITE", "MIGRATIONS"
     );
-    for (name, rows, bytes, clients, last, migrations) in rows {
-        let size = format!("{:.1} MB", bytes as f64 / 1048576.0);
-        let clients = clients.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+    for t in list {
+        let (name, rows, last, migrations) = (&t.name, t.rows, t.last_write_ms, t.migrations.len());
+        let size = format!("{:.1} MB", t.bytes as f64 / 1048576.0);
+        let clients = t.connections.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
         let last = if last == 0 {
             "never".to_owned()
         } else {

@@ -75,9 +75,9 @@ impl Server {
         crate::rules::Rules::from_toml(&rules_text, &base)?;
         if config.demo {
             let platform = crate::tenants::open_platform(&config.data)?;
-            for (n, tenant) in DEMO_TENANTS.iter().enumerate() {
+            for tenant in DEMO_TENANTS {
                 if !crate::tenants::exists(&platform, tenant)? {
-                    let seed = crate::tenants::demo_seed_for(&base, DEMO_SEED, DEMO_TENANTS[n], tenant);
+                    let seed = crate::tenants::demo_seed_for(&base, DEMO_SEED, tenant, tenant);
                     crate::tenants::create(&config.data, tenant, &base, Some(&seed))?;
                 }
             }
@@ -410,9 +410,11 @@ async fn admin_tenants(
     let tenants = Arc::clone(&state.tenants);
     let listed = tokio::task::spawn_blocking(move || {
         let mut list = crate::tenants::list(tenants.data(), tenants.base())?;
+        // The server knows who is connected: a tenant that is not open has no one.
+        list.iter_mut().for_each(|t| t.connections = Some(0));
         for store in tenants.open_now_list() {
             if let Some(t) = list.iter_mut().find(|t| t.name == store.tenant) {
-                t.connections = store.connections.load(std::sync::atomic::Ordering::Relaxed);
+                t.connections = Some(store.connections.load(std::sync::atomic::Ordering::Relaxed));
             }
         }
         Ok::<_, Error>(list)

@@ -17,12 +17,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlite_ext::Schema;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::Models;
 use crate::store::{Store, WriterConfig, Writers, initialise, now_ms, open_conn};
 
 const PLATFORM_SQL: &str = "CREATE TABLE IF NOT EXISTS moat_tenants (
@@ -124,8 +123,8 @@ pub(crate) fn register(platform: &Connection, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What `moat tenant list` shows of a tenant.
-#[derive(Debug, Clone, Serialize)]
+/// What `moat tenant list` shows of a tenant (and `GET /admin/tenants` answers, as JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TenantInfo {
     /// Its name.
     pub name: String,
@@ -133,8 +132,8 @@ pub struct TenantInfo {
     pub rows: i64,
     /// Its database's size in bytes (with the WAL).
     pub bytes: u64,
-    /// Open sessions (known only to a running server; 0 otherwise).
-    pub connections: usize,
+    /// Open sessions (known only to a running server: `None` from the files alone).
+    pub connections: Option<usize>,
     /// When it last changed: the newest change log entry's commit, ms since the Unix epoch (0: never).
     pub last_write_ms: u64,
     /// The migrations applied to it: `platform:0002`, `tenant:0001`, ...
@@ -170,7 +169,7 @@ pub fn list(data: &Path, base: &Schema) -> Result<Vec<TenantInfo>> {
             name,
             rows,
             bytes,
-            connections: 0,
+            connections: None,
             last_write_ms: last.unwrap_or(0) as u64,
             migrations,
         });
@@ -284,19 +283,7 @@ impl Tenants {
         if !exists(&self.platform.lock().expect("platform lock"), name)? {
             return Ok(None);
         }
-        let path = tenant_path(&self.data, name);
-        let sh = &self.shared;
-        let schema = crate::migrate::effective_schema(&Connection::open(&path)?, &sh.base)?;
-        let models = Arc::new(Models::new(sh.base.clone(), schema, sh.rules_text.clone())?);
-        let store = Store::open(
-            name,
-            &path,
-            models,
-            &sh.writers,
-            sh.channel_buffer,
-            Arc::clone(&sh.metrics),
-            sh.writer.clone(),
-        )?;
+        let store = Store::open(name, &tenant_path(&self.data, name), &self.shared)?;
         tracing::debug!(tenant = name, "tenant opened");
         Ok(Some(store))
     }

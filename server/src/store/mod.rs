@@ -170,29 +170,23 @@ pub(crate) fn initialise(
 }
 
 impl Store {
-    /// Opens the tenant database at `path` (which must have been created: [`initialise`]), with
-    /// its schema and rules; its writes go to `writers`.
-    pub(crate) fn open(
-        tenant: &str,
-        path: &Path,
-        models: Arc<Models>,
-        writers: &Writers,
-        channel_buffer: usize,
-        metrics: Arc<Metrics>,
-        config: WriterConfig,
-    ) -> Result<Arc<Store>> {
+    /// Opens the tenant database at `path` (which must have been created: [`initialise`]) on its
+    /// writer connection, reading its schema (the base one and its migrations) from it; its writes go
+    /// to the writer thread that owns the tenant.
+    pub(crate) fn open(tenant: &str, path: &Path, shared: &crate::tenants::Shared) -> Result<Arc<Store>> {
         let mut conn = open_conn(path)?;
-        let schema = Arc::clone(&models.get().schema);
+        let schema = crate::migrate::effective_schema(&conn, &shared.base)?;
         initialise(&mut conn, tenant, &schema, None)?;
+        let models = Arc::new(Models::new(shared.base.clone(), schema, shared.rules_text.clone())?);
         Ok(Arc::new(Store {
             tenant: tenant.to_owned(),
             path: path.to_owned(),
             conn: Mutex::new(conn),
             models,
-            hub: Arc::new(Hub::new(channel_buffer)),
-            metrics,
-            config,
-            writer: writers.queue_for(tenant),
+            hub: Arc::new(Hub::new(shared.channel_buffer)),
+            metrics: Arc::clone(&shared.metrics),
+            config: shared.writer.clone(),
+            writer: shared.writers.queue_for(tenant),
             queued: AtomicUsize::new(0),
             readers: Mutex::new(Vec::new()),
             read_slots: tokio::sync::Semaphore::new(READERS),
