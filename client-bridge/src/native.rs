@@ -226,6 +226,42 @@ fn lock(driver: &Mutex<Driver>) -> MutexGuard<'_, Driver> {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Opens the WebSocket to `url`: `wss://` (or `https://`) over TLS checked by the platform's
+/// verifier (the system trust store; on Apple platforms Security.framework and the device's trust
+/// settings, so a company CA installed on the device is trusted), `ws://` (or `http://`) in the clear.
+async fn connect(url: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = match url.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some(("http", rest)) => format!("ws://{rest}"),
+        _ => url.to_owned(),
+    };
+    let connector = match url.starts_with("wss://") {
+        true => Some(tokio_tungstenite::Connector::Rustls(tls_config().map_err(|e| {
+            tokio_tungstenite::tungstenite::Error::Tls(
+                tokio_tungstenite::tungstenite::error::TlsError::Rustls(Box::new(e)),
+            )
+        })?)),
+        false => None,
+    };
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector).await?;
+    Ok(ws)
+}
+
+/// The TLS client configuration, made once per process (reading the trust store is not free).
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(Arc::clone(c));
+    }
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_platform_verifier()?
+        .with_no_client_auth();
+    Ok(Arc::clone(CONFIG.get_or_init(|| Arc::new(config))))
+}
+
 /// The sync loop: moves frames between the socket and the driver and carries out its effects.
 async fn sync_loop(
     driver: Arc<Mutex<Driver>>,
@@ -244,8 +280,8 @@ async fn sync_loop(
             for effect in effects {
                 match effect {
                     Effect::Connect => {
-                        let input = match tokio_tungstenite::connect_async(url.as_str()).await {
-                            Ok((s, _)) => {
+                        let input = match connect(&url).await {
+                            Ok(s) => {
                                 ws = Some(s);
                                 Input::Connected
                             }

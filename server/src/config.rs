@@ -31,6 +31,8 @@ pub struct Config {
     pub demo: bool,
     /// Token keys.
     pub auth: AuthConfig,
+    /// TLS in the binary (a second listener); without it, run behind a proxy that terminates TLS.
+    pub tls: TlsConfig,
     /// Limits that protect the server from its clients.
     pub limits: Limits,
 }
@@ -43,6 +45,30 @@ pub struct AuthConfig {
     pub hs256_secret: Option<String>,
     /// A PEM file with an Ed25519 public key, for EdDSA tokens.
     pub ed25519_public_key: Option<PathBuf>,
+}
+
+/// TLS: a listener of its own, beside the plain `listen` (keep that one on 127.0.0.1 for health
+/// checks, metrics and the admin endpoints, or behind a proxy).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Address of the TLS listener (`MOAT_TLS_LISTEN`, `--tls-listen`), e.g. `0.0.0.0:443`.
+    pub listen: Option<String>,
+    /// The certificate chain, PEM, leaf first (`MOAT_TLS_CERT`). Reloaded on `SIGHUP`.
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (`MOAT_TLS_KEY`). Reloaded on `SIGHUP`.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The TLS listener's address and files, when TLS is configured; an error when only part is.
+    pub fn parts(&self) -> Result<Option<(&str, &Path, &Path)>> {
+        match (&self.listen, &self.cert, &self.key) {
+            (None, None, None) => Ok(None),
+            (Some(l), Some(c), Some(k)) => Ok(Some((l, c, k))),
+            _ => Err(Error::Config("tls needs all of listen, cert and key".into())),
+        }
+    }
 }
 
 /// Limits.
@@ -123,6 +149,7 @@ impl Default for Config {
             migrations: "schemas/migrations".into(),
             demo: false,
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -172,6 +199,15 @@ impl Config {
         }
         if let Ok(v) = std::env::var("MOAT_MIGRATIONS") {
             config.migrations = v.into();
+        }
+        if let Ok(v) = std::env::var("MOAT_TLS_LISTEN") {
+            config.tls.listen = Some(v);
+        }
+        if let Ok(v) = std::env::var("MOAT_TLS_CERT") {
+            config.tls.cert = Some(v.into());
+        }
+        if let Ok(v) = std::env::var("MOAT_TLS_KEY") {
+            config.tls.key = Some(v.into());
         }
         if let Ok(v) = std::env::var("MOAT_HS256_SECRET") {
             config.auth.hs256_secret = Some(v);

@@ -13,6 +13,7 @@
 //! - `hub`: channels and fan-out, one encoding per change per channel.
 //! - `connection` and `handlers`: one WebSocket session and one handler per message.
 //! - [`server`]: the router and `serve`.
+//! - [`tls`]: TLS in the binary (certificates reloaded in place) and the accepted sockets' settings.
 //! - [`metrics`]: counters and histograms for `/metrics`.
 //! - [`migrate`]: numbered schema migrations (`moat migrate`).
 #![warn(unreachable_pub, missing_debug_implementations)]
@@ -32,6 +33,7 @@ pub mod server;
 pub mod split;
 mod store;
 pub mod tenants;
+pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};

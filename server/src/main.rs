@@ -37,6 +37,9 @@ enum Command {
         /// and offer the demo users' sign-in.
         #[arg(long)]
         demo: bool,
+        /// Also serve TLS on this address (needs tls.cert and tls.key; overrides MOAT_TLS_LISTEN).
+        #[arg(long)]
+        tls_listen: Option<String>,
     },
     /// Tenants: each is its own SQLite database.
     Tenant {
@@ -188,8 +191,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> moat_server::Result<()> {
     match cli.command {
-        Command::Serve { config, listen, data, web_root, migrations, demo } => {
+        Command::Serve { config, listen, data, web_root, migrations, demo, tls_listen } => {
             let mut cfg = Config::load(config.as_deref())?;
+            if let Some(v) = tls_listen {
+                cfg.tls.listen = Some(v);
+            }
             if let Some(v) = listen {
                 cfg.listen = v;
             }
@@ -469,14 +475,46 @@ fn serve(cfg: Config) -> moat_server::Result<()> {
             .await
             .map_err(|e| moat_server::Error::Listen(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let addr = listener.local_addr().map_err(|e| moat_server::Error::Listen(e.to_string()))?;
-        let server = Server::open(&cfg)?;
+        let tls = match cfg.tls.parts()? {
+            Some((listen, cert, key)) => {
+                let certs = moat_server::tls::Certificates::load(cert, key)?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| moat_server::Error::Listen(format!("cannot listen on {listen}: {e}")))?;
+                Some((listener, certs))
+            }
+            None => None,
+        };
+        let mut server = Server::open(&cfg)?;
         tracing::info!(%addr, data = %cfg.data.display(), demo = cfg.demo, "moat serving");
         println!("Moat is serving on http://{addr}/  (sync: ws://{addr}/sync)");
+        if let Some((listener, certs)) = tls {
+            let tls_addr = listener.local_addr().map_err(|e| moat_server::Error::Listen(e.to_string()))?;
+            println!("TLS on https://{tls_addr}/  (sync: wss://{tls_addr}/sync)");
+            reload_on_sighup(std::sync::Arc::clone(&certs));
+            server = server.with_tls(listener, certs)?;
+        }
         if cfg.demo {
             println!("Demo users and their tokens: http://{addr}/demo/users");
         }
         server.serve(listener, shutdown_signal()).await
     })
+}
+
+/// `SIGHUP` reloads the TLS certificate and key (after a renewal); open connections keep theirs.
+fn reload_on_sighup(certs: std::sync::Arc<moat_server::tls::Certificates>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => tracing::error!("TLS certificate not reloaded, the old one stays: {e}"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -60,6 +60,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// Held while the server runs, so that `moat migrate` cannot change the schema under it.
     lock: std::fs::File,
+    /// The TLS listener, if any, beside the plain one.
+    tls: Option<crate::tls::TlsListener>,
 }
 
 impl Server {
@@ -116,7 +118,7 @@ impl Server {
             demo: config.demo,
             web_root: config.web_root.clone(),
         };
-        Ok(Server { state, shutdown, lock })
+        Ok(Server { state, shutdown, lock, tls: None })
     }
 
     /// A tenant's database, opened if needed (for tests and tools in this crate's users).
@@ -134,13 +136,20 @@ impl Server {
         mint(&self.state.auth, user, tenant, role, ttl_secs)
     }
 
-    /// Serves on `listener` until `signal` resolves; then closes every WebSocket (1001) and returns.
+    /// Also serves TLS connections from `listener`, with `certs` (which the caller may reload).
+    pub fn with_tls(mut self, listener: TcpListener, certs: Arc<crate::tls::Certificates>) -> Result<Server> {
+        self.tls = Some(crate::tls::TlsListener::new(listener, certs)?);
+        Ok(self)
+    }
+
+    /// Serves on `listener` (and the TLS listener, if any) until `signal` resolves; then closes
+    /// every WebSocket (1001) and returns.
     pub async fn serve(
         self,
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let Server { state, shutdown, lock } = self;
+        let Server { state, shutdown, lock, tls } = self;
         let metrics = Arc::clone(&state.metrics);
         // Tenants with no session close their files after a while.
         let idle_ms = state.limits.tenant_idle_secs.saturating_mul(1000);
@@ -155,22 +164,38 @@ impl Server {
                 }
             })
         };
+        let stopped = state.shutdown.clone();
         let router = app(state);
         let notify = async move {
             signal.await;
             tracing::info!("shutting down: closing connections");
             let _ = shutdown.send(true);
         };
-        // Frames are small and latency matters: no Nagle delay behind a client's delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY: {e}");
+        let stopped = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
             }
+        };
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            crate::tls::tune(tcp)
         });
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(notify)
-            .await
-            .map_err(|e| Error::Unavailable(format!("serve: {e}")))?;
+        let plain = axum::serve(listener, router.clone().into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stopped());
+        let secure = async {
+            match tls {
+                // Sockets are tuned before their handshake; `tap_io` only gives the connect info.
+                Some(tls) => {
+                    let tls = axum::serve::ListenerExt::tap_io(tls, |_| {});
+                    axum::serve(tls, router.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(stopped())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let (plain, secure, ()) = tokio::join!(plain.into_future(), secure, notify);
+        plain.and(secure).map_err(|e| Error::Unavailable(format!("serve: {e}")))?;
         // Upgraded WebSockets are not the HTTP server's to wait for: each session saw the shutdown
         // and is sending its 1001 close frame (all in parallel). Wait for them, within a bound, so
         // that no socket ends with a bare FIN because the process went away first.

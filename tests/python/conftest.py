@@ -20,16 +20,24 @@ MOAT = os.path.join(ROOT, "target", "debug", "moat")
 
 
 class Server:
-    def __init__(self, tmp, web_root=None, listen="127.0.0.1:0"):
-        self.proc = subprocess.Popen(
-            [MOAT, "serve", "--demo", "--listen", listen, "--data", str(tmp / "data"),
-             "--migrations", os.path.join(ROOT, "schemas", "migrations"),
-             "--web-root", web_root or str(tmp / "no-web")],
-            stdout=subprocess.PIPE, env={**os.environ, "MOAT_LOG": "warn"}, text=True)
+    def __init__(self, tmp, web_root=None, listen="127.0.0.1:0", tls=None):
+        """`tls`: (certificate file, key file) for a TLS listener beside the plain one."""
+        env = {**os.environ, "MOAT_LOG": "warn"}
+        args = [MOAT, "serve", "--demo", "--listen", listen, "--data", str(tmp / "data"),
+                "--migrations", os.path.join(ROOT, "schemas", "migrations"),
+                "--web-root", web_root or str(tmp / "no-web")]
+        if tls:
+            args += ["--tls-listen", "127.0.0.1:0"]
+            env.update(MOAT_TLS_CERT=str(tls[0]), MOAT_TLS_KEY=str(tls[1]))
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stdout.readline()
         addr = line.split("http://")[1].split("/")[0]
         self.addr = addr
         self.url = f"ws://{addr}/sync"
+        if tls:
+            tls_addr = self.proc.stdout.readline().split("https://")[1].split("/")[0]
+            # As an app is given it: the https address (the client speaks wss:// to it).
+            self.tls_url = f"https://{tls_addr}/sync"
 
     def token(self, user, tenant, role):
         out = subprocess.run([MOAT, "token", "--demo", "--user", user, "--tenant", tenant, "--role", role],

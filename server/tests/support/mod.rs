@@ -140,7 +140,11 @@ impl Client {
     /// Connects, says hello, and consumes the welcome and the initial sync (snapshot or catch-up up to
     /// the newest version the server reports).
     pub async fn connect(url: &str, token: &str, cursors: Value) -> Client {
-        let mut ws = raw(url).await;
+        Client::over(raw(url).await, token, cursors).await
+    }
+
+    /// As `connect`, over a socket already open (TLS, say).
+    pub async fn over(mut ws: Ws, token: &str, cursors: Value) -> Client {
         let hello = json!({"type": "hello", "protocol": 1, "token": token, "client_id": "test-client", "cursors": cursors});
         ws.send(Message::text(hello.to_string())).await.unwrap();
         let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: Value::Null, frames: Vec::new() };
