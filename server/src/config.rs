@@ -45,6 +45,19 @@ pub struct AuthConfig {
     pub hs256_secret: Option<String>,
     /// A PEM file with an Ed25519 public key, for EdDSA tokens.
     pub ed25519_public_key: Option<PathBuf>,
+    /// An identity provider's key set (`MOAT_JWKS_URL`): `https://…/.well-known/jwks.json`. Read
+    /// at start, again when a token names an unknown key id (a rotation), and hourly.
+    pub jwks_url: Option<String>,
+    /// The same, from a file (read again the same way).
+    pub jwks_file: Option<PathBuf>,
+    /// The `iss` every token must carry (`MOAT_JWT_ISSUER`), e.g. `https://tenant.auth0.com/`.
+    pub issuer: Option<String>,
+    /// The `aud` every token must carry among its audiences (`MOAT_JWT_AUDIENCE`).
+    pub audience: Option<String>,
+    /// Seconds of slack on `exp` and `nbf` for clocks that disagree (60).
+    pub leeway_secs: Option<u64>,
+    /// Which claims give the user, the tenant and the role.
+    pub claims: crate::auth::ClaimMap,
 }
 
 /// TLS: a listener of its own, beside the plain `listen` (keep that one on 127.0.0.1 for health
@@ -208,6 +221,15 @@ impl Config {
         }
         if let Ok(v) = std::env::var("MOAT_TLS_KEY") {
             config.tls.key = Some(v.into());
+        }
+        if let Ok(v) = std::env::var("MOAT_JWKS_URL") {
+            config.auth.jwks_url = Some(v);
+        }
+        if let Ok(v) = std::env::var("MOAT_JWT_ISSUER") {
+            config.auth.issuer = Some(v);
+        }
+        if let Ok(v) = std::env::var("MOAT_JWT_AUDIENCE") {
+            config.auth.audience = Some(v);
         }
         if let Ok(v) = std::env::var("MOAT_HS256_SECRET") {
             config.auth.hs256_secret = Some(v);

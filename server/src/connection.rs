@@ -321,7 +321,8 @@ async fn hello(
     if client_id.is_empty() || client_id.len() > 128 {
         return Err(protocol_error("client_id must be 1 to 128 characters"));
     }
-    let claims = state.auth.verify(&token).map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
+    let claims =
+        state.auth.verify(&token).await.map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
     Ok((claims, client_id.into_owned(), cursors, schema.map(|s| s.into_owned())))
 }
 

@@ -5,7 +5,7 @@
 //! merge, catch-up from a versioned change log, and fresh snapshots for clients too far behind.
 //!
 //! - [`config`]: the TOML file, environment and flags.
-//! - [`auth`]: JWT (HS256, EdDSA) with user, tenant and role.
+//! - [`auth`]: JWT with user, tenant and role: an identity provider's keys ([`jwks`]), Ed25519, HS256.
 //! - [`rules`]: profiles, channels, row routing, hidden and read-only columns.
 //! - [`protocol`]: the session messages (documented in `docs/protocol.md`).
 //! - [`tenants`]: one SQLite database per tenant, the platform's registry, opening and closing.
@@ -24,6 +24,7 @@ mod connection;
 mod error;
 mod handlers;
 mod hub;
+pub mod jwks;
 pub mod metrics;
 pub mod migrate;
 mod model;

@@ -221,13 +221,44 @@ fn auth_from(config: &Config) -> Result<Auth> {
         (None, true) => Auth::hs256(DEMO_SECRET.as_bytes())?,
         (None, false) => Auth::none(),
     };
-    if let Some(p) = &config.auth.ed25519_public_key {
+    let a = &config.auth;
+    if let Some(p) = &a.ed25519_public_key {
         let pem = std::fs::read(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?;
         auth = auth.with_ed25519_public_pem(&pem)?;
     }
+    let jwks = match (&a.jwks_url, &a.jwks_file) {
+        (Some(_), Some(_)) => return Err(Error::Config("auth: jwks_url or jwks_file, not both".into())),
+        (Some(url), None) => Some(crate::jwks::Source::Url(url.clone())),
+        (None, Some(file)) => Some(crate::jwks::Source::File(file.clone())),
+        (None, None) => None,
+    };
+    if let Some(source) = jwks {
+        let jwks = crate::jwks::Jwks::new(source);
+        // Read now, in the background: the provider may be slow or down at start; tokens are
+        // refused until the keys are read, and an unknown key id reads them again.
+        let first = Arc::clone(&jwks);
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config("the identity provider's keys are read on the server's runtime".into())
+        })?;
+        runtime.spawn(async move {
+            match first.refresh().await {
+                Ok(n) => tracing::info!(keys = n, "identity provider keys read"),
+                Err(e) => tracing::warn!("identity provider keys: {e}"),
+            }
+        });
+        auth = auth.with_jwks(jwks);
+    }
+    auth = auth
+        .with_checks(
+            a.issuer.clone(),
+            a.audience.clone(),
+            a.leeway_secs.unwrap_or(crate::auth::DEFAULT_LEEWAY_SECS),
+        )
+        .with_claims(a.claims.clone());
     if auth.is_empty() {
         return Err(Error::Config(
-            "no token key: set auth.hs256_secret (or MOAT_HS256_SECRET) or auth.ed25519_public_key".into(),
+            "no token key: set auth.jwks_url, auth.ed25519_public_key or auth.hs256_secret (MOAT_HS256_SECRET)"
+                .into(),
         ));
     }
     Ok(auth)
@@ -356,8 +387,13 @@ struct MigrateQuery {
 }
 
 /// Admin endpoints answer only requests from this machine carrying a token of role `operator`
-/// signed with the server's keys.
-fn operator_only(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> Option<Response> {
+/// signed with the server's own keys (HS256 or Ed25519; never an identity provider's key set, whose
+/// tokens name a key id).
+async fn operator_only(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> Option<Response> {
     if !peer.ip().is_loopback() {
         return Some(
             (StatusCode::FORBIDDEN, "admin requests come from the server's own machine\n").into_response(),
@@ -367,8 +403,13 @@ fn operator_only(state: &AppState, peer: SocketAddr, headers: &axum::http::Heade
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match token.map(|t| state.auth.verify(t)) {
-        Some(Ok(claims)) if claims.role == "operator" => None,
+    let own = token.and_then(|t| jsonwebtoken::decode_header(t).ok()).is_some_and(|h| h.kid.is_none());
+    let claims = match token {
+        Some(t) if own => state.auth.verify(t).await.ok(),
+        _ => None,
+    };
+    match claims {
+        Some(claims) if claims.role == "operator" => None,
         _ => {
             let msg = "an operator token is needed (moat token --role operator)\n";
             Some((StatusCode::UNAUTHORIZED, msg).into_response())
@@ -385,7 +426,7 @@ async fn admin_migrate(
     axum::extract::Query(q): axum::extract::Query<MigrateQuery>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(refused) = operator_only(&state, peer, &headers) {
+    if let Some(refused) = operator_only(&state, peer, &headers).await {
         return refused;
     }
     let (dir, scope) = match (&q.own, &q.tenant) {
@@ -429,7 +470,7 @@ async fn admin_tenants(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(refused) = operator_only(&state, peer, &headers) {
+    if let Some(refused) = operator_only(&state, peer, &headers).await {
         return refused;
     }
     let tenants = Arc::clone(&state.tenants);
@@ -467,7 +508,7 @@ async fn admin_delete_tenant(
     axum::extract::Query(q): axum::extract::Query<DeleteQuery>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(refused) = operator_only(&state, peer, &headers) {
+    if let Some(refused) = operator_only(&state, peer, &headers).await {
         return refused;
     }
     if let Some(store) = state.tenants.open_now_list().into_iter().find(|s| s.tenant == name) {

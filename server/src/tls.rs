@@ -177,3 +177,19 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// The TLS client configuration for the server's own requests (an identity provider's keys):
+/// rustls with the platform's verifier (the system trust store). Made once.
+pub(crate) fn client_config() -> std::result::Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(Arc::clone(c));
+    }
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_platform_verifier()?
+            .with_no_client_auth();
+    Ok(Arc::clone(CONFIG.get_or_init(|| Arc::new(config))))
+}
