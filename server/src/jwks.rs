@@ -90,10 +90,10 @@ impl Jwks {
         {
             return Ok(key);
         }
-        if stale || may_read {
-            if let Err(e) = self.refresh().await {
-                tracing::warn!("identity provider keys: {e}");
-            }
+        if (stale || may_read)
+            && let Err(e) = self.refresh().await
+        {
+            tracing::warn!("identity provider keys: {e}");
         }
         let c = self.cache.read().unwrap_or_else(|e| e.into_inner());
         c.keys.get(kid).cloned().ok_or_else(|| Error::Unauthorized(format!("unknown key id {kid}")))
