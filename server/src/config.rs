@@ -33,6 +33,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS in the binary (a second listener); without it, run behind a proxy that terminates TLS.
     pub tls: TlsConfig,
+    /// Scheduled backups (none without a folder).
+    pub backup: BackupConfig,
     /// Limits that protect the server from its clients.
     pub limits: Limits,
 }
@@ -81,6 +83,25 @@ impl TlsConfig {
             (Some(l), Some(c), Some(k)) => Ok(Some((l, c, k))),
             _ => Err(Error::Config("tls needs all of listen, cert and key".into())),
         }
+    }
+}
+
+/// Scheduled backups: every tenant copied into a new folder under `dir` every `interval_secs`,
+/// the newest `keep` kept (`crate::backup`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups go (`MOAT_BACKUP_DIR`); put it on another disk, and copy it off the machine.
+    pub dir: Option<PathBuf>,
+    /// Seconds between backups (3600).
+    pub interval_secs: u64,
+    /// Backups kept (24).
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { dir: None, interval_secs: 3600, keep: 24 }
     }
 }
 
@@ -163,6 +184,7 @@ impl Default for Config {
             demo: false,
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            backup: BackupConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -221,6 +243,9 @@ impl Config {
         }
         if let Ok(v) = std::env::var("MOAT_TLS_KEY") {
             config.tls.key = Some(v.into());
+        }
+        if let Ok(v) = std::env::var("MOAT_BACKUP_DIR") {
+            config.backup.dir = Some(v.into());
         }
         if let Ok(v) = std::env::var("MOAT_JWKS_URL") {
             config.auth.jwks_url = Some(v);

@@ -8,6 +8,7 @@
 //! - [`auth`]: JWT with user, tenant and role: an identity provider's keys ([`jwks`]), Ed25519, HS256.
 //! - [`rules`]: profiles, channels, row routing, hidden and read-only columns.
 //! - [`protocol`]: the session messages (documented in `docs/protocol.md`).
+//! - [`backup`]: consistent copies of tenant databases, kept and restored.
 //! - [`tenants`]: one SQLite database per tenant, the platform's registry, opening and closing.
 //! - `store`: one tenant's database, the pool of writer threads and their group commits, the log.
 //! - `hub`: channels and fan-out, one encoding per change per channel.
@@ -19,6 +20,7 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod auth;
+pub mod backup;
 pub mod config;
 mod connection;
 mod error;

@@ -28,6 +28,10 @@ impl Counter {
 pub struct Gauge(AtomicI64);
 
 impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
     /// Adds `n` (negative to subtract).
     pub fn add(&self, n: i64) {
         self.0.fetch_add(n, Ordering::Relaxed);
@@ -96,6 +100,12 @@ pub struct Metrics {
     pub batches: Counter,
     /// Batches in which the database failed (a commit, or a write under it: disk full, I/O).
     pub commit_failures: Counter,
+    /// Scheduled backups taken.
+    pub backups: Counter,
+    /// Scheduled backups that failed.
+    pub backup_failures: Counter,
+    /// When the last scheduled backup completed, seconds since the Unix epoch (0: none yet).
+    pub backup_last_success: Gauge,
     /// Publish → socket write latency.
     pub fanout_latency: Histogram,
     /// Commit batch duration.
@@ -138,6 +148,19 @@ impl Metrics {
             "moat_commit_failures_total",
             "Batches in which the database failed (disk full, I/O).",
             self.commit_failures.get(),
+        );
+        counter(&mut out, "moat_backups_total", "Scheduled backups taken.", self.backups.get());
+        counter(
+            &mut out,
+            "moat_backup_failures_total",
+            "Scheduled backups that failed.",
+            self.backup_failures.get(),
+        );
+        gauge(
+            &mut out,
+            "moat_backup_last_success_timestamp_seconds",
+            "When the last scheduled backup completed (0: none yet).",
+            self.backup_last_success.get(),
         );
         self.fanout_latency.render(&mut out, "moat_fanout_latency_seconds", "Publish to socket write.");
         self.batch_latency.render(&mut out, "moat_commit_batch_seconds", "Duration of a group commit.");

@@ -51,6 +51,7 @@ pub struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     demo: bool,
     web_root: std::path::PathBuf,
+    backup: crate::config::BackupConfig,
 }
 
 /// A server, opened and ready to serve.
@@ -117,6 +118,7 @@ impl Server {
             shutdown: shutdown_rx,
             demo: config.demo,
             web_root: config.web_root.clone(),
+            backup: config.backup.clone(),
         };
         Ok(Server { state, shutdown, lock, tls: None })
     }
@@ -164,6 +166,15 @@ impl Server {
                 }
             })
         };
+        let backups = state.backup.dir.clone().map(|dir| {
+            let (tenants, metrics, every, keep) = (
+                Arc::clone(&state.tenants),
+                Arc::clone(&state.metrics),
+                std::time::Duration::from_secs(state.backup.interval_secs.max(1)),
+                state.backup.keep.max(1),
+            );
+            tokio::spawn(scheduled_backups(tenants, metrics, dir, every, keep))
+        });
         let stopped = state.shutdown.clone();
         let router = app(state);
         let notify = async move {
@@ -210,8 +221,51 @@ impl Server {
             );
         }
         reaper.abort();
+        if let Some(b) = backups {
+            b.abort();
+        }
         drop(lock);
         Ok(())
+    }
+}
+
+/// Takes a backup of every tenant every `every` (the first one `every` after start) and keeps the
+/// newest `keep`. A failure is logged and counted (`moat_backup_failures_total`); the next one is
+/// tried on time.
+async fn scheduled_backups(
+    tenants: Arc<Tenants>,
+    metrics: Arc<Metrics>,
+    dir: std::path::PathBuf,
+    every: std::time::Duration,
+    keep: usize,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (data, dir) = (tenants.data().to_path_buf(), dir.clone());
+        let took = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || {
+            let (folder, manifest) = crate::backup::backup(&data, &dir, None, |_| {})?;
+            let removed = crate::backup::prune(&dir, keep)?;
+            Ok::<_, Error>((folder, manifest.tenants.len(), removed.len()))
+        })
+        .await;
+        match done {
+            Ok(Ok((folder, n, removed))) => {
+                metrics.backups.inc();
+                metrics.backup_last_success.set(now_secs() as i64);
+                tracing::info!(folder = %folder.display(), tenants = n, removed, ms = took.elapsed().as_millis() as u64, "backup taken");
+            }
+            Ok(Err(e)) => {
+                metrics.backup_failures.inc();
+                tracing::error!("scheduled backup failed: {e}");
+            }
+            Err(e) => {
+                metrics.backup_failures.inc();
+                tracing::error!("scheduled backup failed: {e}");
+            }
+        }
     }
 }
 

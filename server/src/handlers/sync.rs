@@ -17,9 +17,20 @@ const CATCH_UP_BATCH: usize = 512;
 
 pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), End> {
     let store = Arc::clone(&conn.store);
-    let (newest, oldest) = store.read(|c| log_bounds(c)).await.map_err(storage)?;
+    let (newest, oldest, lost) = store
+        .read(move |c| {
+            let (newest, oldest) = log_bounds(c)?;
+            // A cursor from a history a restore undid: its client has rows the server no longer has.
+            let lost = match cursor {
+                Some(cursor) => crate::backup::cursor_lost(c, cursor)?,
+                None => false,
+            };
+            Ok((newest, oldest, lost))
+        })
+        .await
+        .map_err(storage)?;
     match cursor {
-        Some(c) if c <= newest && c + 1 >= oldest => catch_up(conn, c).await?,
+        Some(c) if c <= newest && c + 1 >= oldest && !lost => catch_up(conn, c).await?,
         _ => snapshot(conn).await?,
     }
     let channel = conn.profile.channel.clone();
