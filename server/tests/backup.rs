@@ -110,7 +110,7 @@ async fn a_restore_under_clients_ahead_of_it_resnapshots_them_and_doubles_nothin
 
     let (folder, manifest) = moat_server::backup::list(&backups).unwrap().pop().unwrap();
     let held = manifest.tenants[0].version;
-    assert!(held >= 30 && held <= 60, "the backup holds what was committed when it ran: version {held}");
+    assert!((30..=60).contains(&held), "the backup holds what was committed when it ran: version {held}");
     let line = moat(&["restore", "--from", folder.to_str().unwrap()], &data);
     assert!(line.contains(&format!("company-a: restored to version {held}")), "{line}");
     let db = rusqlite::Connection::open(moat_server::tenants::tenant_path(&data, "company-a")).unwrap();
