@@ -207,14 +207,15 @@ enum MigrateAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // `MOAT_LOG_FORMAT=json`: one JSON object per line, for a log shipper.
+    if std::env::var("MOAT_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().flatten_event(true).with_current_span(false).init();
+    } else {
         // Colour only on a terminal: escape codes do not belong in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -555,6 +556,7 @@ fn serve(cfg: Config) -> moat_server::Result<()> {
             }
             None => None,
         };
+        let stop = shutdown_signal();
         let mut server = Server::open(&cfg)?;
         tracing::info!(%addr, data = %cfg.data.display(), demo = cfg.demo, "moat serving");
         println!("Moat is serving on http://{addr}/  (sync: ws://{addr}/sync)");
@@ -567,17 +569,18 @@ fn serve(cfg: Config) -> moat_server::Result<()> {
         if cfg.demo {
             println!("Demo users and their tokens: http://{addr}/demo/users");
         }
-        server.serve(listener, shutdown_signal()).await
+        server.serve(listener, stop).await
     })
 }
 
 /// `SIGHUP` reloads the TLS certificate and key (after a renewal); open connections keep theirs.
 fn reload_on_sighup(certs: std::sync::Arc<moat_server::tls::Certificates>) {
     #[cfg(unix)]
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            return;
-        };
         while hup.recv().await.is_some() {
             match certs.reload() {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
@@ -587,18 +590,28 @@ fn reload_on_sighup(certs: std::sync::Arc<moat_server::tls::Certificates>) {
     });
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM or SIGINT. The handlers are installed when this is called (before the server says it
+/// is serving), not when the future is first polled: a SIGTERM right after start is a clean stop.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => std::future::pending().await,
+            }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

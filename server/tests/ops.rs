@@ -87,6 +87,39 @@ async fn readiness_fails_while_commits_fail_and_recovers() {
     assert_eq!(ack["mutation_id"], "full-2");
 }
 
+/// Readiness probes each open tenant's database with `PRAGMA quick_check`: a damaged page (here,
+/// the root page of the jobs table overwritten on disk) makes `/readyz` fail and name the tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_on_a_database_that_fails_its_integrity_check() {
+    let server = TestServer::start().await;
+    let data = server.dir.path().join("data");
+    let base = moat_server::Config::default().base_schema().unwrap();
+    let seed =
+        moat_server::tenants::demo_seed_for(&base, moat_server::server::DEMO_SEED, "company-a", "company-c");
+    moat_server::tenants::create(&data, "company-c", &base, Some(&seed)).unwrap();
+    let path = moat_server::tenants::tenant_path(&data, "company-c");
+    let (root, page_size): (i64, i64) = {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let root =
+            db.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'jobs'", [], |r| r.get(0)).unwrap();
+        (root, db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap())
+    };
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(((root - 1) * page_size + 8) as u64)).unwrap();
+        f.write_all(&[0xA5; 64]).unwrap();
+    }
+    assert_eq!(get(server.addr, "/readyz").await.0, 200, "company-c is not open yet");
+    // Its first client opens it.
+    let mut c = Client::connect(&server.url(), &token("cleo", "company-c", "admin"), json!({})).await;
+    let _ = c.ws.close(None).await;
+    let (status, body) = get(server.addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("company-c: the database fails its integrity check"), "{body}");
+    assert!(!body.contains("company-a"), "the healthy tenant is not named: {body}");
+}
+
 /// A server that cannot take its address says so, and creates nothing.
 #[test]
 fn a_taken_address_is_a_listen_error_and_creates_nothing() {
@@ -105,4 +138,32 @@ fn a_taken_address_is_a_listen_error_and_creates_nothing() {
     assert!(stderr.starts_with(&format!("moat: listen: cannot listen on {addr}")), "{stderr}");
     assert!(!data.exists(), "nothing is created before the server can serve");
     assert!(!stderr.contains('\u{1b}'), "no colour escapes in a log that is not a terminal");
+}
+
+/// `MOAT_LOG_FORMAT=json`: every log line is one JSON object with its level, message and fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("MOAT_LOG", "info")
+        .env("MOAT_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let serving = lines.iter().find(|l| l["message"] == "moat serving").expect("the start is logged");
+    assert_eq!(serving["level"], "INFO");
+    assert!(serving["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{serving}");
+    assert!(lines.iter().any(|l| l["message"] == "shutting down: closing connections"));
 }

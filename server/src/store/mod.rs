@@ -107,7 +107,13 @@ pub struct Store {
     pub(crate) diffs: AtomicU64,
     /// The last batch failed for the database's reasons (disk full, I/O): not ready.
     pub(crate) failing: std::sync::atomic::AtomicBool,
+    /// The last integrity probe: when, and what it found wrong (`None`: nothing).
+    integrity: Mutex<Option<(std::time::Instant, Option<String>)>>,
 }
+
+/// How often readiness probes a tenant's database with `PRAGMA quick_check` (it reads every page,
+/// so not on every `/readyz`).
+const INTEGRITY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Concurrent readers per tenant: enough to keep both cores busy while one waits on the disk.
 const READERS: usize = 4;
@@ -196,6 +202,7 @@ impl Store {
             rate: Mutex::new((0, 0)),
             diffs: AtomicU64::new(0),
             failing: std::sync::atomic::AtomicBool::new(false),
+            integrity: Mutex::new(None),
         }))
     }
 
@@ -294,15 +301,41 @@ impl Store {
         Ok((pages * size) as u64)
     }
 
-    /// Whether the tenant can serve: its last batch did not fail for the database's reasons, and a
-    /// reader finds the database readable (its header and schema; a malformed file fails here).
+    /// Whether the tenant can serve: its last batch did not fail for the database's reasons, a
+    /// reader finds the database readable (its header and schema), and the last integrity probe
+    /// (`PRAGMA quick_check`, at the first call and every ten minutes after) found nothing wrong.
     pub(crate) async fn ready(self: &Arc<Self>) -> Result<()> {
         if self.failing.load(Ordering::Relaxed) {
             return Err(Error::Unavailable(format!("{}: its last write failed to commit", self.tenant)));
         }
         self.read(|c| Ok(c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?))
-            .await
-            .map(|_| ())
+            .await?;
+        let last = self.integrity.lock().expect("integrity lock").clone();
+        let found = match last {
+            Some((at, found)) if at.elapsed() < INTEGRITY_EVERY => found,
+            _ => {
+                let found = self
+                    .read(|c| {
+                        let first: String = c.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+                        Ok((first != "ok").then_some(first))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Some(e.to_string()));
+                if let Some(problem) = &found {
+                    tracing::error!(tenant = %self.tenant, %problem, "the database fails its integrity check");
+                }
+                *self.integrity.lock().expect("integrity lock") =
+                    Some((std::time::Instant::now(), found.clone()));
+                found
+            }
+        };
+        match found {
+            Some(problem) => Err(Error::Unavailable(format!(
+                "{}: the database fails its integrity check: {problem}",
+                self.tenant
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` on a reader connection in a blocking thread.
