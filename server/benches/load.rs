@@ -11,10 +11,13 @@
 //!    against one transaction per diff (`max_batch = 1`);
 //! 4. many tenants: 1,000 tenant databases with one connected client each (200 in quick mode):
 //!    server memory and open files.
+//! 5. stalled clients: 200 subscribers that stop reading beside 1,000 healthy ones: the kernel send
+//!    queues and RSS the server holds for them, whether they are cut, and the healthy ones' p99
+//!    against a run without them.
 //!
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
-//! allow); `--only memory|snapshot|fanout|durable|tenants` runs one part.
+//! allow); `--only memory|snapshot|fanout|durable|tenants|stalled` runs one part.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -49,6 +52,18 @@ impl Server {
 
     /// `demo`: the demo's tenants (company-a and company-b, thousands of rows each).
     fn start_with(max_batch: usize, demo: bool, tenants: &[String], channel_buffer: usize) -> Server {
+        // The lean clients do not answer pings: no ping deadline in these runs.
+        Server::start_limits(max_batch, demo, tenants, channel_buffer, "ping_interval_ms = 0\n")
+    }
+
+    /// `extra`: more `[limits]` lines.
+    fn start_limits(
+        max_batch: usize,
+        demo: bool,
+        tenants: &[String],
+        channel_buffer: usize,
+        extra: &str,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let base = sqlite_ext::Schema::demo();
@@ -62,7 +77,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "[limits]\nmax_batch = {max_batch}\nchannel_buffer = {channel_buffer}\nmax_inflight_pushes = 4096\n"
+                "[limits]\nmax_batch = {max_batch}\nchannel_buffer = {channel_buffer}\nmax_inflight_pushes = 4096\n{extra}"
             ),
         )
         .unwrap();
@@ -394,10 +409,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn inventory_push(i: usize) -> String {
+/// A push whose item name is `pad` bytes long (bigger frames fill a stalled socket sooner).
+fn inventory_push_padded(i: usize, pad: usize) -> String {
+    let name = if pad == 0 { "Part".to_owned() } else { "p".repeat(pad) };
     json!({"type": "push", "mutation_id": format!("w-{i}"), "diff": {"changes": [{
         "table": "inventory_items", "op": "insert", "pk": {"id": format!("item-{i}")},
-        "cols": {"tenant_id": {"new": "load-b"}, "sku": {"new": format!("SKU-{i}")}, "name": {"new": "Part"},
+        "cols": {"tenant_id": {"new": "load-b"}, "sku": {"new": format!("SKU-{i}")}, "name": {"new": name},
                  "quantity": {"new": i}, "location": {"new": "van-1"}}}]}})
     .to_string()
 }
@@ -432,6 +449,11 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
     println!("[2/4] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
     let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
+    fanout_on(&server, subscribers, publishes, window, 0).await;
+}
+
+/// The fan-out run on `server`, with frames padded by `pad` bytes; returns the p99 (ms).
+async fn fanout_on(server: &Server, subscribers: usize, publishes: usize, window: usize, pad: usize) -> f64 {
     let sockets = connect_many(server.addr, subscribers, "load-b").await;
     let mut readers = receive(sockets, 2, publishes);
     let writer = subscriber(server.addr, 999_999, "load-b").await;
@@ -466,7 +488,7 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
             }
         }
         sent.push(Instant::now());
-        write.send(Message::text(inventory_push(i))).await.unwrap();
+        write.send(Message::text(inventory_push_padded(i, pad))).await.unwrap();
         while let Ok((k, last)) = readers.reports.try_recv() {
             latencies.push((last - sent[k]).as_secs_f64() * 1e3);
         }
@@ -495,6 +517,117 @@ async fn fanout(subscribers: usize, publishes: usize, window: usize) {
         percentile(&latencies, 0.99),
         latencies.last().unwrap()
     );
+    percentile(&latencies, 0.99)
+}
+
+/// Bytes in the send queues of the server's sockets (`/proc/net/tcp`: `tx_queue` of every socket
+/// whose local port is the server's): what the kernel holds for the server's clients.
+fn server_send_queues(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let tx = u64::from_str_radix(f.get(4)?.split(':').next()?, 16).ok()?;
+            (local_port == port).then_some(tx)
+        })
+        .sum()
+}
+
+/// Clients that stop reading: `stalled` of them subscribe beside `healthy` readers, then never read
+/// again (a 4 KB receive buffer, so their windows close at once). The server must hold a bounded
+/// amount for each (kernel send queue and RSS, sampled during the run) and cut them once their
+/// unsent bytes stay above the bound for `send_timeout_ms`, while the healthy subscribers' latency
+/// stays as it is without them.
+async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
+    const PAD: usize = 2048;
+    let limits = "send_timeout_ms = 3000\nping_interval_ms = 0\n";
+    println!(
+        "[5/5] {stalled} stalled clients beside {healthy} healthy subscribers, {publishes} pushes of ~2 KB"
+    );
+    let tenants = ["load-a".to_owned(), "load-b".to_owned()];
+    // RSS peaks: the healthy subscribers' share is measured alone and taken out.
+    let peak_rss = |pid: u32, sampling: Arc<AtomicBool>, port: u16| {
+        std::thread::spawn(move || {
+            let (mut queues, mut rss) = (0u64, 0u64);
+            while sampling.load(Ordering::Relaxed) {
+                queues = queues.max(server_send_queues(port));
+                rss = rss.max(proc_field(pid, "VmRSS:"));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (queues, rss)
+        })
+    };
+    let (alone, rss_alone) = {
+        let server = Server::start_limits(512, false, &tenants, 4096, limits);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle = server.rss_kb();
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = peak_rss(server.child.id(), Arc::clone(&sampling), server.addr.port());
+        let p99 = fanout_on(&server, healthy, publishes, 16, PAD).await;
+        sampling.store(false, Ordering::Relaxed);
+        (p99, sampler.join().unwrap().1.saturating_sub(idle))
+    };
+    let server = Server::start_limits(512, false, &tenants, 4096, limits);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before = server.rss_kb();
+    let mut stuck = Vec::with_capacity(stalled);
+    for n in 0..stalled {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind(next_source()).unwrap();
+        let stream = socket.connect(server.addr).await.unwrap();
+        let (mut ws, _) = client_async(format!("ws://{}/sync", server.addr), stream).await.unwrap();
+        let hello = json!({"type": "hello", "protocol": 1, "token": token(&format!("s{n}"), "load-b"), "client_id": format!("s{n}")});
+        ws.send(Message::text(hello.to_string())).await.unwrap();
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(&m, Message::Text(t) if t.contains("\"synced\"")) {
+                break;
+            }
+        }
+        stuck.push(ws);
+    }
+    let port = server.addr.port();
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = peak_rss(server.child.id(), Arc::clone(&sampling), port);
+    let with = fanout_on(&server, healthy, publishes, 16, PAD).await;
+    // The stalled clients' sends time out (3 s) once their queues are full.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut cut = 0;
+    while Instant::now() < deadline {
+        cut = metric(server.addr, "moat_slow_consumers_total").await;
+        if cut >= stalled as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let (queues, rss) = sampler.join().unwrap();
+    // The growth over the idle server, less what the healthy subscribers took in the run alone.
+    let stalled_rss = rss.saturating_sub(rss_before).saturating_sub(rss_alone) as f64;
+    let (queue_kb, rss_kb) = (queues as f64 / 1024.0 / stalled as f64, stalled_rss / stalled as f64);
+    println!(
+        "      per stalled client: {queue_kb:.0} KB of kernel send queue (peak, all sockets {:.1} MB) + {rss_kb:.0} KB of server RSS = {:.0} KB (target ≤ 256 KB)",
+        queues as f64 / 1048576.0,
+        queue_kb + rss_kb
+    );
+    println!(
+        "      healthy subscribers' p99: {with:.1} ms with the stalled clients, {alone:.1} ms without ({:+.0}%); stalled clients cut: {cut} of {stalled}",
+        (with / alone - 1.0) * 100.0
+    );
+    drop(stuck);
+}
+
+/// One counter from the server's `/metrics`.
+async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return 0 };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body).await;
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
 }
 
 /// The floor under fan-out on this machine: the same frame written to `subscribers` plain loopback
@@ -728,6 +861,9 @@ fn main() {
         }
         if part("tenants") {
             many_tenants(if quick { 200 } else { 1_000 }).await;
+        }
+        if part("stalled") {
+            stalled_clients(1_000, if quick { 50 } else { 200 }, 400).await;
         }
     });
 }

@@ -117,6 +117,10 @@ pub struct Limits {
     pub hello_timeout_ms: u64,
     /// Time a frame may take to reach a client's socket before the client is cut off.
     pub send_timeout_ms: u64,
+    /// How often the server pings a connection (0: never). A client that has not answered the
+    /// previous ping by the next one is cut (4008): on a quiet channel too, a client that stopped
+    /// reading does not hold its socket for ever.
+    pub ping_interval_ms: u64,
     /// Pushes a connection may have waiting for their acks.
     pub max_inflight_pushes: usize,
     /// Versions kept in the change log; an older cursor gets a fresh snapshot.
@@ -197,6 +201,7 @@ impl Default for Limits {
             channel_buffer: 1024,
             hello_timeout_ms: 10_000,
             send_timeout_ms: 10_000,
+            ping_interval_ms: 30_000,
             max_inflight_pushes: 1024,
             log_retention: 100_000,
             snapshot_chunk_rows: 2_000,

@@ -387,6 +387,12 @@ async fn live(
     let mut shutdown = conn.state.shutdown.clone();
     let stopping = shutdown.changed();
     tokio::pin!(stopping);
+    // The ping deadline: one timer per session, reset on each ping.
+    let every = Duration::from_millis(conn.state.limits.ping_interval_ms);
+    let pinging = !every.is_zero();
+    let ping_at = sleep_until(Instant::now() + every);
+    tokio::pin!(ping_at);
+    let mut awaiting_pong = false;
     loop {
         tokio::select! {
             biased;
@@ -395,6 +401,16 @@ async fn live(
             }
             _ = &mut expiry => {
                 return Err(End::Close(close::UNAUTHORIZED, "token expired".into()));
+            }
+            _ = &mut ping_at, if pinging => {
+                if awaiting_pong {
+                    conn.state.metrics.slow_consumers.inc();
+                    return Err(End::Close(close::SLOW_CONSUMER, "no answer to the server's ping: reconnect to resume from your cursor".into()));
+                }
+                let r = within(conn.send_limit(), conn.ws.send(Message::Ping(Default::default()))).await;
+                conn.outcome(r)?;
+                awaiting_pong = true;
+                ping_at.as_mut().reset(Instant::now() + every);
             }
             frame = rx.recv() => match frame {
                 Ok(frame) => conn.forward(frame, rx).await?,
@@ -419,7 +435,8 @@ async fn live(
                 Some(Ok(Message::Binary(_))) => {
                     conn.error(&crate::error::Error::Protocol("binary frames are not part of the protocol".into())).await?
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                Some(Ok(Message::Ping(_))) => {}
             },
         }
     }

@@ -25,7 +25,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// (`TCP_NOTSENT_LOWAT`): what a client that stops reading can pin in the server's kernel memory,
 /// about, instead of the megabytes of an autotuned send buffer. Bytes in flight (sent, not yet
 /// acknowledged) are not limited by it, so a healthy client's throughput is not either.
-pub const NOTSENT_LOWAT: u32 = 128 * 1024;
+pub const NOTSENT_LOWAT: u32 = 64 * 1024;
 
 /// The settings of every accepted socket: no Nagle delay (frames are small and latency matters),
 /// and a bound on unsent bytes ([`NOTSENT_LOWAT`]).

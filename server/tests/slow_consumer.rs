@@ -39,3 +39,30 @@ async fn a_slow_consumer_is_cut_off_and_others_are_not_delayed() {
     assert!(code == 4008 || code == 1006, "{code} {reason}");
     assert!(fast.settle().await.is_empty());
 }
+
+/// On a quiet channel no frame ever times out: the ping deadline finds a client that stopped
+/// reading (it cannot answer), while one that reads answers every ping and stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_on_a_quiet_channel_is_cut_by_the_ping_deadline() {
+    let server = TestServer::start_with(|c| c.limits.ping_interval_ms = 150).await;
+    let mut stalled = Client::connect(&server.url(), &token("sam", "company-a", "admin"), json!({})).await;
+    stalled.until("synced").await;
+    let mut reading = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
+    reading.until("synced").await;
+    // `reading` is read (its pings answered) for ten intervals; `stalled` is not read at all.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            futures_util::StreamExt::next(&mut reading.ws),
+        )
+        .await;
+    }
+    assert_eq!(server.metrics.slow_consumers.get(), 1, "only the client that does not read is cut");
+    let (code, reason) = stalled.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4008, "no answer to the server's ping: reconnect to resume from your cursor")
+    );
+    assert!(reading.settle().await.is_empty(), "the reading client stays");
+}
