@@ -283,4 +283,15 @@ mod tests {
         std::fs::write(&path, "listne = \"typo\"\n").unwrap();
         assert!(Config::load(Some(&path)).unwrap_err().to_string().contains("listne"));
     }
+
+    #[test]
+    fn the_example_file_is_a_valid_config_of_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/moat.example.toml");
+        let c = Config::load(Some(Path::new(path))).unwrap();
+        let d = Config::default();
+        assert_eq!(c.limits.ping_interval_ms, d.limits.ping_interval_ms);
+        assert_eq!((c.backup.interval_secs, c.backup.keep), (d.backup.interval_secs, d.backup.keep));
+        assert_eq!(c.auth.claims, crate::auth::ClaimMap::default());
+        assert!(c.tls.parts().unwrap().is_none());
+    }
 }

@@ -167,3 +167,21 @@ fn json_logs_are_one_object_per_line() {
     assert!(serving["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{serving}");
     assert!(lines.iter().any(|l| l["message"] == "shutting down: closing connections"));
 }
+
+/// The systemd unit kept in `deploy/` passes `systemd-analyze verify` without a warning (with
+/// `ExecStart` pointed at the binary just built: verify checks that it exists).
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/moat.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/moat serve --config /etc/moat/moat.toml"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/moat", env!("CARGO_BIN_EXE_moat"))).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; scripts/setup installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}
