@@ -366,7 +366,8 @@ mod tests {
         );
         d.feed(Input::Disconnected(None));
         let out = d.run();
-        assert!(out.contains(&Effect::SetTimer(500)), "{out:?}");
+        // The first retry waits half to all of the first backoff (500 ms), spread by client.
+        assert!(out.iter().any(|e| matches!(e, Effect::SetTimer(250..=500))), "{out:?}");
         assert_eq!(statuses(&out), [sqlite_ext::Phase::Offline]);
     }
 

@@ -176,6 +176,7 @@ impl Server {
             tokio::spawn(scheduled_backups(tenants, metrics, dir, every, keep))
         });
         let stopped = state.shutdown.clone();
+        let draining = Arc::clone(&state.tenants);
         let router = app(state);
         let notify = async move {
             signal.await;
@@ -219,6 +220,12 @@ impl Server {
                 left = metrics.connections.get(),
                 "connections still open at the end of the shutdown grace"
             );
+        }
+        // Then the writers finish what is queued (every such write's client is gone; committing it
+        // now means its replay is answered from the stored outcome rather than applied late).
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        while draining.queue_depth() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         reaper.abort();
         if let Some(b) = backups {

@@ -172,7 +172,8 @@ fn json_logs_are_one_object_per_line() {
 /// `ExecStart` pointed at the binary just built: verify checks that it exists).
 #[test]
 fn the_systemd_unit_verifies() {
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/moat.service")).unwrap();
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/moat.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/moat serve --config /etc/moat/moat.toml"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("moat.service");

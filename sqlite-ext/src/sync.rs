@@ -146,6 +146,27 @@ pub struct SyncEngine {
     in_flight: Vec<String>,
     max_in_flight: usize,
     backoff_ms: u64,
+    /// Reconnection attempts so far (with the client id, the jitter's input).
+    attempts: u64,
+}
+
+/// The wait before reconnection attempt `attempt` at backoff `backoff_ms`: between half of it and
+/// all of it, spread by the client (`seed`: a hash of its client id). Thousands of clients that lose
+/// the server at the same moment (a restart) thus come back over a window instead of at the same
+/// instant, and again at each doubling. Deterministic for one client (tests replay it).
+pub fn reconnect_delay_ms(backoff_ms: u64, seed: u64, attempt: u64) -> u64 {
+    // splitmix64: a well-spread hash of (seed, attempt).
+    let mut z = seed.wrapping_add(attempt.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let half = backoff_ms / 2;
+    half + z % (backoff_ms - half + 1)
+}
+
+/// A stable 64-bit hash of a client id (FNV-1a), the seed of its reconnection jitter.
+pub fn jitter_seed(client_id: &str) -> u64 {
+    client_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl SyncEngine {
@@ -162,6 +183,7 @@ impl SyncEngine {
             in_flight: Vec::new(),
             max_in_flight: 64,
             backoff_ms: BACKOFF_MIN_MS,
+            attempts: 0,
         }
     }
 
@@ -265,7 +287,13 @@ impl SyncEngine {
                 } else {
                     self.phase = Phase::Offline;
                     if !self.held_offline {
-                        out.push(Instruction::SetTimer(self.backoff_ms));
+                        let seed = jitter_seed(self.replica.client_id());
+                        out.push(Instruction::SetTimer(reconnect_delay_ms(
+                            self.backoff_ms,
+                            seed,
+                            self.attempts,
+                        )));
+                        self.attempts += 1;
                         self.backoff_ms = (self.backoff_ms * 2).min(BACKOFF_MAX_MS);
                     }
                 }
@@ -429,4 +457,25 @@ fn tables_of(diff: &Diff) -> Vec<String> {
 
 fn all_tables(replica: &Replica) -> Vec<String> {
     replica.schema().tables().iter().map(|t| t.name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnections_spread_over_half_to_all_of_the_backoff() {
+        let delays: Vec<u64> =
+            (0..10_000).map(|i| reconnect_delay_ms(500, jitter_seed(&format!("client-{i}")), 0)).collect();
+        assert!(delays.iter().all(|d| (250..=500).contains(d)));
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 200, "spread over the window: {} distinct delays", distinct.len());
+        let mut per_10ms = [0usize; 26];
+        delays.iter().for_each(|d| per_10ms[((d - 250) / 10) as usize] += 1);
+        assert!(per_10ms.iter().all(|&n| n < 700), "no 10 ms slot takes more than 7%: {per_10ms:?}");
+        // One client's attempts differ from each other, and the same client replays the same delays.
+        let seed = jitter_seed("client-7");
+        assert_ne!(reconnect_delay_ms(4000, seed, 1), reconnect_delay_ms(4000, seed, 2));
+        assert_eq!(reconnect_delay_ms(4000, seed, 3), reconnect_delay_ms(4000, seed, 3));
+    }
 }
