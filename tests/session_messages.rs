@@ -26,11 +26,11 @@ fn session_fixtures() -> Vec<(String, serde_json::Value)> {
 #[test]
 fn every_session_fixture_decodes_with_the_cores_types() {
     let fixtures = session_fixtures();
-    assert_eq!(fixtures.len(), 14, "one fixture per session message");
+    assert_eq!(fixtures.len(), 17, "one fixture per session message");
     for (name, json) in fixtures {
         let text = json.to_string();
         let again = match name.as_str() {
-            "hello" | "push" | "ping" => {
+            "hello" | "push" | "ping" | "report" | "list_devices" => {
                 let msg: ClientMsg<'_> =
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_ne!(msg, ClientMsg::Unknown, "{name}");

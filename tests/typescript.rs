@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use client_bridge::driver::ClientEvent;
 use sqlite_ext::ConflictKind;
+use sqlite_ext::protocol::DeviceRecord;
 use sqlite_ext::sync::{Phase, Status};
 use sqlite_ext::ui::{
     CellView, Choice, ColumnValue, ColumnView, ConflictChoice, ConflictColumnView, ConflictView,
@@ -52,6 +53,7 @@ fn generated() -> String {
     declare::<ColumnValue>(cfg, &mut out);
     declare::<Phase>(cfg, &mut out);
     declare::<Status>(cfg, &mut out);
+    declare::<DeviceRecord>(cfg, &mut out);
     declare::<ClientEvent>(cfg, &mut out);
     out.trim_end().to_owned() + "\n"
 }

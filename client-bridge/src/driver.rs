@@ -38,6 +38,9 @@ pub enum Input {
     GoOffline,
     /// Back online.
     GoOnline,
+    /// Ask the server for the tenant's devices (an admin's Sync health); they arrive as
+    /// [`ClientEvent::Fleet`]. Nothing happens while not live.
+    RequestFleet,
 }
 
 impl Input {
@@ -51,6 +54,7 @@ impl Input {
             Input::LocalWrite => Event::LocalWrite,
             Input::GoOffline => Event::GoOffline,
             Input::GoOnline => Event::GoOnline,
+            Input::RequestFleet => Event::RequestFleet,
         }
     }
 }
@@ -88,6 +92,11 @@ pub enum ClientEvent {
     Error {
         /// In words for the user.
         message: String,
+    },
+    /// The tenant's devices (Sync health), as the server answered [`Input::RequestFleet`].
+    Fleet {
+        /// Most recently seen first.
+        devices: Vec<sqlite_ext::protocol::DeviceRecord>,
     },
 }
 
@@ -130,6 +139,11 @@ impl Driver {
             reported: None,
             raised: false,
         })
+    }
+
+    /// Names the app's version and the platform in this device's reports to the tenant's admins.
+    pub fn set_app(&mut self, app_version: &str, platform: &str) {
+        self.engine.set_app(app_version, platform);
     }
 
     /// Starts held offline (the device has no network when the app opens): no connection is tried
@@ -188,6 +202,7 @@ impl Driver {
     }
 
     fn fail(&mut self, message: String, out: &mut Vec<Effect>) {
+        self.engine.note_error(&message);
         out.push(Effect::Notify(ClientEvent::Error { message }));
         out.push(Effect::Close);
     }
@@ -207,6 +222,7 @@ impl Driver {
                 Effect::Notify(ClientEvent::Rejected { mutation_id, reason })
             }
             Instruction::Failed(message) => Effect::Notify(ClientEvent::Error { message }),
+            Instruction::Fleet(devices) => Effect::Notify(ClientEvent::Fleet { devices }),
         });
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use sqlite_ext::protocol::DeviceRecord;
 use sqlite_ext::ui::{
     ColumnValue, ConflictChoice, ConflictView, DetailViewModel, ListQuery, ListViewModel, ObjectTypeView,
     RejectedView,
@@ -32,6 +33,8 @@ pub trait MoatListener: Send + Sync {
     fn on_rejected(&self, mutation_id: String, reason: String);
     /// Something failed that the user should know of; sync starts again from a fresh session.
     fn on_error(&self, message: String);
+    /// The tenant's devices (Sync health), as asked for with `request_fleet` (admins only).
+    fn on_fleet(&self, devices: Vec<DeviceRecord>);
 }
 
 /// One device's Moat client.
@@ -62,7 +65,9 @@ impl MoatClient {
     ) -> Result<Arc<Self>, MoatError> {
         // A new file starts with no tables: the server's welcome brings the schema.
         let replica = Replica::open_latest(&db_path, Schema::empty())?;
-        let driver = Arc::new(Mutex::new(Driver::new(replica, token)?));
+        let mut driver = Driver::new(replica, token)?;
+        driver.set_app(env!("CARGO_PKG_VERSION"), std::env::consts::OS);
+        let driver = Arc::new(Mutex::new(driver));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("moat-sync")
@@ -174,6 +179,19 @@ impl MoatClient {
     /// Forgets a rejected write once the user has seen it.
     pub fn dismiss_rejected(&self, mutation_id: String) -> Result<(), MoatError> {
         self.call(|d| d.dismiss_rejected(&mutation_id))
+    }
+
+    /// Names the app's version and platform in this device's reports to the tenant's admins (by
+    /// default the OS and this library's version). Call right after `new`.
+    pub fn set_app(&self, app_version: String, platform: String) {
+        self.lock().set_app(&app_version, &platform);
+    }
+
+    /// Asks the server for the tenant's devices (Sync health; admins only: `Status.admin`). They
+    /// arrive through the listener's `on_fleet`.
+    pub fn request_fleet(&self) {
+        self.lock().feed(Input::RequestFleet);
+        self.wake();
     }
 
     /// Goes offline (as when the network drops); local reads and writes keep working.
@@ -346,5 +364,6 @@ fn notify(listener: &dyn MoatListener, event: ClientEvent) {
         ClientEvent::Conflicts { conflicts } => listener.on_conflicts(conflicts),
         ClientEvent::Rejected { mutation_id, reason } => listener.on_rejected(mutation_id, reason),
         ClientEvent::Error { message } => listener.on_error(message),
+        ClientEvent::Fleet { devices } => listener.on_fleet(devices),
     }
 }

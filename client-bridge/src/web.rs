@@ -91,7 +91,7 @@ impl WebClient {
     /// the server at `url` (`ws://host:port/sync`) as the bearer of `token`. Works offline from the
     /// first call; with `offline` it starts held offline (the browser has no network) and connects
     /// only after [`WebClient::go_online`]. `notify` receives each `ClientEvent` (`{type: "tables" | "status" | "conflicts" |
-    /// "rejected" | "error", …}`). Must run in a dedicated Worker (OPFS sync access handles exist
+    /// "rejected" | "error" | "fleet", …}`). Must run in a dedicated Worker (OPFS sync access handles exist
     /// only there).
     pub async fn open(
         url: String,
@@ -124,6 +124,7 @@ impl WebClient {
         // A new database starts with no tables: the server's welcome brings the schema.
         let replica = Replica::from_connection_latest(conn, Schema::empty()).map_err(js_error)?;
         let mut driver = Driver::new(replica, token).map_err(js_error)?;
+        driver.set_app(env!("CARGO_PKG_VERSION"), "web");
         if offline {
             driver.start_offline();
         }
@@ -270,6 +271,13 @@ impl WebClient {
     #[wasm_bindgen(js_name = dismissRejected)]
     pub fn dismiss_rejected(&self, mutation_id: &str) -> Result<(), JsValue> {
         self.call(|d| d.dismiss_rejected(mutation_id))
+    }
+
+    /// Asks the server for the tenant's devices (Sync health; admins only: `status.admin`); they
+    /// arrive as a `fleet` event.
+    #[wasm_bindgen(js_name = requestFleet)]
+    pub fn request_fleet(&self) {
+        feed(&Rc::downgrade(&self.inner), Input::RequestFleet);
     }
 
     /// Goes offline (the user's switch, or the browser's `offline` event); local work goes on.

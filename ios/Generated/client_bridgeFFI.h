@@ -278,6 +278,13 @@ typedef void (*UniffiCallbackInterfaceMoatListenerMethod4)(uint64_t, RustBuffer,
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_MOAT_LISTENER_METHOD5
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_MOAT_LISTENER_METHOD5
+typedef void (*UniffiCallbackInterfaceMoatListenerMethod5)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_MOAT_LISTENER
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_MOAT_LISTENER
 typedef struct UniffiVTableCallbackInterfaceMoatListener {
@@ -288,6 +295,7 @@ typedef struct UniffiVTableCallbackInterfaceMoatListener {
     UniffiCallbackInterfaceMoatListenerMethod2 _Nonnull onConflicts;
     UniffiCallbackInterfaceMoatListenerMethod3 _Nonnull onRejected;
     UniffiCallbackInterfaceMoatListenerMethod4 _Nonnull onError;
+    UniffiCallbackInterfaceMoatListenerMethod5 _Nonnull onFleet;
 } UniffiVTableCallbackInterfaceMoatListener;
 
 #endif
@@ -366,9 +374,19 @@ RustBuffer uniffi_client_bridge_fn_method_moatclient_object_types(uint64_t ptr, 
 RustBuffer uniffi_client_bridge_fn_method_moatclient_rejected(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REQUEST_FLEET
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REQUEST_FLEET
+void uniffi_client_bridge_fn_method_moatclient_request_fleet(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_RESOLVE
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_RESOLVE
 void uniffi_client_bridge_fn_method_moatclient_resolve(uint64_t ptr, int64_t conflict_id, RustBuffer choice, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_SET_APP
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_SET_APP
+void uniffi_client_bridge_fn_method_moatclient_set_app(uint64_t ptr, RustBuffer app_version, RustBuffer platform, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_STATUS
@@ -718,9 +736,21 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_rejected(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_REQUEST_FLEET
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_REQUEST_FLEET
+uint16_t uniffi_client_bridge_checksum_method_moatclient_request_fleet(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RESOLVE
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RESOLVE
 uint16_t uniffi_client_bridge_checksum_method_moatclient_resolve(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_SET_APP
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_SET_APP
+uint16_t uniffi_client_bridge_checksum_method_moatclient_set_app(void
     
 );
 #endif
@@ -769,6 +799,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_rejected(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_ERROR
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_ERROR
 uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_error(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_FLEET
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_FLEET
+uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_fleet(void
     
 );
 #endif

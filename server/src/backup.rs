@@ -10,7 +10,7 @@
 //! may have seen versions after the backup's: their history is gone with the restore. So the
 //! restored database's version counter jumps ahead by [`RESTORE_GAP`] and the skipped range is
 //! recorded (`moat_restores`): a client whose cursor falls in it gets a fresh snapshot instead of a
-//! catch-up (see [`cursor_lost`]), then replays its pending writes; those the backup already holds
+//! catch-up (see `cursor_lost`), then replays its pending writes; those the backup already holds
 //! are recognised by their mutation ids and not applied twice.
 
 use std::path::{Path, PathBuf};

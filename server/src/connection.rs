@@ -186,12 +186,13 @@ fn too_big(e: &axum::Error, max_frame_bytes: usize) -> Option<End> {
         .then(|| End::Close(close::TOO_BIG, format!("a frame above {max_frame_bytes} bytes")))
 }
 
-/// Counts a tenant's open session for as long as it lives.
-struct Session(Arc<Store>);
+/// Counts a tenant's open session for as long as it lives, and marks its device disconnected after.
+struct Session(Arc<Store>, String);
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.devices.gone(&self.1);
         self.0.touch();
     }
 }
@@ -202,11 +203,19 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
     let metrics = Arc::clone(&state.metrics);
     let mut ws = ws;
     let end = match Box::pin(hello(&mut ws, &state)).await {
-        Ok((claims, client_id, cursors, client_schema)) => {
+        Ok(Hello { claims, client_id, cursors, schema: client_schema, device }) => {
             match admit(&state, &claims, client_schema.is_none()).await {
                 Err(end) => end,
                 Ok((store, model, profile)) => {
-                    let _session = Session(Arc::clone(&store));
+                    store.devices.seen(
+                        &client_id,
+                        &claims.sub,
+                        &claims.role,
+                        client_schema.as_deref(),
+                        device.as_ref(),
+                        true,
+                    );
+                    let _session = Session(Arc::clone(&store), client_id.clone());
                     let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
                     let mut conn = Conn {
                         ws,
@@ -293,11 +302,17 @@ async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), a
 
 type Cursors = std::collections::BTreeMap<String, i64>;
 
+/// A good hello.
+struct Hello {
+    claims: Claims,
+    client_id: String,
+    cursors: Cursors,
+    schema: Option<String>,
+    device: Option<sqlite_ext::protocol::DeviceReport>,
+}
+
 /// Waits for the hello and checks it.
-async fn hello(
-    ws: &mut WebSocket,
-    state: &AppState,
-) -> Result<(Claims, String, Cursors, Option<String>), End> {
+async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<Hello, End> {
     let wait = Duration::from_millis(state.limits.hello_timeout_ms);
     let protocol_error = |m: &str| End::Close(close::PROTOCOL, m.to_owned());
     let text = match timeout(wait, ws.next()).await {
@@ -310,7 +325,7 @@ async fn hello(
     };
     let msg: ClientMsg =
         serde_json::from_str(&text).map_err(|e| protocol_error(&format!("bad hello: {e}")))?;
-    let ClientMsg::Hello { protocol, token, client_id, cursors, schema } = msg else {
+    let ClientMsg::Hello { protocol, token, client_id, cursors, schema, device } = msg else {
         return Err(protocol_error("the first frame must be hello"));
     };
     if protocol != PROTOCOL_VERSION {
@@ -321,9 +336,13 @@ async fn hello(
     if client_id.is_empty() || client_id.len() > 128 {
         return Err(protocol_error("client_id must be 1 to 128 characters"));
     }
+    if let Some(Err(e)) = device.as_ref().map(|d| d.check()) {
+        return Err(protocol_error(&format!("bad device report: {e}")));
+    }
     let claims =
         state.auth.verify(&token).await.map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
-    Ok((claims, client_id.into_owned(), cursors, schema.map(|s| s.into_owned())))
+    let schema = schema.map(|s| s.into_owned());
+    Ok(Hello { claims, client_id: client_id.into_owned(), cursors, schema, device })
 }
 
 /// After a good hello: welcome, revokes, initial sync, then the live loop.
@@ -358,6 +377,7 @@ async fn session(
                 fingerprint: model.fingerprint.as_str().into(),
                 sql: model.schema.sql().into(),
             }),
+            admin: profile.role.admin,
         })
         .await?;
         // Data of channels this user no longer has leaves the device.

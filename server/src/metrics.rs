@@ -203,4 +203,30 @@ pub(crate) fn render_tenants(out: &mut String, open: &[std::sync::Arc<crate::sto
         "# HELP moat_tenants_open Tenant databases open now.\n# TYPE moat_tenants_open gauge\nmoat_tenants_open {}",
         open.len()
     );
+    // Fleet health over every open tenant's connected devices, from their last reports.
+    let (devices, pending, oldest_ms, errors) = open
+        .iter()
+        .map(|s| s.devices.figures())
+        .fold((0, 0, 0, 0), |acc, f| (acc.0 + f.0, acc.1 + f.1, acc.2.max(f.2), acc.3 + f.3));
+    let fleet = [
+        (
+            "moat_fleet_devices_connected",
+            "Connected devices (their last reports make the fleet series).",
+            devices as f64,
+        ),
+        ("moat_fleet_pending_writes", "Writes waiting on connected devices.", pending as f64),
+        (
+            "moat_fleet_oldest_pending_seconds",
+            "Age of the oldest write waiting on a connected device.",
+            oldest_ms as f64 / 1e3,
+        ),
+        (
+            "moat_fleet_devices_with_errors",
+            "Connected devices whose last report carries an error.",
+            errors as f64,
+        ),
+    ];
+    for (name, help, v) in fleet {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
 }

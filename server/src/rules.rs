@@ -31,6 +31,8 @@ struct RoleFile {
     read_only_tables: Vec<String>,
     #[serde(default)]
     read_only_columns: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    admin: bool,
 }
 
 /// What one role may see and write.
@@ -39,6 +41,8 @@ pub struct Role {
     hidden: HashMap<String, HashSet<String>>,
     read_only_tables: HashSet<String>,
     read_only_columns: HashMap<String, HashSet<String>>,
+    /// The role administers its tenant (Sync health; customising, later).
+    pub admin: bool,
 }
 
 impl Role {
@@ -107,7 +111,7 @@ impl Rules {
         }
         let mut roles = HashMap::new();
         for (name, rf) in file.roles {
-            let mut role = Role::default();
+            let mut role = Role { admin: rf.admin, ..Role::default() };
             for (table, cols) in rf.hidden {
                 let t =
                     schema.table(&table).map_err(|_| bad(format!("role {name}: unknown table {table}")))?;

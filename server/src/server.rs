@@ -162,6 +162,7 @@ impl Server {
                     tokio::time::interval(std::time::Duration::from_millis((idle_ms / 4).clamp(250, 10_000)));
                 loop {
                     tick.tick().await;
+                    tenants.flush_devices().await;
                     tenants.close_idle(idle_ms);
                 }
             })
@@ -221,6 +222,7 @@ impl Server {
                 "connections still open at the end of the shutdown grace"
             );
         }
+        draining.flush_devices().await;
         // Then the writers finish what is queued (every such write's client is gone; committing it
         // now means its replay is answered from the stored outcome rather than applied late).
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;

@@ -319,6 +319,13 @@ impl Tenants {
         });
     }
 
+    /// Writes every open tenant's changed device records (fleet health), in the background.
+    pub(crate) async fn flush_devices(&self) {
+        for store in self.open_now_list() {
+            store.flush_devices().await;
+        }
+    }
+
     /// Forgets an open tenant (it was deleted): its sessions' channels close.
     pub(crate) fn forget(&self, name: &str) -> Option<Arc<Store>> {
         let store = self.open.lock().expect("tenants lock").remove(name);

@@ -113,7 +113,7 @@ fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
 }
 
 /// A listener whose connections are TLS: TCP accepts here, handshakes on tasks of their own
-/// (bounded by [`HANDSHAKE_TIMEOUT`]), finished streams handed to the HTTP server in order of
+/// (10 s at most), finished streams handed to the HTTP server in order of
 /// completion.
 #[derive(Debug)]
 pub struct TlsListener {

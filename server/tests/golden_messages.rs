@@ -34,11 +34,14 @@ async fn every_session_message() {
     };
 
     let tok = token("tom", "company-a", "technician");
+    let device = json!({"app_version": "2.1.0", "platform": "ios", "pending": 2, "oldest_pending_ms": 5400,
+                        "rejected": 0, "conflicts": 0});
     let hello = json!({"type": "hello", "protocol": 1, "token": "<JWT>", "client_id": "3f9c2a7be01d44a1c8e5f0b2",
-                       "cursors": {"company-a/admin": 41}, "schema": sqlite_ext::Schema::demo().fingerprint()});
+                       "cursors": {"company-a/admin": 41}, "schema": sqlite_ext::Schema::demo().fingerprint(),
+                       "device": device});
     let mut real_hello = hello.clone();
     real_hello["token"] = json!(tok);
-    let mut tom = Client::connect(&server.url(), &tok, real_hello["cursors"].clone()).await;
+    let mut tom = Client::hello(&server.url(), real_hello).await;
     keep(&tom.welcome);
     let (synced, before) = tom.until("synced").await;
     for f in &before {
@@ -46,7 +49,9 @@ async fn every_session_message() {
     }
     keep(&synced);
 
-    let mut alice = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
+    let alice_hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
+                             "client_id": "77d0e5a1c3b94f2e8a6d1b09", "cursors": {}});
+    let mut alice = Client::hello(&server.url(), alice_hello).await;
     alice.until("synced").await;
     alice.push("alice-1", update("jobs", "job-a1", "status", json!("open"), json!("on_hold"))).await;
     alice.until("ack").await;
@@ -66,7 +71,26 @@ async fn every_session_message() {
     tom.send(ping.clone()).await;
     keep(&tom.until("pong").await.0);
 
-    for (name, v) in [("hello", &hello), ("push", &push), ("ping", &ping)] {
+    let report = json!({"type": "report", "device": {"app_version": "2.1.0", "platform": "ios", "pending": 0,
+        "rejected": 1, "conflicts": 0, "last_error": "the server sent a frame this app cannot use"}});
+    tom.send(report.clone()).await;
+    tom.settle().await;
+    let list_devices = json!({"type": "list_devices"});
+    alice.send(list_devices.clone()).await;
+    let mut devices = alice.until("devices").await.0;
+    // Times vary from run to run: the fixture shows one.
+    for d in devices["devices"].as_array_mut().unwrap() {
+        d["last_seen_ms"] = json!(1_796_226_301_000_u64);
+    }
+    keep(&devices);
+
+    for (name, v) in [
+        ("hello", &hello),
+        ("push", &push),
+        ("ping", &ping),
+        ("report", &report),
+        ("list_devices", &list_devices),
+    ] {
         check(name, v);
     }
     for name in [
@@ -81,6 +105,7 @@ async fn every_session_message() {
         "reject",
         "error",
         "pong",
+        "devices",
     ] {
         let v = frames.get(name).unwrap_or_else(|| panic!("no {name} frame was seen: {:?}", frames.keys()));
         check(name, v);

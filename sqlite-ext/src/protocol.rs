@@ -115,7 +115,18 @@ pub enum ClientMsg<'a> {
         /// the server's schema and the client migrates its replica.
         #[serde(default, borrow)]
         schema: Option<Cow<'a, str>>,
+        /// How this device's sync is doing, for the tenant's admins (fleet health).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<DeviceReport>,
     },
+    /// How this device's sync is doing now (sent when it changed, at most every few seconds).
+    Report {
+        /// The report.
+        device: DeviceReport,
+    },
+    /// An admin asks for the tenant's devices (Sync health); answered with `devices` (or an error
+    /// `forbidden`).
+    ListDevices {},
     /// A local mutation to apply.
     Push {
         /// Unique per client; the server applies each id at most once.
@@ -133,6 +144,79 @@ pub enum ClientMsg<'a> {
     /// A message type this side does not know.
     #[serde(other)]
     Unknown,
+}
+
+/// Longest `app_version` and `platform` a device may report.
+pub const DEVICE_LABEL_MAX: usize = 64;
+/// Longest `last_error` a device may report.
+pub const DEVICE_ERROR_MAX: usize = 500;
+
+/// What a device says of its sync: which app it runs, what waits, what went wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceReport {
+    /// The app's version (`1.4.2`, a build number), as the app names it.
+    pub app_version: String,
+    /// `web`, `ios`, …
+    pub platform: String,
+    /// Writes waiting to be sent or acknowledged.
+    pub pending: u64,
+    /// How long the oldest of them has waited, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_pending_ms: Option<u64>,
+    /// Writes the server refused that the user has not dismissed.
+    pub rejected: u64,
+    /// Conflicts waiting for the user.
+    pub conflicts: u64,
+    /// The last error the app reported, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl DeviceReport {
+    /// Refuses labels and errors longer than the limits (a report is written by the client).
+    pub fn check(&self) -> Result<(), String> {
+        if self.app_version.len() > DEVICE_LABEL_MAX || self.platform.len() > DEVICE_LABEL_MAX {
+            return Err(format!("app_version and platform are at most {DEVICE_LABEL_MAX} bytes"));
+        }
+        if self.last_error.as_ref().is_some_and(|e| e.len() > DEVICE_ERROR_MAX) {
+            return Err(format!("last_error is at most {DEVICE_ERROR_MAX} bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// One device of a tenant as the server knows it: its last report, who uses it, when it was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+pub struct DeviceRecord {
+    /// The replica's client id.
+    pub client_id: String,
+    /// Its user (the token's user).
+    pub user: String,
+    /// The user's role.
+    pub role: String,
+    /// The app's version.
+    pub app_version: String,
+    /// `web`, `ios`, …
+    pub platform: String,
+    /// The schema fingerprint the device is on.
+    pub schema: Option<String>,
+    /// Writes waiting on the device.
+    pub pending: u64,
+    /// The oldest pending write's age when it reported, in milliseconds.
+    pub oldest_pending_ms: Option<u64>,
+    /// Refused writes not yet dismissed.
+    pub rejected: u64,
+    /// Conflicts waiting for the user.
+    pub conflicts: u64,
+    /// The last error it reported.
+    pub last_error: Option<String>,
+    /// Connected now.
+    pub connected: bool,
+    /// When it was last connected or reported, milliseconds since the Unix epoch.
+    pub last_seen_ms: u64,
 }
 
 /// The server's schema, as a welcome carries it.
@@ -171,6 +255,10 @@ pub enum ServerMsg<'a> {
         /// The server's schema, when the client's fingerprint differs (after a migration).
         #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
         schema: Option<SchemaInfo<'a>>,
+        /// The user administers the tenant (the sync rules say so of the role): the app offers the
+        /// admin's pages (Sync health).
+        #[serde(default)]
+        admin: bool,
     },
     /// A full copy of a channel follows: the client drops its rows of that channel first.
     SnapshotBegin {
@@ -262,6 +350,11 @@ pub enum ServerMsg<'a> {
         message: Cow<'a, str>,
         /// True when sending the same frame again may succeed.
         retry: bool,
+    },
+    /// The tenant's devices, for an admin's `list_devices`; connected ones, then most recently seen.
+    Devices {
+        /// The devices.
+        devices: Vec<DeviceRecord>,
     },
     /// The answer to a ping.
     Pong {

@@ -447,6 +447,21 @@ impl Replica {
         Ok(())
     }
 
+    /// The clock, as SQLite reads it (Unix milliseconds; the same on every platform, wasm included).
+    pub fn now_ms(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)", [], |r| r.get(0))?)
+    }
+
+    /// How long the oldest pending write has waited, in milliseconds (`None`: nothing waits).
+    pub fn oldest_pending_age_ms(&self) -> Result<Option<u64>> {
+        let age: Option<i64> = self.conn.query_row(
+            "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) - min(created_ms) FROM overlays WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(age.map(|a| a.max(0) as u64))
+    }
+
     /// When the replica was last in step with the server (Unix milliseconds), if ever.
     pub fn last_sync_ms(&self) -> Result<Option<i64>> {
         Ok(self

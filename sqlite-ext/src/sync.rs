@@ -12,12 +12,14 @@ use serde::Serialize;
 use crate::apply::Conflict;
 use crate::diff::Diff;
 use crate::error::{Error, Result};
-use crate::protocol::{ClientMsg, DiffJson, PROTOCOL_VERSION, ServerMsg, close};
+use crate::protocol::{ClientMsg, DeviceRecord, DeviceReport, DiffJson, PROTOCOL_VERSION, ServerMsg, close};
 use crate::replica::Replica;
 use crate::schema::Schema;
 
 const BACKOFF_MIN_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 30_000;
+/// A device report is sent when it changed, at most this often.
+const REPORT_EVERY_MS: i64 = 2_000;
 
 /// Where the connection stands, for the UI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,6 +79,8 @@ pub struct Status {
     pub last_sync_ms: Option<i64>,
     /// Why sync stopped, in words for the user (`outdated`: the app must be updated).
     pub message: Option<String>,
+    /// The user administers the tenant (the server said so at welcome): offer the admin's pages.
+    pub admin: bool,
 }
 
 /// Something that happened, fed to [`SyncEngine::handle`].
@@ -99,6 +103,9 @@ pub enum Event<'a> {
     GoOffline,
     /// Back online: connect at once, catch up and send what is pending.
     GoOnline,
+    /// An admin opened Sync health: ask the server for the tenant's devices (answered with
+    /// [`Instruction::Fleet`]; nothing is sent while not live).
+    RequestFleet,
 }
 
 /// What the shell must do, in order.
@@ -126,6 +133,8 @@ pub enum Instruction {
     /// Something failed that the app should report: a frame the engine could not use (the session is
     /// closed and starts again from the stored cursors), or the local database failing.
     Failed(String),
+    /// The tenant's devices, as the server answered an admin's request.
+    Fleet(Vec<DeviceRecord>),
 }
 
 /// The state machine over one replica.
@@ -148,6 +157,14 @@ pub struct SyncEngine {
     backoff_ms: u64,
     /// Reconnection attempts so far (with the client id, the jitter's input).
     attempts: u64,
+    /// The app's version and platform, for device reports.
+    app: (String, String),
+    /// The last error reported to the app, for device reports.
+    last_error: Option<String>,
+    /// The last device report sent on this connection, and when (Unix ms).
+    reported: Option<(DeviceReport, i64)>,
+    /// The server said this user administers the tenant.
+    admin: bool,
 }
 
 /// The wait before reconnection attempt `attempt` at backoff `backoff_ms`: between half of it and
@@ -184,7 +201,59 @@ impl SyncEngine {
             max_in_flight: 64,
             backoff_ms: BACKOFF_MIN_MS,
             attempts: 0,
+            app: (String::new(), String::new()),
+            last_error: None,
+            reported: None,
+            admin: false,
         }
+    }
+
+    /// Names the app (its version, as the app numbers it) and the platform (`web`, `ios`, …) in the
+    /// device reports the tenant's admins see.
+    pub fn set_app(&mut self, app_version: &str, platform: &str) {
+        self.app = (app_version.chars().take(64).collect(), platform.chars().take(64).collect());
+    }
+
+    /// Remembers an error the app was told of, for the next device report.
+    pub fn note_error(&mut self, message: &str) {
+        self.last_error = Some(message.chars().take(400).collect());
+    }
+
+    /// This device's sync now, as reported to the server.
+    pub fn device_report(&self) -> Result<DeviceReport> {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(DeviceReport {
+            app_version: self.app.0.clone(),
+            platform: self.app.1.clone(),
+            pending: count(self.replica.pending_count()?),
+            oldest_pending_ms: self.replica.oldest_pending_age_ms()?,
+            rejected: count(self.replica.rejected_count()?),
+            conflicts: count(self.replica.conflict_count()?),
+            last_error: self.last_error.clone(),
+        })
+    }
+
+    /// Sends a device report when it changed since the last one, at most every few seconds.
+    fn report_device(&mut self, out: &mut Vec<Instruction>) -> Result<()> {
+        if !(self.connected && self.phase == Phase::Live) {
+            return Ok(());
+        }
+        let now = self.replica.now_ms()?;
+        if self.reported.as_ref().is_some_and(|(_, at)| now - at < REPORT_EVERY_MS) {
+            return Ok(());
+        }
+        let report = self.device_report()?;
+        // The oldest pending write's age changes every millisecond: compare the rest.
+        let same = |a: &DeviceReport, b: &DeviceReport| {
+            DeviceReport { oldest_pending_ms: None, ..a.clone() }
+                == DeviceReport { oldest_pending_ms: None, ..b.clone() }
+        };
+        let due = self.reported.as_ref().is_none_or(|(last, _)| !same(last, &report));
+        if due {
+            out.push(Instruction::Send(ClientMsg::Report { device: report.clone() }.to_json()));
+            self.reported = Some((report, now));
+        }
+        Ok(())
     }
 
     /// The replica, to read the projection.
@@ -221,6 +290,7 @@ impl SyncEngine {
             conflicts: self.replica.conflict_count()?,
             rejected: self.replica.rejected_count()?,
             last_sync_ms: self.replica.last_sync_ms()?,
+            admin: self.admin,
         })
     }
 
@@ -264,14 +334,17 @@ impl SyncEngine {
                 self.connected = true;
                 self.in_flight.clear();
                 let fingerprint = self.replica.schema().fingerprint();
+                let device = self.device_report()?;
                 let hello = ClientMsg::Hello {
                     protocol: PROTOCOL_VERSION,
                     token: Cow::Borrowed(&self.token),
                     client_id: Cow::Borrowed(self.replica.client_id()),
                     cursors: self.replica.cursors()?.into_iter().collect(),
                     schema: Some(Cow::Owned(fingerprint)),
+                    device: Some(device.clone()),
                 };
                 out.push(Instruction::Send(hello.to_json()));
+                self.reported = Some((device, self.replica.now_ms()?));
             }
             Event::Disconnected(code) => {
                 self.connected = false;
@@ -299,15 +372,26 @@ impl SyncEngine {
                 }
             }
             Event::LocalWrite => self.send_pending(&mut out)?,
+            Event::RequestFleet => {
+                if self.connected && self.phase == Phase::Live {
+                    out.push(Instruction::Send(ClientMsg::ListDevices {}.to_json()));
+                }
+            }
             Event::Frame(text) => {
                 if let Err(e) = self.frame(text, &mut out) {
-                    out.push(Instruction::Failed(match e {
+                    let message = match e {
                         Error::Protocol(_) => format!("the server sent a frame this app cannot use: {e}"),
                         e => format!("a change from the server could not be applied: {e}"),
-                    }));
+                    };
+                    self.note_error(&message);
+                    out.push(Instruction::Failed(message));
                     out.push(Instruction::Close);
                 }
             }
+        }
+        // What waits on this device may have changed (a write, an ack, a rejection).
+        if !matches!(event, Event::Connected) {
+            self.report_device(&mut out)?;
         }
         Ok(out)
     }
@@ -353,10 +437,11 @@ impl SyncEngine {
     fn frame(&mut self, text: &str, out: &mut Vec<Instruction>) -> Result<()> {
         let msg: ServerMsg<'_> = serde_json::from_str(text).map_err(|e| Error::Protocol(e.to_string()))?;
         match msg {
-            ServerMsg::Welcome { channels, max_inflight_pushes, schema, .. } => {
+            ServerMsg::Welcome { channels, max_inflight_pushes, schema, admin, .. } => {
                 if channels.is_empty() {
                     return Err(Error::Protocol("a welcome with no channel".into()));
                 }
+                self.admin = admin;
                 self.max_in_flight = max_inflight_pushes.clamp(1, 1024);
                 self.backoff_ms = BACKOFF_MIN_MS;
                 // The server's schema moved on (a migration): take it before any row of it arrives.
@@ -439,6 +524,7 @@ impl SyncEngine {
                 // resends everything unanswered.
                 out.push(Instruction::Close);
             }
+            ServerMsg::Devices { devices } => out.push(Instruction::Fleet(devices)),
             // Errors about a frame, pongs, and message types newer than this engine: nothing to do.
             ServerMsg::Error { retry: false, .. } | ServerMsg::Pong { .. } | ServerMsg::Unknown => {}
         }

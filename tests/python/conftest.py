@@ -75,6 +75,7 @@ class Listener(cb.MoatListener):
         self.conflicts = []
         self.rejected = []
         self.errors = []
+        self.fleets = []
         # Every report but `tables`, in order, as (kind, payload).
         self.log = []
 
@@ -105,6 +106,11 @@ class Listener(cb.MoatListener):
         with self.cond:
             self.errors.append(message)
             self.log.append(("error", message))
+            self.cond.notify_all()
+
+    def on_fleet(self, devices):
+        with self.cond:
+            self.fleets.append(devices)
             self.cond.notify_all()
 
     def wait(self, what, check, timeout=20.0):

@@ -198,3 +198,38 @@ def test_going_offline_and_online_queues_then_sends(device):
     amy.client.go_online()
     amy.wait_live(pending=0)
     alice.listener.wait("the edit", lambda: alice.value("jobs", JOB, "assignee") == text("tech-a9"))
+
+
+def test_an_admin_sees_the_tenants_devices_and_what_waits_on_them(device):
+    """Fleet health through the uniffi surface: each device reports (its platform and app version,
+    what waits) in its hello and when that changes; an admin's `request_fleet` lists them."""
+    alice = device("alice", "alice", "company-a", "admin")
+    tom = device("tom", "tom", "company-a", "technician")
+    alice.wait_live()
+    tom.wait_live()
+    tom.client.set_app("3.0.1", "ios")
+    assert alice.client.status().admin and not tom.client.status().admin
+    # Tom goes offline and edits: one write waits on his device; back online it is sent and acked.
+    tom.client.go_offline()
+    tom.listener.wait("offline", lambda: tom.client.status().phase == core.Phase.OFFLINE)
+    tom.client.edit("jobs", JOB, "notes", text("waiting on the van"))
+    tom.client.go_online()
+    tom.wait_live(pending=0)
+
+    def listed():
+        alice.client.request_fleet()
+        with alice.listener.cond:
+            alice.listener.cond.wait(0.5)
+        if not alice.listener.fleets:
+            return None
+        devices = {d.user: d for d in alice.listener.fleets[-1]}
+        t = devices.get("tom")
+        return devices if t and t.platform == "ios" and t.app_version == "3.0.1" else None
+
+    devices = alice.listener.wait("tom's report in alice's device list", listed)
+    assert devices["tom"].connected and devices["tom"].role == "technician"
+    assert devices["alice"].platform == sys.platform.replace("darwin", "macos")
+    # A technician asking gets nothing.
+    tom.client.request_fleet()
+    time.sleep(0.5)
+    assert tom.listener.fleets == []

@@ -20,6 +20,8 @@ public final class MoatStore: ObservableObject {
     @Published public private(set) var lastRejection: RejectedNotice?
     /// Bumped whenever synced rows change; open views re-read their model when it moves.
     @Published public private(set) var revision = 0
+    /// The tenant's devices, as the last `refreshDevices()` brought them (admins: `status.admin`).
+    @Published public private(set) var devices: [DeviceRecord] = []
 
     public let session: Session
     private let client: MoatClient
@@ -135,7 +137,14 @@ public final class MoatStore: ObservableObject {
         status = s
         if s.phase == .live { syncError = nil }
     }
+    /// Asks the server for the tenant's devices (Sync health); they arrive in `devices`.
+    public func refreshDevices() {
+        let c = client
+        Task.detached { c.requestFleet() }
+    }
+
     fileprivate func failed(_ message: String) { syncError = message }
+    fileprivate func devicesListed(_ d: [DeviceRecord]) { devices = d }
     fileprivate func conflictsRaised(_ c: [ConflictView]) { conflicts = c }
     fileprivate func rejectedWrite(_ id: String, _ reason: String) {
         lastRejection = RejectedNotice(mutationId: id, reason: reason)
@@ -171,5 +180,9 @@ final class ListenerRelay: MoatListener, @unchecked Sendable {
 
     func onError(message: String) {
         Task { @MainActor [weak self] in self?.store?.failed(message) }
+    }
+
+    func onFleet(devices: [DeviceRecord]) {
+        Task { @MainActor [weak self] in self?.store?.devicesListed(devices) }
     }
 }

@@ -18,6 +18,29 @@ pub(crate) async fn dispatch(conn: &mut Conn, text: &str) -> Result<(), End> {
             push::handle(conn, mutation_id.into_owned(), diff.into_tree()).await
         }
         ClientMsg::Ping { id } => conn.send(&ServerMsg::Pong { id }).await,
+        ClientMsg::Report { device } => match device.check() {
+            Ok(()) => {
+                let claims = &conn.claims;
+                conn.store.devices.seen(
+                    &conn.client_id,
+                    &claims.sub,
+                    &claims.role,
+                    None,
+                    Some(&device),
+                    true,
+                );
+                Ok(())
+            }
+            Err(e) => conn.error(&Error::Protocol(format!("bad device report: {e}"))).await,
+        },
+        // Sync health: the tenant's admins only (the sync rules' `admin = true`).
+        ClientMsg::ListDevices {} => match conn.profile.role.admin {
+            true => {
+                let devices = conn.store.devices.list();
+                conn.send(&ServerMsg::Devices { devices }).await
+            }
+            false => conn.error(&Error::Forbidden("only the company's admins see its devices".into())).await,
+        },
         ClientMsg::Hello { .. } => conn.error(&Error::Protocol("hello was already received".into())).await,
         ClientMsg::Unknown => conn.error(&Error::Protocol("unknown message type".into())).await,
     }

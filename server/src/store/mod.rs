@@ -9,6 +9,7 @@
 //! the outcome of every mutation (`moat_mutations`) and the version counter (`moat_meta`). All of it
 //! is the tenant's own: keys, mutation ids, versions and conflicts never meet another tenant's.
 
+pub(crate) mod devices;
 mod log;
 mod writer;
 
@@ -63,6 +64,8 @@ pub(crate) enum WriteReq {
         sql: String,
         reply: oneshot::Sender<Result<Option<i64>>>,
     },
+    /// Device records to keep (fleet health), written with the next batch; no answer.
+    Devices(Vec<sqlite_ext::protocol::DeviceRecord>),
     /// Apply migrations inside the running server (between two batches: the writer is the only one).
     Migrate {
         files: Vec<crate::migrate::Migration>,
@@ -107,6 +110,8 @@ pub struct Store {
     pub(crate) diffs: AtomicU64,
     /// The last batch failed for the database's reasons (disk full, I/O): not ready.
     pub(crate) failing: std::sync::atomic::AtomicBool,
+    /// The tenant's devices (fleet health).
+    pub(crate) devices: devices::Devices,
     /// The last integrity probe: when, and what it found wrong (`None`: nothing).
     integrity: Mutex<Option<(std::time::Instant, Option<String>)>>,
 }
@@ -184,6 +189,7 @@ impl Store {
         let schema = crate::migrate::effective_schema(&conn, &shared.base)?;
         initialise(&mut conn, tenant, &schema, None)?;
         let models = Arc::new(Models::new(shared.base.clone(), schema, shared.rules_text.clone())?);
+        let devices = devices::Devices::load(&conn)?;
         Ok(Arc::new(Store {
             tenant: tenant.to_owned(),
             path: path.to_owned(),
@@ -203,6 +209,7 @@ impl Store {
             diffs: AtomicU64::new(0),
             failing: std::sync::atomic::AtomicBool::new(false),
             integrity: Mutex::new(None),
+            devices,
         }))
     }
 
@@ -271,6 +278,15 @@ impl Store {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             Error::Unavailable("the server is shutting down".into())
         })
+    }
+
+    /// Writes the device records that changed since the last call (in the background, with the
+    /// tenant's next batch).
+    pub(crate) async fn flush_devices(self: &Arc<Self>) {
+        let changed = self.devices.take_dirty();
+        if !changed.is_empty() {
+            let _ = self.send(WriteReq::Devices(changed)).await;
+        }
     }
 
     /// Queues a write. A full queue pushes back on the caller (and so on its client's socket) for up

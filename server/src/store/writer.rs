@@ -305,6 +305,17 @@ fn commit_batch(store: &Store, conn: &mut Connection, reqs: Vec<WriteReq>) {
                 }
                 WriteReq::Push(push) => batch.push(&tx, push)?,
                 WriteReq::Exec { sql, reply } => batch.exec(&tx, &sql, reply)?,
+                // Fleet records never fail a batch: a failure here is logged and the pushes go on.
+                WriteReq::Devices(records) => {
+                    tx.execute_batch("SAVEPOINT devices")?;
+                    match super::devices::save(&tx, &records) {
+                        Ok(()) => tx.execute_batch("RELEASE devices")?,
+                        Err(e) => {
+                            tracing::warn!(tenant = %store.tenant, error = %e, "device records not written");
+                            tx.execute_batch("ROLLBACK TO devices; RELEASE devices")?;
+                        }
+                    }
+                }
                 WriteReq::Migrate { reply, .. } => {
                     let _ = reply.send(Err(Error::Unavailable("a migration is not part of a batch".into())));
                 }

@@ -144,8 +144,17 @@ impl Client {
     }
 
     /// As `connect`, over a socket already open (TLS, say).
-    pub async fn over(mut ws: Ws, token: &str, cursors: Value) -> Client {
+    pub async fn over(ws: Ws, token: &str, cursors: Value) -> Client {
         let hello = json!({"type": "hello", "protocol": 1, "token": token, "client_id": "test-client", "cursors": cursors});
+        Client::with_hello(ws, hello).await
+    }
+
+    /// Connects with this hello frame (a client id or a device report of its own).
+    pub async fn hello(url: &str, hello: Value) -> Client {
+        Client::with_hello(raw(url).await, hello).await
+    }
+
+    async fn with_hello(mut ws: Ws, hello: Value) -> Client {
         ws.send(Message::text(hello.to_string())).await.unwrap();
         let mut c = Client { ws, cursor: 0, received: Vec::new(), welcome: Value::Null, frames: Vec::new() };
         let welcome = c.recv().await;
@@ -245,4 +254,18 @@ pub fn db_value_in(server: &TestServer, tenant: &str, sql: &str) -> rusqlite::ty
     let path = moat_server::tenants::tenant_path(&server.dir.path().join("data"), tenant);
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// One HTTP GET to the server: the status and the body.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }

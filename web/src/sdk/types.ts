@@ -453,7 +453,68 @@ last_sync_ms: number | null,
 /**
  * Why sync stopped, in words for the user (`outdated`: the app must be updated).
  */
-message: string | null, };
+message: string | null, 
+/**
+ * The user administers the tenant (the server said so at welcome): offer the admin's pages.
+ */
+admin: boolean, };
+
+/**
+ * One device of a tenant as the server knows it: its last report, who uses it, when it was seen.
+ */
+export type DeviceRecord = { 
+/**
+ * The replica's client id.
+ */
+client_id: string, 
+/**
+ * Its user (the token's user).
+ */
+user: string, 
+/**
+ * The user's role.
+ */
+role: string, 
+/**
+ * The app's version.
+ */
+app_version: string, 
+/**
+ * `web`, `ios`, …
+ */
+platform: string, 
+/**
+ * The schema fingerprint the device is on.
+ */
+schema: string | null, 
+/**
+ * Writes waiting on the device.
+ */
+pending: number, 
+/**
+ * The oldest pending write's age when it reported, in milliseconds.
+ */
+oldest_pending_ms: number | null, 
+/**
+ * Refused writes not yet dismissed.
+ */
+rejected: number, 
+/**
+ * Conflicts waiting for the user.
+ */
+conflicts: number, 
+/**
+ * The last error it reported.
+ */
+last_error: string | null, 
+/**
+ * Connected now.
+ */
+connected: boolean, 
+/**
+ * When it was last connected or reported, milliseconds since the Unix epoch.
+ */
+last_seen_ms: number, };
 
 /**
  * What the app is told, as it happens: the native shell calls its listener's method of the same
@@ -483,4 +544,8 @@ reason: string, } | { "type": "error",
 /**
  * In words for the user.
  */
-message: string, };
+message: string, } | { "type": "fleet", 
+/**
+ * Most recently seen first.
+ */
+devices: Array<DeviceRecord>, };

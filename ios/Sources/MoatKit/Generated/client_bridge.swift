@@ -629,9 +629,21 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func rejected() throws  -> [RejectedView]
     
     /**
+     * Asks the server for the tenant's devices (Sync health; admins only: `Status.admin`). They
+     * arrive through the listener's `on_fleet`.
+     */
+    func requestFleet() 
+    
+    /**
      * Settles a conflict: keep mine or edit write like any edit; take theirs sends nothing.
      */
     func resolve(conflictId: Int64, choice: ConflictChoice) throws 
+    
+    /**
+     * Names the app's version and platform in this device's reports to the tenant's admins (by
+     * default the OS and this library's version). Call right after `new`.
+     */
+    func setApp(appVersion: String, platform: String) 
     
     /**
      * The sync status now.
@@ -882,6 +894,18 @@ open func rejected()throws  -> [RejectedView]  {
 }
     
     /**
+     * Asks the server for the tenant's devices (Sync health; admins only: `Status.admin`). They
+     * arrive through the listener's `on_fleet`.
+     */
+open func requestFleet()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_request_fleet(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Settles a conflict: keep mine or edit write like any edit; take theirs sends nothing.
      */
 open func resolve(conflictId: Int64, choice: ConflictChoice)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
@@ -890,6 +914,20 @@ open func resolve(conflictId: Int64, choice: ConflictChoice)throws   {try rustCa
             self.uniffiCloneHandle(),
         FfiConverterInt64.lower(conflictId),
         FfiConverterTypeConflictChoice_lower(choice),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Names the app's version and platform in this device's reports to the tenant's admins (by
+     * default the OS and this library's version). Call right after `new`.
+     */
+open func setApp(appVersion: String, platform: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_set_app(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(appVersion),
+        FfiConverterString.lower(platform),uniffiCallStatus
     )
 }
 }
@@ -1119,6 +1157,11 @@ public protocol MoatListener: AnyObject, Sendable {
      */
     func onError(message: String) 
     
+    /**
+     * The tenant's devices (Sync health), as asked for with `request_fleet` (admins only).
+     */
+    func onFleet(devices: [DeviceRecord]) 
+    
 }
 
 
@@ -1255,6 +1298,30 @@ fileprivate struct UniffiCallbackInterfaceMoatListener {
                 }
                 return uniffiObj.onError(
                      message: try FfiConverterString.lift(message)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onFleet: { (
+            uniffiHandle: UInt64,
+            devices: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceMoatListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onFleet(
+                     devices: try FfiConverterSequenceTypeDeviceRecord.lift(devices)
                 )
             }
 
@@ -1471,6 +1538,31 @@ fileprivate struct FfiConverterSequenceTypeConflictView: FfiConverterRustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeDeviceRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [DeviceRecord]
+
+    public static func write(_ value: [DeviceRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeDeviceRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [DeviceRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [DeviceRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeDeviceRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeObjectTypeView: FfiConverterRustBuffer {
     typealias SwiftType = [ObjectTypeView]
 
@@ -1569,7 +1661,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatclient_rejected() != 57795) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_client_bridge_checksum_method_moatclient_request_fleet() != 61506) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_client_bridge_checksum_method_moatclient_resolve() != 43489) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_set_app() != 62806) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_status() != 30707) {
@@ -1594,6 +1692,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatlistener_on_error() != 36536) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatlistener_on_fleet() != 44815) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -1253,6 +1253,185 @@ public func FfiConverterTypeDetailViewModel_lower(_ value: DetailViewModel) -> R
 
 
 /**
+ * One device of a tenant as the server knows it: its last report, who uses it, when it was seen.
+ */
+public struct DeviceRecord: Equatable, Hashable {
+    /**
+     * The replica's client id.
+     */
+    public var clientId: String
+    /**
+     * Its user (the token's user).
+     */
+    public var user: String
+    /**
+     * The user's role.
+     */
+    public var role: String
+    /**
+     * The app's version.
+     */
+    public var appVersion: String
+    /**
+     * `web`, `ios`, …
+     */
+    public var platform: String
+    /**
+     * The schema fingerprint the device is on.
+     */
+    public var schema: String?
+    /**
+     * Writes waiting on the device.
+     */
+    public var pending: UInt64
+    /**
+     * The oldest pending write's age when it reported, in milliseconds.
+     */
+    public var oldestPendingMs: UInt64?
+    /**
+     * Refused writes not yet dismissed.
+     */
+    public var rejected: UInt64
+    /**
+     * Conflicts waiting for the user.
+     */
+    public var conflicts: UInt64
+    /**
+     * The last error it reported.
+     */
+    public var lastError: String?
+    /**
+     * Connected now.
+     */
+    public var connected: Bool
+    /**
+     * When it was last connected or reported, milliseconds since the Unix epoch.
+     */
+    public var lastSeenMs: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The replica's client id.
+         */clientId: String, 
+        /**
+         * Its user (the token's user).
+         */user: String, 
+        /**
+         * The user's role.
+         */role: String, 
+        /**
+         * The app's version.
+         */appVersion: String, 
+        /**
+         * `web`, `ios`, …
+         */platform: String, 
+        /**
+         * The schema fingerprint the device is on.
+         */schema: String?, 
+        /**
+         * Writes waiting on the device.
+         */pending: UInt64, 
+        /**
+         * The oldest pending write's age when it reported, in milliseconds.
+         */oldestPendingMs: UInt64?, 
+        /**
+         * Refused writes not yet dismissed.
+         */rejected: UInt64, 
+        /**
+         * Conflicts waiting for the user.
+         */conflicts: UInt64, 
+        /**
+         * The last error it reported.
+         */lastError: String?, 
+        /**
+         * Connected now.
+         */connected: Bool, 
+        /**
+         * When it was last connected or reported, milliseconds since the Unix epoch.
+         */lastSeenMs: UInt64) {
+        self.clientId = clientId
+        self.user = user
+        self.role = role
+        self.appVersion = appVersion
+        self.platform = platform
+        self.schema = schema
+        self.pending = pending
+        self.oldestPendingMs = oldestPendingMs
+        self.rejected = rejected
+        self.conflicts = conflicts
+        self.lastError = lastError
+        self.connected = connected
+        self.lastSeenMs = lastSeenMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DeviceRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeviceRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeviceRecord {
+        return
+            try DeviceRecord(
+                clientId: FfiConverterString.read(from: &buf), 
+                user: FfiConverterString.read(from: &buf), 
+                role: FfiConverterString.read(from: &buf), 
+                appVersion: FfiConverterString.read(from: &buf), 
+                platform: FfiConverterString.read(from: &buf), 
+                schema: FfiConverterOptionString.read(from: &buf), 
+                pending: FfiConverterUInt64.read(from: &buf), 
+                oldestPendingMs: FfiConverterOptionUInt64.read(from: &buf), 
+                rejected: FfiConverterUInt64.read(from: &buf), 
+                conflicts: FfiConverterUInt64.read(from: &buf), 
+                lastError: FfiConverterOptionString.read(from: &buf), 
+                connected: FfiConverterBool.read(from: &buf), 
+                lastSeenMs: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DeviceRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.clientId, into: &buf)
+        FfiConverterString.write(value.user, into: &buf)
+        FfiConverterString.write(value.role, into: &buf)
+        FfiConverterString.write(value.appVersion, into: &buf)
+        FfiConverterString.write(value.platform, into: &buf)
+        FfiConverterOptionString.write(value.schema, into: &buf)
+        FfiConverterUInt64.write(value.pending, into: &buf)
+        FfiConverterOptionUInt64.write(value.oldestPendingMs, into: &buf)
+        FfiConverterUInt64.write(value.rejected, into: &buf)
+        FfiConverterUInt64.write(value.conflicts, into: &buf)
+        FfiConverterOptionString.write(value.lastError, into: &buf)
+        FfiConverterBool.write(value.connected, into: &buf)
+        FfiConverterUInt64.write(value.lastSeenMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceRecord_lift(_ buf: RustBuffer) throws -> DeviceRecord {
+    return try FfiConverterTypeDeviceRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceRecord_lower(_ value: DeviceRecord) -> RustBuffer {
+    return FfiConverterTypeDeviceRecord.lower(value)
+}
+
+
+/**
  * One field of a detail view.
  */
 public struct FieldView: Equatable, Hashable {
@@ -1956,6 +2135,10 @@ public struct Status: Equatable, Hashable {
      * Why sync stopped, in words for the user (`outdated`: the app must be updated).
      */
     public var message: String?
+    /**
+     * The user administers the tenant (the server said so at welcome): offer the admin's pages.
+     */
+    public var admin: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1986,7 +2169,10 @@ public struct Status: Equatable, Hashable {
          */lastSyncMs: Int64?, 
         /**
          * Why sync stopped, in words for the user (`outdated`: the app must be updated).
-         */message: String?) {
+         */message: String?, 
+        /**
+         * The user administers the tenant (the server said so at welcome): offer the admin's pages.
+         */admin: Bool) {
         self.phase = phase
         self.label = label
         self.rowsDone = rowsDone
@@ -1996,6 +2182,7 @@ public struct Status: Equatable, Hashable {
         self.rejected = rejected
         self.lastSyncMs = lastSyncMs
         self.message = message
+        self.admin = admin
     }
 
     
@@ -2022,7 +2209,8 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
                 conflicts: FfiConverterInt64.read(from: &buf), 
                 rejected: FfiConverterInt64.read(from: &buf), 
                 lastSyncMs: FfiConverterOptionInt64.read(from: &buf), 
-                message: FfiConverterOptionString.read(from: &buf)
+                message: FfiConverterOptionString.read(from: &buf), 
+                admin: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -2036,6 +2224,7 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.rejected, into: &buf)
         FfiConverterOptionInt64.write(value.lastSyncMs, into: &buf)
         FfiConverterOptionString.write(value.message, into: &buf)
+        FfiConverterBool.write(value.admin, into: &buf)
     }
 }
 
@@ -2638,6 +2827,30 @@ fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterUInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
+    typealias SwiftType = UInt64?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt64.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt64.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
