@@ -8,6 +8,7 @@ import { ListPage } from "./ListPage";
 import { DetailPage } from "./DetailPage";
 import { ConflictDialog } from "./ConflictDialog";
 import { RejectedPanel } from "./RejectedPanel";
+import { SyncHealthPage } from "./SyncHealthPage";
 
 declare global {
   interface Window {
@@ -132,7 +133,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
               <a
                 key={t.object_type}
                 href={`#/o/${t.object_type}`}
-                className={t.object_type === current ? "nav-item active" : "nav-item"}
+                className={t.object_type === current && !route.health ? "nav-item active" : "nav-item"}
                 data-testid={`type-${t.object_type}`}
               >
                 <TypeIcon name={t.icon} label={t.label_plural} />
@@ -141,11 +142,25 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
               </a>
             ))}
             {client && types.length === 0 && <p className="muted small pad">Waiting for the first sync…</p>}
+            {status?.admin && (
+              <>
+                <div className="sidebar-title">Admin</div>
+                <a
+                  href="#/sync-health"
+                  className={route.health ? "nav-item active" : "nav-item"}
+                  data-testid="nav-sync-health"
+                >
+                  <TypeIcon name="sync-health" label="Sync health" />
+                  <span className="nav-label">Sync health</span>
+                </a>
+              </>
+            )}
           </nav>
           <main className="main">
             {openError && <p className="error">Cannot open the local database: {openError}</p>}
             {!client && !openError && <p className="muted pad">Opening the local database…</p>}
-            {client && current && <Page route={{ ...route, objectType: current }} navigate={navigate} />}
+            {client && route.health && <SyncHealthPage />}
+            {client && !route.health && current && <Page route={{ ...route, objectType: current }} navigate={navigate} />}
           </main>
         </div>
         {conflicts.length > 0 && client && (

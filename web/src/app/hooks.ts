@@ -21,15 +21,18 @@ export function useClient(): ClientState & { client: MoatClient } {
 export interface Route {
   objectType: string | null;
   recordId: string | null;
+  /** The admin's Sync health page (`#/sync-health`). */
+  health?: boolean;
 }
 
 function parse(hash: string): Route {
   const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  if (parts[0] === "sync-health") return { objectType: null, recordId: null, health: true };
   if (parts[0] !== "o" || !parts[1]) return { objectType: null, recordId: null };
   return { objectType: parts[1], recordId: parts[2] ?? null };
 }
 
-/** The route lives in the URL hash: `#/o/<object type>[/<record id>]`. */
+/** The route lives in the URL hash: `#/o/<object type>[/<record id>]` or `#/sync-health`. */
 export function useRoute(): [Route, (r: Route) => void] {
   const [route, setRoute] = useState(() => parse(location.hash));
   useEffect(() => {

@@ -134,6 +134,10 @@ export class MoatClient {
   goOnline(): Promise<void> {
     return this.call("goOnline");
   }
+  /** Sync health (admins: `status.admin`): asks for the tenant's devices; a `fleet` event brings them. */
+  requestDevices(): Promise<void> {
+    return this.call("requestDevices");
+  }
 
   /** Stops the worker (the tab's database handle goes with it). */
   close(): void {

@@ -30,6 +30,8 @@ export interface Api {
   dismissRejected(mutationId: string): void;
   goOffline(): void;
   goOnline(): void;
+  /** Asks the server for the tenant's devices (admins); they arrive as a `fleet` event. */
+  requestDevices(): void;
 }
 
 export type Method = keyof Api;

@@ -67,6 +67,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.dismissRejected(a0);
     case "goOffline":
       return c.goOffline();
+    case "requestDevices":
+      return c.requestFleet();
     case "goOnline":
       return c.goOnline();
   }
