@@ -14,10 +14,12 @@
 //! 5. stalled clients: 200 subscribers that stop reading beside 1,000 healthy ones: the kernel send
 //!    queues and RSS the server holds for them, whether they are cut, and the healthy ones' p99
 //!    against a run without them.
+//! 6. a restart under 10k connected clients (2k in quick mode) that reconnect with the client
+//!    engine's jittered backoff: the stop's close frames, and how the clients come back.
 //!
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
-//! allow); `--only memory|snapshot|fanout|durable|tenants|stalled` runs one part.
+//! allow); `--only memory|snapshot|fanout|durable|tenants|stalled|reconnect` runs one part.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -81,11 +83,21 @@ impl Server {
             ),
         )
         .unwrap();
+        let (child, addr) = Server::spawn(&config, &data, demo, "127.0.0.1:0");
+        Server { child, addr, _dir: dir }
+    }
+
+    fn spawn(
+        config: &std::path::Path,
+        data: &std::path::Path,
+        demo: bool,
+        listen: &str,
+    ) -> (Child, SocketAddr) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
+            .args(["serve", "--listen", listen, "--config"])
+            .arg(config)
             .arg("--data")
-            .arg(&data)
+            .arg(data)
             .args(if demo { &["--demo"][..] } else { &[] })
             .env("MOAT_HS256_SECRET", SECRET)
             .env("MOAT_LOG", "warn")
@@ -95,7 +107,24 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
-        Server { child, addr, _dir: dir }
+        (child, addr)
+    }
+
+    /// Stops the server with SIGTERM (every client gets 1001); returns how long it took to exit.
+    fn stop(&mut self) -> Duration {
+        let started = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        started.elapsed()
+    }
+
+    /// Starts it again on the same address and data.
+    fn start_again(&mut self) {
+        let dir = self._dir.path();
+        let (child, _) =
+            Server::spawn(&dir.join("moat.toml"), &dir.join("data"), false, &self.addr.to_string());
+        self.child = child;
     }
 
     fn rss_kb(&self) -> u64 {
@@ -166,10 +195,17 @@ struct Lean {
 
 impl Lean {
     async fn connect(addr: SocketAddr, n: usize, tenant: &str) -> Lean {
+        Lean::try_connect(addr, n, tenant).await.expect("the server takes the connection")
+    }
+
+    /// Connects, says hello and waits for `synced`; an error if any step fails (the server is down).
+    async fn try_connect(addr: SocketAddr, n: usize, tenant: &str) -> std::io::Result<Lean> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(next_source()).unwrap();
-        let mut stream = socket.connect(addr).await.unwrap();
+        let refused =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::ConnectionRefused, what.to_owned());
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(next_source())?;
+        let mut stream = socket.connect(addr).await?;
         stream
             .write_all(
                 format!(
@@ -178,27 +214,33 @@ impl Lean {
                 )
                 .as_bytes(),
             )
-            .await
-            .unwrap();
+            .await?;
         let mut stream = tokio::io::BufReader::with_capacity(512, stream);
         let mut line = String::new();
         loop {
             line.clear();
-            stream.read_line(&mut line).await.unwrap();
+            stream.read_line(&mut line).await?;
             if line == "\r\n" {
                 break;
             }
-            assert!(!line.is_empty(), "handshake refused");
+            if line.is_empty() {
+                return Err(refused("handshake refused"));
+            }
         }
         let hello = json!({"type": "hello", "protocol": 1, "token": token(&format!("u{n}"), tenant), "client_id": format!("c{n}")});
         let payload = hello.to_string().into_bytes();
         // A client frame: FIN + text, masked (key 0, so the payload is unchanged), 16-bit length.
         let mut frame = vec![0x81, 0x80 | 126, (payload.len() >> 8) as u8, payload.len() as u8, 0, 0, 0, 0];
         frame.extend_from_slice(&payload);
-        stream.get_mut().write_all(&frame).await.unwrap();
+        stream.get_mut().write_all(&frame).await?;
         let mut lean = Lean { stream };
-        while !lean.next_text().await.expect("the server answers the hello").contains("\"synced\"") {}
-        lean
+        loop {
+            match lean.next_text().await {
+                Some(t) if t.contains("\"synced\"") => return Ok(lean),
+                Some(_) => {}
+                None => return Err(refused("closed before synced")),
+            }
+        }
     }
 
     /// The next text frame's payload; `None` once the connection ends.
@@ -268,7 +310,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn memory(connections: usize) {
-    println!("[1/4] memory per idle subscribed connection ({connections} connections)");
+    println!("[1/6] memory per idle subscribed connection ({connections} connections)");
     let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
@@ -425,7 +467,7 @@ fn inventory_push_padded(i: usize, pad: usize) -> String {
 /// Memory per connection once each has taken the initial snapshot of a seeded channel (the demo's
 /// company-a), and stays subscribed.
 async fn memory_after_snapshot(connections: usize) {
-    println!("[1/4] memory per subscribed connection after its initial snapshot ({connections} connections)");
+    println!("[1/6] memory per subscribed connection after its initial snapshot ({connections} connections)");
     let server = Server::start_with(512, true, &[], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
@@ -447,7 +489,7 @@ async fn memory_after_snapshot(connections: usize) {
 async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     let mode =
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
-    println!("[2/4] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
+    println!("[2/6] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
     let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     fanout_on(&server, subscribers, publishes, window, 0).await;
 }
@@ -620,6 +662,88 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
     drop(stuck);
 }
 
+/// A restart under `clients` connected clients that follow the client engine's reconnection policy
+/// (`sqlite_ext::sync::reconnect_delay_ms`: half to all of a backoff that starts at 500 ms and
+/// doubles, spread by client id). Measures the stop (every client's 1001) and how the clients come
+/// back: how long until all are synced again, the busiest second, and the attempts the down server
+/// refused.
+async fn reconnect_storm(clients: usize) {
+    use sqlite_ext::sync::{jitter_seed, reconnect_delay_ms};
+    println!("[6/6] a restart under {clients} connected clients, which reconnect with jittered backoff");
+    let tenants = ["load-a".to_owned(), "load-b".to_owned()];
+    let mut server = Server::start(512, &tenants, 4096);
+    let addr = server.addr;
+    let sockets = connect_many(addr, clients, "load-a").await;
+    let started = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let refused = Arc::new(AtomicUsize::new(0));
+    for (n, mut lean) in sockets.into_iter().enumerate() {
+        let (closed_tx, back_tx, refused, started) =
+            (closed_tx.clone(), back_tx.clone(), Arc::clone(&refused), Arc::clone(&started));
+        tokio::spawn(async move {
+            // Read until the server closes (its 1001), then reconnect as the engine would.
+            while lean.next_text().await.is_some() {}
+            let _ = closed_tx.send(started.lock().unwrap().elapsed());
+            drop(lean);
+            let (seed, mut backoff) = (jitter_seed(&format!("c{n}")), 500u64);
+            for attempt in 0.. {
+                tokio::time::sleep(Duration::from_millis(reconnect_delay_ms(backoff, seed, attempt))).await;
+                match Lean::try_connect(addr, n, "load-a").await {
+                    Ok(again) => {
+                        let _ = back_tx.send(Instant::now());
+                        // Hold it open until the run ends.
+                        std::mem::forget(again);
+                        return;
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        backoff = (backoff * 2).min(30_000);
+                    }
+                }
+            }
+        });
+    }
+    *started.lock().unwrap() = Instant::now();
+    let stop_took = server.stop();
+    let mut last_close = Duration::ZERO;
+    for _ in 0..clients {
+        last_close = last_close.max(closed_rx.recv().await.unwrap());
+    }
+    let down_at = Instant::now();
+    server.start_again();
+    let up_at = Instant::now();
+    let mut arrivals = Vec::with_capacity(clients);
+    while arrivals.len() < clients {
+        match tokio::time::timeout(Duration::from_secs(120), back_rx.recv()).await {
+            Ok(Some(at)) => arrivals.push(at),
+            _ => break,
+        }
+        if arrivals.len() % 500 == 0 {
+            progress("reconnected", arrivals.len(), clients);
+        }
+    }
+    println!();
+    let all_back = arrivals.iter().max().map(|t| t.duration_since(up_at)).unwrap_or_default();
+    let mut per_second = std::collections::BTreeMap::<u64, usize>::new();
+    for t in &arrivals {
+        *per_second.entry(t.duration_since(down_at).as_secs()).or_default() += 1;
+    }
+    let busiest = per_second.values().max().copied().unwrap_or(0);
+    println!(
+        "      stop: every client had its close frame {:.0} ms after SIGTERM (process exited in {:.0} ms)",
+        last_close.as_secs_f64() * 1e3,
+        stop_took.as_secs_f64() * 1e3
+    );
+    println!(
+        "      back: {} of {clients} synced again {:.1} s after the new process started; busiest second {busiest} reconnections; {} attempts refused while it was down; server RSS {} kB",
+        arrivals.len(),
+        all_back.as_secs_f64(),
+        refused.load(Ordering::Relaxed),
+        server.rss_kb()
+    );
+}
+
 /// One counter from the server's `/metrics`.
 async fn metric(addr: SocketAddr, name: &str) -> u64 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -781,7 +905,7 @@ async fn durable(writers: usize, per_writer: usize, max_batch: usize, tenants: u
 /// `tenants` tenant databases with one connected (snapshotted, idle) client each: what the server
 /// holds in memory and in open files.
 async fn many_tenants(tenants: usize) {
-    println!("[4/4] {tenants} tenants, one client each");
+    println!("[4/6] {tenants} tenants, one client each");
     let names: Vec<String> = (0..tenants).map(|t| format!("t{t:05}")).collect();
     let server = Server::start(512, &names, 1024);
     let pid = server.child.id();
@@ -841,7 +965,7 @@ fn main() {
             floor(big_fanout.min(9_000), publishes / 2, 2).await;
         }
         if part("durable") {
-            println!("[3/4] durable diffs per second, 32 writers × {writes} pushes each");
+            println!("[3/6] durable diffs per second, 32 writers × {writes} pushes each");
             let mut one = 0.0;
             for tenants in [1, 4, 32] {
                 let (rate, slowest) = durable(32, writes, 512, tenants).await;
@@ -864,6 +988,9 @@ fn main() {
         }
         if part("stalled") {
             stalled_clients(1_000, if quick { 50 } else { 200 }, 400).await;
+        }
+        if part("reconnect") {
+            reconnect_storm(connections.min(10_000)).await;
         }
     });
 }
