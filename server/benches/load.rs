@@ -562,18 +562,24 @@ async fn fanout_on(server: &Server, subscribers: usize, publishes: usize, window
     percentile(&latencies, 0.99)
 }
 
-/// Bytes in the send queues of the server's sockets (`/proc/net/tcp`: `tx_queue` of every socket
-/// whose local port is the server's): what the kernel holds for the server's clients.
-fn server_send_queues(port: u16) -> u64 {
+/// Bytes in the send queues of the server's sockets to `peers` (`/proc/net/tcp`: `tx_queue` of each
+/// socket whose local port is the server's and whose remote end is one of `peers`): what the kernel
+/// holds for those clients.
+fn server_send_queues(port: u16, peers: &std::collections::HashSet<SocketAddr>) -> u64 {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let addr = |field: &str| -> Option<SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let ip = Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_le_bytes());
+        Some(SocketAddr::new(IpAddr::V4(ip), u16::from_str_radix(port, 16).ok()?))
+    };
     table
         .lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let (local, remote) = (addr(f.get(1)?)?, addr(f.get(2)?)?);
             let tx = u64::from_str_radix(f.get(4)?.split(':').next()?, 16).ok()?;
-            (local_port == port).then_some(tx)
+            (local.port() == port && peers.contains(&remote)).then_some(tx)
         })
         .sum()
 }
@@ -587,27 +593,29 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
     const PAD: usize = 2048;
     let limits = "send_timeout_ms = 3000\nping_interval_ms = 0\n";
     println!(
-        "[5/5] {stalled} stalled clients beside {healthy} healthy subscribers, {publishes} pushes of ~2 KB"
+        "[5/6] {stalled} stalled clients beside {healthy} healthy subscribers, {publishes} pushes of ~2 KB"
     );
     let tenants = ["load-a".to_owned(), "load-b".to_owned()];
     // RSS peaks: the healthy subscribers' share is measured alone and taken out.
-    let peak_rss = |pid: u32, sampling: Arc<AtomicBool>, port: u16| {
-        std::thread::spawn(move || {
-            let (mut queues, mut rss) = (0u64, 0u64);
-            while sampling.load(Ordering::Relaxed) {
-                queues = queues.max(server_send_queues(port));
-                rss = rss.max(proc_field(pid, "VmRSS:"));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (queues, rss)
-        })
-    };
+    let peak_rss =
+        |pid: u32, sampling: Arc<AtomicBool>, port: u16, peers: std::collections::HashSet<SocketAddr>| {
+            std::thread::spawn(move || {
+                let (mut queues, mut rss) = (0u64, 0u64);
+                while sampling.load(Ordering::Relaxed) {
+                    queues = queues.max(server_send_queues(port, &peers));
+                    rss = rss.max(proc_field(pid, "VmRSS:"));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                (queues, rss)
+            })
+        };
     let (alone, rss_alone) = {
         let server = Server::start_limits(512, false, &tenants, 4096, limits);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle = server.rss_kb();
         let sampling = Arc::new(AtomicBool::new(true));
-        let sampler = peak_rss(server.child.id(), Arc::clone(&sampling), server.addr.port());
+        let sampler =
+            peak_rss(server.child.id(), Arc::clone(&sampling), server.addr.port(), Default::default());
         let p99 = fanout_on(&server, healthy, publishes, 16, PAD).await;
         sampling.store(false, Ordering::Relaxed);
         (p99, sampler.join().unwrap().1.saturating_sub(idle))
@@ -633,7 +641,8 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
     }
     let port = server.addr.port();
     let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = peak_rss(server.child.id(), Arc::clone(&sampling), port);
+    let peers = stuck.iter().map(|ws| ws.get_ref().local_addr().unwrap()).collect();
+    let sampler = peak_rss(server.child.id(), Arc::clone(&sampling), port, peers);
     let with = fanout_on(&server, healthy, publishes, 16, PAD).await;
     // The stalled clients' sends time out (3 s) once their queues are full.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -651,7 +660,7 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
     let stalled_rss = rss.saturating_sub(rss_before).saturating_sub(rss_alone) as f64;
     let (queue_kb, rss_kb) = (queues as f64 / 1024.0 / stalled as f64, stalled_rss / stalled as f64);
     println!(
-        "      per stalled client: {queue_kb:.0} KB of kernel send queue (peak, all sockets {:.1} MB) + {rss_kb:.0} KB of server RSS = {:.0} KB (target ≤ 256 KB)",
+        "      per stalled client: {queue_kb:.0} KB of kernel send queue (peak, the stalled sockets' {:.1} MB) + {rss_kb:.0} KB of server RSS = {:.0} KB (target ≤ 256 KB)",
         queues as f64 / 1048576.0,
         queue_kb + rss_kb
     );

@@ -6,55 +6,8 @@
 
 mod support;
 
-use std::io::BufRead;
-use std::path::Path;
-
 use serde_json::{Value, json};
-use support::{Client, token};
-
-struct Moat {
-    child: std::process::Child,
-    url: String,
-}
-
-const MOAT: &str = env!("CARGO_BIN_EXE_moat");
-
-fn serve(data: &Path) -> Moat {
-    let mut child = std::process::Command::new(MOAT)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("MOAT_HS256_SECRET", support::SECRET)
-        .env("MOAT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
-    Moat { child, url: format!("ws://{addr}/sync") }
-}
-
-impl Moat {
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Moat {
-    /// A failed test does not leave its server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moat(args: &[&str], data: &Path) -> String {
-    let out = std::process::Command::new(MOAT).args(args).arg("--data").arg(data).output().unwrap();
-    assert!(out.status.success(), "moat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
+use support::{Client, Moat, moat, token};
 
 fn insert(i: usize) -> Value {
     json!({"changes": [{"table": "jobs", "op": "insert", "pk": {"id": format!("job-{i:03}")},
@@ -83,11 +36,11 @@ async fn a_restore_under_clients_ahead_of_it_resnapshots_them_and_doubles_nothin
     let dir = tempfile::tempdir().unwrap();
     let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
     moat(&["tenant", "create", "company-a"], &data);
-    let server = serve(&data);
+    let server = Moat::serve(&data, &[], &[]);
     let tok = token("alice", "company-a", "admin");
 
     // A writer writes 0..60; the backup is taken from another process while it writes 30..60.
-    let mut writer = Client::connect(&server.url, &tok, json!({})).await;
+    let mut writer = Client::connect(&server.url(), &tok, json!({})).await;
     writer.until("synced").await;
     write(&mut writer, 0..30).await;
     let backup = tokio::task::spawn_blocking({
@@ -101,7 +54,7 @@ async fn a_restore_under_clients_ahead_of_it_resnapshots_them_and_doubles_nothin
     let channel = writer.welcome["channels"][0].as_str().unwrap().to_owned();
 
     // A reader that saw everything (cursor past the backup).
-    let mut ahead = Client::connect(&server.url, &tok, json!({})).await;
+    let mut ahead = Client::connect(&server.url(), &tok, json!({})).await;
     ahead.until("synced").await;
     assert_eq!(ids(&ahead.received).len(), 80);
     let ahead_cursor = ahead.cursor;
@@ -120,9 +73,9 @@ async fn a_restore_under_clients_ahead_of_it_resnapshots_them_and_doubles_nothin
     assert_eq!(rows, held, "one job per commit, up to the backup's version");
     drop(db);
 
-    let server = serve(&data);
+    let server = Moat::serve(&data, &[], &[]);
     // The client ahead of the backup: a fresh snapshot of what the server has, not a catch-up.
-    let mut ahead = Client::connect(&server.url, &tok, json!({ channel.clone(): ahead_cursor })).await;
+    let mut ahead = Client::connect(&server.url(), &tok, json!({ channel.clone(): ahead_cursor })).await;
     let (_, before) = ahead.until("synced").await;
     assert!(
         before.iter().any(|f| f["type"] == "snapshot_begin"),
@@ -130,14 +83,14 @@ async fn a_restore_under_clients_ahead_of_it_resnapshots_them_and_doubles_nothin
     );
     assert_eq!(ids(&ahead.received).len() as i64, held);
     // A client whose cursor the backup covers catches up from it.
-    let mut behind = Client::connect(&server.url, &tok, json!({ channel.clone(): 10 })).await;
+    let mut behind = Client::connect(&server.url(), &tok, json!({ channel.clone(): 10 })).await;
     let (_, before) = behind.until("synced").await;
     assert!(!before.iter().any(|f| f["type"] == "snapshot_begin"), "a cursor inside the backup catches up");
     assert_eq!(ids(&behind.received).len() as i64, held - 10);
 
     // The writer replays every write it made (as a client whose acks were lost would): those the
     // backup holds are answered from it, the others applied now; each job exists once.
-    let mut writer = Client::connect(&server.url, &tok, json!({ channel.clone(): ahead.cursor })).await;
+    let mut writer = Client::connect(&server.url(), &tok, json!({ channel.clone(): ahead.cursor })).await;
     writer.until("synced").await;
     let acks = write(&mut writer, 0..80).await;
     let resumed = held + moat_server::backup::RESTORE_GAP;

@@ -12,27 +12,11 @@ use tokio_tungstenite::tungstenite::Message;
 /// their close frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_gets_1001_when_the_server_stops() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let moat = env!("CARGO_BIN_EXE_moat");
-    let made = std::process::Command::new(moat)
-        .args(["tenant", "create", "company-a", "--data"])
-        .arg(&data)
-        .status();
-    assert!(made.unwrap().success());
-    let mut child = std::process::Command::new(moat)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .env("MOAT_HS256_SECRET", support::SECRET)
-        .env("MOAT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
-    let url = format!("ws://{addr}/sync");
+    support::moat(&["tenant", "create", "company-a"], &data);
+    let server = support::Moat::serve(&data, &[], &[]);
+    let url = server.url();
     let tok = token("alice", "company-a", "admin");
     let mut clients = Vec::new();
     for _ in 0..2000 {
@@ -40,13 +24,12 @@ async fn every_client_gets_1001_when_the_server_stops() {
         c.until("synced").await;
         clients.push(c);
     }
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    server.signal(libc::SIGTERM);
     let mut codes = std::collections::BTreeMap::new();
     for c in &mut clients {
         *codes.entry(c.closed().await.0).or_insert(0) += 1;
     }
-    assert!(child.wait().unwrap().success());
+    server.stop();
     assert_eq!(codes, [(1001, 2000)].into(), "close codes seen by the 2,000 clients");
 }
 

@@ -67,26 +67,14 @@ async fn clients_sync_over_tls_and_a_sighup_swaps_the_certificate_for_new_connec
     std::fs::write(&cert, &chain).unwrap();
     std::fs::write(&key, &private).unwrap();
 
-    let moat = env!("CARGO_BIN_EXE_moat");
-    let made = std::process::Command::new(moat)
-        .args(["tenant", "create", "company-a", "--data"])
-        .arg(&data)
-        .status();
-    assert!(made.unwrap().success());
-    let mut child = std::process::Command::new(moat)
-        .args(["serve", "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .env("MOAT_HS256_SECRET", support::SECRET)
-        .env("MOAT_TLS_CERT", &cert)
-        .env("MOAT_TLS_KEY", &key)
-        .env("MOAT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut plain_line, mut tls_line) = (String::new(), String::new());
-    out.read_line(&mut plain_line).unwrap();
-    out.read_line(&mut tls_line).unwrap();
+    support::moat(&["tenant", "create", "company-a"], &data);
+    let mut server = support::Moat::serve(
+        &data,
+        &["--tls-listen", "127.0.0.1:0"],
+        &[("MOAT_TLS_CERT", cert.as_path()), ("MOAT_TLS_KEY", key.as_path())],
+    );
+    let mut tls_line = String::new();
+    server.out.read_line(&mut tls_line).unwrap();
     let tls_addr = tls_line.split("https://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
     let url = format!("wss://{tls_addr}/sync");
     let tok = token("alice", "company-a", "admin");
@@ -105,8 +93,7 @@ async fn clients_sync_over_tls_and_a_sighup_swaps_the_certificate_for_new_connec
     let (chain2, private2) = ca2.leaf();
     std::fs::write(&cert, &chain2).unwrap();
     std::fs::write(&key, &private2).unwrap();
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    server.signal(libc::SIGHUP);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let ws2 = loop {
         if let Ok(ws) = wss(&url, &ca2).await {
@@ -135,14 +122,12 @@ async fn clients_sync_over_tls_and_a_sighup_swaps_the_certificate_for_new_connec
 
     // A bad file on SIGHUP keeps the old certificate.
     std::fs::write(&key, "not a key").unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    server.signal(libc::SIGHUP);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(wss(&url, &ca2).await.is_ok(), "a failed reload leaves the served certificate alone");
 
     alice.ws.send(Message::Close(None)).await.unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    server.signal(libc::SIGTERM);
     assert_eq!(bob.closed().await.0, 1001, "TLS sessions get the shutdown's 1001 too");
-    assert!(child.wait().unwrap().success());
+    server.stop();
 }

@@ -269,3 +269,62 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// The real `moat` binary, serving: `moat serve --listen 127.0.0.1:0 --data DATA` plus `args`, with the
+/// test secret and quiet logs. Killed when dropped (a failed test leaves no server behind).
+pub struct Moat {
+    pub child: std::process::Child,
+    /// `host:port` of the plain listener.
+    pub addr: String,
+    /// The rest of its standard output (the first line named the address).
+    pub out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+pub const MOAT: &str = env!("CARGO_BIN_EXE_moat");
+
+impl Moat {
+    pub fn serve(data: &std::path::Path, args: &[&str], env: &[(&str, &std::path::Path)]) -> Moat {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(MOAT);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(data).args(args);
+        cmd.env("MOAT_HS256_SECRET", SECRET).env("MOAT_LOG", "warn").stdout(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
+        Moat { child, addr, out }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// SIGTERM, and a clean exit.
+    pub fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Moat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `moat ARGS --data DATA` to completion; its standard output (it must succeed).
+pub fn moat(args: &[&str], data: &std::path::Path) -> String {
+    let out = std::process::Command::new(MOAT).args(args).arg("--data").arg(data).output().unwrap();
+    assert!(out.status.success(), "moat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
