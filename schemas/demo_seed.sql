@@ -17,7 +17,7 @@ SELECT t.tenant || ':jobs', t.tenant, 'jobs', 'jobs', t.job_label, t.job_label_p
                   {"value":"in_progress","label":"In progress","color":"#d97706"},
                   {"value":"on_hold","label":"On hold","color":"#6b7280"},
                   {"value":"done","label":"Done","color":"#16a34a"}]},
-      {"name":"price_cents","label":"Price","type":"currency","currency":"USD","scale":2},
+      {"name":"price_cents","label":"Price","type":"currency","currency":"USD","scale":2,"min":0},
       {"name":"notes","label":"Notes","type":"multiline"},
       {"name":"internal_notes","label":"Internal notes","type":"multiline"},
       {"name":"line_items","label":"Line items","type":"line_items"},

@@ -25,6 +25,12 @@ pub enum Error {
     #[error("bad diff: {0}")]
     BadDiff(sqlite_ext::Error),
 
+    /// The values break the rules `object_metadata` sets (a required field empty, a value that is
+    /// not one of the choices, out of range, a reference to no record). The client's fault; retrying
+    /// fails. The message names the object, the field and the rule.
+    #[error("invalid: {0}")]
+    Invalid(String),
+
     /// The server is overloaded or shutting down. Not the client's fault; retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -72,6 +78,7 @@ impl Error {
             Error::Protocol(_) => "protocol",
             Error::Forbidden(_) => "forbidden",
             Error::BadDiff(_) => "bad_diff",
+            Error::Invalid(_) => "invalid",
             Error::Unavailable(_) => "unavailable",
             Error::Storage(_) => "storage",
             Error::Limit(_) => "limit",

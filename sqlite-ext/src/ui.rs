@@ -1030,6 +1030,7 @@ pub fn edit(
             return Err(Error::Invalid(format!("{} cannot be edited here", f.label)));
         }
         validate(f, v)?;
+        check_reference(conn, &schema, f, v, &crate::diff::Diff::default())?;
     }
     replica.update(&meta.table.name, pk, values)
 }
@@ -1121,6 +1122,105 @@ pub fn table_of(replica: &Replica, object_type: &str) -> Result<String> {
     Ok(object_meta(replica.connection(), replica.schema(), object_type)?.table.name)
 }
 
+/// The rules `object_metadata` sets for the rows of one table: what [`check_diff`] applies.
+struct TableRules {
+    label: String,
+    fields: Vec<FieldMeta>,
+}
+
+/// The metadata's rules for `table`, if an object type is stored in it.
+fn table_rules(conn: &Connection, table: &str) -> Result<Option<TableRules>> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT label, fields FROM object_metadata WHERE table_name = ?1 ORDER BY id LIMIT 1",
+        )?
+        .query_row([table], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        Some((label, fields)) => Ok(Some(TableRules { label, fields: json(&fields, "fields")? })),
+        None => Ok(None),
+    }
+}
+
+/// Checks the rows a diff writes against the rules `object_metadata` sets for their tables: each
+/// new value against its field (type, required, choices, range, date, line items' shape), an insert's
+/// required fields present, and a reference naming a record of its object type that exists (in the
+/// database, or inserted by the same diff). The one check, run by the client before an edit is queued
+/// and by the server before a push is merged; the error names the object, the field and the rule.
+/// Tables without metadata, and deletes, are not checked.
+pub fn check_diff(conn: &Connection, schema: &Schema, diff: &crate::diff::Diff) -> Result<()> {
+    if schema.table("object_metadata").is_err() {
+        return Ok(());
+    }
+    let mut rules: std::collections::HashMap<&str, Option<TableRules>> = std::collections::HashMap::new();
+    for change in &diff.changes {
+        if change.op == crate::changeset::Op::Delete {
+            continue;
+        }
+        if !rules.contains_key(change.table.as_str()) {
+            rules.insert(&change.table, table_rules(conn, &change.table)?);
+        }
+        let Some(r) = &rules[change.table.as_str()] else { continue };
+        let new: Vec<(&str, &Value)> =
+            change.cols.iter().filter_map(|(c, v)| v.new.as_ref().map(|n| (&c[..], n))).collect();
+        let within = |e: Error| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", r.label)),
+            e => e,
+        };
+        if change.op == crate::changeset::Op::Insert {
+            for f in r.fields.iter().filter(|f| f.required) {
+                if !new.iter().any(|(c, _)| *c == f.name) {
+                    return Err(within(Error::Invalid(format!("{}: a value is required", f.label))));
+                }
+            }
+        }
+        for (column, value) in new {
+            let Some(f) = r.fields.iter().find(|f| f.name == column) else { continue };
+            validate(f, value).map_err(within)?;
+            check_reference(conn, schema, f, value, diff).map_err(within)?;
+        }
+    }
+    Ok(())
+}
+
+/// A reference must name a record of its object type: one in the database, or one the same diff
+/// inserts.
+fn check_reference(
+    conn: &Connection,
+    schema: &Schema,
+    f: &FieldMeta,
+    v: &Value,
+    diff: &crate::diff::Diff,
+) -> Result<()> {
+    let (FieldKind::Reference, Some(target), Value::Text(id)) = (f.kind, &f.object_type, v) else {
+        return Ok(());
+    };
+    if id.trim().is_empty() {
+        return Ok(());
+    }
+    let table: Option<String> = conn
+        .prepare_cached("SELECT table_name FROM object_metadata WHERE object_type = ?1 ORDER BY id LIMIT 1")?
+        .query_row([target], |r| r.get(0))
+        .optional()?;
+    let missing = || Error::Invalid(format!("{}: {id:?} is not a record of {target}", f.label));
+    let Some(table) = table else { return Err(missing()) };
+    let Ok(t) = schema.table(&table) else { return Err(missing()) };
+    let [k] = t.pk.as_slice() else { return Err(missing()) };
+    let key = &t.columns[*k].name;
+    let inserted = diff.changes.iter().any(|c| {
+        c.table == table
+            && c.op == crate::changeset::Op::Insert
+            && c.pk.iter().any(|(_, v)| *v == Value::Text(id.clone()))
+    });
+    let exists = inserted
+        || conn
+            .prepare_cached(&format!("SELECT 1 FROM {} WHERE {} = ?1", quote(&table), quote(key)))?
+            .query_row([id], |_| Ok(()))
+            .optional()?
+            .is_some();
+    if exists { Ok(()) } else { Err(missing()) }
+}
+
 fn validate(f: &FieldMeta, v: &Value) -> Result<()> {
     let bad = |why: &str| Err(Error::Invalid(format!("{}: {why}", f.label)));
     let empty = matches!(v, Value::Null) || matches!(v, Value::Text(t) if t.trim().is_empty());
@@ -1143,13 +1243,15 @@ fn validate(f: &FieldMeta, v: &Value) -> Result<()> {
                 _ => Ok(()),
             }
         }
-        (FieldKind::Number, Value::Real(r)) => {
-            if f.min.is_some_and(|m| *r < m as f64) || f.max.is_some_and(|m| *r > m as f64) {
-                bad("out of range")
-            } else {
-                Ok(())
+        (FieldKind::Number, Value::Real(r)) => match (f.min, f.max) {
+            _ if !r.is_finite() => bad("must be a number"),
+            (Some(lo), Some(hi)) if *r < lo as f64 || *r > hi as f64 => {
+                bad(&format!("must be between {lo} and {hi}"))
             }
-        }
+            (Some(lo), _) if *r < lo as f64 => bad(&format!("must be at least {lo}")),
+            (_, Some(hi)) if *r > hi as f64 => bad(&format!("must be at most {hi}")),
+            _ => Ok(()),
+        },
         (FieldKind::Choice, Value::Text(t)) => {
             if f.options.iter().any(|o| o.value == *t) {
                 Ok(())
@@ -1158,15 +1260,34 @@ fn validate(f: &FieldMeta, v: &Value) -> Result<()> {
             }
         }
         (FieldKind::Date, Value::Text(t)) => {
-            let ok = t.len() == 10
+            let shaped = t.len() == 10
                 && t.char_indices()
-                    .all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() })
-                && (1..=12).contains(&t[5..7].parse::<u32>().unwrap_or(0))
-                && (1..=31).contains(&t[8..10].parse::<u32>().unwrap_or(0));
-            if ok { Ok(()) } else { bad("a date is written YYYY-MM-DD") }
+                    .all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() });
+            let (y, m, d) = match shaped {
+                true => (
+                    t[0..4].parse::<u32>().unwrap_or(0),
+                    t[5..7].parse::<u32>().unwrap_or(0),
+                    t[8..10].parse::<u32>().unwrap_or(0),
+                ),
+                false => (0, 0, 0),
+            };
+            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let days = match m {
+                1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+                4 | 6 | 9 | 11 => 30,
+                2 if leap => 29,
+                2 => 28,
+                _ => 0,
+            };
+            if shaped && y > 0 && (1..=days).contains(&d) {
+                Ok(())
+            } else {
+                bad("a date is written YYYY-MM-DD (a real day)")
+            }
         }
         (FieldKind::LineItems, Value::Text(t)) => match serde_json::from_str::<Vec<serde_json::Value>>(t) {
-            Ok(_) => Ok(()),
+            Ok(items) if items.iter().all(serde_json::Value::is_object) => Ok(()),
+            Ok(_) => bad("each line item must be an object"),
             Err(_) => bad("line items must be a JSON list"),
         },
         (FieldKind::Boolean, Value::Integer(0 | 1)) => Ok(()),

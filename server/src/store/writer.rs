@@ -174,6 +174,11 @@ impl Batch<'_> {
         }
         let (schema, rules) = (&self.model.schema, &self.model.rules);
         let merged = rules.check_push(conn, schema, &p.profile, &p.diff).and_then(|()| {
+            // The metadata's rules, the same check the client runs before it queues an edit.
+            sqlite_ext::ui::check_diff(conn, schema, &p.diff).map_err(|e| match e {
+                sqlite_ext::Error::Invalid(m) => Error::Invalid(m),
+                e => Error::from(e),
+            })?;
             let report = merge(conn, schema, &p.diff)?;
             Ok((route_changes(conn, schema, rules, report.applied)?, report.conflicts))
         });
