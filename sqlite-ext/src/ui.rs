@@ -1162,7 +1162,7 @@ pub fn check_diff(conn: &Connection, schema: &Schema, diff: &crate::diff::Diff) 
         }
         let Some(r) = &rules[change.table.as_str()] else { continue };
         let new: Vec<(&str, &Value)> =
-            change.cols.iter().filter_map(|(c, v)| v.new.as_ref().map(|n| (&c[..], n))).collect();
+            change.cols.iter().filter_map(|(c, v)| v.new.as_ref().map(|n| (c, n))).collect();
         let within = |e: Error| match e {
             Error::Invalid(m) => Error::Invalid(format!("{}: {m}", r.label)),
             e => e,
