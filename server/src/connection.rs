@@ -378,6 +378,7 @@ async fn session(
                 sql: model.schema.sql().into(),
             }),
             admin: profile.role.admin,
+            rights: profile.role.rights(),
         })
         .await?;
         // Data of channels this user no longer has leaves the device.

@@ -46,6 +46,22 @@ pub struct Role {
 }
 
 impl Role {
+    /// What this role may not write, as the welcome tells the client.
+    pub fn rights(&self) -> sqlite_ext::protocol::Rights {
+        let mut tables: Vec<String> = self.read_only_tables.iter().cloned().collect();
+        tables.sort();
+        let columns = self
+            .read_only_columns
+            .iter()
+            .map(|(t, c)| {
+                let mut c: Vec<String> = c.iter().cloned().collect();
+                c.sort();
+                (t.clone(), c)
+            })
+            .collect();
+        sqlite_ext::protocol::Rights { read_only_tables: tables, read_only_columns: columns }
+    }
+
     fn hides(&self, table: &str, column: &str) -> bool {
         self.hidden.get(table).is_some_and(|c| c.contains(column))
     }

@@ -186,6 +186,36 @@ impl DeviceReport {
     }
 }
 
+/// What the user's role may not write, as the sync rules say: the app draws these read-only instead
+/// of letting the user type and the server refuse it later.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rights {
+    /// Tables the role may read but not write.
+    #[serde(default)]
+    pub read_only_tables: Vec<String>,
+    /// Columns the role may read but not write, by table.
+    #[serde(default)]
+    pub read_only_columns: BTreeMap<String, Vec<String>>,
+}
+
+impl Rights {
+    /// The role may not write this table.
+    pub fn table_read_only(&self, table: &str) -> bool {
+        self.read_only_tables.iter().any(|t| t == table)
+    }
+
+    /// The role may not write this column (its table's being read-only included).
+    pub fn column_read_only(&self, table: &str, column: &str) -> bool {
+        self.table_read_only(table)
+            || self.read_only_columns.get(table).is_some_and(|c| c.iter().any(|c| c == column))
+    }
+
+    /// Nothing is read-only.
+    pub fn is_empty(&self) -> bool {
+        self.read_only_tables.is_empty() && self.read_only_columns.is_empty()
+    }
+}
+
 /// One device of a tenant as the server knows it: its last report, who uses it, when it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -259,6 +289,9 @@ pub enum ServerMsg<'a> {
         /// admin's pages (Sync health).
         #[serde(default)]
         admin: bool,
+        /// What the role may not write (drawn read-only by the app).
+        #[serde(default, skip_serializing_if = "Rights::is_empty")]
+        rights: Rights,
     },
     /// A full copy of a channel follows: the client drops its rows of that channel first.
     SnapshotBegin {

@@ -447,6 +447,17 @@ impl Replica {
         Ok(())
     }
 
+    /// Stores what the user's role may not write (from the welcome), for the views and edits, offline
+    /// too.
+    pub fn set_rights(&self, rights: &crate::protocol::Rights) -> Result<()> {
+        let json = serde_json::to_string(rights).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO moat_meta (key, value) VALUES ('rights', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [json],
+        )?;
+        Ok(())
+    }
+
     /// The clock, as SQLite reads it (Unix milliseconds; the same on every platform, wasm included).
     pub fn now_ms(&self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)", [], |r| r.get(0))?)

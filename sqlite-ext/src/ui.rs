@@ -818,6 +818,7 @@ pub fn detail_view(
     role: &str,
 ) -> Result<DetailViewModel> {
     let meta = object_meta(conn, schema, object_type)?;
+    let rights = rights(conn)?;
     let t = &meta.table;
     let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
     let row = t
@@ -837,7 +838,9 @@ pub fn detail_view(
                 widget: lf.widget,
                 kind: fm.map(|f| f.kind).unwrap_or(lf.widget),
                 cell: meta.cell(conn, schema, &lf.field, value)?,
-                read_only: lf.read_only || fm.is_none_or(|f| f.kind == FieldKind::Unknown),
+                read_only: lf.read_only
+                    || fm.is_none_or(|f| f.kind == FieldKind::Unknown)
+                    || rights.column_read_only(&t.name, &lf.field),
                 required: fm.is_some_and(|f| f.required),
                 options: fm.map(|f| f.options.clone()).unwrap_or_default(),
                 currency: fm.and_then(|f| f.currency.clone()),
@@ -1021,6 +1024,10 @@ pub fn edit(
     let meta = object_meta(conn, &schema, object_type)?;
     let editable: Vec<LayoutField> =
         layout(conn, object_type, role)?.into_iter().flat_map(|s| s.fields).collect();
+    let rights = rights(conn)?;
+    if rights.table_read_only(&meta.table.name) {
+        return Err(Error::Invalid(format!("{} are read-only for your role", meta.label_plural)));
+    }
     for (name, v) in values.iter() {
         let f = meta
             .field(name)
@@ -1028,6 +1035,9 @@ pub fn edit(
         let lf = editable.iter().find(|l| l.field == name);
         if lf.is_none_or(|l| l.read_only) {
             return Err(Error::Invalid(format!("{} cannot be edited here", f.label)));
+        }
+        if rights.column_read_only(&meta.table.name, name) {
+            return Err(Error::Invalid(format!("{} is read-only for your role", f.label)));
         }
         validate(f, v)?;
         check_reference(conn, &schema, f, v, &crate::diff::Diff::default())?;
@@ -1120,6 +1130,15 @@ pub fn record_key(replica: &Replica, table: &str, id: &str) -> Result<Fields<Val
 /// The table behind `object_type`.
 pub fn table_of(replica: &Replica, object_type: &str) -> Result<String> {
     Ok(object_meta(replica.connection(), replica.schema(), object_type)?.table.name)
+}
+
+/// What the user's role may not write, as the last welcome said (nothing before the first one).
+pub fn rights(conn: &Connection) -> Result<crate::protocol::Rights> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT value FROM moat_meta WHERE key = 'rights'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default())
 }
 
 /// The rules `object_metadata` sets for the rows of one table: what [`check_diff`] applies.

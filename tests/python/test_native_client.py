@@ -233,3 +233,24 @@ def test_an_admin_sees_the_tenants_devices_and_what_waits_on_them(device):
     tom.client.request_fleet()
     time.sleep(0.5)
     assert tom.listener.fleets == []
+
+
+def test_what_the_role_may_not_write_is_drawn_read_only_and_refused_before_it_is_queued(device):
+    """The welcome tells the client its role's rights: a technician's customer fields and the job
+    fields the rules keep from technicians are read-only in the detail view, and an edit of them is
+    refused on the device, in the user's words, before anything is queued."""
+    tom = device("tom", "tom", "company-a", "technician")
+    tom.wait_live()
+    customer = tom.client.list_view("customers", None, None, True, 0, 1).rows[0].id
+    fields = [f for s in tom.client.detail_view("customers", customer).sections for f in s.fields]
+    assert fields and all(f.read_only for f in fields)
+    with pytest.raises(cb.MoatError.Invalid) as refused:
+        tom.client.edit("customers", customer, "phone", text("555-0000"))
+    assert "Customers are read-only for your role" in str(refused.value)
+    job = {f.field: f for s in tom.client.detail_view("jobs", JOB).sections for f in s.fields}
+    assert job["price_cents"].read_only and not job["notes"].read_only
+    assert tom.client.status().pending == 0
+    # The admin's view of the same records is writable.
+    alice = device("alice", "alice", "company-a", "admin")
+    alice.wait_live()
+    assert not any(f.read_only for s in alice.client.detail_view("customers", customer).sections for f in s.fields)

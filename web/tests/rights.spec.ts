@@ -1,0 +1,29 @@
+// Rights from the server, shown in the UI: what a technician's role may not write (Customers, a
+// job's price and title) is drawn read-only, so there is nothing to type into and nothing refused later.
+import { test, expect, signIn, openRecord } from "./fixtures";
+
+test("a technician cannot type into what the role may not write", async ({ browser, server }) => {
+  const tech = await (await browser.newContext()).newPage();
+  const admin = await (await browser.newContext()).newPage();
+  await signIn(tech, server, "tom");
+  await signIn(admin, server, "alice");
+
+  await tech.getByTestId("type-customers").click();
+  await expect(tech.getByTestId("list-title")).toHaveText("Customers");
+  const row = tech.getByTestId("list").locator("tbody tr").first();
+  const id = (await row.getAttribute("data-testid"))!.replace(/^row-/, "");
+  await openRecord(tech, server, "customers", id);
+  await expect(tech.getByTestId("field-phone-value")).toBeVisible();
+  await expect(tech.getByTestId("field-phone-input")).toHaveCount(0);
+  await expect(tech.locator("main input, main textarea, main select")).toHaveCount(0);
+
+  // The admin's page of the same customer is editable.
+  await openRecord(admin, server, "customers", id);
+  await expect(admin.getByTestId("field-phone-input")).toBeVisible();
+
+  // On a job, the technician writes notes but not the price.
+  await openRecord(tech, server, "jobs", "job-a-00042");
+  await expect(tech.getByTestId("field-notes-input")).toBeVisible();
+  await expect(tech.getByTestId("field-price_cents-input")).toHaveCount(0);
+  await expect(tech.getByTestId("status-rejected")).toHaveCount(0);
+});
