@@ -82,12 +82,85 @@ fn scope() -> WorkerGlobalScope {
 }
 
 thread_local! {
-    static VFS_READY: Cell<bool> = const { Cell::new(false) };
+    /// The storage pool this worker opened (a worker opens one user's database, once).
+    static POOL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The pool every user of an origin shared before each user had one: a database there stays there
+/// (its pending writes with it); a new one never goes there.
+const SHARED_POOL: (&str, &str) = ("opfs-sahpool", ".opfs-sahpool");
+
+fn storage_error(message: String) -> JsValue {
+    let err = js_sys::Error::new(&message);
+    err.set_name("Storage");
+    JsValue::from(err)
+}
+
+/// Whether this origin's OPFS has a folder `name` (without creating it).
+async fn opfs_has_dir(name: &str) -> bool {
+    let navigator: web_sys::WorkerNavigator = scope().navigator();
+    let Ok(root) = wasm_bindgen_futures::JsFuture::from(navigator.storage().get_directory()).await else {
+        return false;
+    };
+    let root: web_sys::FileSystemDirectoryHandle = root.unchecked_into();
+    wasm_bindgen_futures::JsFuture::from(root.get_directory_handle(name)).await.is_ok()
+}
+
+/// Picks and installs the storage pool for `db_name`: each user has a pool of their own (OPFS lets
+/// one worker at a time hold a pool, so two users of one browser need two), except a database that
+/// is already in the pool all users shared before; with `shared`, that pool for a new one too (tests
+/// of that path). Returns the VFS name to open the database with.
+async fn install_pool(db_name: &str, shared: bool) -> Result<String, JsValue> {
+    use rsqlite_vfs::VfsFilesManager;
+    use sqlite_wasm_vfs::sahpool::{OpfsSAHPoolCfgBuilder, install};
+    if let Some(vfs) = POOL.with(|p| p.borrow().clone()) {
+        return Ok(vfs);
+    }
+    let cfg = |(vfs, dir): (&str, &str)| OpfsSAHPoolCfgBuilder::new().vfs_name(vfs).directory(dir).build();
+    let own_vfs = "moat-user".to_owned();
+    let own_dir = format!(".moat-pools/{}", db_name.replace(['/', '.'], "_"));
+    let chosen = if !shared && opfs_has_dir(&own_dir).await {
+        // The user's own pool exists: their database is there.
+        install::<sqlite_wasm_rs::WasmOsCallback>(&cfg((&own_vfs, &own_dir)), false)
+            .await
+            .map_err(|e| storage_error(format!("cannot open this browser's storage (OPFS): {e}")))?;
+        own_vfs
+    } else if shared || opfs_has_dir(SHARED_POOL.1).await {
+        match install::<sqlite_wasm_rs::WasmOsCallback>(&cfg(SHARED_POOL), false).await {
+            Ok(util) if shared || util.contains(db_name).unwrap_or(false) => SHARED_POOL.0.to_owned(),
+            Ok(util) => {
+                // Not this user's: let go of it, for the user whose database is there.
+                let _ = util.pause();
+                install::<sqlite_wasm_rs::WasmOsCallback>(&cfg((&own_vfs, &own_dir)), false)
+                    .await
+                    .map_err(|e| storage_error(format!("cannot open this browser's storage (OPFS): {e}")))?;
+                own_vfs
+            }
+            // Another window holds the shared pool, and this user's database may be in it: do not
+            // start an empty one beside it (its pending changes would be left behind).
+            Err(e) => {
+                return Err(storage_error(format!(
+                    "another window of this browser holds its older storage ({e}); close the other \
+                     signed-in windows and reload"
+                )));
+            }
+        }
+    } else {
+        install::<sqlite_wasm_rs::WasmOsCallback>(&cfg((&own_vfs, &own_dir)), false)
+            .await
+            .map_err(|e| storage_error(format!("cannot open this browser's storage (OPFS): {e}")))?;
+        own_vfs
+    };
+    POOL.with(|p| *p.borrow_mut() = Some(chosen.clone()));
+    Ok(chosen)
 }
 
 #[wasm_bindgen]
 impl WebClient {
-    /// Opens (creating if needed) the replica `db_name` in this origin's OPFS and starts syncing with
+    /// Opens (creating if needed) the replica `db_name` in this origin's OPFS (in a storage pool of
+    /// the user's own, so that two users can be signed in to two windows of one browser; a database
+    /// already in the pool all users once shared stays there; `shared_pool` puts a new one there too,
+    /// for tests of that path) and starts syncing with
     /// the server at `url` (`ws://host:port/sync`) as the bearer of `token`. Works offline from the
     /// first call; with `offline` it starts held offline (the browser has no network) and connects
     /// only after [`WebClient::go_online`]. `notify` receives each `ClientEvent` (`{type: "tables" | "status" | "conflicts" |
@@ -98,22 +171,15 @@ impl WebClient {
         token: String,
         db_name: String,
         offline: bool,
+        shared_pool: bool,
         notify: js_sys::Function,
     ) -> Result<WebClient, JsValue> {
-        if !VFS_READY.with(Cell::get) {
-            sqlite_wasm_vfs::sahpool::install::<sqlite_wasm_rs::WasmOsCallback>(
-                &sqlite_wasm_vfs::sahpool::OpfsSAHPoolCfg::default(),
-                true,
-            )
-            .await
-            .map_err(|e| {
-                let err = js_sys::Error::new(&format!("cannot open this browser's storage (OPFS): {e}"));
-                err.set_name("Storage");
-                JsValue::from(err)
-            })?;
-            VFS_READY.with(|r| r.set(true));
-        }
-        let conn = rusqlite::Connection::open(&db_name).map_err(|e| js_error(e.into()))?;
+        let vfs = install_pool(&db_name, shared_pool).await?;
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags_and_vfs(&db_name, flags, vfs.as_str())
+            .map_err(|e| js_error(e.into()))?;
         // OPFS has no shared memory, but WAL works with an exclusive lock (the wal-index lives on the
         // heap), and one tab owns the database anyway (a Web Lock elects it). Measured here: a one-field
         // edit costs ~14 ms with WAL against ~20 ms with a rollback journal, both synchronous = FULL.

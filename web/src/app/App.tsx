@@ -57,7 +57,10 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
   useEffect(() => {
     let c: MoatClient | null = null;
     let cancelled = false;
-    MoatClient.open({ url: syncUrl(), token: session.token, dbName: dbName(session) }).then(
+    // Tests only: put a new database in the storage pool all users once shared (a browser from
+    // before per-user pools).
+    const sharedPool = localStorage.getItem("moat.test.sharedPool") === "1";
+    MoatClient.open({ url: syncUrl(), token: session.token, dbName: dbName(session), sharedPool }).then(
       async (opened) => {
         if (cancelled) return opened.close();
         c = opened;

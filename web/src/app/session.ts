@@ -1,4 +1,6 @@
-// The signed-in user, kept in localStorage so that a reload (even offline) opens the same database.
+// The signed-in user: this window's (sessionStorage, so a reload keeps it, even offline, and another
+// window may sign in as someone else), else the last one signed in on this browser (localStorage,
+// for a new window).
 
 export interface Session {
   user: string;
@@ -12,7 +14,7 @@ const KEY = "moat.session";
 
 export function loadSession(): Session | null {
   try {
-    const raw = localStorage.getItem(KEY);
+    const raw = sessionStorage.getItem(KEY) ?? localStorage.getItem(KEY);
     return raw ? (JSON.parse(raw) as Session) : null;
   } catch {
     return null;
@@ -20,8 +22,16 @@ export function loadSession(): Session | null {
 }
 
 export function saveSession(s: Session | null): void {
-  if (s) localStorage.setItem(KEY, JSON.stringify(s));
-  else localStorage.removeItem(KEY);
+  if (s) {
+    const raw = JSON.stringify(s);
+    sessionStorage.setItem(KEY, raw);
+    localStorage.setItem(KEY, raw);
+  } else {
+    // Signing out of this window; the browser's last user is forgotten only if it was this one.
+    const mine = sessionStorage.getItem(KEY);
+    sessionStorage.removeItem(KEY);
+    if (localStorage.getItem(KEY) === mine) localStorage.removeItem(KEY);
+  }
 }
 
 export function syncUrl(): string {

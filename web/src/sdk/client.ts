@@ -70,9 +70,9 @@ export class MoatClient {
         }
       };
       worker.addEventListener("message", first);
-      const { url, token, dbName } = options;
+      const { url, token, dbName, sharedPool } = options;
       const offline = options.followBrowserNetwork !== false && globalThis.navigator?.onLine === false;
-      worker.postMessage({ kind: "open", options: { url, token, dbName }, offline } satisfies ToWorker);
+      worker.postMessage({ kind: "open", options: { url, token, dbName, sharedPool }, offline } satisfies ToWorker);
     });
     return client;
   }

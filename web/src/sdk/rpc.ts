@@ -43,6 +43,9 @@ export interface OpenOptions {
   token: string;
   /** The database file in this origin's OPFS; one per signed-in user. */
   dbName: string;
+  /** Put a new database in the storage pool all users of a browser once shared, not in one of the
+   * user's own (only to test that a database from before per-user pools is found there). */
+  sharedPool?: boolean;
 }
 
 /** Page → worker. */

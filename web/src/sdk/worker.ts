@@ -97,7 +97,7 @@ function flushWaiting(): void {
 
 async function becomeOwner(options: OpenOptions): Promise<void> {
   await init({ module_or_path: wasmUrl });
-  client = await WebClient.open(options.url, options.token, options.dbName, heldOffline, onEvent);
+  client = await WebClient.open(options.url, options.token, options.dbName, heldOffline, options.sharedPool ?? false, onEvent);
   ownerReady = true;
   post({ kind: "event", event: { type: "role", owner: true } });
   channel?.postMessage({ kind: "owner-ready" } satisfies Between);
