@@ -26,36 +26,59 @@ struct KeyServer {
     fetches: Arc<AtomicUsize>,
 }
 
+/// Reads one request and answers it with the current set.
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut tcp: S,
+    s: Arc<Mutex<String>>,
+    f: Arc<AtomicUsize>,
+) {
+    let mut buf = vec![0; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"GET /.well-known/jwks.json HTTP/1.1\r\n"));
+    f.fetch_add(1, Ordering::SeqCst);
+    let body = s.lock().unwrap().clone();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let _ = tcp.write_all(body.as_bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
 impl KeyServer {
     async fn start() -> KeyServer {
+        KeyServer::start_tls(None).await
+    }
+
+    /// With `tls`, the set is served over HTTPS with that acceptor's certificate.
+    async fn start_tls(tls: Option<tokio_rustls::TlsAcceptor>) -> KeyServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/.well-known/jwks.json", listener.local_addr().unwrap());
         let set = Arc::new(Mutex::new(String::from("{\"keys\": []}")));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (s, f) = (Arc::clone(&set), Arc::clone(&fetches));
         tokio::spawn(async move {
             loop {
-                let (mut tcp, _) = listener.accept().await.unwrap();
-                let (s, f) = (Arc::clone(&s), Arc::clone(&f));
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (s, f, tls) = (Arc::clone(&s), Arc::clone(&f), tls.clone());
                 tokio::spawn(async move {
-                    let mut buf = vec![0; 4096];
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let n = tcp.read(&mut buf).await.unwrap();
-                        if n == 0 {
-                            return;
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                answer(stream, s, f).await;
+                            }
                         }
-                        got.extend_from_slice(&buf[..n]);
+                        None => answer(tcp, s, f).await,
                     }
-                    assert!(got.starts_with(b"GET /.well-known/jwks.json HTTP/1.1\r\n"));
-                    f.fetch_add(1, Ordering::SeqCst);
-                    let body = s.lock().unwrap().clone();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    tcp.write_all(head.as_bytes()).await.unwrap();
-                    tcp.write_all(body.as_bytes()).await.unwrap();
                 });
             }
         });
@@ -194,4 +217,69 @@ async fn provider_tokens_are_checked_with_the_published_keys_and_a_rotation_need
     assert_eq!(idp.fetches(), fetched + 1, "made-up key ids within the interval read nothing");
     // The session opened with the retired key carries on until its token expires.
     assert!(alice.settle().await.is_empty());
+}
+
+/// An acceptor for 127.0.0.1 with a certificate from a CA made here; the CA's PEM.
+fn tls_for_127_0_0_1(ca_name: &str) -> (tokio_rustls::TlsAcceptor, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], der_key)
+            .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
+/// Providers publish their keys over HTTPS: the server fetches them with the platform's verifier
+/// (here the trust store is `SSL_CERT_FILE`, holding a CA made here); a set served with a certificate
+/// from a CA it does not trust is never read, so tokens signed with it are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_fetched_over_https_and_an_untrusted_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trusted, ca_pem) = tls_for_127_0_0_1("Moat test CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    // SAFETY: set before the server (and its first TLS client configuration) exists; no other test
+    // of this binary reads the variable.
+    unsafe { std::env::set_var("SSL_CERT_FILE", &ca_file) };
+    let idp = KeyServer::start_tls(Some(trusted)).await;
+    let key = ProviderKey::ec("ec-https");
+    idp.publish(vec![key.jwk()]);
+    let (untrusted, _) = tls_for_127_0_0_1("Somebody else's CA");
+    let rogue = KeyServer::start_tls(Some(untrusted)).await;
+    let rogue_key = ProviderKey::ec("ec-rogue");
+    rogue.publish(vec![rogue_key.jwk()]);
+
+    let url = idp.url.clone();
+    let server = TestServer::start_with(move |c| {
+        c.auth.jwks_url = Some(url);
+        c.auth.claims.tenant = "org_id".into();
+        c.auth.claims.role = "https://moat.example/roles".into();
+    })
+    .await;
+    let c =
+        Client::connect(&server.url(), &key.token(claims("auth0|alice", "company-a", "admin")), json!({}))
+            .await;
+    assert_eq!(c.welcome["user"], "auth0|alice");
+    assert!(idp.fetches() >= 1);
+
+    let url = rogue.url.clone();
+    let other = TestServer::start_with(move |c| {
+        c.auth.jwks_url = Some(url);
+        c.auth.claims.tenant = "org_id".into();
+        c.auth.claims.role = "https://moat.example/roles".into();
+    })
+    .await;
+    let (code, reason) = refused(&other, &rogue_key.token(claims("mallory", "company-a", "admin"))).await;
+    assert_eq!((code, reason.as_str()), (4001, "unauthorized: unknown key id ec-rogue"));
+    assert_eq!(rogue.fetches(), 0, "the TLS handshake failed before any request");
 }
