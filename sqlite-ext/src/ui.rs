@@ -324,6 +324,9 @@ pub struct FieldView {
     pub min: Option<i64>,
     /// Largest allowed number (in stored units).
     pub max: Option<i64>,
+    /// What is wrong with the stored value by the metadata's rules now (a rule changed after it was
+    /// written, or it came from elsewhere): shown on the field; the value is shown as it is.
+    pub problem: Option<String>,
 }
 
 /// A section of a detail view.
@@ -833,7 +836,15 @@ pub fn detail_view(
                 return Err(Error::UnknownColumn { table: t.name.clone(), column: lf.field });
             };
             let fm = meta.field(&lf.field);
+            let problem = fm
+                .filter(|f| f.kind != FieldKind::Unknown)
+                .and_then(|f| validate(f, &value).err())
+                .map(|e| match e {
+                    Error::Invalid(m) => m,
+                    e => e.to_string(),
+                });
             fields.push(FieldView {
+                problem,
                 label: lf.label.or_else(|| fm.map(|f| f.label.clone())).unwrap_or_else(|| lf.field.clone()),
                 widget: lf.widget,
                 kind: fm.map(|f| f.kind).unwrap_or(lf.widget),

@@ -254,3 +254,30 @@ def test_what_the_role_may_not_write_is_drawn_read_only_and_refused_before_it_is
     alice = device("alice", "alice", "company-a", "admin")
     alice.wait_live()
     assert not any(f.read_only for s in alice.client.detail_view("customers", customer).sections for f in s.fields)
+
+
+def test_a_stored_value_the_rules_no_longer_allow_is_shown_as_invalid_not_a_crash(device):
+    """An admin removes a status option that jobs still hold: every client keeps showing those jobs,
+    with the stored value and the rule it now breaks on the field; an edit to an allowed value fixes it."""
+    import json as _json
+    alice = device("alice", "alice", "company-a", "admin")
+    alice.wait_live()
+    status = {f.field: f for s in alice.client.detail_view("jobs", JOB).sections for f in s.fields}["status"]
+    held = status.cell.value.value
+    assert status.problem is None
+    db = sqlite3.connect(f"file:{alice.path}?mode=ro", uri=True)
+    [(fields,)] = db.execute("SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'").fetchall()
+    db.close()
+    fields = _json.loads(fields)
+    for f in fields:
+        if f["name"] == "status":
+            f["options"] = [o for o in f["options"] if o["value"] != held]
+    alice.client.update_row("object_metadata", "company-a:jobs", "fields", text(_json.dumps(fields)))
+    alice.wait_live(pending=0)
+    status = {f.field: f for s in alice.client.detail_view("jobs", JOB).sections for f in s.fields}["status"]
+    assert status.cell.value.value == held, "the stored value is shown as it is"
+    assert status.problem == f'Status: "{held}" is not one of the choices'
+    other = next(o.value for o in status.options)
+    alice.client.edit("jobs", JOB, "status", text(other))
+    status = {f.field: f for s in alice.client.detail_view("jobs", JOB).sections for f in s.fields}["status"]
+    assert status.problem is None

@@ -50,3 +50,25 @@ test("a currency field's scale round-trips through an edit in the browser", asyn
   await expect(error).toHaveText("Price: at most 3 decimal places");
   expect(storedPrice(server)).toBe(123450);
 });
+
+test("a stored value the metadata no longer allows is shown, marked with the rule it breaks", async ({ page, server }) => {
+  await signIn(page, server, "alice");
+  await openRecord(page, server, "jobs", JOB);
+  const [[held]] = serverQuery(server, "SELECT status FROM jobs WHERE id = ?", JOB) as [[string]];
+  const [[text]] = serverQuery(server, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'") as [[string]];
+  type Field = { name: string; options?: { value: string; label: string }[] };
+  const fields = (JSON.parse(text) as Field[]).map((f) =>
+    f.name === "status" ? { ...f, options: f.options!.filter((o) => o.value !== held) } : f,
+  );
+  await page.evaluate(
+    (v) => window.moat!.updateRow("object_metadata", "company-a:jobs", "fields", { type: "text", value: v }),
+    JSON.stringify(fields),
+  );
+  const error = page.getByTestId("field-status-error");
+  await expect(error).toHaveText(`Status: "${held}" is not one of the choices`);
+  await expect(page.getByTestId("field-status")).toHaveClass(/invalid/);
+  // Choosing an allowed value clears it.
+  const allowed = fields.find((f) => f.name === "status")!.options![0]!.value;
+  await page.getByTestId("field-status-input").selectOption(allowed);
+  await expect(error).toHaveCount(0);
+});

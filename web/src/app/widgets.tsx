@@ -129,14 +129,17 @@ export function Widget({
         );
     }
   }
+  // A value the metadata's rules do not allow (they changed after it was written): shown as it is,
+  // marked, with the rule.
+  const shown = error ?? (dirty ? null : field.problem);
   return (
-    <div className={`field widget-${widget}`} data-testid={testid} data-widget={widget}>
+    <div className={`field widget-${widget}${shown ? " invalid" : ""}`} data-testid={testid} data-widget={widget}>
       <label>
         {field.label}
         {field.required && !field.read_only && <span className="required">*</span>}
       </label>
       {widget === "currency" && !field.read_only ? <div className="currency">{control}</div> : control}
-      {error && <div className="field-error" data-testid={`${testid}-error`}>{error}</div>}
+      {shown && <div className="field-error" role="alert" data-testid={`${testid}-error`}>{shown}</div>}
     </div>
   );
 }

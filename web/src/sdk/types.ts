@@ -223,7 +223,12 @@ min: number | null,
 /**
  * Largest allowed number (in stored units).
  */
-max: number | null, };
+max: number | null, 
+/**
+ * What is wrong with the stored value by the metadata's rules now (a rule changed after it was
+ * written, or it came from elsewhere): shown on the field; the value is shown as it is.
+ */
+problem: string | null, };
 
 /**
  * A section of a detail view.

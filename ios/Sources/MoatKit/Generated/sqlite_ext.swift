@@ -1483,6 +1483,11 @@ public struct FieldView: Equatable, Hashable {
      * Largest allowed number (in stored units).
      */
     public var max: Int64?
+    /**
+     * What is wrong with the stored value by the metadata's rules now (a rule changed after it was
+     * written, or it came from elsewhere): shown on the field; the value is shown as it is.
+     */
+    public var problem: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1522,7 +1527,11 @@ public struct FieldView: Equatable, Hashable {
          */min: Int64?, 
         /**
          * Largest allowed number (in stored units).
-         */max: Int64?) {
+         */max: Int64?, 
+        /**
+         * What is wrong with the stored value by the metadata's rules now (a rule changed after it was
+         * written, or it came from elsewhere): shown on the field; the value is shown as it is.
+         */problem: String?) {
         self.field = field
         self.label = label
         self.widget = widget
@@ -1535,6 +1544,7 @@ public struct FieldView: Equatable, Hashable {
         self.scale = scale
         self.min = min
         self.max = max
+        self.problem = problem
     }
 
     
@@ -1564,7 +1574,8 @@ public struct FfiConverterTypeFieldView: FfiConverterRustBuffer {
                 currency: FfiConverterOptionString.read(from: &buf), 
                 scale: FfiConverterOptionUInt32.read(from: &buf), 
                 min: FfiConverterOptionInt64.read(from: &buf), 
-                max: FfiConverterOptionInt64.read(from: &buf)
+                max: FfiConverterOptionInt64.read(from: &buf), 
+                problem: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -1581,6 +1592,7 @@ public struct FfiConverterTypeFieldView: FfiConverterRustBuffer {
         FfiConverterOptionUInt32.write(value.scale, into: &buf)
         FfiConverterOptionInt64.write(value.min, into: &buf)
         FfiConverterOptionInt64.write(value.max, into: &buf)
+        FfiConverterOptionString.write(value.problem, into: &buf)
     }
 }
 
