@@ -54,7 +54,25 @@ export function Widget({
   };
 
   const testid = `field-${field.field}`;
+  // The control's id, so that its label names it (screen readers, `getByLabel`).
+  const controlId = `${testid}-control`;
+  const errorId = `${testid}-error`;
+  const shown = error ?? (dirty ? null : field.problem);
+  const a11y = {
+    id: controlId,
+    "aria-required": field.required ? true : undefined,
+    "aria-invalid": shown ? true : undefined,
+    "aria-describedby": shown ? errorId : undefined,
+  };
+  const escape = (key: string) => {
+    if (key !== "Escape") return;
+    setDirty(false);
+    setStartedFrom(null);
+    setText(stored);
+    setError(null);
+  };
   let control: ReactNode;
+  let labelled = true;
   if (field.read_only) {
     control = <ReadOnly field={field} />;
   } else {
@@ -62,6 +80,7 @@ export function Widget({
       case "choice":
         control = (
           <select
+            {...a11y}
             data-testid={`${testid}-input`}
             value={text}
             onChange={(e) => {
@@ -81,17 +100,20 @@ export function Widget({
       case "multiline":
         control = (
           <textarea
+            {...a11y}
             data-testid={`${testid}-input`}
             rows={3}
             value={text}
             onChange={(e) => typing(e.target.value)}
             onBlur={() => void commit(text)}
+            onKeyDown={(e) => escape(e.key)}
           />
         );
         break;
       case "boolean":
         control = (
           <input
+            {...a11y}
             type="checkbox"
             data-testid={`${testid}-input`}
             checked={text === "1"}
@@ -102,10 +124,12 @@ export function Widget({
       case "line_items":
       case "reference":
         control = <ReadOnly field={field} />;
+        labelled = false;
         break;
       default:
         control = (
           <input
+            {...a11y}
             data-testid={`${testid}-input`}
             type={widget === "date" ? "date" : "text"}
             inputMode={widget === "number" || widget === "currency" ? "decimal" : undefined}
@@ -119,27 +143,26 @@ export function Widget({
             onBlur={() => void commit(text)}
             onKeyDown={(e) => {
               if (e.key === "Enter") (e.target as HTMLInputElement).blur();
-              if (e.key === "Escape") {
-                setDirty(false);
-                setStartedFrom(null);
-                setText(stored);
-              }
+              escape(e.key);
             }}
           />
         );
     }
   }
-  // A value the metadata's rules do not allow (they changed after it was written): shown as it is,
-  // marked, with the rule.
-  const shown = error ?? (dirty ? null : field.problem);
+  // `shown`: the refusal of what the user typed, or a stored value the metadata's rules no longer
+  // allow (shown as it is, marked, with the rule). Escape takes the input back to the stored value.
   return (
     <div className={`field widget-${widget}${shown ? " invalid" : ""}`} data-testid={testid} data-widget={widget}>
-      <label>
+      <label htmlFor={labelled && !field.read_only ? controlId : undefined}>
         {field.label}
-        {field.required && !field.read_only && <span className="required">*</span>}
+        {field.required && !field.read_only && (
+          <span className="required" aria-hidden="true">
+            *
+          </span>
+        )}
       </label>
       {widget === "currency" && !field.read_only ? <div className="currency">{control}</div> : control}
-      {shown && <div className="field-error" role="alert" data-testid={`${testid}-error`}>{shown}</div>}
+      {shown && <div className="field-error" role="alert" id={errorId} data-testid={errorId}>{shown}</div>}
     </div>
   );
 }
