@@ -117,24 +117,23 @@ async fn install_pool(db_name: &str, shared: bool) -> Result<String, JsValue> {
         return Ok(vfs);
     }
     let cfg = |(vfs, dir): (&str, &str)| OpfsSAHPoolCfgBuilder::new().vfs_name(vfs).directory(dir).build();
-    let own_vfs = "moat-user".to_owned();
     let own_dir = format!(".moat-pools/{}", db_name.replace(['/', '.'], "_"));
-    let chosen = if !shared && opfs_has_dir(&own_dir).await {
-        // The user's own pool exists: their database is there.
-        install::<sqlite_wasm_rs::WasmOsCallback>(&cfg((&own_vfs, &own_dir)), false)
+    let own = async || -> Result<String, JsValue> {
+        install::<sqlite_wasm_rs::WasmOsCallback>(&cfg(("moat-user", &own_dir)), false)
             .await
             .map_err(|e| storage_error(format!("cannot open this browser's storage (OPFS): {e}")))?;
-        own_vfs
+        Ok("moat-user".to_owned())
+    };
+    let chosen = if !shared && opfs_has_dir(&own_dir).await {
+        // The user's own pool exists: their database is there.
+        own().await?
     } else if shared || opfs_has_dir(SHARED_POOL.1).await {
         match install::<sqlite_wasm_rs::WasmOsCallback>(&cfg(SHARED_POOL), false).await {
             Ok(util) if shared || util.contains(db_name).unwrap_or(false) => SHARED_POOL.0.to_owned(),
             Ok(util) => {
                 // Not this user's: let go of it, for the user whose database is there.
                 let _ = util.pause();
-                install::<sqlite_wasm_rs::WasmOsCallback>(&cfg((&own_vfs, &own_dir)), false)
-                    .await
-                    .map_err(|e| storage_error(format!("cannot open this browser's storage (OPFS): {e}")))?;
-                own_vfs
+                own().await?
             }
             // Another window holds the shared pool, and this user's database may be in it: do not
             // start an empty one beside it (its pending changes would be left behind).
@@ -146,10 +145,7 @@ async fn install_pool(db_name: &str, shared: bool) -> Result<String, JsValue> {
             }
         }
     } else {
-        install::<sqlite_wasm_rs::WasmOsCallback>(&cfg((&own_vfs, &own_dir)), false)
-            .await
-            .map_err(|e| storage_error(format!("cannot open this browser's storage (OPFS): {e}")))?;
-        own_vfs
+        own().await?
     };
     POOL.with(|p| *p.borrow_mut() = Some(chosen.clone()));
     Ok(chosen)

@@ -68,7 +68,7 @@ pub fn backup(
             }
             vec![name.to_owned()]
         }
-        None => registered(data)?,
+        None => tenants::registered(&tenants::open_platform(data)?)?,
     };
     let created_ms = now_ms();
     let mut stamp = utc_stamp(created_ms / 1000);
@@ -256,15 +256,6 @@ pub(crate) fn cursor_lost(conn: &Connection, cursor: i64) -> Result<bool> {
         .query_row([cursor], |_| Ok(()))
         .optional()?
         .is_some())
-}
-
-fn registered(data: &Path) -> Result<Vec<String>> {
-    let platform = tenants::open_platform(data)?;
-    let names = platform
-        .prepare("SELECT name FROM moat_tenants ORDER BY name")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(names)
 }
 
 fn digest(path: &Path) -> Result<(u64, String)> {

@@ -378,7 +378,7 @@ async fn session(
                 sql: model.schema.sql().into(),
             }),
             admin: profile.role.admin,
-            rights: profile.role.rights(),
+            rights: profile.role.rights.clone(),
         })
         .await?;
         // Data of channels this user no longer has leaves the device.

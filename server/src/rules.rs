@@ -43,11 +43,13 @@ pub struct Role {
     read_only_columns: HashMap<String, HashSet<String>>,
     /// The role administers its tenant (Sync health; customising, later).
     pub admin: bool,
+    /// What the role may not write, as the welcome tells the client (made once, at load).
+    pub rights: sqlite_ext::protocol::Rights,
 }
 
 impl Role {
-    /// What this role may not write, as the welcome tells the client.
-    pub fn rights(&self) -> sqlite_ext::protocol::Rights {
+    /// What this role may not write, sorted (for `rights`).
+    fn make_rights(&self) -> sqlite_ext::protocol::Rights {
         let mut tables: Vec<String> = self.read_only_tables.iter().cloned().collect();
         tables.sort();
         let columns = self
@@ -157,6 +159,7 @@ impl Rules {
                 }
                 role.read_only_columns.insert(table, cols.into_iter().collect());
             }
+            role.rights = role.make_rights();
             roles.insert(name, Arc::new(role));
         }
         let placeholders = file.channel.matches('{').count();

@@ -142,11 +142,7 @@ pub struct TenantInfo {
 
 /// Every tenant of `data`, with its rows, size, last write and migrations.
 pub fn list(data: &Path, base: &Schema) -> Result<Vec<TenantInfo>> {
-    let platform = open_platform(data)?;
-    let names: Vec<String> = platform
-        .prepare("SELECT name FROM moat_tenants ORDER BY name")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let names = registered(&open_platform(data)?)?;
     let mut out = Vec::new();
     for name in names {
         let path = tenant_path(data, &name);
@@ -175,6 +171,15 @@ pub fn list(data: &Path, base: &Schema) -> Result<Vec<TenantInfo>> {
         });
     }
     Ok(out)
+}
+
+/// The registered tenants' names, in order.
+pub(crate) fn registered(platform: &Connection) -> Result<Vec<String>> {
+    let names = platform
+        .prepare("SELECT name FROM moat_tenants ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
 }
 
 /// Writes a consistent copy of the tenant's database to `to` (SQLite's `VACUUM INTO`: one read
@@ -295,12 +300,7 @@ impl Tenants {
 
     /// Every registered tenant's name.
     pub(crate) fn names(&self) -> Result<Vec<String>> {
-        let platform = self.platform.lock().expect("platform lock");
-        let names = platform
-            .prepare("SELECT name FROM moat_tenants ORDER BY name")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(names)
+        registered(&self.platform.lock().expect("platform lock"))
     }
 
     /// Closes tenants with no session that have been idle for `idle_ms` (their files close when the
