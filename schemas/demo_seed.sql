@@ -11,7 +11,7 @@ SELECT t.tenant || ':jobs', t.tenant, 'jobs', 'jobs', t.job_label, t.job_label_p
     '["title","notes","assignee"]',
     '{"field":"scheduled_date","dir":"desc"}',
     '[{"name":"title","label":"Title","type":"text","required":true},
-      {"name":"status","label":"Status","type":"choice","required":true,
+      {"name":"status","label":"Status","type":"choice","required":true,"default":"open",
        "options":[{"value":"open","label":"Open","color":"#2563eb"},
                   {"value":"scheduled","label":"Scheduled","color":"#7c3aed"},
                   {"value":"in_progress","label":"In progress","color":"#d97706"},
@@ -20,8 +20,11 @@ SELECT t.tenant || ':jobs', t.tenant, 'jobs', 'jobs', t.job_label, t.job_label_p
       {"name":"price_cents","label":"Price","type":"currency","currency":"USD","scale":2,"min":0},
       {"name":"notes","label":"Notes","type":"multiline"},
       {"name":"internal_notes","label":"Internal notes","type":"multiline"},
-      {"name":"line_items","label":"Line items","type":"line_items"},
-      {"name":"assignee","label":"Assignee","type":"text"},
+      {"name":"line_items","label":"Line items","type":"line_items","currency":"USD",
+       "items":[{"name":"sku","label":"SKU","type":"text"},
+                {"name":"qty","label":"Qty","type":"number","min":0},
+                {"name":"unit_price_cents","label":"Unit price","type":"currency","currency":"USD","scale":2,"min":0}]},
+      {"name":"assignee","label":"Assignee","type":"reference","object_type":"people","mine":true},
       {"name":"customer_id","label":"Customer","type":"reference","object_type":"customers"},
       {"name":"scheduled_date","label":"Scheduled","type":"date"}]'
 FROM (SELECT 'company-a' AS tenant, 'Job' AS job_label, 'Jobs' AS job_label_plural
@@ -57,6 +60,18 @@ SELECT t.tenant || ':customers', t.tenant, 'customers', 'customers', 'Customer',
       {"name":"address","label":"Address","type":"multiline"}]'
 FROM (SELECT 'company-a' AS tenant UNION ALL SELECT 'company-b') AS t;
 
+INSERT INTO object_metadata
+    (id, tenant_id, object_type, table_name, label, label_plural, icon, sort_order, title_field,
+     list_columns, search_fields, default_sort, fields)
+SELECT t.tenant || ':people', t.tenant, 'people', 'people', 'Person', 'People', 'user', 5, 'name',
+    '["name","role","phone"]',
+    '["name","role"]',
+    '{"field":"name","dir":"asc"}',
+    '[{"name":"name","label":"Name","type":"text","required":true},
+      {"name":"role","label":"Role","type":"text"},
+      {"name":"phone","label":"Phone","type":"text"}]'
+FROM (SELECT 'company-a' AS tenant UNION ALL SELECT 'company-b') AS t;
+
 -- Layouts. Admins get the full job layout; technicians get their own, with the price read-only.
 INSERT INTO layout_definition (id, tenant_id, object_type, name, role, sections)
 SELECT t.tenant || ':jobs:detail', t.tenant, 'jobs', 'detail', NULL,
@@ -64,7 +79,7 @@ SELECT t.tenant || ':jobs:detail', t.tenant, 'jobs', 'detail', NULL,
         {"field":"title","widget":"text"},
         {"field":"status","widget":"choice"},
         {"field":"scheduled_date","widget":"date"},
-        {"field":"assignee","widget":"text"},
+        {"field":"assignee","widget":"reference"},
         {"field":"customer_id","widget":"reference"},
         {"field":"price_cents","widget":"currency"}]},
       {"id":"work","label":"Work","columns":1,"fields":[
@@ -103,6 +118,28 @@ SELECT t.tenant || ':customers:detail', t.tenant, 'customers', 'detail', NULL,
         {"field":"email","widget":"text"},
         {"field":"address","widget":"multiline"}]}]'
 FROM (SELECT 'company-a' AS tenant UNION ALL SELECT 'company-b') AS t;
+
+INSERT INTO layout_definition (id, tenant_id, object_type, name, role, sections)
+SELECT t.tenant || ':people:detail', t.tenant, 'people', 'detail', NULL,
+    '[{"id":"person","label":"Person","columns":2,"fields":[
+        {"field":"name","widget":"text"},
+        {"field":"role","widget":"text"},
+        {"field":"phone","widget":"text"}]}]'
+FROM (SELECT 'company-a' AS tenant UNION ALL SELECT 'company-b') AS t;
+
+-- People: each company's signed-in demo users (their ids are the tokens' subjects) and three more
+-- technicians. Jobs are assigned to the technicians in turn.
+INSERT INTO people (id, tenant_id, name, role, phone) VALUES
+    ('alice', 'company-a', 'Alice Admin', 'Office admin', '+1-555-0100'),
+    ('tom', 'company-a', 'Tom Technician', 'Field technician', '+1-555-0101'),
+    ('maria', 'company-a', 'Maria Lopez', 'Field technician', '+1-555-0102'),
+    ('dev', 'company-a', 'Dev Patel', 'Field technician', '+1-555-0103'),
+    ('lena', 'company-a', 'Lena Fischer', 'Field technician', '+1-555-0104'),
+    ('bella', 'company-b', 'Bella Admin', 'Office admin', '+1-555-0200'),
+    ('tariq', 'company-b', 'Tariq Technician', 'Field technician', '+1-555-0201'),
+    ('ines', 'company-b', 'Ines Moreau', 'Field technician', '+1-555-0202'),
+    ('omar', 'company-b', 'Omar Haddad', 'Field technician', '+1-555-0203'),
+    ('kofi', 'company-b', 'Kofi Mensah', 'Field technician', '+1-555-0204');
 
 -- Records, generated from a counter. `t.tag` keeps the two tenants' ids apart.
 WITH RECURSIVE
@@ -145,7 +182,7 @@ SELECT printf('job-%s-%05d', t.tag, n.i), t.tenant,
     json_array(
         json_object('sku', printf('SKU-%05d', 10000 + ((n.i % 400) + 1) * 7), 'qty', 1 + n.i % 3,
                     'unit_price_cents', 500 + (n.i * 131) % 9000)),
-    printf('tech-%s%d', t.tag, 1 + n.i % 4),
+    CASE t.tag WHEN 'a' THEN '["tom","maria","dev","lena"]' ELSE '["tariq","ines","omar","kofi"]' END ->> (n.i % 4),
     printf('cust-%s-%04d', t.tag, 1 + n.i % 200),
     date('2026-09-01', printf('+%d days', n.i % 150))
 FROM n, t;

@@ -33,6 +33,16 @@ CREATE TABLE jobs (
     scheduled_date TEXT
 ) STRICT;
 
+-- The company's people: who jobs are assigned to (a job's `assignee` is a person's id, which is the
+-- user id their sign-in token carries).
+CREATE TABLE people (
+    id         TEXT PRIMARY KEY NOT NULL,
+    tenant_id  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    role       TEXT,
+    phone      TEXT
+) STRICT;
+
 CREATE TABLE inventory_items (
     id         TEXT PRIMARY KEY NOT NULL,
     tenant_id  TEXT NOT NULL,
@@ -46,7 +56,12 @@ CREATE TABLE inventory_items (
 --   {"name": "status", "label": "Status", "type": "choice", "required": true,
 --    "options": [{"value": "open", "label": "Open", "color": "#2563eb"}, ...]}
 -- Field types: text, multiline, number, currency, choice, date, reference, line_items, boolean.
--- A `reference` field names its target: {"type": "reference", "object_type": "customers"}.
+-- A `reference` field names its target: {"type": "reference", "object_type": "customers"}; with
+-- "mine": true it holds a user's id, and lists offer "Assigned to me".
+-- A `line_items` field names its item columns: "items": [{"name": "qty", "label": "Qty", "type": "number"},
+-- {"name": "unit_price_cents", "label": "Unit price", "type": "currency", "currency": "USD", "scale": 2}];
+-- an item's amount is its currency column times its number columns, and the field shows their total.
+-- "default" is the value a new record starts with, as the field's input reads it ("open", "12.50").
 -- A `currency` field names its currency and scale: {"currency": "USD", "scale": 2}.
 -- `list_columns` and `search_fields` are JSON arrays of field names; `default_sort` is
 -- {"field": "...", "dir": "asc" | "desc"}.

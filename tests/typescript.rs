@@ -11,8 +11,9 @@ use sqlite_ext::protocol::DeviceRecord;
 use sqlite_ext::sync::{Phase, Status};
 use sqlite_ext::ui::{
     CellView, Choice, ColumnValue, ColumnView, ConflictChoice, ConflictColumnView, ConflictView,
-    DetailViewModel, FieldKind, FieldValue, FieldView, ListQuery, ListRowView, ListViewModel, ObjectTypeView,
-    RejectedView, SectionView,
+    DetailViewModel, FacetOption, FacetView, FieldInput, FieldKind, FieldValue, FieldView, LineItemColumn,
+    LineItemRow, LineItemsView, ListFilter, ListQuery, ListRowView, ListViewModel, ObjectTypeView,
+    PendingView, RecordLink, ReferenceOption, RejectedView, SectionView,
 };
 use ts_rs::{Config, TS};
 
@@ -40,8 +41,15 @@ fn generated() -> String {
     declare::<ColumnView>(cfg, &mut out);
     declare::<CellView>(cfg, &mut out);
     declare::<ListRowView>(cfg, &mut out);
+    declare::<ListFilter>(cfg, &mut out);
     declare::<ListQuery>(cfg, &mut out);
+    declare::<FacetOption>(cfg, &mut out);
+    declare::<FacetView>(cfg, &mut out);
     declare::<ListViewModel>(cfg, &mut out);
+    declare::<RecordLink>(cfg, &mut out);
+    declare::<LineItemColumn>(cfg, &mut out);
+    declare::<LineItemRow>(cfg, &mut out);
+    declare::<LineItemsView>(cfg, &mut out);
     declare::<FieldView>(cfg, &mut out);
     declare::<SectionView>(cfg, &mut out);
     declare::<DetailViewModel>(cfg, &mut out);
@@ -51,6 +59,9 @@ fn generated() -> String {
     declare::<ConflictChoice>(cfg, &mut out);
     declare::<RejectedView>(cfg, &mut out);
     declare::<ColumnValue>(cfg, &mut out);
+    declare::<FieldInput>(cfg, &mut out);
+    declare::<ReferenceOption>(cfg, &mut out);
+    declare::<PendingView>(cfg, &mut out);
     declare::<Phase>(cfg, &mut out);
     declare::<Status>(cfg, &mut out);
     declare::<DeviceRecord>(cfg, &mut out);

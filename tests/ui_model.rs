@@ -14,7 +14,7 @@ fn device() -> (ModelServer, Replica) {
     let mut r = Replica::open_in_memory(Schema::demo()).unwrap();
     r.apply_server_diff(&server.log[0]).unwrap();
     let only_a = server.edit(|c| {
-        for t in ["jobs", "customers", "inventory_items", "object_metadata", "layout_definition"] {
+        for t in ["jobs", "customers", "inventory_items", "people", "object_metadata", "layout_definition"] {
             c.execute(&format!("DELETE FROM {t} WHERE tenant_id = 'company-b'"), []).unwrap();
         }
     });
@@ -25,9 +25,9 @@ fn device() -> (ModelServer, Replica) {
 #[test]
 fn object_types_come_from_object_metadata_and_change_with_it() {
     let (mut server, mut r) = device();
-    let types = ui::object_types(r.connection(), r.schema()).unwrap();
+    let types = ui::object_types(r.connection(), r.schema(), "admin").unwrap();
     let names: Vec<(&str, i64)> = types.iter().map(|t| (t.label_plural.as_str(), t.count)).collect();
-    assert_eq!(names, [("Jobs", 5000), ("Inventory", 400), ("Customers", 200)]);
+    assert_eq!(names, [("Jobs", 5000), ("Inventory", 400), ("Customers", 200), ("People", 5)]);
 
     let d = server.edit(|c| {
         c.execute_batch(
@@ -37,9 +37,9 @@ fn object_types_come_from_object_metadata_and_change_with_it() {
         .unwrap();
     });
     r.apply_server_diff(&d).unwrap();
-    let types = ui::object_types(r.connection(), r.schema()).unwrap();
+    let types = ui::object_types(r.connection(), r.schema(), "admin").unwrap();
     let names: Vec<&str> = types.iter().map(|t| t.label_plural.as_str()).collect();
-    assert_eq!(names, ["Customers", "Visits"], "renamed, reordered and removed by data alone");
+    assert_eq!(names, ["Customers", "People", "Visits"], "renamed, reordered and removed by data alone");
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use base64::Engine as _;
 use serde::Serialize;
 use sqlite_ext::ui::{
-    self, ColumnValue, ConflictChoice, ConflictView, DetailViewModel, ListQuery, ListViewModel,
-    ObjectTypeView, RejectedView,
+    self, ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldInput, ListQuery, ListViewModel,
+    ObjectTypeView, PendingView, ReferenceOption, RejectedView,
 };
 use sqlite_ext::{Event, FieldValue, Fields, Instruction, Replica, Status, SyncEngine, Value};
 
@@ -246,7 +246,7 @@ impl Driver {
 
     /// The object types, from the synced `object_metadata`.
     pub fn object_types(&self) -> Result<Vec<ObjectTypeView>> {
-        ui::object_types(self.replica().connection(), self.replica().schema())
+        ui::object_types(self.replica().connection(), self.replica().schema(), &self.role)
     }
 
     /// A page of a list.
@@ -335,6 +335,49 @@ impl Driver {
         self.engine.replica_mut().dismiss_rejected(mutation_id)?;
         self.wrote();
         Ok(())
+    }
+
+    /// The form of a new record of `object_type`, from the layout for this user's role.
+    pub fn new_record(&self, object_type: &str) -> Result<DetailViewModel> {
+        ui::new_record(self.replica().connection(), self.replica().schema(), object_type, &self.role)
+    }
+
+    /// Creates a record from what the user typed (key made on the device); returns its id.
+    pub fn create(&mut self, object_type: &str, inputs: &[FieldInput]) -> Result<String> {
+        let id = ui::create(self.engine.replica_mut(), object_type, inputs, &self.role)?;
+        self.wrote();
+        Ok(id)
+    }
+
+    /// Deletes a record (offline too; sent when possible).
+    pub fn delete(&mut self, object_type: &str, id: &str) -> Result<()> {
+        let key = self.key(object_type, id)?;
+        ui::delete(self.engine.replica_mut(), object_type, &key)?;
+        self.wrote();
+        Ok(())
+    }
+
+    /// The records a reference field may point to whose search fields contain `search`.
+    pub fn reference_options(
+        &self,
+        object_type: &str,
+        field: &str,
+        search: &str,
+        limit: u32,
+    ) -> Result<Vec<ReferenceOption>> {
+        let r = self.replica();
+        ui::reference_options(r.connection(), r.schema(), object_type, field, search, limit)
+    }
+
+    /// Line items typed as rows of texts, as the JSON an edit of the field takes.
+    pub fn line_items_text(&self, object_type: &str, field: &str, rows: &[Vec<String>]) -> Result<String> {
+        let r = self.replica();
+        ui::line_items_text(r.connection(), r.schema(), object_type, field, rows)
+    }
+
+    /// The writes waiting for the server, oldest first.
+    pub fn pending(&self) -> Result<Vec<PendingView>> {
+        ui::pending(self.replica())
     }
 }
 

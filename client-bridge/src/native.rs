@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use sqlite_ext::protocol::DeviceRecord;
 use sqlite_ext::ui::{
-    ColumnValue, ConflictChoice, ConflictView, DetailViewModel, ListQuery, ListViewModel, ObjectTypeView,
-    RejectedView,
+    ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldInput, ListQuery, ListViewModel,
+    ObjectTypeView, PendingView, ReferenceOption, RejectedView,
 };
 use sqlite_ext::{FieldValue, Replica, Schema, Status};
 use tokio::sync::mpsc;
@@ -107,8 +107,62 @@ impl MoatClient {
             ascending: Some(ascending),
             offset: Some(offset),
             limit: Some(limit),
+            mine: None,
+            filters: None,
         };
         Ok(self.lock().list_view(&q)?)
+    }
+
+    /// A page of a list for a whole query: search, sort, paging, "assigned to me" and filters.
+    pub fn query(&self, query: ListQuery) -> Result<ListViewModel, MoatError> {
+        Ok(self.lock().list_view(&query)?)
+    }
+
+    /// The form of a new record of `object_type`, from the layout for this user's role (with the
+    /// metadata's defaults; read-only what the role may not set).
+    pub fn new_record(&self, object_type: String) -> Result<DetailViewModel, MoatError> {
+        Ok(self.lock().new_record(&object_type)?)
+    }
+
+    /// Creates a record from what the user typed, each field read and checked as an edit is; the key
+    /// is made on the device, so this works offline. Returns the new record's id.
+    pub fn create(&self, object_type: String, inputs: Vec<FieldInput>) -> Result<String, MoatError> {
+        let id = self.lock().create(&object_type, &inputs)?;
+        self.wake();
+        Ok(id)
+    }
+
+    /// Deletes a record (offline too; sent when possible).
+    pub fn delete(&self, object_type: String, id: String) -> Result<(), MoatError> {
+        self.call(|d| d.delete(&object_type, &id))
+    }
+
+    /// The records reference field `field` may point to whose search fields contain `search` (all
+    /// when empty), at most `limit`: the reference picker, searched on the device.
+    pub fn reference_options(
+        &self,
+        object_type: String,
+        field: String,
+        search: String,
+        limit: u32,
+    ) -> Result<Vec<ReferenceOption>, MoatError> {
+        Ok(self.lock().reference_options(&object_type, &field, &search, limit)?)
+    }
+
+    /// Line items typed as rows of texts (one per item column, a unit price in major units) as the
+    /// text an edit of the field takes (`edit_text`); the error names the item and the column.
+    pub fn line_items_text(
+        &self,
+        object_type: String,
+        field: String,
+        rows: Vec<Vec<String>>,
+    ) -> Result<String, MoatError> {
+        Ok(self.lock().line_items_text(&object_type, &field, &rows)?)
+    }
+
+    /// The writes waiting for the server, oldest first (the pending-changes panel).
+    pub fn pending(&self) -> Result<Vec<PendingView>, MoatError> {
+        Ok(self.lock().pending()?)
     }
 
     /// The detail page of record `id`, drawn from the synced `layout_definition` for this user's role.

@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use serde::Serialize;
-use sqlite_ext::ui::{ColumnValue, ConflictChoice, ListQuery};
+use sqlite_ext::ui::{ColumnValue, ConflictChoice, FieldInput, ListQuery};
 use sqlite_ext::{FieldValue, Replica, Schema};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -333,6 +333,50 @@ impl WebClient {
     #[wasm_bindgen(js_name = dismissRejected)]
     pub fn dismiss_rejected(&self, mutation_id: &str) -> Result<(), JsValue> {
         self.call(|d| d.dismiss_rejected(mutation_id))
+    }
+
+    /// The form of a new record of `object_type` (a `DetailViewModel`), for this user's role.
+    #[wasm_bindgen(js_name = newRecord)]
+    pub fn new_record(&self, object_type: &str) -> Result<JsValue, JsValue> {
+        to_js(&self.driver().new_record(object_type).map_err(js_error)?)
+    }
+
+    /// Creates a record from what the user typed (`inputs`: `[{field, text}]` as JSON), with a key
+    /// made on the device; returns its id.
+    pub fn create(&self, object_type: &str, inputs: &str) -> Result<String, JsValue> {
+        let inputs: Vec<FieldInput> = from_json(inputs)?;
+        let id = self.inner.driver.borrow_mut().create(object_type, &inputs).map_err(js_error)?;
+        run(&self.inner);
+        Ok(id)
+    }
+
+    /// Deletes a record (offline too; sent when possible).
+    pub fn delete(&self, object_type: &str, id: &str) -> Result<(), JsValue> {
+        self.call(|d| d.delete(object_type, id))
+    }
+
+    /// The records a reference field may point to whose search fields contain `search`.
+    #[wasm_bindgen(js_name = referenceOptions)]
+    pub fn reference_options(
+        &self,
+        object_type: &str,
+        field: &str,
+        search: &str,
+        limit: u32,
+    ) -> Result<JsValue, JsValue> {
+        to_js(&self.driver().reference_options(object_type, field, search, limit).map_err(js_error)?)
+    }
+
+    /// Line items typed as rows of texts (`rows`: `string[][]` as JSON), as the text an edit takes.
+    #[wasm_bindgen(js_name = lineItemsText)]
+    pub fn line_items_text(&self, object_type: &str, field: &str, rows: &str) -> Result<String, JsValue> {
+        let rows: Vec<Vec<String>> = from_json(rows)?;
+        self.driver().line_items_text(object_type, field, &rows).map_err(js_error)
+    }
+
+    /// The writes waiting for the server, oldest first.
+    pub fn pending(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.driver().pending().map_err(js_error)?)
     }
 
     /// Asks the server for the tenant's devices (Sync health; admins only: `status.admin`); they

@@ -324,6 +324,16 @@ void uniffi_client_bridge_fn_method_moatclient_close(uint64_t ptr, RustCallStatu
 RustBuffer uniffi_client_bridge_fn_method_moatclient_conflicts(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_CREATE
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_CREATE
+RustBuffer uniffi_client_bridge_fn_method_moatclient_create(uint64_t ptr, RustBuffer object_type, RustBuffer inputs, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_DELETE
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_DELETE
+void uniffi_client_bridge_fn_method_moatclient_delete(uint64_t ptr, RustBuffer object_type, RustBuffer id, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_DETAIL_VIEW
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_DETAIL_VIEW
 RustBuffer uniffi_client_bridge_fn_method_moatclient_detail_view(uint64_t ptr, RustBuffer object_type, RustBuffer id, RustCallStatus *_Nonnull out_status
@@ -359,14 +369,39 @@ void uniffi_client_bridge_fn_method_moatclient_go_online(uint64_t ptr, RustCallS
 void uniffi_client_bridge_fn_method_moatclient_insert_row(uint64_t ptr, RustBuffer table, RustBuffer values, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_LINE_ITEMS_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_LINE_ITEMS_TEXT
+RustBuffer uniffi_client_bridge_fn_method_moatclient_line_items_text(uint64_t ptr, RustBuffer object_type, RustBuffer field, RustBuffer rows, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_LIST_VIEW
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_LIST_VIEW
 RustBuffer uniffi_client_bridge_fn_method_moatclient_list_view(uint64_t ptr, RustBuffer object_type, RustBuffer search, RustBuffer sort_field, int8_t ascending, int64_t offset, int64_t limit, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_NEW_RECORD
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_NEW_RECORD
+RustBuffer uniffi_client_bridge_fn_method_moatclient_new_record(uint64_t ptr, RustBuffer object_type, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_OBJECT_TYPES
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_OBJECT_TYPES
 RustBuffer uniffi_client_bridge_fn_method_moatclient_object_types(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_PENDING
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_PENDING
+RustBuffer uniffi_client_bridge_fn_method_moatclient_pending(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_QUERY
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_QUERY
+RustBuffer uniffi_client_bridge_fn_method_moatclient_query(uint64_t ptr, RustBuffer query, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REFERENCE_OPTIONS
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REFERENCE_OPTIONS
+RustBuffer uniffi_client_bridge_fn_method_moatclient_reference_options(uint64_t ptr, RustBuffer object_type, RustBuffer field, RustBuffer search, uint32_t limit, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REJECTED
@@ -676,6 +711,18 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_conflicts(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_CREATE
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_CREATE
+uint16_t uniffi_client_bridge_checksum_method_moatclient_create(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_DELETE
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_DELETE
+uint16_t uniffi_client_bridge_checksum_method_moatclient_delete(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_DETAIL_VIEW
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_DETAIL_VIEW
 uint16_t uniffi_client_bridge_checksum_method_moatclient_detail_view(void
@@ -718,15 +765,45 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_insert_row(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_LINE_ITEMS_TEXT
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_LINE_ITEMS_TEXT
+uint16_t uniffi_client_bridge_checksum_method_moatclient_line_items_text(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_LIST_VIEW
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_LIST_VIEW
 uint16_t uniffi_client_bridge_checksum_method_moatclient_list_view(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_NEW_RECORD
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_NEW_RECORD
+uint16_t uniffi_client_bridge_checksum_method_moatclient_new_record(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_OBJECT_TYPES
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_OBJECT_TYPES
 uint16_t uniffi_client_bridge_checksum_method_moatclient_object_types(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_PENDING
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_PENDING
+uint16_t uniffi_client_bridge_checksum_method_moatclient_pending(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_QUERY
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_QUERY
+uint16_t uniffi_client_bridge_checksum_method_moatclient_query(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_REFERENCE_OPTIONS
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_REFERENCE_OPTIONS
+uint16_t uniffi_client_bridge_checksum_method_moatclient_reference_options(void
     
 );
 #endif

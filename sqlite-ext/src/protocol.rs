@@ -216,6 +216,16 @@ impl Rights {
     }
 }
 
+/// Who the signed-in user is, as the last welcome said: kept by the replica for the views.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The user's id (the token's subject).
+    pub user: String,
+    /// The routing columns a new row carries, with this user's values.
+    #[serde(default)]
+    pub route: BTreeMap<String, String>,
+}
+
 /// One device of a tenant as the server knows it: its last report, who uses it, when it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -292,6 +302,10 @@ pub enum ServerMsg<'a> {
         /// What the role may not write (drawn read-only by the app).
         #[serde(default, skip_serializing_if = "Rights::is_empty")]
         rights: Rights,
+        /// The routing columns a new row of this user carries, with their values (`tenant_id` →
+        /// the tenant): a record created on the device fills them, as the server requires.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        route: BTreeMap<String, String>,
     },
     /// A full copy of a channel follows: the client drops its rows of that channel first.
     SnapshotBegin {

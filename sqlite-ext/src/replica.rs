@@ -458,6 +458,17 @@ impl Replica {
         Ok(())
     }
 
+    /// Stores who the user is and what a new row of theirs carries (from the welcome), for "assigned to
+    /// me" and for records created on the device, offline too.
+    pub fn set_identity(&self, identity: &crate::protocol::Identity) -> Result<()> {
+        let json = serde_json::to_string(identity).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO moat_meta (key, value) VALUES ('identity', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [json],
+        )?;
+        Ok(())
+    }
+
     /// The clock, as SQLite reads it (Unix milliseconds; the same on every platform, wasm included).
     pub fn now_ms(&self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)", [], |r| r.get(0))?)
@@ -732,7 +743,7 @@ fn open_file(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {
+pub(crate) fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {
     load_pending_head(conn, schema, -1)
 }
 

@@ -437,12 +437,15 @@ impl SyncEngine {
     fn frame(&mut self, text: &str, out: &mut Vec<Instruction>) -> Result<()> {
         let msg: ServerMsg<'_> = serde_json::from_str(text).map_err(|e| Error::Protocol(e.to_string()))?;
         match msg {
-            ServerMsg::Welcome { channels, max_inflight_pushes, schema, admin, rights, .. } => {
+            ServerMsg::Welcome {
+                channels, max_inflight_pushes, schema, admin, rights, user, route, ..
+            } => {
                 if channels.is_empty() {
                     return Err(Error::Protocol("a welcome with no channel".into()));
                 }
                 self.admin = admin;
                 self.replica.set_rights(&rights)?;
+                self.replica.set_identity(&crate::protocol::Identity { user: user.into_owned(), route })?;
                 self.max_in_flight = max_inflight_pushes.clamp(1, 1024);
                 self.backoff_ms = BACKOFF_MIN_MS;
                 // The server's schema moved on (a migration): take it before any row of it arrives.

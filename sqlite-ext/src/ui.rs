@@ -13,6 +13,13 @@ use crate::replica::{Mutation, Replica, Resolution, StoredConflict};
 use crate::schema::{ColumnType, Schema, Table, quote};
 use crate::value::Value;
 
+mod records;
+
+pub use records::{
+    FieldInput, LineItemColumn, LineItemRow, LineItemsView, PendingView, ReferenceOption, create, delete,
+    identity, line_items_text, new_record, pending, reference_options,
+};
+
 /// A value as the UI sees it (a blob is shown as no value).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
@@ -160,6 +167,15 @@ pub struct FieldMeta {
     /// Largest allowed number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<i64>,
+    /// The columns of a `line_items` field's items (each a field of its own: text, number, currency…).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<FieldMeta>,
+    /// A `reference` field that holds a user's id (an assignee): lists offer "Assigned to me".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mine: bool,
+    /// The value a new record starts with, as the field's input reads it (`"open"`, `"12.50"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// An entry of the object-types list.
@@ -177,6 +193,10 @@ pub struct ObjectTypeView {
     pub icon: Option<String>,
     /// How many records the device holds.
     pub count: i64,
+    /// The user may create records of it (the role may write the table and every required field).
+    pub can_create: bool,
+    /// The user may delete records of it.
+    pub can_delete: bool,
 }
 
 /// Everything about one object type.
@@ -236,6 +256,7 @@ pub struct ListRowView {
 
 /// What a list page asks for.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ListQuery {
     /// The object type to list.
@@ -260,6 +281,64 @@ pub struct ListQuery {
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub limit: Option<i64>,
+    /// Only the records assigned to the signed-in user (the object type's `mine` field).
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub mine: Option<bool>,
+    /// Only records matching every filter.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub filters: Option<Vec<ListFilter>>,
+}
+
+/// One filter of a list: a field equal to a value (a choice), or within a range (a date, a number;
+/// `min` and `max` included, each as the field's input reads it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ListFilter {
+    /// The field.
+    pub field: String,
+    /// The value it must hold.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub equals: Option<String>,
+    /// The smallest value it may hold.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub min: Option<String>,
+    /// The largest value it may hold.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub max: Option<String>,
+}
+
+/// A choice field a list can be narrowed by, with how many records hold each choice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct FacetView {
+    /// The field.
+    pub field: String,
+    /// Its label.
+    pub label: String,
+    /// Its choices, in the metadata's order.
+    pub options: Vec<FacetOption>,
+}
+
+/// One choice of a facet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct FacetOption {
+    /// The stored value.
+    pub value: String,
+    /// Its label.
+    pub label: String,
+    /// Its colour, if the metadata gives one.
+    pub color: Option<String>,
+    /// Records holding it (within the search and "assigned to me", other filters aside).
+    pub count: i64,
 }
 
 fn yes() -> Option<bool> {
@@ -276,6 +355,8 @@ impl ListQuery {
             ascending: None,
             offset: None,
             limit: None,
+            mine: None,
+            filters: None,
         }
     }
 }
@@ -293,6 +374,15 @@ pub struct ListViewModel {
     pub rows: Vec<ListRowView>,
     /// Rows matching the query, all pages.
     pub total: i64,
+    /// Records assigned to the signed-in user (within the search), when the object type has an
+    /// assignee field (`mine`) and the user is known: the "Assigned to me" view's count.
+    pub mine_count: Option<i64>,
+    /// Records of the object type on the device (the "All" view's count).
+    pub all_count: i64,
+    /// The choice fields among the list's columns, to filter by.
+    pub facets: Vec<FacetView>,
+    /// The date fields among the list's columns, to filter by range.
+    pub date_fields: Vec<ColumnView>,
 }
 
 /// One field of a detail view.
@@ -327,6 +417,23 @@ pub struct FieldView {
     /// What is wrong with the stored value by the metadata's rules now (a rule changed after it was
     /// written, or it came from elsewhere): shown on the field; the value is shown as it is.
     pub problem: Option<String>,
+    /// The record a reference field points to, to open it.
+    pub link: Option<RecordLink>,
+    /// This device changed the field and the server has not confirmed it yet.
+    pub pending: bool,
+    /// A `line_items` field's items, amounts and total.
+    pub line_items: Option<LineItemsView>,
+}
+
+/// A record to open: its object type and id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct RecordLink {
+    /// The object type.
+    pub object_type: String,
+    /// The record's id.
+    pub id: String,
 }
 
 /// A section of a detail view.
@@ -489,25 +596,35 @@ fn json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| bad_meta(format!("{what}: {e}")))
 }
 
-/// The object types the device knows, in their order.
-pub fn object_types(conn: &Connection, schema: &Schema) -> Result<Vec<ObjectTypeView>> {
+/// The object types the device knows, in their order, with what `role` may do with them.
+pub fn object_types(conn: &Connection, schema: &Schema, role: &str) -> Result<Vec<ObjectTypeView>> {
     if schema.table("object_metadata").is_err() {
         // A new device before its first welcome: no schema, so nothing to list yet.
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(
-        "SELECT object_type, label, label_plural, icon, table_name FROM object_metadata ORDER BY sort_order, label_plural",
+        "SELECT object_type, label, label_plural, icon, table_name, fields FROM object_metadata ORDER BY sort_order, label_plural",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (object_type, label, label_plural, icon, table_name) = row?;
+        let (object_type, label, label_plural, icon, table_name, fields) = row?;
         // A type whose table this client's schema lacks (a newer server) is not shown.
         let Ok(table) = schema.table(&table_name) else { continue };
         let count = table.count(conn, &[])?;
-        out.push(ObjectTypeView { object_type, label, label_plural, icon, count });
+        let fields: Vec<FieldMeta> = serde_json::from_str(&fields).unwrap_or_default();
+        let (can_create, can_delete) =
+            records::can_create_delete(conn, &object_type, &table_name, &fields, role)?;
+        out.push(ObjectTypeView { object_type, label, label_plural, icon, count, can_create, can_delete });
     }
     Ok(out)
 }
@@ -731,22 +848,93 @@ fn reference_title(conn: &Connection, schema: &Schema, target: &str, id: &str) -
 pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<ListViewModel> {
     let meta = object_meta(conn, schema, &q.object_type)?;
     let t = &meta.table;
-    let mut cond = String::new();
-    let mut args: Vec<Value> = Vec::new();
-    if let Some(s) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
+    // The search: one condition, its argument once per search field.
+    let mut scope = Where::default();
+    if let Some(s) = q.search.as_deref().filter(|s| !s.trim().is_empty())
+        && !meta.search_fields.is_empty()
+    {
+        let escaped = s.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let terms: Vec<String> =
-            meta.search_fields.iter().map(|f| format!("{} LIKE ?1 ESCAPE '\\'", quote(f))).collect();
-        if !terms.is_empty() {
-            cond = format!(" WHERE {}", terms.join(" OR "));
-            let escaped = s.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            args.push(Value::Text(format!("%{escaped}%")));
+            meta.search_fields.iter().map(|f| format!("{} LIKE ? ESCAPE '\\'", quote(f))).collect();
+        scope.push(
+            format!("({})", terms.join(" OR ")),
+            meta.search_fields.iter().map(|_| Value::Text(format!("%{escaped}%"))),
+        );
+    }
+    // "Assigned to me": the object type's assignee field holds the signed-in user's id.
+    let mine_field = meta.fields.iter().find(|f| f.mine).map(|f| f.name.clone());
+    let user = records::identity(conn)?.user;
+    let mine_cond = mine_field.as_ref().map(|f| (format!("{} = ?", quote(f)), Value::Text(user.clone())));
+    let count = |w: &Where| -> Result<i64> {
+        Ok(conn.query_row(
+            &format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()),
+            params_from_iter(&w.args),
+            |r| r.get(0),
+        )?)
+    };
+    let mine_count = match (&mine_cond, user.is_empty()) {
+        (Some((c, v)), false) => {
+            let mut w = scope.clone();
+            w.push(c.clone(), [v.clone()]);
+            Some(count(&w)?)
+        }
+        _ => None,
+    };
+    if q.mine == Some(true) {
+        let (c, v) = mine_cond
+            .clone()
+            .ok_or_else(|| Error::Invalid(format!("{} are not assigned to anyone", meta.label_plural)))?;
+        scope.push(c, [v]);
+    }
+    // Facets count within the scope (search, mine); the filters narrow the rows.
+    let mut facets = Vec::new();
+    for c in &meta.list_columns {
+        let Some(f) = meta.field(c).filter(|f| f.kind == FieldKind::Choice) else { continue };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {col}, count(*) FROM {}{} GROUP BY {col}",
+            quote(&t.name),
+            scope.sql(),
+            col = quote(c)
+        ))?;
+        let counts: std::collections::HashMap<String, i64> = stmt
+            .query_map(params_from_iter(&scope.args), |r| {
+                Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        facets.push(FacetView {
+            field: c.clone(),
+            label: f.label.clone(),
+            options: f
+                .options
+                .iter()
+                .map(|o| FacetOption {
+                    value: o.value.clone(),
+                    label: o.label.clone(),
+                    color: o.color.clone(),
+                    count: counts.get(&o.value).copied().unwrap_or(0),
+                })
+                .collect(),
+        });
+    }
+    let mut filtered = scope;
+    for flt in q.filters.iter().flatten() {
+        let f = meta
+            .field(&flt.field)
+            .ok_or_else(|| Error::Invalid(format!("{} is not a field of {}", flt.field, meta.label)))?;
+        let col = quote(&f.name);
+        for (text, op) in [(&flt.equals, "="), (&flt.min, ">="), (&flt.max, "<=")] {
+            let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) else { continue };
+            let v = parse_input(f, text)?;
+            filtered.push(format!("{col} {op} ?"), [v]);
         }
     }
+    let (cond, args) = (filtered.sql(), filtered.args);
     let total: i64 = conn.query_row(
         &format!("SELECT count(*) FROM {}{cond}", quote(&t.name)),
         params_from_iter(&args),
         |r| r.get(0),
     )?;
+    let all_count = t.count(conn, &[])?;
     let (sort_field, asc) = match &q.sort_field {
         Some(f) => {
             t.column_index(f)
@@ -796,7 +984,42 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
             }
         })
         .collect();
-    Ok(ListViewModel { title: meta.label_plural.clone(), columns, rows: out, total })
+    let date_fields = meta
+        .list_columns
+        .iter()
+        .filter_map(|c| meta.field(c))
+        .filter(|f| f.kind == FieldKind::Date)
+        .map(|f| ColumnView { field: f.name.clone(), label: f.label.clone(), kind: f.kind })
+        .collect();
+    Ok(ListViewModel {
+        title: meta.label_plural.clone(),
+        columns,
+        rows: out,
+        total,
+        mine_count,
+        all_count,
+        facets,
+        date_fields,
+    })
+}
+
+/// The conditions of a query, with their arguments in order (`?` placeholders).
+#[derive(Debug, Clone, Default)]
+struct Where {
+    terms: Vec<String>,
+    args: Vec<Value>,
+}
+
+impl Where {
+    fn push(&mut self, term: String, args: impl IntoIterator<Item = Value>) {
+        self.terms.push(term);
+        self.args.extend(args);
+    }
+
+    /// ` WHERE a AND b`, or nothing.
+    fn sql(&self) -> String {
+        if self.terms.is_empty() { String::new() } else { format!(" WHERE {}", self.terms.join(" AND ")) }
+    }
 }
 
 /// The layout sections of `object_type` for `role` (a role's own layout wins over the shared one).
@@ -828,6 +1051,7 @@ pub fn detail_view(
         .read_columns(conn, pk, &names)?
         .ok_or_else(|| Error::NotFound(format!("this {} (it may have been deleted)", meta.label)))?;
     let value_of = |name: &str| t.column_index(name).map(|i| row[i].clone());
+    let pending = records::pending_columns(conn, schema, &t.name, pk)?;
     let mut sections = Vec::new();
     for s in layout(conn, object_type, role)? {
         let mut fields = Vec::new();
@@ -835,31 +1059,32 @@ pub fn detail_view(
             let Some(value) = value_of(&lf.field) else {
                 return Err(Error::UnknownColumn { table: t.name.clone(), column: lf.field });
             };
-            let fm = meta.field(&lf.field);
-            let problem = fm
-                .filter(|f| f.kind != FieldKind::Unknown)
-                .and_then(|f| validate(f, &value).err())
-                .map(|e| match e {
-                    Error::Invalid(m) => m,
-                    e => e.to_string(),
-                });
-            fields.push(FieldView {
-                problem,
-                label: lf.label.or_else(|| fm.map(|f| f.label.clone())).unwrap_or_else(|| lf.field.clone()),
-                widget: lf.widget,
-                kind: fm.map(|f| f.kind).unwrap_or(lf.widget),
-                cell: meta.cell(conn, schema, &lf.field, value)?,
-                read_only: lf.read_only
-                    || fm.is_none_or(|f| f.kind == FieldKind::Unknown)
-                    || rights.column_read_only(&t.name, &lf.field),
-                required: fm.is_some_and(|f| f.required),
-                options: fm.map(|f| f.options.clone()).unwrap_or_default(),
-                currency: fm.and_then(|f| f.currency.clone()),
-                scale: fm.filter(|f| f.kind == FieldKind::Currency).map(scale_of),
-                min: fm.and_then(|f| f.min),
-                max: fm.and_then(|f| f.max),
-                field: lf.field,
-            });
+            let mut view = match meta.field(&lf.field) {
+                Some(f) => records::field_view(conn, schema, &meta, f, value)?,
+                // A column the metadata does not describe: shown as the layout says, never edited.
+                None => {
+                    let mut v = records::field_view(
+                        conn,
+                        schema,
+                        &meta,
+                        &records::bare_field(&lf.field, lf.widget),
+                        value,
+                    )?;
+                    v.read_only = true;
+                    v.problem = None;
+                    v.line_items = None;
+                    v
+                }
+            };
+            view.read_only |= lf.read_only
+                || view.kind == FieldKind::Unknown
+                || rights.column_read_only(&t.name, &lf.field);
+            view.widget = lf.widget;
+            view.pending = pending.contains(&lf.field);
+            if let Some(label) = lf.label {
+                view.label = label;
+            }
+            fields.push(view);
         }
         sections.push(SectionView { id: s.id, label: s.label, columns: s.columns, fields });
     }

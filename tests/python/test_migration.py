@@ -42,7 +42,7 @@ def test_a_migration_reaches_open_apps_and_no_pending_edit_is_lost(server, tmp_p
 
     # The online app reconnects by itself and takes the new schema, rows and layout.
     alice.listener.wait("the new schema", lambda: "priority" in fields(alice), timeout=40)
-    assert [t.label_plural for t in alice.client.object_types()] == ["Jobs", "Inventory", "Customers", "Vehicles"]
+    assert [t.label_plural for t in alice.client.object_types()] == ["Jobs", "Inventory", "Customers", "Vehicles", "People"]
     assert alice.client.list_view("vehicles", None, None, True, 0, 50).total == 12
     priority = next(f for s in alice.client.detail_view("jobs", job).sections for f in s.fields
                     if f.field == "priority")

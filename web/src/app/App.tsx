@@ -7,7 +7,8 @@ import { StatusBar } from "./StatusBar";
 import { ListPage } from "./ListPage";
 import { DetailPage } from "./DetailPage";
 import { ConflictDialog } from "./ConflictDialog";
-import { RejectedPanel } from "./RejectedPanel";
+import { PendingPanel, RejectedPanel } from "./RejectedPanel";
+import { NewRecordPage } from "./NewRecordPage";
 import { SyncHealthPage } from "./SyncHealthPage";
 
 declare global {
@@ -51,6 +52,9 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
   const [types, setTypes] = useState<ObjectTypeView[]>([]);
   const [conflicts, setConflicts] = useState<ConflictView[]>([]);
   const [showRejected, setShowRejected] = useState(false);
+  const [showPending, setShowPending] = useState(false);
+  /** The conflict alert was put off (Escape); the conflicts badge brings it back. */
+  const [conflictsLater, setConflictsLater] = useState(false);
   const [owner, setOwner] = useState<boolean | null>(null);
   const [route, navigate] = useRoute();
 
@@ -71,7 +75,10 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
             if (ev.status.phase === "live") setSyncError(null);
           } else if (ev.type === "error") setSyncError(ev.message);
           else if (ev.type === "tables") setVersion((v) => v + 1);
-          else if (ev.type === "conflicts") setConflicts(ev.conflicts);
+          else if (ev.type === "conflicts") {
+            setConflicts(ev.conflicts);
+            setConflictsLater(false);
+          }
           else if (ev.type === "rejected") setVersion((v) => v + 1);
           else if (ev.type === "role") setOwner(ev.owner);
         });
@@ -104,7 +111,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
   const current = route.objectType ?? types[0]?.object_type ?? null;
 
   return (
-    <ClientContext.Provider value={{ client, version, session, refreshStatus }}>
+    <ClientContext.Provider value={{ client, version, session, refreshStatus, types }}>
       <div className="app">
         <header className="topbar">
           <div className="brand">
@@ -116,10 +123,12 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
             error={syncError}
             owner={owner}
             onShowRejected={() => setShowRejected(true)}
+            onShowPending={() => setShowPending(true)}
+            onShowConflicts={() => setConflictsLater(false)}
             onToggleOnline={(online) => (online ? client?.goOnline() : client?.goOffline())}
           />
           <div className="user">
-            <span className="avatar">{session.name.slice(0, 1)}</span>
+            <span className="avatar" aria-hidden="true">{session.name.slice(0, 1)}</span>
             <span className="user-name" data-testid="user-name">
               {session.name}
               <span className="muted small">{session.role}</span>
@@ -130,13 +139,14 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
           </div>
         </header>
         <div className="body">
-          <nav className="sidebar" data-testid="object-types">
+          <nav className="sidebar" data-testid="object-types" aria-label="Objects">
             <div className="sidebar-title">Objects</div>
             {types.map((t) => (
               <a
                 key={t.object_type}
                 href={`#/o/${t.object_type}`}
                 className={t.object_type === current && !route.health ? "nav-item active" : "nav-item"}
+                aria-current={t.object_type === current && !route.health ? "page" : undefined}
                 data-testid={`type-${t.object_type}`}
               >
                 <TypeIcon name={t.icon} label={t.label_plural} />
@@ -166,30 +176,34 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
             {client && !route.health && current && <Page route={{ ...route, objectType: current }} navigate={navigate} />}
           </main>
         </div>
-        {conflicts.length > 0 && client && (
-          <ConflictDialog conflicts={conflicts} onDone={refreshStatus} />
+        {conflicts.length > 0 && client && !conflictsLater && (
+          <ConflictDialog conflicts={conflicts} onDone={refreshStatus} onLater={() => setConflictsLater(true)} />
         )}
         {showRejected && client && <RejectedPanel onClose={() => setShowRejected(false)} />}
+        {showPending && client && <PendingPanel onClose={() => setShowPending(false)} />}
       </div>
     </ClientContext.Provider>
   );
 }
 
 function Page({ route, navigate }: { route: Route & { objectType: string }; navigate: (r: Route) => void }) {
+  if (route.create) {
+    return <NewRecordPage key={`new/${route.objectType}`} objectType={route.objectType} navigate={navigate} />;
+  }
   if (route.recordId) {
     return <DetailPage key={`${route.objectType}/${route.recordId}`} objectType={route.objectType} id={route.recordId} navigate={navigate} />;
   }
   return <ListPage key={route.objectType} objectType={route.objectType} navigate={navigate} />;
 }
 
-const tints = ["#0e7490", "#7c3aed", "#d97706", "#16a34a", "#db2777", "#2563eb"];
+const tints = ["#0e7490", "#6d28d9", "#b45309", "#15803d", "#be185d", "#1d4ed8"];
 
 /** A tile with the type's initial; its colour follows the icon name the metadata gives. */
 function TypeIcon({ name, label }: { name: string | null; label: string }) {
   let h = 0;
   for (const ch of name ?? label) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
   return (
-    <span className="type-icon" style={{ background: tints[h % tints.length] }}>
+    <span className="type-icon" style={{ background: tints[h % tints.length] }} aria-hidden="true">
       {label.slice(0, 1).toUpperCase()}
     </span>
   );

@@ -2,6 +2,7 @@ import { useEffect, useState } from "react";
 import type { DetailViewModel, FieldValue } from "../sdk";
 import { useClient, type Route } from "./hooks";
 import { Widget } from "./widgets";
+import { Dialog } from "./Dialog";
 
 /** A record's page, drawn only from the synced `layout_definition` for this role; live. */
 export function DetailPage({
@@ -13,9 +14,11 @@ export function DetailPage({
   id: string;
   navigate: (r: Route) => void;
 }) {
-  const { client, version, refreshStatus } = useClient();
+  const { client, version, refreshStatus, types } = useClient();
+  const type = types.find((t) => t.object_type === objectType);
   const [model, setModel] = useState<DetailViewModel | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [confirming, setConfirming] = useState(false);
 
   useEffect(() => {
     let live = true;
@@ -39,28 +42,62 @@ export function DetailPage({
     }
   };
 
+  const remove = async () => {
+    try {
+      await client.delete(objectType, id);
+      setConfirming(false);
+      refreshStatus();
+      navigate({ objectType, recordId: null });
+    } catch (e) {
+      setConfirming(false);
+      setError(e instanceof Error ? e.message : String(e));
+    }
+  };
+
   return (
     <section className="detail" data-testid="detail">
       <div className="crumbs">
-        <a href={`#/o/${objectType}`} onClick={() => navigate({ objectType, recordId: null })}>
-          ← {model?.object_label ?? "Back"}
-        </a>
+        <a href={`#/o/${encodeURIComponent(objectType)}`}>← {type?.label_plural ?? model?.object_label ?? "Back"}</a>
       </div>
-      {error && <p className="error">{error}</p>}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
       {model && (
         <>
-          <h1 data-testid="detail-title">{model.title}</h1>
+          <div className="page-head">
+            <h1 data-testid="detail-title">{model.title}</h1>
+            {type?.can_delete && (
+              <button className="danger" data-testid="detail-delete" onClick={() => setConfirming(true)}>
+                Delete
+              </button>
+            )}
+          </div>
           {model.sections.map((s) => (
-            <div key={s.id} className="card" data-testid={`section-${s.id}`}>
-              <h2>{s.label}</h2>
+            <section key={s.id} className="card" data-testid={`section-${s.id}`} aria-labelledby={`section-${s.id}-title`}>
+              <h2 id={`section-${s.id}-title`}>{s.label}</h2>
               <div className="grid" style={{ gridTemplateColumns: `repeat(${Math.max(1, s.columns)}, minmax(0, 1fr))` }}>
                 {s.fields.map((f) => (
-                  <Widget key={f.field} field={f} onCommit={(text, base) => commit(f.field, text, base)} />
+                  <Widget key={f.field} field={f} objectType={objectType} onCommit={(text, base) => commit(f.field, text, base)} />
                 ))}
               </div>
-            </div>
+            </section>
           ))}
         </>
+      )}
+      {confirming && model && (
+        <Dialog title={`Delete ${model.object_label.toLowerCase()} “${model.title}”?`} onClose={() => setConfirming(false)} testid="confirm-delete" alert>
+          <p>It is removed from this device now and from everyone's when it syncs. This cannot be undone.</p>
+          <div className="actions">
+            <button data-autofocus onClick={() => setConfirming(false)}>
+              Cancel
+            </button>
+            <button className="danger" data-testid="confirm-delete-yes" onClick={() => void remove()}>
+              Delete
+            </button>
+          </div>
+        </Dialog>
       )}
     </section>
   );

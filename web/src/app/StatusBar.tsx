@@ -14,6 +14,8 @@ export function StatusBar({
   error,
   owner,
   onShowRejected,
+  onShowPending,
+  onShowConflicts,
   onToggleOnline,
 }: {
   status: SyncStatus | null;
@@ -22,6 +24,8 @@ export function StatusBar({
   /** Whether this tab holds the database (null until known); other tabs go through the one that does. */
   owner: boolean | null;
   onShowRejected: () => void;
+  onShowPending: () => void;
+  onShowConflicts: () => void;
   onToggleOnline: (online: boolean) => void;
 }) {
   const phase = status?.phase ?? "connecting";
@@ -50,18 +54,24 @@ export function StatusBar({
           {error}
         </span>
       )}
-      <span className="pending" data-testid="status-pending" data-count={status?.pending ?? 0}>
-        {status && status.pending > 0 ? `${status.pending} pending` : "All changes saved"}
-      </span>
+      {status && status.pending > 0 ? (
+        <button className="pending link" data-testid="status-pending" data-count={status.pending} onClick={onShowPending}>
+          {status.pending} pending
+        </button>
+      ) : (
+        <span className="pending" data-testid="status-pending" data-count={0}>
+          All changes saved
+        </span>
+      )}
       {status && status.rejected > 0 && (
         <button className="badge badge-danger" data-testid="status-rejected" onClick={onShowRejected}>
           {status.rejected} rejected
         </button>
       )}
       {status && status.conflicts > 0 && (
-        <span className="badge badge-warn" data-testid="status-conflicts">
+        <button className="badge badge-warn" data-testid="status-conflicts" onClick={onShowConflicts}>
           {status.conflicts} conflict{status.conflicts > 1 ? "s" : ""}
-        </span>
+        </button>
       )}
       <span className="muted small last-sync">{status && phase !== "live" ? ago(status.last_sync_ms) : ""}</span>
       <button

@@ -1,5 +1,5 @@
 import { createContext, useContext, useEffect, useState } from "react";
-import type { MoatClient } from "../sdk";
+import type { MoatClient, ObjectTypeView } from "../sdk";
 import type { Session } from "./session";
 
 export interface ClientState {
@@ -8,6 +8,8 @@ export interface ClientState {
   version: number;
   session: Session;
   refreshStatus: () => void;
+  /** The object types, with what this user may do with them. */
+  types: ObjectTypeView[];
 }
 
 export const ClientContext = createContext<ClientState | null>(null);
@@ -23,16 +25,20 @@ export interface Route {
   recordId: string | null;
   /** The admin's Sync health page (`#/sync-health`). */
   health?: boolean;
+  /** A new record of `objectType` (`#/new/<object type>`). */
+  create?: boolean;
 }
 
 function parse(hash: string): Route {
   const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (parts[0] === "sync-health") return { objectType: null, recordId: null, health: true };
+  if (parts[0] === "new" && parts[1]) return { objectType: parts[1], recordId: null, create: true };
   if (parts[0] !== "o" || !parts[1]) return { objectType: null, recordId: null };
   return { objectType: parts[1], recordId: parts[2] ?? null };
 }
 
-/** The route lives in the URL hash: `#/o/<object type>[/<record id>]` or `#/sync-health`. */
+/** The route lives in the URL hash: `#/o/<object type>[/<record id>]`, `#/new/<object type>` or
+ * `#/sync-health`. */
 export function useRoute(): [Route, (r: Route) => void] {
   const [route, setRoute] = useState(() => parse(location.hash));
   useEffect(() => {

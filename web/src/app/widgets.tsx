@@ -4,18 +4,22 @@
 // field's scale), validates it, and the page shows its message next to the field. With the text goes
 // the value the user started from: if a live change replaced it while they typed, the core raises the
 // conflict alert instead of writing over it.
-import { useEffect, useState, type ReactNode } from "react";
-import type { FieldValue, FieldView } from "../sdk";
+import { useEffect, useRef, useState, type ReactNode } from "react";
+import type { FieldValue, FieldView, ReferenceOption } from "../sdk";
+import { useClient } from "./hooks";
 
 const palette = ["#2563eb", "#16a34a", "#d97706", "#dc2626", "#7c3aed", "#0891b2", "#64748b"];
 
+/** A choice as a chip: the metadata's colour (or one from the value) as its dot and border; the text
+ * stays dark, so it reads at any colour (contrast above 4.5:1). */
 export function Chip({ text, value, color }: { text: string; value?: FieldValue; color?: string | null }) {
   const key = value && value.type === "text" ? value.value : text;
   let h = 0;
   for (const ch of key) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
   const c = color ?? palette[h % palette.length];
   return (
-    <span className="chip" style={{ color: c, borderColor: `${c}55`, background: `${c}12` }}>
+    <span className="chip" style={{ borderColor: `${c}99`, background: `${c}14` }}>
+      <span className="chip-dot" style={{ background: c }} aria-hidden="true" />
       {text}
     </span>
   );
@@ -23,9 +27,12 @@ export function Chip({ text, value, color }: { text: string; value?: FieldValue;
 
 export function Widget({
   field,
+  objectType,
   onCommit,
 }: {
   field: FieldView;
+  /** The record's object type (the reference picker and line items ask the core about its fields). */
+  objectType: string;
   onCommit: (text: string, startedFrom: FieldValue) => Promise<string | null>;
 }) {
   const { widget, cell } = field;
@@ -122,9 +129,29 @@ export function Widget({
         );
         break;
       case "line_items":
-      case "reference":
-        control = <ReadOnly field={field} />;
+        control = (
+          <LineItemsEditor
+            field={field}
+            objectType={objectType}
+            onCommit={async (json) => {
+              const e = await onCommit(json, cell.value);
+              setError(e);
+              return e;
+            }}
+            onError={setError}
+          />
+        );
         labelled = false;
+        break;
+      case "reference":
+        control = (
+          <ReferencePicker
+            field={field}
+            objectType={objectType}
+            a11y={a11y}
+            onPick={(id) => void commit(id)}
+          />
+        );
         break;
       default:
         control = (
@@ -153,11 +180,16 @@ export function Widget({
   // allow (shown as it is, marked, with the rule). Escape takes the input back to the stored value.
   return (
     <div className={`field widget-${widget}${shown ? " invalid" : ""}`} data-testid={testid} data-widget={widget}>
-      <label htmlFor={labelled && !field.read_only ? controlId : undefined}>
+      <label htmlFor={labelled && !field.read_only ? controlId : undefined} id={`${testid}-label`}>
         {field.label}
         {field.required && !field.read_only && (
           <span className="required" aria-hidden="true">
             *
+          </span>
+        )}
+        {field.pending && (
+          <span className="unsynced" data-testid={`${testid}-unsynced`} title="Saved on this device; not yet on the server">
+            not synced
           </span>
         )}
       </label>
@@ -173,31 +205,302 @@ function ReadOnly({ field }: { field: FieldView }) {
     const o = field.options.find((x) => cell.value.type === "text" && x.value === cell.value.value);
     return <div className="value" data-testid={`field-${field.field}-value`}><Chip text={cell.display} color={o?.color} /></div>;
   }
-  if (widget === "line_items" && cell.value.type === "text") {
-    let items: Record<string, unknown>[] = [];
-    try {
-      const parsed: unknown = JSON.parse(cell.value.value);
-      if (Array.isArray(parsed)) items = parsed as Record<string, unknown>[];
-    } catch {
-      items = [];
-    }
-    const keys = [...new Set(items.flatMap((i) => Object.keys(i)))];
+  if (widget === "line_items" && field.line_items) {
+    const li = field.line_items;
+    const amounts = li.total !== null;
     return (
-      <table className="line-items" data-testid={`field-${field.field}-value`}>
+      <table className="line-items" data-testid={`field-${field.field}-value`} aria-label={field.label}>
         <thead>
-          <tr>{keys.map((k) => <th key={k}>{k.replace(/_/g, " ")}</th>)}</tr>
+          <tr>
+            {li.columns.map((c) => (
+              <th key={c.field} scope="col" className={numericKind(c.kind) ? "num" : ""}>{c.label}</th>
+            ))}
+            {amounts && <th scope="col" className="num">Amount</th>}
+          </tr>
         </thead>
         <tbody>
-          {items.map((it, n) => (
-            <tr key={n}>{keys.map((k) => <td key={k}>{String(it[k] ?? "")}</td>)}</tr>
+          {li.rows.map((r, n) => (
+            <tr key={n}>
+              {r.cells.map((c, i) => (
+                <td key={c.field} className={numericKind(li.columns[i]?.kind) ? "num" : ""}>{c.display}</td>
+              ))}
+              {amounts && <td className="num">{r.amount ?? ""}</td>}
+            </tr>
           ))}
         </tbody>
+        {amounts && (
+          <tfoot>
+            <tr>
+              <th scope="row" colSpan={li.columns.length}>Total</th>
+              <td className="num" data-testid={`field-${field.field}-total`}>{li.total}</td>
+            </tr>
+          </tfoot>
+        )}
       </table>
+    );
+  }
+  if (field.link && cell.display) {
+    return (
+      <div className="value" data-testid={`field-${field.field}-value`}>
+        <a href={`#/o/${encodeURIComponent(field.link.object_type)}/${encodeURIComponent(field.link.id)}`}>{cell.display}</a>
+      </div>
     );
   }
   return (
     <div className="value" data-testid={`field-${field.field}-value`}>
       {cell.display || <span className="muted">—</span>}
+    </div>
+  );
+}
+
+function numericKind(kind: string | undefined): boolean {
+  return kind === "currency" || kind === "number";
+}
+
+/**
+ * A reference as a combobox: type to search the referenced object type on the device (its search
+ * fields), pick with the mouse or the arrow keys and Enter; Escape puts back the current record. The
+ * current record is a link beside it.
+ */
+function ReferencePicker({
+  field,
+  objectType,
+  a11y,
+  onPick,
+}: {
+  field: FieldView;
+  objectType: string;
+  a11y: Record<string, unknown>;
+  onPick: (id: string) => void;
+}) {
+  const { client } = useClient();
+  /** The chosen record's title: the stored one, or the one just picked (a form keeps no model). */
+  const [title, setTitle] = useState(field.cell.display);
+  const [text, setText] = useState(field.cell.display);
+  const [open, setOpen] = useState(false);
+  const [options, setOptions] = useState<ReferenceOption[]>([]);
+  const [active, setActive] = useState(0);
+  const listId = `field-${field.field}-options`;
+  useEffect(() => {
+    setTitle(field.cell.display);
+    setText(field.cell.display);
+  }, [field.cell.display]);
+  useEffect(() => {
+    if (!open) return;
+    let live = true;
+    const search = text === title ? "" : text;
+    client.referenceOptions(objectType, field.field, search, 20).then(
+      (o) => live && (setOptions(o), setActive(0)),
+      () => live && setOptions([]),
+    );
+    return () => {
+      live = false;
+    };
+  }, [client, objectType, field.field, title, text, open]);
+  const pick = (o: ReferenceOption) => {
+    setOpen(false);
+    setTitle(o.title);
+    setText(o.title);
+    if (o.id !== (field.cell.value.type === "text" ? field.cell.value.value : "")) onPick(o.id);
+  };
+  return (
+    <div className="picker">
+      <input
+        {...a11y}
+        data-testid={`field-${field.field}-input`}
+        role="combobox"
+        aria-expanded={open}
+        aria-controls={listId}
+        aria-autocomplete="list"
+        aria-activedescendant={open && options[active] ? `${listId}-${active}` : undefined}
+        value={text}
+        placeholder="Search…"
+        onFocus={() => setOpen(true)}
+        onChange={(e) => {
+          setText(e.target.value);
+          setOpen(true);
+        }}
+        onBlur={() => {
+          setOpen(false);
+          setText(title);
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "ArrowDown") {
+            e.preventDefault();
+            setOpen(true);
+            setActive((a) => Math.min(a + 1, Math.max(0, options.length - 1)));
+          } else if (e.key === "ArrowUp") {
+            e.preventDefault();
+            setActive((a) => Math.max(0, a - 1));
+          } else if (e.key === "Enter" && open && options[active]) {
+            e.preventDefault();
+            pick(options[active]);
+          } else if (e.key === "Escape") {
+            setOpen(false);
+            setText(title);
+          }
+        }}
+      />
+      {field.link && (
+        <a
+          className="picker-open small"
+          href={`#/o/${encodeURIComponent(field.link.object_type)}/${encodeURIComponent(field.link.id)}`}
+          data-testid={`field-${field.field}-link`}
+        >
+          Open {field.cell.display}
+        </a>
+      )}
+      {open && (
+        <ul className="options" id={listId} role="listbox" aria-label={field.label}>
+          {options.length === 0 && <li className="muted small">No match</li>}
+          {options.map((o, i) => (
+            <li
+              key={o.id}
+              id={`${listId}-${i}`}
+              role="option"
+              aria-selected={i === active}
+              className={i === active ? "active" : ""}
+              data-testid={`field-${field.field}-option`}
+              onMouseDown={(e) => {
+                e.preventDefault();
+                pick(o);
+              }}
+            >
+              {o.title}
+              {o.detail && <span className="muted small"> · {o.detail}</span>}
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+/**
+ * Line items as a small table of inputs, one column per item field of the metadata, with each item's
+ * amount and the total in the field's currency (computed by the core). A change is saved when focus
+ * leaves the table; the core reads every cell (a unit price in major units) and names the item and
+ * column of a mistake.
+ */
+function LineItemsEditor({
+  field,
+  objectType,
+  onCommit,
+  onError,
+}: {
+  field: FieldView;
+  objectType: string;
+  onCommit: (json: string) => Promise<string | null>;
+  onError: (message: string | null) => void;
+}) {
+  const { client } = useClient();
+  const li = field.line_items;
+  const stored = (li?.rows ?? []).map((r) => r.cells.map((c) => c.edit_text));
+  const [rows, setRows] = useState<string[][]>(stored);
+  const [dirty, setDirty] = useState(false);
+  const box = useRef<HTMLDivElement>(null);
+  const storedKey = JSON.stringify(stored);
+  useEffect(() => {
+    if (!dirty) setRows(JSON.parse(storedKey) as string[][]);
+  }, [storedKey, dirty]);
+  if (!li) return null;
+  const cols = li.columns;
+  const save = async (next: string[][]) => {
+    if (JSON.stringify(next) === storedKey) {
+      setDirty(false);
+      return;
+    }
+    try {
+      const json = await client.lineItemsText(objectType, field.field, next);
+      const e = await onCommit(json);
+      if (!e) setDirty(false);
+    } catch (e) {
+      onError(e instanceof Error ? e.message : String(e));
+    }
+  };
+  const set = (r: number, c: number, v: string) => {
+    setDirty(true);
+    setRows((all) => all.map((row, i) => (i === r ? row.map((x, j) => (j === c ? v : x)) : row)));
+  };
+  return (
+    <div
+      ref={box}
+      className="line-items-editor"
+      data-testid={`field-${field.field}-editor`}
+      onBlur={(e) => {
+        if (!box.current?.contains(e.relatedTarget as Node | null)) void save(rows);
+      }}
+    >
+      <table className="line-items" aria-label={field.label}>
+        <thead>
+          <tr>
+            {cols.map((c) => (
+              <th key={c.field} scope="col" className={numericKind(c.kind) ? "num" : ""}>{c.label}</th>
+            ))}
+            {li.total !== null && <th scope="col" className="num">Amount</th>}
+            <th scope="col"><span className="sr-only">Remove</span></th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((row, r) => (
+            <tr key={r} data-testid="line-item">
+              {cols.map((c, i) => (
+                <td key={c.field}>
+                  <input
+                    aria-label={`${c.label}, item ${r + 1}`}
+                    data-testid={`line-item-${r}-${c.field}`}
+                    className={numericKind(c.kind) ? "num" : ""}
+                    inputMode={numericKind(c.kind) ? "decimal" : undefined}
+                    value={row[i] ?? ""}
+                    onChange={(e) => set(r, i, e.target.value)}
+                    onKeyDown={(e) => {
+                      if (e.key === "Enter") void save(rows);
+                      if (e.key === "Escape") {
+                        setDirty(false);
+                        setRows(JSON.parse(storedKey) as string[][]);
+                      }
+                    }}
+                  />
+                </td>
+              ))}
+              {li.total !== null && <td className="num">{dirty ? "" : (li.rows[r]?.amount ?? "")}</td>}
+              <td>
+                <button
+                  className="link small"
+                  aria-label={`Remove item ${r + 1}`}
+                  onClick={() => {
+                    const next = rows.filter((_, i) => i !== r);
+                    setRows(next);
+                    setDirty(true);
+                    void save(next);
+                  }}
+                >
+                  ✕
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+        {li.total !== null && (
+          <tfoot>
+            <tr>
+              <th scope="row" colSpan={cols.length}>Total</th>
+              <td className="num" data-testid={`field-${field.field}-total`}>{dirty ? "…" : li.total}</td>
+              <td />
+            </tr>
+          </tfoot>
+        )}
+      </table>
+      <button
+        className="link small"
+        data-testid={`field-${field.field}-add`}
+        onClick={() => {
+          setDirty(true);
+          setRows((all) => [...all, cols.map(() => "")]);
+        }}
+      >
+        + Add item
+      </button>
     </div>
   );
 }

@@ -12,7 +12,10 @@ import type {
   FieldValue,
   ListQuery,
   ListViewModel,
+  FieldInput,
   ObjectTypeView,
+  PendingView,
+  ReferenceOption,
   RejectedView,
 } from "./types";
 
@@ -33,7 +36,7 @@ function asError(e: { name: string; message: string }): MoatError {
 /** One signed-in user's Moat client in this tab. */
 export class MoatClient {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly listeners = new Set<Listener>();
   private readonly detach: () => void;
   /** Whether this tab holds the database; the other tabs of the origin go through the one that does. */
@@ -139,18 +142,43 @@ export class MoatClient {
     return this.call("requestDevices");
   }
 
+  /** The form of a new record: the layout's fields for this role, with the metadata's defaults. */
+  newRecord(objectType: string): Promise<DetailViewModel> {
+    return this.call("newRecord", objectType);
+  }
+  /** Creates a record from what the user typed (checked as an edit is; key made here, offline too); its id. */
+  create(objectType: string, inputs: FieldInput[]): Promise<string> {
+    return this.call("create", objectType, inputs);
+  }
+  /** Deletes a record (offline too; sent when possible). */
+  delete(objectType: string, id: string): Promise<void> {
+    return this.call("delete", objectType, id);
+  }
+  /** The records a reference field may point to, searched on the device. */
+  referenceOptions(objectType: string, field: string, search: string, limit = 20): Promise<ReferenceOption[]> {
+    return this.call("referenceOptions", objectType, field, search, limit);
+  }
+  /** Line items typed as rows of texts, as the text an edit of the field takes (`editText`). */
+  lineItemsText(objectType: string, field: string, rows: string[][]): Promise<string> {
+    return this.call("lineItemsText", objectType, field, rows);
+  }
+  /** The writes waiting for the server, oldest first. */
+  pending(): Promise<PendingView[]> {
+    return this.call("pending");
+  }
+
   /** Stops the worker (the tab's database handle goes with it). */
   close(): void {
     this.detach();
     this.worker.terminate();
-    for (const p of this.pending.values()) p.reject(new MoatError("Closed", "the client was closed"));
-    this.pending.clear();
+    for (const p of this.calls.values()) p.reject(new MoatError("Closed", "the client was closed"));
+    this.calls.clear();
   }
 
   private call<M extends Method>(method: M, ...args: Parameters<Api[M]>): Promise<ReturnType<Api[M]>> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.postMessage({ kind: "call", id, method, args } satisfies ToWorker);
     });
   }
@@ -159,9 +187,9 @@ export class MoatClient {
     switch (m.kind) {
       case "result":
       case "error": {
-        const p = this.pending.get(m.id);
+        const p = this.calls.get(m.id);
         if (!p) return;
-        this.pending.delete(m.id);
+        this.calls.delete(m.id);
         if (m.kind === "result") p.resolve(m.value);
         else p.reject(asError(m.error));
         return;

@@ -11,6 +11,9 @@ import type {
   ObjectTypeView,
   RejectedView,
   ColumnValue,
+  FieldInput,
+  PendingView,
+  ReferenceOption,
 } from "./types";
 import type { SdkEvent, SyncStatus } from "./events";
 
@@ -32,6 +35,12 @@ export interface Api {
   goOnline(): void;
   /** Asks the server for the tenant's devices (admins); they arrive as a `fleet` event. */
   requestDevices(): void;
+  newRecord(objectType: string): DetailViewModel;
+  create(objectType: string, inputs: FieldInput[]): string;
+  delete(objectType: string, id: string): void;
+  referenceOptions(objectType: string, field: string, search: string, limit: number): ReferenceOption[];
+  lineItemsText(objectType: string, field: string, rows: string[][]): string;
+  pending(): PendingView[];
 }
 
 export type Method = keyof Api;

@@ -64,7 +64,15 @@ icon: string | null,
 /**
  * How many records the device holds.
  */
-count: number, };
+count: number, 
+/**
+ * The user may create records of it (the role may write the table and every required field).
+ */
+can_create: boolean, 
+/**
+ * The user may delete records of it.
+ */
+can_delete: boolean, };
 
 /**
  * A list column header.
@@ -123,6 +131,28 @@ title: string,
 cells: Array<CellView>, };
 
 /**
+ * One filter of a list: a field equal to a value (a choice), or within a range (a date, a number;
+ * `min` and `max` included, each as the field's input reads it).
+ */
+export type ListFilter = { 
+/**
+ * The field.
+ */
+field: string, 
+/**
+ * The value it must hold.
+ */
+equals?: string, 
+/**
+ * The smallest value it may hold.
+ */
+min?: string, 
+/**
+ * The largest value it may hold.
+ */
+max?: string, };
+
+/**
  * What a list page asks for.
  */
 export type ListQuery = { 
@@ -149,7 +179,53 @@ offset?: number,
 /**
  * Rows to return (50 when absent, at most 500).
  */
-limit?: number, };
+limit?: number, 
+/**
+ * Only the records assigned to the signed-in user (the object type's `mine` field).
+ */
+mine?: boolean, 
+/**
+ * Only records matching every filter.
+ */
+filters?: Array<ListFilter>, };
+
+/**
+ * One choice of a facet.
+ */
+export type FacetOption = { 
+/**
+ * The stored value.
+ */
+value: string, 
+/**
+ * Its label.
+ */
+label: string, 
+/**
+ * Its colour, if the metadata gives one.
+ */
+color: string | null, 
+/**
+ * Records holding it (within the search and "assigned to me", other filters aside).
+ */
+count: number, };
+
+/**
+ * A choice field a list can be narrowed by, with how many records hold each choice.
+ */
+export type FacetView = { 
+/**
+ * The field.
+ */
+field: string, 
+/**
+ * Its label.
+ */
+label: string, 
+/**
+ * Its choices, in the metadata's order.
+ */
+options: Array<FacetOption>, };
 
 /**
  * A page of a list view.
@@ -170,7 +246,88 @@ rows: Array<ListRowView>,
 /**
  * Rows matching the query, all pages.
  */
-total: number, };
+total: number, 
+/**
+ * Records assigned to the signed-in user (within the search), when the object type has an
+ * assignee field (`mine`) and the user is known: the "Assigned to me" view's count.
+ */
+mine_count: number | null, 
+/**
+ * Records of the object type on the device (the "All" view's count).
+ */
+all_count: number, 
+/**
+ * The choice fields among the list's columns, to filter by.
+ */
+facets: Array<FacetView>, 
+/**
+ * The date fields among the list's columns, to filter by range.
+ */
+date_fields: Array<ColumnView>, };
+
+/**
+ * A record to open: its object type and id.
+ */
+export type RecordLink = { 
+/**
+ * The object type.
+ */
+object_type: string, 
+/**
+ * The record's id.
+ */
+id: string, };
+
+/**
+ * One column of line items.
+ */
+export type LineItemColumn = { 
+/**
+ * The key in each item.
+ */
+field: string, 
+/**
+ * Its label.
+ */
+label: string, 
+/**
+ * Its type (what an input for it reads).
+ */
+kind: FieldKind, 
+/**
+ * Minor-unit digits of a currency column.
+ */
+scale: number | null, };
+
+/**
+ * One line item.
+ */
+export type LineItemRow = { 
+/**
+ * One cell per column.
+ */
+cells: Array<CellView>, 
+/**
+ * Quantity × unit price, shown in the currency (absent when the item has no amount).
+ */
+amount: string | null, };
+
+/**
+ * A `line_items` field's items as the UI shows and edits them.
+ */
+export type LineItemsView = { 
+/**
+ * The item columns (the field's `items`, or the items' keys when the metadata names none).
+ */
+columns: Array<LineItemColumn>, 
+/**
+ * The items, in order.
+ */
+rows: Array<LineItemRow>, 
+/**
+ * The sum of the amounts, in the field's currency (`$1,234.50`); absent when items have no amount.
+ */
+total: string | null, };
 
 /**
  * One field of a detail view.
@@ -228,7 +385,19 @@ max: number | null,
  * What is wrong with the stored value by the metadata's rules now (a rule changed after it was
  * written, or it came from elsewhere): shown on the field; the value is shown as it is.
  */
-problem: string | null, };
+problem: string | null, 
+/**
+ * The record a reference field points to, to open it.
+ */
+link: RecordLink | null, 
+/**
+ * This device changed the field and the server has not confirmed it yet.
+ */
+pending: boolean, 
+/**
+ * A `line_items` field's items, amounts and total.
+ */
+line_items: LineItemsView | null, };
 
 /**
  * A section of a detail view.
@@ -413,6 +582,77 @@ column: string,
  * Its value.
  */
 value: FieldValue, };
+
+/**
+ * One field of a new record, as typed.
+ */
+export type FieldInput = { 
+/**
+ * The field.
+ */
+field: string, 
+/**
+ * What the user typed (read as the field reads input: currency in major units).
+ */
+text: string, };
+
+/**
+ * A record the reference picker offers.
+ */
+export type ReferenceOption = { 
+/**
+ * The record's id (the value the reference stores).
+ */
+id: string, 
+/**
+ * Its title.
+ */
+title: string, 
+/**
+ * What tells records of the same title apart: the next list column shown (a phone number).
+ */
+detail: string, };
+
+/**
+ * A write of this device the server has not confirmed yet, in the metadata's words.
+ */
+export type PendingView = { 
+/**
+ * The mutation's id.
+ */
+mutation_id: string, 
+/**
+ * What it does: `Created`, `Changed` or `Deleted`.
+ */
+action: string, 
+/**
+ * The object type's label (`Job`); the table's name when no metadata names it.
+ */
+object_label: string, 
+/**
+ * The object type, to open the record (empty when no metadata names the table).
+ */
+object_type: string, 
+/**
+ * The record's id.
+ */
+record_id: string, 
+/**
+ * The record's title, or its key.
+ */
+title: string, 
+/**
+ * The fields it writes, by label.
+ */
+labels: Array<string>, 
+/**
+ * The values it writes, as shown.
+ */
+values: Array<string>, 
+/**
+ * When it was made (Unix milliseconds).
+ */
+created_ms: number, };
 
 /**
  * Where the connection stands, for the UI.

@@ -71,6 +71,18 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.requestFleet();
     case "goOnline":
       return c.goOnline();
+    case "newRecord":
+      return c.newRecord(a0);
+    case "create":
+      return c.create(a0, JSON.stringify(a1));
+    case "delete":
+      return c.delete(a0, a1);
+    case "referenceOptions":
+      return c.referenceOptions(a0, a1, a2, a3 as number);
+    case "lineItemsText":
+      return c.lineItemsText(a0, a1, JSON.stringify(a2));
+    case "pending":
+      return c.pending();
   }
 }
 

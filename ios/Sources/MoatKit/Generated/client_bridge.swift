@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
     typealias FfiType = Int64
     typealias SwiftType = Int64
@@ -573,6 +589,17 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func conflicts() throws  -> [ConflictView]
     
     /**
+     * Creates a record from what the user typed, each field read and checked as an edit is; the key
+     * is made on the device, so this works offline. Returns the new record's id.
+     */
+    func create(objectType: String, inputs: [FieldInput]) throws  -> String
+    
+    /**
+     * Deletes a record (offline too; sent when possible).
+     */
+    func delete(objectType: String, id: String) throws 
+    
+    /**
      * The detail page of record `id`, drawn from the synced `layout_definition` for this user's role.
      */
     func detailView(objectType: String, id: String) throws  -> DetailViewModel
@@ -613,15 +640,43 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func insertRow(table: String, values: [ColumnValue]) throws 
     
     /**
+     * Line items typed as rows of texts (one per item column, a unit price in major units) as the
+     * text an edit of the field takes (`edit_text`); the error names the item and the column.
+     */
+    func lineItemsText(objectType: String, field: String, rows: [[String]]) throws  -> String
+    
+    /**
      * A page of `object_type`'s records, optionally filtered by `search` and sorted by
      * `sort_field` (the metadata's default sort when `None`).
      */
     func listView(objectType: String, search: String?, sortField: String?, ascending: Bool, offset: Int64, limit: Int64) throws  -> ListViewModel
     
     /**
+     * The form of a new record of `object_type`, from the layout for this user's role (with the
+     * metadata's defaults; read-only what the role may not set).
+     */
+    func newRecord(objectType: String) throws  -> DetailViewModel
+    
+    /**
      * The object types, from the synced `object_metadata`.
      */
     func objectTypes() throws  -> [ObjectTypeView]
+    
+    /**
+     * The writes waiting for the server, oldest first (the pending-changes panel).
+     */
+    func pending() throws  -> [PendingView]
+    
+    /**
+     * A page of a list for a whole query: search, sort, paging, "assigned to me" and filters.
+     */
+    func query(query: ListQuery) throws  -> ListViewModel
+    
+    /**
+     * The records reference field `field` may point to whose search fields contain `search` (all
+     * when empty), at most `limit`: the reference picker, searched on the device.
+     */
+    func referenceOptions(objectType: String, field: String, search: String, limit: UInt32) throws  -> [ReferenceOption]
     
     /**
      * Writes the server refused, with its reasons, oldest first.
@@ -754,6 +809,34 @@ open func conflicts()throws  -> [ConflictView]  {
 }
     
     /**
+     * Creates a record from what the user typed, each field read and checked as an edit is; the key
+     * is made on the device, so this works offline. Returns the new record's id.
+     */
+open func create(objectType: String, inputs: [FieldInput])throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_create(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(objectType),
+        FfiConverterSequenceTypeFieldInput.lower(inputs),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Deletes a record (offline too; sent when possible).
+     */
+open func delete(objectType: String, id: String)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_delete(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(objectType),
+        FfiConverterString.lower(id),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * The detail page of record `id`, drawn from the synced `layout_definition` for this user's role.
      */
 open func detailView(objectType: String, id: String)throws  -> DetailViewModel  {
@@ -851,6 +934,22 @@ open func insertRow(table: String, values: [ColumnValue])throws   {try rustCallW
 }
     
     /**
+     * Line items typed as rows of texts (one per item column, a unit price in major units) as the
+     * text an edit of the field takes (`edit_text`); the error names the item and the column.
+     */
+open func lineItemsText(objectType: String, field: String, rows: [[String]])throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_line_items_text(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(objectType),
+        FfiConverterString.lower(field),
+        FfiConverterSequenceSequenceString.lower(rows),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * A page of `object_type`'s records, optionally filtered by `search` and sorted by
      * `sort_field` (the metadata's default sort when `None`).
      */
@@ -870,6 +969,20 @@ open func listView(objectType: String, search: String?, sortField: String?, asce
 }
     
     /**
+     * The form of a new record of `object_type`, from the layout for this user's role (with the
+     * metadata's defaults; read-only what the role may not set).
+     */
+open func newRecord(objectType: String)throws  -> DetailViewModel  {
+    return try  FfiConverterTypeDetailViewModel_lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_new_record(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(objectType),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The object types, from the synced `object_metadata`.
      */
 open func objectTypes()throws  -> [ObjectTypeView]  {
@@ -877,6 +990,48 @@ open func objectTypes()throws  -> [ObjectTypeView]  {
         uniffiCallStatus in
     uniffi_client_bridge_fn_method_moatclient_object_types(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The writes waiting for the server, oldest first (the pending-changes panel).
+     */
+open func pending()throws  -> [PendingView]  {
+    return try  FfiConverterSequenceTypePendingView.lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_pending(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A page of a list for a whole query: search, sort, paging, "assigned to me" and filters.
+     */
+open func query(query: ListQuery)throws  -> ListViewModel  {
+    return try  FfiConverterTypeListViewModel_lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_query(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeListQuery_lower(query),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The records reference field `field` may point to whose search fields contain `search` (all
+     * when empty), at most `limit`: the reference picker, searched on the device.
+     */
+open func referenceOptions(objectType: String, field: String, search: String, limit: UInt32)throws  -> [ReferenceOption]  {
+    return try  FfiConverterSequenceTypeReferenceOption.lift(try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_reference_options(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(objectType),
+        FfiConverterString.lower(field),
+        FfiConverterString.lower(search),
+        FfiConverterUInt32.lower(limit),uniffiCallStatus
     )
 })
 }
@@ -1563,6 +1718,31 @@ fileprivate struct FfiConverterSequenceTypeDeviceRecord: FfiConverterRustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeFieldInput: FfiConverterRustBuffer {
+    typealias SwiftType = [FieldInput]
+
+    public static func write(_ value: [FieldInput], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeFieldInput.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [FieldInput] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [FieldInput]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeFieldInput.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeObjectTypeView: FfiConverterRustBuffer {
     typealias SwiftType = [ObjectTypeView]
 
@@ -1580,6 +1760,56 @@ fileprivate struct FfiConverterSequenceTypeObjectTypeView: FfiConverterRustBuffe
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeObjectTypeView.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePendingView: FfiConverterRustBuffer {
+    typealias SwiftType = [PendingView]
+
+    public static func write(_ value: [PendingView], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePendingView.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PendingView] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PendingView]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePendingView.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeReferenceOption: FfiConverterRustBuffer {
+    typealias SwiftType = [ReferenceOption]
+
+    public static func write(_ value: [ReferenceOption], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeReferenceOption.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ReferenceOption] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ReferenceOption]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeReferenceOption.read(from: &buf))
         }
         return seq
     }
@@ -1610,6 +1840,31 @@ fileprivate struct FfiConverterSequenceTypeRejectedView: FfiConverterRustBuffer 
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [[String]]
+
+    public static func write(_ value: [[String]], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterSequenceString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [[String]] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [[String]]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterSequenceString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
 private enum InitializationResult {
     case ok
     case contractVersionMismatch
@@ -1629,6 +1884,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_conflicts() != 2098) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_create() != 61407) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_delete() != 20640) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_detail_view() != 57490) {
@@ -1652,10 +1913,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatclient_insert_row() != 58104) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_client_bridge_checksum_method_moatclient_line_items_text() != 64894) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_client_bridge_checksum_method_moatclient_list_view() != 17685) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_client_bridge_checksum_method_moatclient_new_record() != 630) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_client_bridge_checksum_method_moatclient_object_types() != 18165) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_pending() != 22199) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_query() != 24718) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_reference_options() != 32916) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_rejected() != 57795) {

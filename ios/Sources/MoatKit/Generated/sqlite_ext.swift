@@ -1432,6 +1432,243 @@ public func FfiConverterTypeDeviceRecord_lower(_ value: DeviceRecord) -> RustBuf
 
 
 /**
+ * One choice of a facet.
+ */
+public struct FacetOption: Equatable, Hashable {
+    /**
+     * The stored value.
+     */
+    public var value: String
+    /**
+     * Its label.
+     */
+    public var label: String
+    /**
+     * Its colour, if the metadata gives one.
+     */
+    public var color: String?
+    /**
+     * Records holding it (within the search and "assigned to me", other filters aside).
+     */
+    public var count: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The stored value.
+         */value: String, 
+        /**
+         * Its label.
+         */label: String, 
+        /**
+         * Its colour, if the metadata gives one.
+         */color: String?, 
+        /**
+         * Records holding it (within the search and "assigned to me", other filters aside).
+         */count: Int64) {
+        self.value = value
+        self.label = label
+        self.color = color
+        self.count = count
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension FacetOption: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFacetOption: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FacetOption {
+        return
+            try FacetOption(
+                value: FfiConverterString.read(from: &buf), 
+                label: FfiConverterString.read(from: &buf), 
+                color: FfiConverterOptionString.read(from: &buf), 
+                count: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: FacetOption, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.value, into: &buf)
+        FfiConverterString.write(value.label, into: &buf)
+        FfiConverterOptionString.write(value.color, into: &buf)
+        FfiConverterInt64.write(value.count, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFacetOption_lift(_ buf: RustBuffer) throws -> FacetOption {
+    return try FfiConverterTypeFacetOption.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFacetOption_lower(_ value: FacetOption) -> RustBuffer {
+    return FfiConverterTypeFacetOption.lower(value)
+}
+
+
+/**
+ * A choice field a list can be narrowed by, with how many records hold each choice.
+ */
+public struct FacetView: Equatable, Hashable {
+    /**
+     * The field.
+     */
+    public var field: String
+    /**
+     * Its label.
+     */
+    public var label: String
+    /**
+     * Its choices, in the metadata's order.
+     */
+    public var options: [FacetOption]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The field.
+         */field: String, 
+        /**
+         * Its label.
+         */label: String, 
+        /**
+         * Its choices, in the metadata's order.
+         */options: [FacetOption]) {
+        self.field = field
+        self.label = label
+        self.options = options
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension FacetView: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFacetView: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FacetView {
+        return
+            try FacetView(
+                field: FfiConverterString.read(from: &buf), 
+                label: FfiConverterString.read(from: &buf), 
+                options: FfiConverterSequenceTypeFacetOption.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: FacetView, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.field, into: &buf)
+        FfiConverterString.write(value.label, into: &buf)
+        FfiConverterSequenceTypeFacetOption.write(value.options, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFacetView_lift(_ buf: RustBuffer) throws -> FacetView {
+    return try FfiConverterTypeFacetView.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFacetView_lower(_ value: FacetView) -> RustBuffer {
+    return FfiConverterTypeFacetView.lower(value)
+}
+
+
+/**
+ * One field of a new record, as typed.
+ */
+public struct FieldInput: Equatable, Hashable {
+    /**
+     * The field.
+     */
+    public var field: String
+    /**
+     * What the user typed (read as the field reads input: currency in major units).
+     */
+    public var text: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The field.
+         */field: String, 
+        /**
+         * What the user typed (read as the field reads input: currency in major units).
+         */text: String) {
+        self.field = field
+        self.text = text
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension FieldInput: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFieldInput: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FieldInput {
+        return
+            try FieldInput(
+                field: FfiConverterString.read(from: &buf), 
+                text: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: FieldInput, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.field, into: &buf)
+        FfiConverterString.write(value.text, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFieldInput_lift(_ buf: RustBuffer) throws -> FieldInput {
+    return try FfiConverterTypeFieldInput.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFieldInput_lower(_ value: FieldInput) -> RustBuffer {
+    return FfiConverterTypeFieldInput.lower(value)
+}
+
+
+/**
  * One field of a detail view.
  */
 public struct FieldView: Equatable, Hashable {
@@ -1488,6 +1725,18 @@ public struct FieldView: Equatable, Hashable {
      * written, or it came from elsewhere): shown on the field; the value is shown as it is.
      */
     public var problem: String?
+    /**
+     * The record a reference field points to, to open it.
+     */
+    public var link: RecordLink?
+    /**
+     * This device changed the field and the server has not confirmed it yet.
+     */
+    public var pending: Bool
+    /**
+     * A `line_items` field's items, amounts and total.
+     */
+    public var lineItems: LineItemsView?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1531,7 +1780,16 @@ public struct FieldView: Equatable, Hashable {
         /**
          * What is wrong with the stored value by the metadata's rules now (a rule changed after it was
          * written, or it came from elsewhere): shown on the field; the value is shown as it is.
-         */problem: String?) {
+         */problem: String?, 
+        /**
+         * The record a reference field points to, to open it.
+         */link: RecordLink?, 
+        /**
+         * This device changed the field and the server has not confirmed it yet.
+         */pending: Bool, 
+        /**
+         * A `line_items` field's items, amounts and total.
+         */lineItems: LineItemsView?) {
         self.field = field
         self.label = label
         self.widget = widget
@@ -1545,6 +1803,9 @@ public struct FieldView: Equatable, Hashable {
         self.min = min
         self.max = max
         self.problem = problem
+        self.link = link
+        self.pending = pending
+        self.lineItems = lineItems
     }
 
     
@@ -1575,7 +1836,10 @@ public struct FfiConverterTypeFieldView: FfiConverterRustBuffer {
                 scale: FfiConverterOptionUInt32.read(from: &buf), 
                 min: FfiConverterOptionInt64.read(from: &buf), 
                 max: FfiConverterOptionInt64.read(from: &buf), 
-                problem: FfiConverterOptionString.read(from: &buf)
+                problem: FfiConverterOptionString.read(from: &buf), 
+                link: FfiConverterOptionTypeRecordLink.read(from: &buf), 
+                pending: FfiConverterBool.read(from: &buf), 
+                lineItems: FfiConverterOptionTypeLineItemsView.read(from: &buf)
         )
     }
 
@@ -1593,6 +1857,9 @@ public struct FfiConverterTypeFieldView: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.min, into: &buf)
         FfiConverterOptionInt64.write(value.max, into: &buf)
         FfiConverterOptionString.write(value.problem, into: &buf)
+        FfiConverterOptionTypeRecordLink.write(value.link, into: &buf)
+        FfiConverterBool.write(value.pending, into: &buf)
+        FfiConverterOptionTypeLineItemsView.write(value.lineItems, into: &buf)
     }
 }
 
@@ -1609,6 +1876,462 @@ public func FfiConverterTypeFieldView_lift(_ buf: RustBuffer) throws -> FieldVie
 #endif
 public func FfiConverterTypeFieldView_lower(_ value: FieldView) -> RustBuffer {
     return FfiConverterTypeFieldView.lower(value)
+}
+
+
+/**
+ * One column of line items.
+ */
+public struct LineItemColumn: Equatable, Hashable {
+    /**
+     * The key in each item.
+     */
+    public var field: String
+    /**
+     * Its label.
+     */
+    public var label: String
+    /**
+     * Its type (what an input for it reads).
+     */
+    public var kind: FieldKind
+    /**
+     * Minor-unit digits of a currency column.
+     */
+    public var scale: UInt32?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The key in each item.
+         */field: String, 
+        /**
+         * Its label.
+         */label: String, 
+        /**
+         * Its type (what an input for it reads).
+         */kind: FieldKind, 
+        /**
+         * Minor-unit digits of a currency column.
+         */scale: UInt32?) {
+        self.field = field
+        self.label = label
+        self.kind = kind
+        self.scale = scale
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension LineItemColumn: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLineItemColumn: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LineItemColumn {
+        return
+            try LineItemColumn(
+                field: FfiConverterString.read(from: &buf), 
+                label: FfiConverterString.read(from: &buf), 
+                kind: FfiConverterTypeFieldKind.read(from: &buf), 
+                scale: FfiConverterOptionUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: LineItemColumn, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.field, into: &buf)
+        FfiConverterString.write(value.label, into: &buf)
+        FfiConverterTypeFieldKind.write(value.kind, into: &buf)
+        FfiConverterOptionUInt32.write(value.scale, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLineItemColumn_lift(_ buf: RustBuffer) throws -> LineItemColumn {
+    return try FfiConverterTypeLineItemColumn.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLineItemColumn_lower(_ value: LineItemColumn) -> RustBuffer {
+    return FfiConverterTypeLineItemColumn.lower(value)
+}
+
+
+/**
+ * One line item.
+ */
+public struct LineItemRow: Equatable, Hashable {
+    /**
+     * One cell per column.
+     */
+    public var cells: [CellView]
+    /**
+     * Quantity × unit price, shown in the currency (absent when the item has no amount).
+     */
+    public var amount: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * One cell per column.
+         */cells: [CellView], 
+        /**
+         * Quantity × unit price, shown in the currency (absent when the item has no amount).
+         */amount: String?) {
+        self.cells = cells
+        self.amount = amount
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension LineItemRow: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLineItemRow: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LineItemRow {
+        return
+            try LineItemRow(
+                cells: FfiConverterSequenceTypeCellView.read(from: &buf), 
+                amount: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: LineItemRow, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeCellView.write(value.cells, into: &buf)
+        FfiConverterOptionString.write(value.amount, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLineItemRow_lift(_ buf: RustBuffer) throws -> LineItemRow {
+    return try FfiConverterTypeLineItemRow.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLineItemRow_lower(_ value: LineItemRow) -> RustBuffer {
+    return FfiConverterTypeLineItemRow.lower(value)
+}
+
+
+/**
+ * A `line_items` field's items as the UI shows and edits them.
+ */
+public struct LineItemsView: Equatable, Hashable {
+    /**
+     * The item columns (the field's `items`, or the items' keys when the metadata names none).
+     */
+    public var columns: [LineItemColumn]
+    /**
+     * The items, in order.
+     */
+    public var rows: [LineItemRow]
+    /**
+     * The sum of the amounts, in the field's currency (`$1,234.50`); absent when items have no amount.
+     */
+    public var total: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The item columns (the field's `items`, or the items' keys when the metadata names none).
+         */columns: [LineItemColumn], 
+        /**
+         * The items, in order.
+         */rows: [LineItemRow], 
+        /**
+         * The sum of the amounts, in the field's currency (`$1,234.50`); absent when items have no amount.
+         */total: String?) {
+        self.columns = columns
+        self.rows = rows
+        self.total = total
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension LineItemsView: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLineItemsView: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LineItemsView {
+        return
+            try LineItemsView(
+                columns: FfiConverterSequenceTypeLineItemColumn.read(from: &buf), 
+                rows: FfiConverterSequenceTypeLineItemRow.read(from: &buf), 
+                total: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: LineItemsView, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeLineItemColumn.write(value.columns, into: &buf)
+        FfiConverterSequenceTypeLineItemRow.write(value.rows, into: &buf)
+        FfiConverterOptionString.write(value.total, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLineItemsView_lift(_ buf: RustBuffer) throws -> LineItemsView {
+    return try FfiConverterTypeLineItemsView.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLineItemsView_lower(_ value: LineItemsView) -> RustBuffer {
+    return FfiConverterTypeLineItemsView.lower(value)
+}
+
+
+/**
+ * One filter of a list: a field equal to a value (a choice), or within a range (a date, a number;
+ * `min` and `max` included, each as the field's input reads it).
+ */
+public struct ListFilter: Equatable, Hashable {
+    /**
+     * The field.
+     */
+    public var field: String
+    /**
+     * The value it must hold.
+     */
+    public var equals: String?
+    /**
+     * The smallest value it may hold.
+     */
+    public var min: String?
+    /**
+     * The largest value it may hold.
+     */
+    public var max: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The field.
+         */field: String, 
+        /**
+         * The value it must hold.
+         */equals: String?, 
+        /**
+         * The smallest value it may hold.
+         */min: String?, 
+        /**
+         * The largest value it may hold.
+         */max: String?) {
+        self.field = field
+        self.equals = equals
+        self.min = min
+        self.max = max
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ListFilter: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeListFilter: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ListFilter {
+        return
+            try ListFilter(
+                field: FfiConverterString.read(from: &buf), 
+                equals: FfiConverterOptionString.read(from: &buf), 
+                min: FfiConverterOptionString.read(from: &buf), 
+                max: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ListFilter, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.field, into: &buf)
+        FfiConverterOptionString.write(value.equals, into: &buf)
+        FfiConverterOptionString.write(value.min, into: &buf)
+        FfiConverterOptionString.write(value.max, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeListFilter_lift(_ buf: RustBuffer) throws -> ListFilter {
+    return try FfiConverterTypeListFilter.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeListFilter_lower(_ value: ListFilter) -> RustBuffer {
+    return FfiConverterTypeListFilter.lower(value)
+}
+
+
+/**
+ * What a list page asks for.
+ */
+public struct ListQuery: Equatable, Hashable {
+    /**
+     * The object type to list.
+     */
+    public var objectType: String
+    /**
+     * Text to find in the search fields.
+     */
+    public var search: String?
+    /**
+     * Field to sort by; the metadata's default sort when absent.
+     */
+    public var sortField: String?
+    /**
+     * Sort ascending (the default) or descending.
+     */
+    public var ascending: Bool?
+    /**
+     * Rows to skip.
+     */
+    public var offset: Int64?
+    /**
+     * Rows to return (50 when absent, at most 500).
+     */
+    public var limit: Int64?
+    /**
+     * Only the records assigned to the signed-in user (the object type's `mine` field).
+     */
+    public var mine: Bool?
+    /**
+     * Only records matching every filter.
+     */
+    public var filters: [ListFilter]?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The object type to list.
+         */objectType: String, 
+        /**
+         * Text to find in the search fields.
+         */search: String?, 
+        /**
+         * Field to sort by; the metadata's default sort when absent.
+         */sortField: String?, 
+        /**
+         * Sort ascending (the default) or descending.
+         */ascending: Bool?, 
+        /**
+         * Rows to skip.
+         */offset: Int64?, 
+        /**
+         * Rows to return (50 when absent, at most 500).
+         */limit: Int64?, 
+        /**
+         * Only the records assigned to the signed-in user (the object type's `mine` field).
+         */mine: Bool?, 
+        /**
+         * Only records matching every filter.
+         */filters: [ListFilter]?) {
+        self.objectType = objectType
+        self.search = search
+        self.sortField = sortField
+        self.ascending = ascending
+        self.offset = offset
+        self.limit = limit
+        self.mine = mine
+        self.filters = filters
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ListQuery: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeListQuery: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ListQuery {
+        return
+            try ListQuery(
+                objectType: FfiConverterString.read(from: &buf), 
+                search: FfiConverterOptionString.read(from: &buf), 
+                sortField: FfiConverterOptionString.read(from: &buf), 
+                ascending: FfiConverterOptionBool.read(from: &buf), 
+                offset: FfiConverterOptionInt64.read(from: &buf), 
+                limit: FfiConverterOptionInt64.read(from: &buf), 
+                mine: FfiConverterOptionBool.read(from: &buf), 
+                filters: FfiConverterOptionSequenceTypeListFilter.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ListQuery, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.objectType, into: &buf)
+        FfiConverterOptionString.write(value.search, into: &buf)
+        FfiConverterOptionString.write(value.sortField, into: &buf)
+        FfiConverterOptionBool.write(value.ascending, into: &buf)
+        FfiConverterOptionInt64.write(value.offset, into: &buf)
+        FfiConverterOptionInt64.write(value.limit, into: &buf)
+        FfiConverterOptionBool.write(value.mine, into: &buf)
+        FfiConverterOptionSequenceTypeListFilter.write(value.filters, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeListQuery_lift(_ buf: RustBuffer) throws -> ListQuery {
+    return try FfiConverterTypeListQuery.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeListQuery_lower(_ value: ListQuery) -> RustBuffer {
+    return FfiConverterTypeListQuery.lower(value)
 }
 
 
@@ -1711,6 +2434,23 @@ public struct ListViewModel: Equatable, Hashable {
      * Rows matching the query, all pages.
      */
     public var total: Int64
+    /**
+     * Records assigned to the signed-in user (within the search), when the object type has an
+     * assignee field (`mine`) and the user is known: the "Assigned to me" view's count.
+     */
+    public var mineCount: Int64?
+    /**
+     * Records of the object type on the device (the "All" view's count).
+     */
+    public var allCount: Int64
+    /**
+     * The choice fields among the list's columns, to filter by.
+     */
+    public var facets: [FacetView]
+    /**
+     * The date fields among the list's columns, to filter by range.
+     */
+    public var dateFields: [ColumnView]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1726,11 +2466,28 @@ public struct ListViewModel: Equatable, Hashable {
          */rows: [ListRowView], 
         /**
          * Rows matching the query, all pages.
-         */total: Int64) {
+         */total: Int64, 
+        /**
+         * Records assigned to the signed-in user (within the search), when the object type has an
+         * assignee field (`mine`) and the user is known: the "Assigned to me" view's count.
+         */mineCount: Int64?, 
+        /**
+         * Records of the object type on the device (the "All" view's count).
+         */allCount: Int64, 
+        /**
+         * The choice fields among the list's columns, to filter by.
+         */facets: [FacetView], 
+        /**
+         * The date fields among the list's columns, to filter by range.
+         */dateFields: [ColumnView]) {
         self.title = title
         self.columns = columns
         self.rows = rows
         self.total = total
+        self.mineCount = mineCount
+        self.allCount = allCount
+        self.facets = facets
+        self.dateFields = dateFields
     }
 
     
@@ -1752,7 +2509,11 @@ public struct FfiConverterTypeListViewModel: FfiConverterRustBuffer {
                 title: FfiConverterString.read(from: &buf), 
                 columns: FfiConverterSequenceTypeColumnView.read(from: &buf), 
                 rows: FfiConverterSequenceTypeListRowView.read(from: &buf), 
-                total: FfiConverterInt64.read(from: &buf)
+                total: FfiConverterInt64.read(from: &buf), 
+                mineCount: FfiConverterOptionInt64.read(from: &buf), 
+                allCount: FfiConverterInt64.read(from: &buf), 
+                facets: FfiConverterSequenceTypeFacetView.read(from: &buf), 
+                dateFields: FfiConverterSequenceTypeColumnView.read(from: &buf)
         )
     }
 
@@ -1761,6 +2522,10 @@ public struct FfiConverterTypeListViewModel: FfiConverterRustBuffer {
         FfiConverterSequenceTypeColumnView.write(value.columns, into: &buf)
         FfiConverterSequenceTypeListRowView.write(value.rows, into: &buf)
         FfiConverterInt64.write(value.total, into: &buf)
+        FfiConverterOptionInt64.write(value.mineCount, into: &buf)
+        FfiConverterInt64.write(value.allCount, into: &buf)
+        FfiConverterSequenceTypeFacetView.write(value.facets, into: &buf)
+        FfiConverterSequenceTypeColumnView.write(value.dateFields, into: &buf)
     }
 }
 
@@ -1804,6 +2569,14 @@ public struct ObjectTypeView: Equatable, Hashable {
      * How many records the device holds.
      */
     public var count: Int64
+    /**
+     * The user may create records of it (the role may write the table and every required field).
+     */
+    public var canCreate: Bool
+    /**
+     * The user may delete records of it.
+     */
+    public var canDelete: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1822,12 +2595,20 @@ public struct ObjectTypeView: Equatable, Hashable {
          */icon: String?, 
         /**
          * How many records the device holds.
-         */count: Int64) {
+         */count: Int64, 
+        /**
+         * The user may create records of it (the role may write the table and every required field).
+         */canCreate: Bool, 
+        /**
+         * The user may delete records of it.
+         */canDelete: Bool) {
         self.objectType = objectType
         self.label = label
         self.labelPlural = labelPlural
         self.icon = icon
         self.count = count
+        self.canCreate = canCreate
+        self.canDelete = canDelete
     }
 
     
@@ -1850,7 +2631,9 @@ public struct FfiConverterTypeObjectTypeView: FfiConverterRustBuffer {
                 label: FfiConverterString.read(from: &buf), 
                 labelPlural: FfiConverterString.read(from: &buf), 
                 icon: FfiConverterOptionString.read(from: &buf), 
-                count: FfiConverterInt64.read(from: &buf)
+                count: FfiConverterInt64.read(from: &buf), 
+                canCreate: FfiConverterBool.read(from: &buf), 
+                canDelete: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -1860,6 +2643,8 @@ public struct FfiConverterTypeObjectTypeView: FfiConverterRustBuffer {
         FfiConverterString.write(value.labelPlural, into: &buf)
         FfiConverterOptionString.write(value.icon, into: &buf)
         FfiConverterInt64.write(value.count, into: &buf)
+        FfiConverterBool.write(value.canCreate, into: &buf)
+        FfiConverterBool.write(value.canDelete, into: &buf)
     }
 }
 
@@ -1876,6 +2661,293 @@ public func FfiConverterTypeObjectTypeView_lift(_ buf: RustBuffer) throws -> Obj
 #endif
 public func FfiConverterTypeObjectTypeView_lower(_ value: ObjectTypeView) -> RustBuffer {
     return FfiConverterTypeObjectTypeView.lower(value)
+}
+
+
+/**
+ * A write of this device the server has not confirmed yet, in the metadata's words.
+ */
+public struct PendingView: Equatable, Hashable {
+    /**
+     * The mutation's id.
+     */
+    public var mutationId: String
+    /**
+     * What it does: `Created`, `Changed` or `Deleted`.
+     */
+    public var action: String
+    /**
+     * The object type's label (`Job`); the table's name when no metadata names it.
+     */
+    public var objectLabel: String
+    /**
+     * The object type, to open the record (empty when no metadata names the table).
+     */
+    public var objectType: String
+    /**
+     * The record's id.
+     */
+    public var recordId: String
+    /**
+     * The record's title, or its key.
+     */
+    public var title: String
+    /**
+     * The fields it writes, by label.
+     */
+    public var labels: [String]
+    /**
+     * The values it writes, as shown.
+     */
+    public var values: [String]
+    /**
+     * When it was made (Unix milliseconds).
+     */
+    public var createdMs: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The mutation's id.
+         */mutationId: String, 
+        /**
+         * What it does: `Created`, `Changed` or `Deleted`.
+         */action: String, 
+        /**
+         * The object type's label (`Job`); the table's name when no metadata names it.
+         */objectLabel: String, 
+        /**
+         * The object type, to open the record (empty when no metadata names the table).
+         */objectType: String, 
+        /**
+         * The record's id.
+         */recordId: String, 
+        /**
+         * The record's title, or its key.
+         */title: String, 
+        /**
+         * The fields it writes, by label.
+         */labels: [String], 
+        /**
+         * The values it writes, as shown.
+         */values: [String], 
+        /**
+         * When it was made (Unix milliseconds).
+         */createdMs: Int64) {
+        self.mutationId = mutationId
+        self.action = action
+        self.objectLabel = objectLabel
+        self.objectType = objectType
+        self.recordId = recordId
+        self.title = title
+        self.labels = labels
+        self.values = values
+        self.createdMs = createdMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PendingView: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePendingView: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PendingView {
+        return
+            try PendingView(
+                mutationId: FfiConverterString.read(from: &buf), 
+                action: FfiConverterString.read(from: &buf), 
+                objectLabel: FfiConverterString.read(from: &buf), 
+                objectType: FfiConverterString.read(from: &buf), 
+                recordId: FfiConverterString.read(from: &buf), 
+                title: FfiConverterString.read(from: &buf), 
+                labels: FfiConverterSequenceString.read(from: &buf), 
+                values: FfiConverterSequenceString.read(from: &buf), 
+                createdMs: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PendingView, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.mutationId, into: &buf)
+        FfiConverterString.write(value.action, into: &buf)
+        FfiConverterString.write(value.objectLabel, into: &buf)
+        FfiConverterString.write(value.objectType, into: &buf)
+        FfiConverterString.write(value.recordId, into: &buf)
+        FfiConverterString.write(value.title, into: &buf)
+        FfiConverterSequenceString.write(value.labels, into: &buf)
+        FfiConverterSequenceString.write(value.values, into: &buf)
+        FfiConverterInt64.write(value.createdMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingView_lift(_ buf: RustBuffer) throws -> PendingView {
+    return try FfiConverterTypePendingView.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingView_lower(_ value: PendingView) -> RustBuffer {
+    return FfiConverterTypePendingView.lower(value)
+}
+
+
+/**
+ * A record to open: its object type and id.
+ */
+public struct RecordLink: Equatable, Hashable {
+    /**
+     * The object type.
+     */
+    public var objectType: String
+    /**
+     * The record's id.
+     */
+    public var id: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The object type.
+         */objectType: String, 
+        /**
+         * The record's id.
+         */id: String) {
+        self.objectType = objectType
+        self.id = id
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RecordLink: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRecordLink: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RecordLink {
+        return
+            try RecordLink(
+                objectType: FfiConverterString.read(from: &buf), 
+                id: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RecordLink, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.objectType, into: &buf)
+        FfiConverterString.write(value.id, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecordLink_lift(_ buf: RustBuffer) throws -> RecordLink {
+    return try FfiConverterTypeRecordLink.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecordLink_lower(_ value: RecordLink) -> RustBuffer {
+    return FfiConverterTypeRecordLink.lower(value)
+}
+
+
+/**
+ * A record the reference picker offers.
+ */
+public struct ReferenceOption: Equatable, Hashable {
+    /**
+     * The record's id (the value the reference stores).
+     */
+    public var id: String
+    /**
+     * Its title.
+     */
+    public var title: String
+    /**
+     * What tells records of the same title apart: the next list column shown (a phone number).
+     */
+    public var detail: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The record's id (the value the reference stores).
+         */id: String, 
+        /**
+         * Its title.
+         */title: String, 
+        /**
+         * What tells records of the same title apart: the next list column shown (a phone number).
+         */detail: String) {
+        self.id = id
+        self.title = title
+        self.detail = detail
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ReferenceOption: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReferenceOption: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ReferenceOption {
+        return
+            try ReferenceOption(
+                id: FfiConverterString.read(from: &buf), 
+                title: FfiConverterString.read(from: &buf), 
+                detail: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ReferenceOption, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterString.write(value.title, into: &buf)
+        FfiConverterString.write(value.detail, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReferenceOption_lift(_ buf: RustBuffer) throws -> ReferenceOption {
+    return try FfiConverterTypeReferenceOption.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReferenceOption_lower(_ value: ReferenceOption) -> RustBuffer {
+    return FfiConverterTypeReferenceOption.lower(value)
 }
 
 
@@ -2895,6 +3967,30 @@ fileprivate struct FfiConverterOptionInt64: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionBool: FfiConverterRustBuffer {
+    typealias SwiftType = Bool?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterBool.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterBool.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -2919,6 +4015,54 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeLineItemsView: FfiConverterRustBuffer {
+    typealias SwiftType = LineItemsView?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeLineItemsView.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeLineItemsView.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeRecordLink: FfiConverterRustBuffer {
+    typealias SwiftType = RecordLink?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeRecordLink.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeRecordLink.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeFieldValue: FfiConverterRustBuffer {
     typealias SwiftType = FieldValue?
 
@@ -2935,6 +4079,30 @@ fileprivate struct FfiConverterOptionTypeFieldValue: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeFieldValue.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionSequenceTypeListFilter: FfiConverterRustBuffer {
+    typealias SwiftType = [ListFilter]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterSequenceTypeListFilter.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterSequenceTypeListFilter.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3068,6 +4236,56 @@ fileprivate struct FfiConverterSequenceTypeConflictColumnView: FfiConverterRustB
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeFacetOption: FfiConverterRustBuffer {
+    typealias SwiftType = [FacetOption]
+
+    public static func write(_ value: [FacetOption], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeFacetOption.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [FacetOption] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [FacetOption]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeFacetOption.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeFacetView: FfiConverterRustBuffer {
+    typealias SwiftType = [FacetView]
+
+    public static func write(_ value: [FacetView], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeFacetView.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [FacetView] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [FacetView]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeFacetView.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeFieldView: FfiConverterRustBuffer {
     typealias SwiftType = [FieldView]
 
@@ -3085,6 +4303,81 @@ fileprivate struct FfiConverterSequenceTypeFieldView: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeFieldView.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeLineItemColumn: FfiConverterRustBuffer {
+    typealias SwiftType = [LineItemColumn]
+
+    public static func write(_ value: [LineItemColumn], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeLineItemColumn.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [LineItemColumn] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [LineItemColumn]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeLineItemColumn.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeLineItemRow: FfiConverterRustBuffer {
+    typealias SwiftType = [LineItemRow]
+
+    public static func write(_ value: [LineItemRow], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeLineItemRow.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [LineItemRow] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [LineItemRow]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeLineItemRow.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeListFilter: FfiConverterRustBuffer {
+    typealias SwiftType = [ListFilter]
+
+    public static func write(_ value: [ListFilter], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeListFilter.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ListFilter] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ListFilter]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeListFilter.read(from: &buf))
         }
         return seq
     }
