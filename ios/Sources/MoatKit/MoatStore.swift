@@ -65,6 +65,38 @@ public final class MoatStore: ObservableObject {
         return try await Task.detached { try c.detailView(objectType: objectType, id: id) }.value
     }
 
+    /// A page of a list for a whole query: search, sort, paging, "Assigned to me" (`mine`) and filters.
+    public func query(_ q: ListQuery) async throws -> ListViewModel {
+        let c = client
+        return try await Task.detached { try c.query(query: q) }.value
+    }
+
+    /// The form of a new record: the layout's fields for this role, with the metadata's defaults.
+    public func newRecord(_ objectType: String) async throws -> DetailViewModel {
+        let c = client
+        return try await Task.detached { try c.newRecord(objectType: objectType) }.value
+    }
+
+    /// The records a reference field may point to whose search fields contain `search` (the picker).
+    public func referenceOptions(_ objectType: String, field: String, search: String) async throws -> [ReferenceOption] {
+        let c = client
+        return try await Task.detached {
+            try c.referenceOptions(objectType: objectType, field: field, search: search, limit: 30)
+        }.value
+    }
+
+    /// Line items typed as rows of texts, as the text `editText` takes for the field.
+    public func lineItemsText(_ objectType: String, field: String, rows: [[String]]) async throws -> String {
+        let c = client
+        return try await Task.detached { try c.lineItemsText(objectType: objectType, field: field, rows: rows) }.value
+    }
+
+    /// The writes waiting for the server, oldest first.
+    public func pending() async throws -> [PendingView] {
+        let c = client
+        return try await Task.detached { try c.pending() }.value
+    }
+
     /// Writes the server refused, with its reasons.
     public func rejected() async throws -> [RejectedView] {
         let c = client
@@ -94,6 +126,29 @@ public final class MoatStore: ObservableObject {
             try c.editText(objectType: objectType, id: id, field: field, text: text, startedFrom: startedFrom)
         }.value
         await reload()
+    }
+
+    /// Creates a record from what the user typed (checked as an edit is; the key is made on the
+    /// device, so it works offline). Returns the new record's id.
+    public func create(_ objectType: String, inputs: [FieldInput]) async throws -> String {
+        let c = client
+        let id = try await Task.detached { try c.create(objectType: objectType, inputs: inputs) }.value
+        await reload()
+        return id
+    }
+
+    /// Deletes a record (offline too; sent when possible).
+    public func delete(_ objectType: String, id: String) async throws {
+        let c = client
+        try await Task.detached { try c.delete(objectType: objectType, id: id) }.value
+        await reload()
+    }
+
+    /// Stops syncing and closes the database, off the main actor: the sync thread may take up to 2 s
+    /// to stop, and the UI must not wait for it. Call before dropping the store (sign-out).
+    public func close() async {
+        let c = client
+        await Task.detached { c.close() }.value
     }
 
     /// Settles a conflict.

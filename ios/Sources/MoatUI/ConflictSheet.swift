@@ -93,3 +93,30 @@ struct RejectedListView: View {
         }
     }
 }
+
+/// What this device changed and the server has not confirmed yet: what, when, which record.
+struct PendingListView: View {
+    @ObservedObject var store: MoatStore
+    @State private var items: [PendingView] = []
+    @Environment(\.dismiss) private var dismiss
+
+    var body: some View {
+        NavigationStack {
+            List(items, id: \.mutationId) { p in
+                VStack(alignment: .leading, spacing: 4) {
+                    Text("\(p.action) \(p.objectLabel) \(p.title)").font(.headline)
+                    if p.action == "Changed" {
+                        Text(zip(p.labels, p.values).map { "\($0): \($1.isEmpty ? "(empty)" : $1)" }
+                            .joined(separator: ", ")).font(.subheadline)
+                    }
+                    Text("Saved on this device \(Date(timeIntervalSince1970: Double(p.createdMs) / 1000).formatted(date: .omitted, time: .shortened)); sent when online")
+                        .font(.footnote).foregroundStyle(.secondary)
+                }
+            }
+            .overlay { if items.isEmpty { Text("Every change is on the server").foregroundStyle(.secondary) } }
+            .navigationTitle("Waiting to sync")
+            .toolbar { Button("Done") { dismiss() } }
+            .task(id: store.revision) { items = (try? await store.pending()) ?? [] }
+        }
+    }
+}

@@ -1,18 +1,45 @@
 import SwiftUI
 import MoatKit
 
-/// A list of records with the columns the metadata names; live, searchable, paged.
+/// A list of records with the columns the metadata names; live, searchable, paged. "Assigned to me"
+/// and a filter per choice column (with counts) come from the core's list model, as on the web.
 struct RecordListView: View {
     @ObservedObject var store: MoatStore
     let objectType: String
     @State private var model: ListViewModel?
     @State private var search = ""
     @State private var limit: Int64 = 50
+    @State private var mine = false
+    @State private var filter: [String: String] = [:]
     @State private var error: String?
+    @State private var creating = false
+    @State private var opened: String?
+
+    private var type: ObjectTypeView? { store.objectTypes.first { $0.objectType == objectType } }
 
     var body: some View {
         List {
             if let model {
+                if model.mineCount != nil || !model.facets.isEmpty {
+                    Section {
+                        if let count = model.mineCount {
+                            Picker("View", selection: $mine) {
+                                Text("All (\(model.allCount))").tag(false)
+                                Text("Assigned to me (\(count))").tag(true)
+                            }
+                            .pickerStyle(.segmented)
+                        }
+                        ForEach(model.facets, id: \.field) { facet in
+                            Picker(facet.label, selection: Binding(
+                                get: { filter[facet.field] ?? "" },
+                                set: { filter[facet.field] = $0 }
+                            )) {
+                                Text("Any").tag("")
+                                ForEach(facet.options, id: \.value) { o in Text("\(o.label) (\(o.count))").tag(o.value) }
+                            }
+                        }
+                    }
+                }
                 ForEach(model.rows, id: \.id) { row in
                     NavigationLink {
                         RecordDetailView(store: store, objectType: objectType, id: row.id)
@@ -39,18 +66,35 @@ struct RecordListView: View {
         }
         .navigationTitle(model?.title ?? "")
         .searchable(text: $search)
-        .task(id: LoadKey(revision: store.revision, search: search, limit: limit)) { await load() }
+        .toolbar {
+            if type?.canCreate == true {
+                Button { creating = true } label: { Label("New \(type?.label ?? "")", systemImage: "plus") }
+            }
+        }
+        .sheet(isPresented: $creating) {
+            NewRecordView(store: store, objectType: objectType) { id in opened = id }
+        }
+        .navigationDestination(item: $opened) { id in RecordDetailView(store: store, objectType: objectType, id: id) }
+        .task(id: LoadKey(revision: store.revision, search: search, limit: limit, mine: mine, filter: filter)) { await load() }
     }
 
     private struct LoadKey: Equatable {
         let revision: Int
         let search: String
         let limit: Int64
+        let mine: Bool
+        let filter: [String: String]
     }
 
     private func load() async {
+        let filters = filter.filter { !$0.value.isEmpty }.map { ListFilter(field: $0.key, equals: $0.value, min: nil, max: nil) }
+        let q = ListQuery(objectType: objectType, search: search.isEmpty ? nil : search, sortField: nil, ascending: nil,
+                          offset: nil, limit: limit, mine: mine, filters: filters)
         do {
-            model = try await store.listView(objectType, search: search.isEmpty ? nil : search, limit: limit)
+            let m = try await store.query(q)
+            // The task restarts when the query changes: an older answer must not replace a newer one.
+            if Task.isCancelled { return }
+            model = m
             error = nil
         } catch let e as MoatError {
             error = e.message
@@ -59,3 +103,4 @@ struct RecordListView: View {
         }
     }
 }
+

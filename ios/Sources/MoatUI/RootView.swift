@@ -37,10 +37,13 @@ public struct RootView: View {
         }
     }
 
+    /// Signs out at once; the client closes in the background (never on the main thread).
     private func signOut() {
         Session.save(nil)
+        let closing = store
         store = nil
         session = nil
+        Task { await closing?.close() }
     }
 }
 
@@ -50,6 +53,7 @@ struct WorkspaceView: View {
     @ObservedObject var store: MoatStore
     let onSignOut: () -> Void
     @State private var showRejected = false
+    @State private var showPending = false
 
     var body: some View {
         NavigationStack {
@@ -62,6 +66,7 @@ struct WorkspaceView: View {
                             Button(store.status?.phase == .offline ? "Go online" : "Work offline") {
                                 store.setOnline(store.status?.phase == .offline)
                             }
+                            Button("Changes waiting to sync") { showPending = true }
                             Button("Refused changes") { showRejected = true }
                             Button("Sign out", role: .destructive, action: onSignOut)
                         } label: {
@@ -74,6 +79,7 @@ struct WorkspaceView: View {
                 }
         }
         .sheet(isPresented: $showRejected) { RejectedListView(store: store) }
+        .sheet(isPresented: $showPending) { PendingListView(store: store) }
         .sheet(item: Binding(get: { store.conflicts.first }, set: { _ in })) { conflict in
             ConflictSheet(store: store, conflict: conflict, remaining: store.conflicts.count - 1)
                 .interactiveDismissDisabled()
