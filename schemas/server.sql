@@ -23,3 +23,17 @@ CREATE TABLE IF NOT EXISTS moat_mutations (
     outcome     TEXT NOT NULL,
     PRIMARY KEY (user_id, mutation_id)
 ) STRICT, WITHOUT ROWID;
+
+-- Who changed which record, when: one row per changed row per commit, for a record's history (the
+-- `history` message). `row_key` is the record's id as clients name it; `user_id` is empty for an
+-- operator's or a migration's change. Trimmed with the change log.
+CREATE TABLE IF NOT EXISTS moat_history (
+    table_name TEXT NOT NULL,
+    row_key    TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    user_id    TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    op         TEXT NOT NULL,
+    columns    TEXT NOT NULL,
+    PRIMARY KEY (table_name, row_key, version)
+) STRICT, WITHOUT ROWID;

@@ -11,9 +11,9 @@ use sqlite_ext::protocol::DeviceRecord;
 use sqlite_ext::sync::{Phase, Status};
 use sqlite_ext::ui::{
     CellView, Choice, ColumnValue, ColumnView, ConflictChoice, ConflictColumnView, ConflictView,
-    DetailViewModel, FacetOption, FacetView, FieldInput, FieldKind, FieldValue, FieldView, LineItemColumn,
-    LineItemRow, LineItemsView, ListFilter, ListQuery, ListRowView, ListViewModel, ObjectTypeView,
-    PendingView, RecordLink, ReferenceOption, RejectedView, SectionView,
+    DetailViewModel, FacetOption, FacetView, FieldInput, FieldKind, FieldValue, FieldView, HistoryEntryView,
+    LineItemColumn, LineItemRow, LineItemsView, ListFilter, ListQuery, ListRowView, ListViewModel,
+    ObjectTypeView, PendingView, RecordLink, ReferenceOption, RejectedView, SectionView,
 };
 use ts_rs::{Config, TS};
 
@@ -62,6 +62,7 @@ fn generated() -> String {
     declare::<FieldInput>(cfg, &mut out);
     declare::<ReferenceOption>(cfg, &mut out);
     declare::<PendingView>(cfg, &mut out);
+    declare::<HistoryEntryView>(cfg, &mut out);
     declare::<Phase>(cfg, &mut out);
     declare::<Status>(cfg, &mut out);
     declare::<DeviceRecord>(cfg, &mut out);

@@ -41,6 +41,14 @@ pub enum Input {
     /// Ask the server for the tenant's devices (an admin's Sync health); they arrive as
     /// [`ClientEvent::Fleet`]. Nothing happens while not live.
     RequestFleet,
+    /// Ask the server for a record's history; it arrives as [`ClientEvent::History`]. Nothing happens
+    /// while not live.
+    RequestHistory {
+        /// The record's table.
+        table: String,
+        /// The record's id.
+        id: String,
+    },
 }
 
 impl Input {
@@ -55,6 +63,7 @@ impl Input {
             Input::GoOffline => Event::GoOffline,
             Input::GoOnline => Event::GoOnline,
             Input::RequestFleet => Event::RequestFleet,
+            Input::RequestHistory { table, id } => Event::RequestHistory { table, id },
         }
     }
 }
@@ -97,6 +106,15 @@ pub enum ClientEvent {
     Fleet {
         /// Most recently seen first.
         devices: Vec<sqlite_ext::protocol::DeviceRecord>,
+    },
+    /// A record's history, as the server answered [`Driver::request_history`].
+    History {
+        /// The record's object type.
+        object_type: String,
+        /// The record's id.
+        id: String,
+        /// Newest first, in the user's words.
+        entries: Vec<ui::HistoryEntryView>,
     },
 }
 
@@ -223,6 +241,15 @@ impl Driver {
             }
             Instruction::Failed(message) => Effect::Notify(ClientEvent::Error { message }),
             Instruction::Fleet(devices) => Effect::Notify(ClientEvent::Fleet { devices }),
+            Instruction::History { table, id, entries } => {
+                let r = self.engine.replica();
+                let (conn, schema) = (r.connection(), r.schema());
+                Effect::Notify(ClientEvent::History {
+                    object_type: ui::object_type_of(conn, &table).ok().flatten().unwrap_or(table.clone()),
+                    entries: ui::history_view(conn, schema, &table, &entries),
+                    id,
+                })
+            }
         });
     }
 
@@ -373,6 +400,14 @@ impl Driver {
     pub fn line_items_text(&self, object_type: &str, field: &str, rows: &[Vec<String>]) -> Result<String> {
         let r = self.replica();
         ui::line_items_text(r.connection(), r.schema(), object_type, field, rows)
+    }
+
+    /// Asks the server for a record's history (it arrives as [`ClientEvent::History`]); nothing is
+    /// sent while not live.
+    pub fn request_history(&mut self, object_type: &str, id: &str) -> Result<()> {
+        let table = ui::table_of(self.replica(), object_type)?;
+        self.feed(Input::RequestHistory { table, id: id.to_owned() });
+        Ok(())
     }
 
     /// The writes waiting for the server, oldest first.

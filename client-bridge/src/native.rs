@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use sqlite_ext::protocol::DeviceRecord;
 use sqlite_ext::ui::{
-    ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldInput, ListQuery, ListViewModel,
-    ObjectTypeView, PendingView, ReferenceOption, RejectedView,
+    ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldInput, HistoryEntryView, ListQuery,
+    ListViewModel, ObjectTypeView, PendingView, ReferenceOption, RejectedView,
 };
 use sqlite_ext::{FieldValue, Replica, Schema, Status};
 use tokio::sync::mpsc;
@@ -35,6 +35,8 @@ pub trait MoatListener: Send + Sync {
     fn on_error(&self, message: String);
     /// The tenant's devices (Sync health), as asked for with `request_fleet` (admins only).
     fn on_fleet(&self, devices: Vec<DeviceRecord>);
+    /// A record's history, as asked for with `request_history`: who changed it, when, which fields.
+    fn on_history(&self, object_type: String, id: String, entries: Vec<HistoryEntryView>);
 }
 
 /// One device's Moat client.
@@ -158,6 +160,12 @@ impl MoatClient {
         rows: Vec<Vec<String>>,
     ) -> Result<String, MoatError> {
         Ok(self.lock().line_items_text(&object_type, &field, &rows)?)
+    }
+
+    /// Asks the server for a record's history (who changed it, when, which fields); it arrives through
+    /// the listener's `on_history`. Nothing is sent while not live.
+    pub fn request_history(&self, object_type: String, id: String) -> Result<(), MoatError> {
+        self.call(|d| d.request_history(&object_type, &id))
     }
 
     /// The writes waiting for the server, oldest first (the pending-changes panel).
@@ -419,5 +427,6 @@ fn notify(listener: &dyn MoatListener, event: ClientEvent) {
         ClientEvent::Rejected { mutation_id, reason } => listener.on_rejected(mutation_id, reason),
         ClientEvent::Error { message } => listener.on_error(message),
         ClientEvent::Fleet { devices } => listener.on_fleet(devices),
+        ClientEvent::History { object_type, id, entries } => listener.on_history(object_type, id, entries),
     }
 }

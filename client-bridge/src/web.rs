@@ -160,7 +160,7 @@ impl WebClient {
     /// the server at `url` (`ws://host:port/sync`) as the bearer of `token`. Works offline from the
     /// first call; with `offline` it starts held offline (the browser has no network) and connects
     /// only after [`WebClient::go_online`]. `notify` receives each `ClientEvent` (`{type: "tables" | "status" | "conflicts" |
-    /// "rejected" | "error" | "fleet", …}`). Must run in a dedicated Worker (OPFS sync access handles exist
+    /// "rejected" | "error" | "fleet" | "history", …}`). Must run in a dedicated Worker (OPFS sync access handles exist
     /// only there).
     pub async fn open(
         url: String,
@@ -372,6 +372,12 @@ impl WebClient {
     pub fn line_items_text(&self, object_type: &str, field: &str, rows: &str) -> Result<String, JsValue> {
         let rows: Vec<Vec<String>> = from_json(rows)?;
         self.driver().line_items_text(object_type, field, &rows).map_err(js_error)
+    }
+
+    /// Asks the server for a record's history; it arrives as a `history` event.
+    #[wasm_bindgen(js_name = requestHistory)]
+    pub fn request_history(&self, object_type: &str, id: &str) -> Result<(), JsValue> {
+        self.call(|d| d.request_history(object_type, id))
     }
 
     /// The writes waiting for the server, oldest first.

@@ -285,6 +285,13 @@ typedef void (*UniffiCallbackInterfaceMoatListenerMethod5)(uint64_t, RustBuffer,
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_MOAT_LISTENER_METHOD6
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_MOAT_LISTENER_METHOD6
+typedef void (*UniffiCallbackInterfaceMoatListenerMethod6)(uint64_t, RustBuffer, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_MOAT_LISTENER
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_MOAT_LISTENER
 typedef struct UniffiVTableCallbackInterfaceMoatListener {
@@ -296,6 +303,7 @@ typedef struct UniffiVTableCallbackInterfaceMoatListener {
     UniffiCallbackInterfaceMoatListenerMethod3 _Nonnull onRejected;
     UniffiCallbackInterfaceMoatListenerMethod4 _Nonnull onError;
     UniffiCallbackInterfaceMoatListenerMethod5 _Nonnull onFleet;
+    UniffiCallbackInterfaceMoatListenerMethod6 _Nonnull onHistory;
 } UniffiVTableCallbackInterfaceMoatListener;
 
 #endif
@@ -412,6 +420,11 @@ RustBuffer uniffi_client_bridge_fn_method_moatclient_rejected(uint64_t ptr, Rust
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REQUEST_FLEET
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REQUEST_FLEET
 void uniffi_client_bridge_fn_method_moatclient_request_fleet(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REQUEST_HISTORY
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_REQUEST_HISTORY
+void uniffi_client_bridge_fn_method_moatclient_request_history(uint64_t ptr, RustBuffer object_type, RustBuffer id, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_RESOLVE
@@ -819,6 +832,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_request_fleet(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_REQUEST_HISTORY
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_REQUEST_HISTORY
+uint16_t uniffi_client_bridge_checksum_method_moatclient_request_history(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RESOLVE
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RESOLVE
 uint16_t uniffi_client_bridge_checksum_method_moatclient_resolve(void
@@ -882,6 +901,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_error(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_FLEET
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_FLEET
 uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_fleet(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_HISTORY
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATLISTENER_ON_HISTORY
+uint16_t uniffi_client_bridge_checksum_method_moatlistener_on_history(void
     
 );
 #endif

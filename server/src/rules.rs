@@ -64,7 +64,7 @@ impl Role {
         sqlite_ext::protocol::Rights { read_only_tables: tables, read_only_columns: columns }
     }
 
-    fn hides(&self, table: &str, column: &str) -> bool {
+    pub(crate) fn hides(&self, table: &str, column: &str) -> bool {
         self.hidden.get(table).is_some_and(|c| c.contains(column))
     }
 }

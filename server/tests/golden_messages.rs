@@ -84,12 +84,21 @@ async fn every_session_message() {
     }
     keep(&devices);
 
+    let history = json!({"type": "history", "table": "jobs", "id": "job-a1"});
+    tom.send(history.clone()).await;
+    let mut answer = tom.until("history").await.0;
+    for (n, e) in answer["entries"].as_array_mut().unwrap().iter_mut().enumerate() {
+        e["at_ms"] = json!(1_796_226_301_000_u64 - 60_000 * n as u64);
+    }
+    keep(&answer);
+
     for (name, v) in [
         ("hello", &hello),
         ("push", &push),
         ("ping", &ping),
         ("report", &report),
         ("list_devices", &list_devices),
+        ("history_request", &history),
     ] {
         check(name, v);
     }
@@ -106,6 +115,7 @@ async fn every_session_message() {
         "error",
         "pong",
         "devices",
+        "history",
     ] {
         let v = frames.get(name).unwrap_or_else(|| panic!("no {name} frame was seen: {:?}", frames.keys()));
         check(name, v);

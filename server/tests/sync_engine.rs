@@ -51,7 +51,10 @@ impl Shell {
                     Instruction::SetTimer(_) => {}
                     Instruction::TablesChanged(t) => self.changed.extend(t),
                     Instruction::ConflictsRaised(c) => self.conflicts += c.len(),
-                    Instruction::Rejected { .. } | Instruction::Failed(_) | Instruction::Fleet(_) => {}
+                    Instruction::Rejected { .. }
+                    | Instruction::Failed(_)
+                    | Instruction::Fleet(_)
+                    | Instruction::History { .. } => {}
                 }
             }
         }

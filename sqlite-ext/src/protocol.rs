@@ -127,6 +127,16 @@ pub enum ClientMsg<'a> {
     /// An admin asks for the tenant's devices (Sync health); answered with `devices` (or an error
     /// `forbidden`).
     ListDevices {},
+    /// Asks who changed a record, when and which fields (a record's history); answered with
+    /// `history`.
+    History {
+        /// The record's table.
+        #[serde(borrow)]
+        table: Cow<'a, str>,
+        /// The record's id, as lists name it (its key, or the JSON array of a key of several columns).
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+    },
     /// A local mutation to apply.
     Push {
         /// Unique per client; the server applies each id at most once.
@@ -214,6 +224,21 @@ impl Rights {
     pub fn is_empty(&self) -> bool {
         self.read_only_tables.is_empty() && self.read_only_columns.is_empty()
     }
+}
+
+/// One change of a record, as the server's history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The change log's version of the change.
+    pub version: i64,
+    /// When it was committed (Unix milliseconds).
+    pub at_ms: i64,
+    /// Who made it (a user id; empty for an operator's or a migration's change).
+    pub user: String,
+    /// `insert`, `update` or `delete`.
+    pub op: String,
+    /// The columns it wrote (those the asking user may see).
+    pub columns: Vec<String>,
 }
 
 /// Who the signed-in user is, as the last welcome said: kept by the replica for the views.
@@ -402,6 +427,16 @@ pub enum ServerMsg<'a> {
     Devices {
         /// The devices.
         devices: Vec<DeviceRecord>,
+    },
+    /// A record's history, newest first (at most 50 entries): empty when the record is not one the
+    /// user may see, exactly as for a record that does not exist.
+    History {
+        /// The record's table.
+        table: String,
+        /// The record's id, as asked.
+        id: String,
+        /// Who changed it, when, and which of the fields the user may see.
+        entries: Vec<HistoryEntry>,
     },
     /// The answer to a ping.
     Pong {

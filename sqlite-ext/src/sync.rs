@@ -106,6 +106,14 @@ pub enum Event<'a> {
     /// An admin opened Sync health: ask the server for the tenant's devices (answered with
     /// [`Instruction::Fleet`]; nothing is sent while not live).
     RequestFleet,
+    /// The user opened a record's history: ask the server for it (answered with
+    /// [`Instruction::History`]; nothing is sent while not live).
+    RequestHistory {
+        /// The record's table.
+        table: &'a str,
+        /// The record's id.
+        id: &'a str,
+    },
 }
 
 /// What the shell must do, in order.
@@ -135,6 +143,15 @@ pub enum Instruction {
     Failed(String),
     /// The tenant's devices, as the server answered an admin's request.
     Fleet(Vec<DeviceRecord>),
+    /// A record's history, as the server answered [`Event::RequestHistory`].
+    History {
+        /// The record's table.
+        table: String,
+        /// The record's id.
+        id: String,
+        /// Newest first.
+        entries: Vec<crate::protocol::HistoryEntry>,
+    },
 }
 
 /// The state machine over one replica.
@@ -377,6 +394,12 @@ impl SyncEngine {
                     out.push(Instruction::Send(ClientMsg::ListDevices {}.to_json()));
                 }
             }
+            Event::RequestHistory { table, id } => {
+                if self.connected && self.phase == Phase::Live {
+                    let msg = ClientMsg::History { table: table.into(), id: id.into() };
+                    out.push(Instruction::Send(msg.to_json()));
+                }
+            }
             Event::Frame(text) => {
                 if let Err(e) = self.frame(text, &mut out) {
                     let message = match e {
@@ -529,6 +552,9 @@ impl SyncEngine {
                 out.push(Instruction::Close);
             }
             ServerMsg::Devices { devices } => out.push(Instruction::Fleet(devices)),
+            ServerMsg::History { table, id, entries } => {
+                out.push(Instruction::History { table, id, entries })
+            }
             // Errors about a frame, pongs, and message types newer than this engine: nothing to do.
             ServerMsg::Error { retry: false, .. } | ServerMsg::Pong { .. } | ServerMsg::Unknown => {}
         }

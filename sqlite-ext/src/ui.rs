@@ -16,8 +16,9 @@ use crate::value::Value;
 mod records;
 
 pub use records::{
-    FieldInput, LineItemColumn, LineItemRow, LineItemsView, PendingView, ReferenceOption, create, delete,
-    identity, line_items_text, new_record, pending, reference_options,
+    FieldInput, HistoryEntryView, LineItemColumn, LineItemRow, LineItemsView, PendingView, ReferenceOption,
+    create, delete, history_view, identity, line_items_text, new_record, object_type_of, pending,
+    reference_options,
 };
 
 /// A value as the UI sees it (a blob is shown as no value).
@@ -1341,7 +1342,18 @@ pub fn edit_text_of(
 /// values for a key of several columns), in the types of the table's key columns (from the schema:
 /// an `INTEGER` key is a number).
 pub fn record_key(replica: &Replica, table: &str, id: &str) -> Result<Fields<Value>> {
-    let t = replica.schema().table(table)?;
+    key_of(replica.schema(), table, id)
+}
+
+/// The record id of key `pk` (what [`record_key`] reads back): how lists, conflicts and the server's
+/// history name a record.
+pub fn record_id(pk: &Fields<Value>) -> String {
+    key_text(&pk.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())
+}
+
+/// [`record_key`] against a schema: the key of record `id` of `table`.
+pub fn key_of(schema: &Schema, table: &str, id: &str) -> Result<Fields<Value>> {
+    let t = schema.table(table)?;
     let missing = || Error::NotFound(format!("record {id:?}"));
     let values: Vec<Value> = match t.pk.as_slice() {
         [_] => vec![Value::Text(id.to_owned())],

@@ -76,6 +76,7 @@ class Listener(cb.MoatListener):
         self.rejected = []
         self.errors = []
         self.fleets = []
+        self.histories = []
         # Every report but `tables`, in order, as (kind, payload).
         self.log = []
 
@@ -111,6 +112,11 @@ class Listener(cb.MoatListener):
     def on_fleet(self, devices):
         with self.cond:
             self.fleets.append(devices)
+            self.cond.notify_all()
+
+    def on_history(self, object_type, record_id, entries):
+        with self.cond:
+            self.histories.append((object_type, record_id, entries))
             self.cond.notify_all()
 
     def wait(self, what, check, timeout=20.0):

@@ -144,3 +144,26 @@ def test_assigned_to_me_filters_and_counts(device):
     q.filters = [core.ListFilter(field="scheduled_date", equals=None, min="2026-10-01", max="2026-10-31")]
     october = tom.client.query(q)
     assert october.total > 0 and all("2026-10" in r.cells[2].display for r in october.rows)
+
+
+def test_a_records_history_names_people_and_fields(device):
+    alice = device("alice", "alice", "company-a", "admin")
+    tom = device("tom", "tom", "company-a", "technician")
+    alice.wait_live()
+    tom.wait_live()
+    job = "job-a-00005"
+    alice.client.edit_text("jobs", job, "notes", "Bring the long ladder", None)
+    alice.client.edit_text("jobs", job, "internal_notes", "Margin is fine", None)
+    alice.wait_live(pending=0)
+    tom.listener.wait("the edit", lambda: tom.value("jobs", job, "notes") == text("Bring the long ladder"))
+    tom.client.request_history("jobs", job)
+    got = tom.listener.wait("the history", lambda: tom.listener.histories)
+    object_type, record_id, entries = got[-1]
+    assert (object_type, record_id) == ("jobs", job)
+    # The demo's seeded rows have no history of their own; the internal notes, hidden from
+    # technicians, are not in theirs.
+    assert [(e.action, e.who, e.labels) for e in entries] == [("Changed", "Alice Admin", ["Notes"])]
+    assert entries[0].at_ms > 0
+    alice.client.request_history("jobs", job)
+    got = alice.listener.wait("alice's history", lambda: alice.listener.histories)
+    assert [(e.who, e.labels) for e in got[-1][2]] == [("Alice Admin", ["Internal notes"]), ("Alice Admin", ["Notes"])]

@@ -179,3 +179,22 @@ test("a currency conflict settled by Edit… stores exactly the typed amount at 
       .toEqual([[stored]]);
   }
 });
+
+test("a record's page shows its history: who changed which fields, when", async ({ browser, server }) => {
+  const alice = await (await browser.newContext()).newPage();
+  const tom = await (await browser.newContext()).newPage();
+  await signIn(alice, server, "alice");
+  await signIn(tom, server, "tom");
+  await openRecord(alice, server, "jobs", "job-a-00006");
+  await alice.getByTestId("field-notes-input").fill("Call before arrival");
+  await alice.getByTestId("field-notes-input").blur();
+  await expect.poll(() => serverQuery(server, "SELECT notes FROM jobs WHERE id = 'job-a-00006'")).toEqual([["Call before arrival"]]);
+  await openRecord(tom, server, "jobs", "job-a-00006");
+  const entries = tom.getByTestId("history-entry");
+  await expect(entries.first()).toContainText("Changed by Alice Admin: Notes");
+  await expect(entries).toHaveCount(1);
+  // Live: Tom's own edit shows at the top once the server has it.
+  await tom.getByTestId("field-notes-input").fill("Dog in the yard");
+  await tom.getByTestId("field-notes-input").blur();
+  await expect(entries.first()).toContainText("Changed by Tom Technician: Notes");
+});

@@ -22,6 +22,8 @@ public final class MoatStore: ObservableObject {
     @Published public private(set) var revision = 0
     /// The tenant's devices, as the last `refreshDevices()` brought them (admins: `status.admin`).
     @Published public private(set) var devices: [DeviceRecord] = []
+    /// Records' histories, as the last `requestHistory` of each brought them.
+    @Published public private(set) var history: [RecordRef: [HistoryEntryView]] = [:]
 
     public let session: Session
     private let client: MoatClient
@@ -89,6 +91,12 @@ public final class MoatStore: ObservableObject {
     public func lineItemsText(_ objectType: String, field: String, rows: [[String]]) async throws -> String {
         let c = client
         return try await Task.detached { try c.lineItemsText(objectType: objectType, field: field, rows: rows) }.value
+    }
+
+    /// Asks the server for a record's history; it arrives in `history`.
+    public func requestHistory(_ objectType: String, id: String) {
+        let c = client
+        Task.detached { try? c.requestHistory(objectType: objectType, id: id) }
     }
 
     /// The writes waiting for the server, oldest first.
@@ -200,10 +208,24 @@ public final class MoatStore: ObservableObject {
 
     fileprivate func failed(_ message: String) { syncError = message }
     fileprivate func devicesListed(_ d: [DeviceRecord]) { devices = d }
+    fileprivate func historyArrived(_ objectType: String, _ id: String, _ entries: [HistoryEntryView]) {
+        history[RecordRef(objectType: objectType, id: id)] = entries
+    }
     fileprivate func conflictsRaised(_ c: [ConflictView]) { conflicts = c }
     fileprivate func rejectedWrite(_ id: String, _ reason: String) {
         lastRejection = RejectedNotice(mutationId: id, reason: reason)
         Task { await reload() }
+    }
+}
+
+/// A record: its object type and id.
+public struct RecordRef: Hashable, Sendable {
+    public let objectType: String
+    public let id: String
+
+    public init(objectType: String, id: String) {
+        self.objectType = objectType
+        self.id = id
     }
 }
 
@@ -239,5 +261,9 @@ final class ListenerRelay: MoatListener, @unchecked Sendable {
 
     func onFleet(devices: [DeviceRecord]) {
         Task { @MainActor [weak self] in self?.store?.devicesListed(devices) }
+    }
+
+    func onHistory(objectType: String, id: String, entries: [HistoryEntryView]) {
+        Task { @MainActor [weak self] in self?.store?.historyArrived(objectType, id, entries) }
     }
 }

@@ -30,6 +30,18 @@ struct RecordDetailView: View {
                         }
                     }
                 }
+                Section("History") {
+                    let entries = store.history[RecordRef(objectType: objectType, id: id)] ?? []
+                    if entries.isEmpty { Text("No changes recorded yet").foregroundStyle(.secondary) }
+                    ForEach(Array(entries.enumerated()), id: \.offset) { _, e in
+                        VStack(alignment: .leading, spacing: 2) {
+                            Text("\(e.action) by \(e.who)").font(.subheadline)
+                            if !e.labels.isEmpty { Text(e.labels.joined(separator: ", ")).font(.caption) }
+                            Text(Date(timeIntervalSince1970: Double(e.atMs) / 1000).formatted())
+                                .font(.caption2).foregroundStyle(.secondary)
+                        }
+                    }
+                }
             }
         }
         .navigationTitle(model?.title ?? "")
@@ -54,7 +66,10 @@ struct RecordDetailView: View {
         } message: {
             Text("It is removed from this device now and from everyone's when it syncs.")
         }
-        .task(id: store.revision) { await load() }
+        .task(id: store.revision) {
+            await load()
+            store.requestHistory(objectType, id: id)
+        }
     }
 
     private func load() async {

@@ -38,7 +38,7 @@ pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), 
     conn.send(&ServerMsg::Synced { channel: channel.into(), version }).await
 }
 
-fn storage(e: crate::error::Error) -> End {
+pub(crate) fn storage(e: crate::error::Error) -> End {
     tracing::error!(error = %e, "reading for a client failed");
     End::Close(close::INTERNAL, "the server could not read its database".into())
 }

@@ -57,6 +57,7 @@ pub(crate) fn set_version(conn: &Connection, version: i64, retention: i64) -> Re
     .execute([version])?;
     if retention > 0 && version % 1024 == 0 {
         conn.execute("DELETE FROM moat_log WHERE version <= ?1", [version - retention])?;
+        conn.execute("DELETE FROM moat_history WHERE version <= ?1", [version - retention])?;
     }
     Ok(())
 }
@@ -100,15 +101,56 @@ pub(crate) fn route_changes(
     Ok(out)
 }
 
-/// Appends an entry at `version` (inside the commit's transaction) and keeps it for the publish.
+/// Appends an entry at `version` (inside the commit's transaction) and keeps it for the publish; each
+/// changed row is remembered in `moat_history` as `user`'s (empty: an operator's or a migration's).
 pub(crate) fn record(
     conn: &Connection,
     version: i64,
+    user: &str,
     changes: Vec<Routed>,
     entries: &mut Vec<LogEntry>,
 ) -> Result<()> {
+    let mut remember = conn.prepare_cached(
+        "INSERT OR REPLACE INTO moat_history (table_name, row_key, version, user_id, at_ms, op, columns) \
+         VALUES (?1, ?2, ?3, ?4, CAST(unixepoch('subsec') * 1000 AS INTEGER), ?5, ?6)",
+    )?;
+    for r in &changes {
+        let c = &r.change;
+        let op = match c.op {
+            sqlite_ext::Op::Insert => "insert",
+            sqlite_ext::Op::Update => "update",
+            sqlite_ext::Op::Delete => "delete",
+        };
+        let columns: Vec<&str> = c.cols.iter().map(|(n, _)| n).collect();
+        let columns = serde_json::to_string(&columns).expect("names serialise");
+        remember.execute((&c.table, sqlite_ext::ui::record_id(&c.pk), version, user, op, columns))?;
+    }
     let json = serde_json::to_string(&changes).expect("log entries serialise");
     conn.prepare_cached("INSERT INTO moat_log (version, entry) VALUES (?1, ?2)")?.execute((version, json))?;
     entries.push(LogEntry { version, changes });
     Ok(())
+}
+
+/// The newest `limit` history entries of record `id` of `table`, newest first.
+pub(crate) fn history_of(
+    conn: &Connection,
+    table: &str,
+    id: &str,
+    limit: usize,
+) -> Result<Vec<sqlite_ext::protocol::HistoryEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, at_ms, user_id, op, columns FROM moat_history \
+         WHERE table_name = ?1 AND row_key = ?2 ORDER BY version DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map((table, id, limit as i64), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (version, at_ms, user, op, columns) = row?;
+        let columns: Vec<String> = serde_json::from_str(&columns)
+            .map_err(|e| Error::Internal(format!("history entry {version} is unreadable: {e}")))?;
+        out.push(sqlite_ext::protocol::HistoryEntry { version, at_ms, user, op, columns });
+    }
+    Ok(out)
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sqlite_ext::{Conflict, Diff};
 use tokio::sync::{mpsc, oneshot};
 
-pub(crate) use self::log::{LogEntry, current_version, log_after, log_bounds};
+pub(crate) use self::log::{LogEntry, current_version, history_of, log_after, log_bounds};
 pub(crate) use self::writer::Writers;
 use crate::error::{Error, Result};
 use crate::hub::Hub;

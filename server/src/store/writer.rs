@@ -188,7 +188,7 @@ impl Batch<'_> {
                     None
                 } else {
                     self.version += 1;
-                    record(conn, self.version, applied, &mut self.entries)?;
+                    record(conn, self.version, &p.user, applied, &mut self.entries)?;
                     Some(self.version)
                 };
                 Outcome::Ack { version, conflicts: rules.visible_conflicts(&p.profile, conflicts) }
@@ -227,7 +227,7 @@ impl Batch<'_> {
             }
             let routed = route_changes(conn, schema, rules, diff)?;
             self.version += 1;
-            record(conn, self.version, routed, &mut self.entries)?;
+            record(conn, self.version, "", routed, &mut self.entries)?;
             Ok(Some(self.version))
         })();
         let ended = match &result {

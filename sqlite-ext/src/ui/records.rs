@@ -107,6 +107,75 @@ pub struct PendingView {
     pub created_ms: i64,
 }
 
+/// One change of a record's history, in the user's words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct HistoryEntryView {
+    /// When (Unix milliseconds).
+    pub at_ms: i64,
+    /// Who: the person's name (from the object type that assignees point to), else their user id;
+    /// "An administrator" for an operator's or a migration's change.
+    pub who: String,
+    /// `Created`, `Changed` or `Deleted`.
+    pub action: String,
+    /// The fields a change wrote, by label (fields no metadata names are left out).
+    pub labels: Vec<String>,
+}
+
+/// A record's history from the server's entries, in the metadata's words.
+pub fn history_view(
+    conn: &Connection,
+    schema: &Schema,
+    table: &str,
+    entries: &[crate::protocol::HistoryEntry],
+) -> Vec<HistoryEntryView> {
+    let meta = meta_of_table(conn, schema, table).ok().flatten();
+    let people = people_type(conn);
+    entries
+        .iter()
+        .map(|e| HistoryEntryView {
+            at_ms: e.at_ms,
+            who: match (&e.user[..], &people) {
+                ("", _) => "An administrator".to_owned(),
+                (user, Some(target)) => super::reference_title(conn, schema, target, user)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| user.to_owned()),
+                (user, None) => user.to_owned(),
+            },
+            action: match e.op.as_str() {
+                "insert" => "Created",
+                "delete" => "Deleted",
+                _ => "Changed",
+            }
+            .to_owned(),
+            labels: match (&meta, e.op.as_str()) {
+                (Some(m), "update") => {
+                    e.columns.iter().filter_map(|c| m.field(c).map(|f| f.label.clone())).collect()
+                }
+                _ => Vec::new(),
+            },
+        })
+        .collect()
+}
+
+/// The object type whose records are people: the one a `mine` field points to.
+fn people_type(conn: &Connection) -> Option<String> {
+    let mut stmt = conn.prepare_cached("SELECT fields FROM object_metadata ORDER BY sort_order, id").ok()?;
+    let all: Vec<String> = stmt.query_map([], |r| r.get(0)).ok()?.filter_map(|r| r.ok()).collect();
+    all.iter()
+        .filter_map(|f| serde_json::from_str::<Vec<FieldMeta>>(f).ok())
+        .flatten()
+        .find(|f| f.mine)
+        .and_then(|f| f.object_type)
+}
+
+/// The object type stored in `table`, if the metadata names one.
+pub fn object_type_of(conn: &Connection, table: &str) -> Result<Option<String>> {
+    meta_object_type(conn, table)
+}
+
 /// Who the user is, as the last welcome said (empty before the first one).
 pub fn identity(conn: &Connection) -> Result<Identity> {
     let json: Option<String> = conn

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { DetailViewModel, FieldValue } from "../sdk";
+import type { DetailViewModel, FieldValue, HistoryEntryView } from "../sdk";
 import { useClient, type Route } from "./hooks";
 import { Widget } from "./widgets";
 import { Dialog } from "./Dialog";
@@ -19,6 +19,19 @@ export function DetailPage({
   const [model, setModel] = useState<DetailViewModel | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [confirming, setConfirming] = useState(false);
+  /** Who changed the record, when, which fields: asked of the server (null until it answers). */
+  const [history, setHistory] = useState<HistoryEntryView[] | null>(null);
+
+  useEffect(
+    () =>
+      client.on((ev) => {
+        if (ev.type === "history" && ev.object_type === objectType && ev.id === id) setHistory(ev.entries);
+      }),
+    [client, objectType, id],
+  );
+  useEffect(() => {
+    client.requestHistory(objectType, id).catch(() => undefined);
+  }, [client, version, objectType, id]);
 
   useEffect(() => {
     let live = true;
@@ -84,6 +97,20 @@ export function DetailPage({
               </div>
             </section>
           ))}
+          <section className="card" data-testid="history" aria-labelledby="history-title">
+            <h2 id="history-title">History</h2>
+            {history === null && <p className="muted small">The history comes from the server; it shows when online.</p>}
+            {history?.length === 0 && <p className="muted small">No changes recorded yet.</p>}
+            <ol className="history">
+              {(history ?? []).map((h, i) => (
+                <li key={i} data-testid="history-entry">
+                  <strong>{h.action}</strong> by {h.who}
+                  {h.labels.length > 0 && <span>: {h.labels.join(", ")}</span>}
+                  <span className="muted small"> · {new Date(h.at_ms).toLocaleString()}</span>
+                </li>
+              ))}
+            </ol>
+          </section>
         </>
       )}
       {confirming && model && (

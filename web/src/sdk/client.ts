@@ -162,6 +162,10 @@ export class MoatClient {
   lineItemsText(objectType: string, field: string, rows: string[][]): Promise<string> {
     return this.call("lineItemsText", objectType, field, rows);
   }
+  /** Asks the server for a record's history (who changed it, when, which fields): a `history` event brings it. */
+  requestHistory(objectType: string, id: string): Promise<void> {
+    return this.call("requestHistory", objectType, id);
+  }
   /** The writes waiting for the server, oldest first. */
   pending(): Promise<PendingView[]> {
     return this.call("pending");

@@ -41,6 +41,8 @@ export interface Api {
   referenceOptions(objectType: string, field: string, search: string, limit: number): ReferenceOption[];
   lineItemsText(objectType: string, field: string, rows: string[][]): string;
   pending(): PendingView[];
+  /** Asks the server for a record's history; it arrives as a `history` event. */
+  requestHistory(objectType: string, id: string): void;
 }
 
 export type Method = keyof Api;

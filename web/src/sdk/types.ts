@@ -655,6 +655,28 @@ values: Array<string>,
 created_ms: number, };
 
 /**
+ * One change of a record's history, in the user's words.
+ */
+export type HistoryEntryView = { 
+/**
+ * When (Unix milliseconds).
+ */
+at_ms: number, 
+/**
+ * Who: the person's name (from the object type that assignees point to), else their user id;
+ * "An administrator" for an operator's or a migration's change.
+ */
+who: string, 
+/**
+ * `Created`, `Changed` or `Deleted`.
+ */
+action: string, 
+/**
+ * The fields a change wrote, by label (fields no metadata names are left out).
+ */
+labels: Array<string>, };
+
+/**
  * Where the connection stands, for the UI.
  */
 export type Phase = "offline" | "connecting" | "syncing" | "live" | "unauthorized" | "outdated";
@@ -793,4 +815,16 @@ message: string, } | { "type": "fleet",
 /**
  * Most recently seen first.
  */
-devices: Array<DeviceRecord>, };
+devices: Array<DeviceRecord>, } | { "type": "history", 
+/**
+ * The record's object type.
+ */
+object_type: string, 
+/**
+ * The record's id.
+ */
+id: string, 
+/**
+ * Newest first, in the user's words.
+ */
+entries: Array<HistoryEntryView>, };

@@ -83,6 +83,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.lineItemsText(a0, a1, JSON.stringify(a2));
     case "pending":
       return c.pending();
+    case "requestHistory":
+      return c.requestHistory(a0, a1);
   }
 }
 

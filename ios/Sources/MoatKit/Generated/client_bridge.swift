@@ -690,6 +690,12 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func requestFleet() 
     
     /**
+     * Asks the server for a record's history (who changed it, when, which fields); it arrives through
+     * the listener's `on_history`. Nothing is sent while not live.
+     */
+    func requestHistory(objectType: String, id: String) throws 
+    
+    /**
      * Settles a conflict: keep mine or edit write like any edit; take theirs sends nothing.
      */
     func resolve(conflictId: Int64, choice: ConflictChoice) throws 
@@ -1061,6 +1067,20 @@ open func requestFleet()  {try! rustCall() {
 }
     
     /**
+     * Asks the server for a record's history (who changed it, when, which fields); it arrives through
+     * the listener's `on_history`. Nothing is sent while not live.
+     */
+open func requestHistory(objectType: String, id: String)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_request_history(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(objectType),
+        FfiConverterString.lower(id),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Settles a conflict: keep mine or edit write like any edit; take theirs sends nothing.
      */
 open func resolve(conflictId: Int64, choice: ConflictChoice)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
@@ -1317,6 +1337,11 @@ public protocol MoatListener: AnyObject, Sendable {
      */
     func onFleet(devices: [DeviceRecord]) 
     
+    /**
+     * A record's history, as asked for with `request_history`: who changed it, when, which fields.
+     */
+    func onHistory(objectType: String, id: String, entries: [HistoryEntryView]) 
+    
 }
 
 
@@ -1477,6 +1502,34 @@ fileprivate struct UniffiCallbackInterfaceMoatListener {
                 }
                 return uniffiObj.onFleet(
                      devices: try FfiConverterSequenceTypeDeviceRecord.lift(devices)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onHistory: { (
+            uniffiHandle: UInt64,
+            objectType: RustBuffer,
+            id: RustBuffer,
+            entries: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterCallbackInterfaceMoatListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onHistory(
+                     objectType: try FfiConverterString.lift(objectType),
+                     id: try FfiConverterString.lift(id),
+                     entries: try FfiConverterSequenceTypeHistoryEntryView.lift(entries)
                 )
             }
 
@@ -1743,6 +1796,31 @@ fileprivate struct FfiConverterSequenceTypeFieldInput: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeHistoryEntryView: FfiConverterRustBuffer {
+    typealias SwiftType = [HistoryEntryView]
+
+    public static func write(_ value: [HistoryEntryView], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeHistoryEntryView.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [HistoryEntryView] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [HistoryEntryView]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeHistoryEntryView.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeObjectTypeView: FfiConverterRustBuffer {
     typealias SwiftType = [ObjectTypeView]
 
@@ -1940,6 +2018,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatclient_request_fleet() != 61506) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_client_bridge_checksum_method_moatclient_request_history() != 46237) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_client_bridge_checksum_method_moatclient_resolve() != 43489) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -1971,6 +2052,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatlistener_on_fleet() != 44815) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatlistener_on_history() != 30092) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -1880,6 +1880,97 @@ public func FfiConverterTypeFieldView_lower(_ value: FieldView) -> RustBuffer {
 
 
 /**
+ * One change of a record's history, in the user's words.
+ */
+public struct HistoryEntryView: Equatable, Hashable {
+    /**
+     * When (Unix milliseconds).
+     */
+    public var atMs: Int64
+    /**
+     * Who: the person's name (from the object type that assignees point to), else their user id;
+     * "An administrator" for an operator's or a migration's change.
+     */
+    public var who: String
+    /**
+     * `Created`, `Changed` or `Deleted`.
+     */
+    public var action: String
+    /**
+     * The fields a change wrote, by label (fields no metadata names are left out).
+     */
+    public var labels: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * When (Unix milliseconds).
+         */atMs: Int64, 
+        /**
+         * Who: the person's name (from the object type that assignees point to), else their user id;
+         * "An administrator" for an operator's or a migration's change.
+         */who: String, 
+        /**
+         * `Created`, `Changed` or `Deleted`.
+         */action: String, 
+        /**
+         * The fields a change wrote, by label (fields no metadata names are left out).
+         */labels: [String]) {
+        self.atMs = atMs
+        self.who = who
+        self.action = action
+        self.labels = labels
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HistoryEntryView: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHistoryEntryView: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HistoryEntryView {
+        return
+            try HistoryEntryView(
+                atMs: FfiConverterInt64.read(from: &buf), 
+                who: FfiConverterString.read(from: &buf), 
+                action: FfiConverterString.read(from: &buf), 
+                labels: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HistoryEntryView, into buf: inout [UInt8]) {
+        FfiConverterInt64.write(value.atMs, into: &buf)
+        FfiConverterString.write(value.who, into: &buf)
+        FfiConverterString.write(value.action, into: &buf)
+        FfiConverterSequenceString.write(value.labels, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHistoryEntryView_lift(_ buf: RustBuffer) throws -> HistoryEntryView {
+    return try FfiConverterTypeHistoryEntryView.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHistoryEntryView_lower(_ value: HistoryEntryView) -> RustBuffer {
+    return FfiConverterTypeHistoryEntryView.lower(value)
+}
+
+
+/**
  * One column of line items.
  */
 public struct LineItemColumn: Equatable, Hashable {
