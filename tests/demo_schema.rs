@@ -38,7 +38,7 @@ fn the_seed_syncs_to_a_replica_in_one_diff() {
     let diff = &server.log[0];
     let mut replica = Replica::open_in_memory(Schema::demo()).unwrap();
     replica.apply_server_diff(diff).unwrap();
-    for (table, per_tenant) in [("jobs", 5000), ("customers", 200), ("inventory_items", 400)] {
+    for (table, per_tenant) in [("jobs", 5000), ("customers", 200), ("inventory_items", 400), ("people", 5)] {
         let n: i64 = replica
             .connection()
             .query_row(&format!("SELECT count(*) FROM {table} WHERE tenant_id = 'company-b'"), [], |r| {
@@ -62,7 +62,7 @@ fn metadata_names_only_what_exists() {
         "SELECT tenant_id, object_type, table_name, title_field, list_columns, search_fields, default_sort, fields
          FROM object_metadata ORDER BY id",
     );
-    assert_eq!(objects.len(), 6, "three object types for each of two tenants");
+    assert_eq!(objects.len(), 8, "four object types for each of two tenants");
     let mut known = HashSet::new();
     for o in &objects {
         let (tenant, object_type, table_name) = (&o[0], o[1].as_str().unwrap(), o[2].as_str().unwrap());
@@ -97,7 +97,7 @@ fn metadata_names_only_what_exists() {
     }
 
     let layouts = json(&server.conn, "SELECT tenant_id, object_type, sections FROM layout_definition");
-    assert_eq!(layouts.len(), 8);
+    assert_eq!(layouts.len(), 10);
     for l in &layouts {
         let object =
             objects.iter().find(|o| o[0] == l[0] && o[1] == l[1]).expect("layout of a known object type");

@@ -5,25 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use moat_tests::{ModelServer, Outcome, id};
+use moat_tests::{ModelServer, Outcome, company_a_device, id};
 use sqlite_ext::protocol::{Identity, Rights};
 use sqlite_ext::ui::{self, FieldInput, ListFilter, ListQuery};
-use sqlite_ext::{FieldValue, Replica, Schema, Value};
+use sqlite_ext::{FieldValue, Replica, Value};
 
 const SEED: &str = include_str!("../schemas/demo_seed.sql");
 const RULES: &str = include_str!("../schemas/sync_rules.toml");
 
 /// A company-a device signed in as `user` with `role` (its welcome stored), and the server.
 fn device(user: &str, role: &str) -> (ModelServer, Replica) {
-    let mut server = ModelServer::new(Schema::demo(), SEED);
-    let mut r = Replica::open_in_memory(Schema::demo()).unwrap();
-    r.apply_server_diff(&server.log[0]).unwrap();
-    let only_a = server.edit(|c| {
-        for t in ["jobs", "customers", "inventory_items", "people", "object_metadata", "layout_definition"] {
-            c.execute(&format!("DELETE FROM {t} WHERE tenant_id = 'company-b'"), []).unwrap();
-        }
-    });
-    r.apply_server_diff(&only_a).unwrap();
+    let (server, r) = company_a_device(SEED);
     let route = BTreeMap::from([("tenant_id".to_owned(), "company-a".to_owned())]);
     r.set_identity(&Identity { user: user.to_owned(), route }).unwrap();
     r.set_rights(&rights_of(role)).unwrap();

@@ -1,7 +1,7 @@
 //! The dynamic UI model, computed only from the synced metadata and the projection: object types,
 //! list views, detail views per role, validated edits, and live changes of the metadata.
 
-use moat_tests::{ModelServer, fields, id};
+use moat_tests::{ModelServer, company_a_device, fields, id};
 use sqlite_ext::FieldValue;
 use sqlite_ext::ui::{self, FieldKind, ListQuery};
 use sqlite_ext::{Error, Replica, Schema};
@@ -10,16 +10,7 @@ const SEED: &str = include_str!("../schemas/demo_seed.sql");
 
 /// A company-a device with the demo data, and the server it syncs from.
 fn device() -> (ModelServer, Replica) {
-    let mut server = ModelServer::new(Schema::demo(), SEED);
-    let mut r = Replica::open_in_memory(Schema::demo()).unwrap();
-    r.apply_server_diff(&server.log[0]).unwrap();
-    let only_a = server.edit(|c| {
-        for t in ["jobs", "customers", "inventory_items", "people", "object_metadata", "layout_definition"] {
-            c.execute(&format!("DELETE FROM {t} WHERE tenant_id = 'company-b'"), []).unwrap();
-        }
-    });
-    r.apply_server_diff(&only_a).unwrap();
-    (server, r)
+    company_a_device(SEED)
 }
 
 #[test]
@@ -51,7 +42,17 @@ fn list_views_page_sort_search_and_format() {
     let cols: Vec<&str> = page.columns.iter().map(|c| c.label.as_str()).collect();
     assert_eq!(cols, ["Title", "Status", "Scheduled", "Assignee", "Price"]);
     assert_eq!((page.total, page.rows.len()), (5000, 25));
-    let dates: Vec<String> = page.rows.iter().map(|r| r.cells[2].display.clone()).collect();
+    let dates: Vec<FieldValue> = page.rows.iter().map(|r| r.cells[2].value.clone()).collect();
+    let FieldValue::Text { value: first_date } = &dates[0] else { panic!("{dates:?}") };
+    let shown = &page.rows[0].cells[2].display;
+    assert!(shown.ends_with(&first_date[..4]) && !shown.contains('-'), "{shown}: the month by name");
+    let dates: Vec<String> = dates
+        .into_iter()
+        .map(|v| match v {
+            FieldValue::Text { value } => value,
+            other => panic!("{other:?}"),
+        })
+        .collect();
     assert!(dates.windows(2).all(|w| w[0] >= w[1]), "default sort: scheduled date, newest first");
 
     let first = &page.rows[0];

@@ -364,6 +364,13 @@ impl Driver {
         Ok(())
     }
 
+    /// Writes a refused change again (checked here first) and forgets the refused one.
+    pub fn retry_rejected(&mut self, mutation_id: &str) -> Result<()> {
+        ui::retry_rejected(self.engine.replica_mut(), mutation_id)?;
+        self.wrote();
+        Ok(())
+    }
+
     /// The form of a new record of `object_type`, from the layout for this user's role.
     pub fn new_record(&self, object_type: &str) -> Result<DetailViewModel> {
         ui::new_record(self.replica().connection(), self.replica().schema(), object_type, &self.role)

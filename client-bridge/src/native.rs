@@ -243,6 +243,12 @@ impl MoatClient {
         self.call(|d| d.dismiss_rejected(&mutation_id))
     }
 
+    /// Writes a refused change again, once what refused it has changed (checked on the device first:
+    /// a change still refused throws with the reason and stays listed), and forgets the refused one.
+    pub fn retry_rejected(&self, mutation_id: String) -> Result<(), MoatError> {
+        self.call(|d| d.retry_rejected(&mutation_id))
+    }
+
     /// Names the app's version and platform in this device's reports to the tenant's admins (by
     /// default the OS and this library's version). Call right after `new`.
     pub fn set_app(&self, app_version: String, platform: String) {

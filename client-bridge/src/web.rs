@@ -335,6 +335,12 @@ impl WebClient {
         self.call(|d| d.dismiss_rejected(mutation_id))
     }
 
+    /// Writes a refused change again (checked here first) and forgets the refused one.
+    #[wasm_bindgen(js_name = retryRejected)]
+    pub fn retry_rejected(&self, mutation_id: &str) -> Result<(), JsValue> {
+        self.call(|d| d.retry_rejected(mutation_id))
+    }
+
     /// The form of a new record of `object_type` (a `DetailViewModel`), for this user's role.
     #[wasm_bindgen(js_name = newRecord)]
     pub fn new_record(&self, object_type: &str) -> Result<JsValue, JsValue> {

@@ -432,6 +432,11 @@ void uniffi_client_bridge_fn_method_moatclient_request_history(uint64_t ptr, Rus
 void uniffi_client_bridge_fn_method_moatclient_resolve(uint64_t ptr, int64_t conflict_id, RustBuffer choice, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_RETRY_REJECTED
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_RETRY_REJECTED
+void uniffi_client_bridge_fn_method_moatclient_retry_rejected(uint64_t ptr, RustBuffer mutation_id, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_SET_APP
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_SET_APP
 void uniffi_client_bridge_fn_method_moatclient_set_app(uint64_t ptr, RustBuffer app_version, RustBuffer platform, RustCallStatus *_Nonnull out_status
@@ -841,6 +846,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_request_history(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RESOLVE
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RESOLVE
 uint16_t uniffi_client_bridge_checksum_method_moatclient_resolve(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RETRY_REJECTED
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_RETRY_REJECTED
+uint16_t uniffi_client_bridge_checksum_method_moatclient_retry_rejected(void
     
 );
 #endif

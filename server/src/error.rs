@@ -88,6 +88,16 @@ impl Error {
         }
     }
 
+    /// What a refused push's `reason` says: the user's words alone for a refusal of the write itself
+    /// (the role's rights, the metadata's rules, a limit), since `code` already names the kind; the
+    /// whole message otherwise.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Forbidden(m) | Error::Invalid(m) | Error::Limit(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+
     /// True when sending the same request again may succeed.
     pub fn retryable(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::Storage(_) | Error::Limit(_))

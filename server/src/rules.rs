@@ -209,25 +209,55 @@ impl Rules {
         let route_cols: Vec<&str> = self.route_columns().collect();
         for change in &diff.changes {
             let table = schema.table(&change.table)?;
+            // A refusal speaks the user's words: the object type's and the fields' labels.
+            let names = || sqlite_ext::ui::Names::of(conn, &change.table);
             let route = match change.op {
                 Op::Insert => {
-                    let r = self
-                        .route_of_change(change)
-                        .ok_or_else(|| Error::Forbidden("routing column missing".into()))?;
+                    let r = self.route_of_change(change).ok_or_else(|| {
+                        Error::Forbidden(format!("a new {} must name its channel", names().label()))
+                    })?;
                     if r != profile.route {
                         return Err(Error::Forbidden(format!(
-                            "row {} of {} would leave your channel",
-                            change.key(),
-                            change.table
+                            "this {} would leave your channel",
+                            names().label()
                         )));
                     }
                     None
                 }
                 Op::Update | Op::Delete => table.read_columns(conn, &change.pk, &route_cols)?,
             };
-            self.check_write(profile, change, route.as_deref())?;
+            self.check_write(profile, change, route.as_deref()).map_err(|e| match e {
+                Error::Forbidden(_) => Error::Forbidden(self.refusal(profile, change, &names())),
+                e => e,
+            })?;
         }
         Ok(())
+    }
+
+    /// Why `check_write` refused `change`, in the user's words.
+    fn refusal(&self, profile: &Profile, change: &Change, names: &sqlite_ext::ui::Names) -> String {
+        let role = &profile.role;
+        if role.read_only_tables.contains(&change.table) {
+            return format!("{} are read-only for your role", names.plural());
+        }
+        for (name, cc) in change.cols.iter() {
+            if self.route.iter().any(|(c, _)| c == name) {
+                if change.op == Op::Update {
+                    return format!("{} cannot change", names.field(name));
+                }
+                continue;
+            }
+            let writes = match change.op {
+                Op::Update => true,
+                Op::Insert => !matches!(cc.new, Some(Value::Null)),
+                Op::Delete => false,
+            };
+            let read_only = role.read_only_columns.get(&change.table).is_some_and(|c| c.contains(name));
+            if writes && (role.hides(&change.table, name) || read_only) {
+                return format!("{} is read-only for your role", names.field(name));
+            }
+        }
+        format!("this {} is not in your channel", names.label())
     }
 
     /// Checks that a writer with `profile` may make `change`, whose row's routing values are `route`

@@ -116,7 +116,7 @@ pub fn split(from: &Path, data: &Path, rules_text: &str, mut progress: impl FnMu
         )?;
         tx.execute("DELETE FROM moat_log", [])?;
         // Who changed which row: not carried over (it would keep other tenants' record ids).
-        tx.execute("DELETE FROM moat_history", [])?;
+        tx.execute("DROP TABLE IF EXISTS moat_history", [])?;
         let mut kept_log = 0;
         for LogEntry { version, changes } in &log {
             let mine: Vec<_> = changes

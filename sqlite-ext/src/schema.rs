@@ -450,7 +450,10 @@ mod tests {
     fn demo_schema_is_read_from_sql() {
         let s = Schema::demo();
         let names: Vec<_> = s.tables().iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["customers", "inventory_items", "jobs", "layout_definition", "object_metadata"]);
+        assert_eq!(
+            names,
+            ["customers", "inventory_items", "jobs", "layout_definition", "object_metadata", "people"]
+        );
         let jobs = s.table("jobs").unwrap();
         assert_eq!(jobs.pk, [0]);
         let price = &jobs.columns[jobs.column_index("price_cents").unwrap()];

@@ -18,7 +18,7 @@ mod records;
 pub use records::{
     FieldInput, HistoryEntryView, LineItemColumn, LineItemRow, LineItemsView, PendingView, ReferenceOption,
     create, delete, history_view, identity, line_items_text, new_record, object_type_of, pending,
-    reference_options,
+    reference_options, retry_rejected,
 };
 
 /// A value as the UI sees it (a blob is shown as no value).
@@ -724,6 +724,7 @@ fn display(conn: &Connection, schema: &Schema, f: &FieldMeta, v: &Value) -> Resu
             f.options.iter().find(|o| o.value == *t).map(|o| o.label.clone()).unwrap_or_else(|| t.clone())
         }
         (FieldKind::Boolean, Value::Integer(i)) => if *i != 0 { "Yes" } else { "No" }.to_owned(),
+        (FieldKind::Date, Value::Text(t)) => show_date(t).unwrap_or_else(|| t.clone()),
         (FieldKind::Reference, Value::Text(id)) => match &f.object_type {
             Some(target) => reference_title(conn, schema, target, id)?.unwrap_or_else(|| id.clone()),
             None => id.clone(),
@@ -734,6 +735,21 @@ fn display(conn: &Connection, schema: &Schema, f: &FieldMeta, v: &Value) -> Resu
         }
         _ => plain(v),
     })
+}
+
+/// A `YYYY-MM-DD` date as lists and pages show it, with the month's name so that no reader takes
+/// the day for the month (`2026-09-03` is `3 Sep 2026`); `None` for anything else (shown as stored).
+/// Inputs keep the ISO text ([`edit_text`]), which date pickers read.
+fn show_date(t: &str) -> Option<String> {
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, rest) = t.split_once('-')?;
+    let (m, d) = rest.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d) = (y.parse::<u32>().ok()?, m.parse::<usize>().ok()?, d.parse::<u32>().ok()?);
+    Some(format!("{d} {} {y}", MONTHS.get(m.checked_sub(1)?)?))
 }
 
 /// Minor-unit digits of a currency field (2 when the metadata does not say; at most 9).
@@ -1387,6 +1403,55 @@ pub fn rights(conn: &Connection) -> Result<crate::protocol::Rights> {
         .query_row([], |r| r.get(0))
         .optional()?;
     Ok(json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default())
+}
+
+/// The user's words for one table's records and columns: its object type's labels and its fields'
+/// labels, the raw names where no metadata names them. The server words its refusals with them.
+#[derive(Debug, Clone)]
+pub struct Names {
+    label: String,
+    plural: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Names {
+    /// The names `object_metadata` gives `table` (raw names when it gives none, or is unreadable).
+    pub fn of(conn: &Connection, table: &str) -> Names {
+        let row: Option<(String, String, String)> = conn
+            .prepare_cached(
+                "SELECT label, label_plural, fields FROM object_metadata WHERE table_name = ?1 ORDER BY id LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+            .ok()
+            .flatten();
+        match row {
+            Some((label, plural, fields)) => Names {
+                label,
+                plural,
+                fields: serde_json::from_str::<Vec<FieldMeta>>(&fields)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| (f.name, f.label))
+                    .collect(),
+            },
+            None => Names { label: table.to_owned(), plural: table.to_owned(), fields: Vec::new() },
+        }
+    }
+
+    /// The singular label (`Job`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The plural label (`Jobs`).
+    pub fn plural(&self) -> &str {
+        &self.plural
+    }
+
+    /// A column's field label (`Price`).
+    pub fn field<'a>(&'a self, column: &'a str) -> &'a str {
+        self.fields.iter().find(|(n, _)| n == column).map_or(column, |(_, l)| l)
+    }
 }
 
 /// The rules `object_metadata` sets for the rows of one table: what [`check_diff`] applies.

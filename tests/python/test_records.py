@@ -143,7 +143,8 @@ def test_assigned_to_me_filters_and_counts(device):
     assert tom.client.query(q).total == open_count
     q.filters = [core.ListFilter(field="scheduled_date", equals=None, min="2026-10-01", max="2026-10-31")]
     october = tom.client.query(q)
-    assert october.total > 0 and all("2026-10" in r.cells[2].display for r in october.rows)
+    assert october.total > 0 and all(r.cells[2].value.value.startswith("2026-10") and r.cells[2].display.endswith("Oct 2026")
+                                   for r in october.rows)
 
 
 def test_a_records_history_names_people_and_fields(device):
@@ -167,3 +168,29 @@ def test_a_records_history_names_people_and_fields(device):
     alice.client.request_history("jobs", job)
     got = alice.listener.wait("alice's history", lambda: alice.listener.histories)
     assert [(e.who, e.labels) for e in got[-1][2]] == [("Alice Admin", ["Internal notes"]), ("Alice Admin", ["Notes"])]
+
+
+def test_a_refused_change_is_tried_again_once_the_rule_allows_it(device, tmp_path):
+    import json
+    alice = device("alice", "alice", "company-a", "admin")
+    alice.wait_live()
+    job = "job-a-00008"
+    # Past the UI model: a status the metadata does not offer; the server refuses it.
+    alice.client.update_row("jobs", job, "status", text("waiting_parts"))
+    alice.listener.wait("the rejection", lambda: alice.listener.rejected)
+    [r] = alice.client.rejected()
+    assert 'Status: "waiting_parts" is not one of the choices' in r.reason
+    with pytest.raises(cb.MoatError.Invalid):
+        alice.client.retry_rejected(r.mutation_id)
+    # An admin adds the choice; the device gets the new metadata; trying again now goes through.
+    [(fields,)] = server_rows(tmp_path, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'")
+    fields = json.loads(fields)
+    status = next(f for f in fields if f["name"] == "status")
+    status["options"].append({"value": "waiting_parts", "label": "Waiting for parts"})
+    alice.client.update_row("object_metadata", "company-a:jobs", "fields", text(json.dumps(fields)))
+    alice.wait_live(pending=0)
+    alice.client.retry_rejected(r.mutation_id)
+    assert alice.client.rejected() == []
+    alice.wait_live(pending=0)
+    assert server_rows(tmp_path, "SELECT status FROM jobs WHERE id = ?", job) == [("waiting_parts",)]
+    assert fields_of(alice.client.detail_view("jobs", job))["status"].cell.display == "Waiting for parts"

@@ -275,3 +275,18 @@ pub fn dump(conn: &Connection, schema: &Schema, prefix: &str) -> Vec<(String, Ve
         })
         .collect()
 }
+
+/// A company-a device holding the demo data (`seed` is `schemas/demo_seed.sql`), and the model server
+/// it synced from (company-b's rows dropped there first, as its channel would).
+pub fn company_a_device(seed: &str) -> (ModelServer, sqlite_ext::Replica) {
+    let mut server = ModelServer::new(Schema::demo(), seed);
+    let mut r = sqlite_ext::Replica::open_in_memory(Schema::demo()).unwrap();
+    r.apply_server_diff(&server.log[0]).unwrap();
+    let only_a = server.edit(|c| {
+        for t in ["jobs", "customers", "inventory_items", "people", "object_metadata", "layout_definition"] {
+            c.execute(&format!("DELETE FROM {t} WHERE tenant_id = 'company-b'"), []).unwrap();
+        }
+    });
+    r.apply_server_diff(&only_a).unwrap();
+    (server, r)
+}

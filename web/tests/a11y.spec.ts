@@ -2,26 +2,8 @@
 // types and list, a record, the new-record form and the dialogs; no page scrolls sideways at 360 px;
 // screenshots at 390×844 and 1366×860 go to target/web-report/; and a keyboard alone opens a record
 // from the list, edits it and settles a conflict.
-import { createRequire } from "node:module";
 import type { Page } from "@playwright/test";
-import { test, expect, signIn, openRecord, serverQuery, shots, type Server } from "./fixtures";
-
-const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
-
-interface AxeResult {
-  violations: { id: string; impact: string | null; help: string; nodes: { target: unknown[] }[] }[];
-}
-
-/** The serious and critical violations axe-core finds on the page as it is now. */
-async function axe(page: Page): Promise<string[]> {
-  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: axePath });
-  const result = await page.evaluate(
-    () => (window as unknown as { axe: { run: (o: unknown) => Promise<AxeResult> } }).axe.run({ resultTypes: ["violations"] }),
-  );
-  return result.violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map((n) => JSON.stringify(n.target)).join(", ")}`);
-}
+import { test, expect, signIn, openRecord, serverQuery, shots, axe, type Server } from "./fixtures";
 
 /** How far the page scrolls sideways (0 when nothing overflows). */
 async function overflow(page: Page): Promise<number> {
@@ -137,6 +119,7 @@ test("a keyboard alone opens a record from the list, edits it and settles a conf
   const dialog = page.getByTestId("conflict");
   await expect(dialog).toBeVisible({ timeout: 30_000 });
   await expect(page.getByTestId("conflict-keep-mine")).toBeFocused();
+  expect(await axe(page)).toEqual([]);
   for (let i = 0; i < 6; i++) {
     await page.keyboard.press("Tab");
     expect(await dialog.evaluate((d) => d.contains(document.activeElement))).toBe(true);

@@ -1,6 +1,7 @@
 // Test fixtures: a real `moat serve --demo` per test (fresh SQLite file, port 0), and helpers to sign in.
 import { test as base, expect, type Page } from "@playwright/test";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -109,4 +110,33 @@ export async function firstRowIds(page: Page, n: number): Promise<string[]> {
     rows.map((r) => (r.getAttribute("data-testid") ?? "").replace(/^row-/, "")),
   );
   return ids.slice(0, n);
+}
+
+/** Sets the scale of the jobs' price field (company-a's metadata), as an admin's client writes it. */
+export async function setPriceScale(page: Page, server: Server, scale: number): Promise<void> {
+  const [[text]] = serverQuery(server, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'") as [[string]];
+  const fields = (JSON.parse(text) as { name: string; scale?: number }[]).map((f) =>
+    f.name === "price_cents" ? { ...f, scale } : f,
+  );
+  await page.evaluate(
+    (v) => window.moat!.updateRow("object_metadata", "company-a:jobs", "fields", { type: "text", value: v }),
+    JSON.stringify(fields),
+  );
+}
+
+const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+interface AxeResult {
+  violations: { id: string; impact: string | null; help: string; nodes: { target: unknown[] }[] }[];
+}
+
+/** The serious and critical violations axe-core finds on the page as it is now. */
+export async function axe(page: Page): Promise<string[]> {
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: axePath });
+  const result = await page.evaluate(
+    () => (window as unknown as { axe: { run: (o: unknown) => Promise<AxeResult> } }).axe.run({ resultTypes: ["violations"] }),
+  );
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map((n) => JSON.stringify(n.target)).join(", ")}`);
 }

@@ -61,7 +61,7 @@ test("an edit reaches the other context's open list and detail page live", async
   }, rowId);
   await expect(tech.getByTestId("status-rejected")).toBeVisible();
   await tech.getByTestId("status-rejected").click();
-  await expect(tech.getByTestId("rejected")).toContainText("title");
+  await expect(tech.getByTestId("rejected")).toContainText("Title is read-only for your role");
   // In the user's words: the object type, the record's title, the field's label and the lost value.
   await expect(tech.getByTestId("rejected-what")).toContainText("Title: Renamed by a technician was not saved");
   await expect(tech.getByTestId("rejected-what")).toContainText("Job ");

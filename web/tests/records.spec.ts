@@ -3,18 +3,8 @@
 // total, "Assigned to me" as a technician, and a currency conflict settled by "Edit…" that stores
 // exactly the typed amount at scales 0, 2 and 3.
 import type { Page } from "@playwright/test";
-import { test, expect, signIn, openRecord, serverQuery, shots, type Server } from "./fixtures";
+import { test, expect, signIn, openRecord, serverQuery, setPriceScale, shots, type Server } from "./fixtures";
 
-async function setScale(page: Page, server: Server, scale: number): Promise<void> {
-  const [[text]] = serverQuery(server, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'") as [[string]];
-  const fields = (JSON.parse(text) as { name: string; scale?: number }[]).map((f) =>
-    f.name === "price_cents" ? { ...f, scale } : f,
-  );
-  await page.evaluate(
-    (v) => window.moat!.updateRow("object_metadata", "company-a:jobs", "fields", { type: "text", value: v }),
-    JSON.stringify(fields),
-  );
-}
 
 function jobWithTitle(server: Server, title: string): unknown[][] {
   return serverQuery(server, "SELECT id, price_cents, customer_id, status FROM jobs WHERE title = ?", title);
@@ -154,7 +144,7 @@ test("a currency conflict settled by Edit… stores exactly the typed amount at 
     [2, "250.50", 25050, "7.01", "8.02", 802],
     [3, "2.125", 2125, "7.001", "8.002", 8002],
   ] as const) {
-    await setScale(theirs, server, scale);
+    await setPriceScale(theirs, server, scale);
     await expect(theirs.getByTestId("status-pending")).toHaveAttribute("data-count", "0");
     await openRecord(mine, server, "jobs", JOB);
     await openRecord(theirs, server, "jobs", JOB);

@@ -1,6 +1,6 @@
 // Rights from the server, shown in the UI: what a technician's role may not write (Customers, a
 // job's price and title) is drawn read-only, so there is nothing to type into and nothing refused later.
-import { test, expect, signIn, openRecord } from "./fixtures";
+import { test, expect, signIn, openRecord, axe } from "./fixtures";
 
 test("a technician cannot type into what the role may not write", async ({ browser, server }) => {
   const tech = await (await browser.newContext()).newPage();
@@ -26,4 +26,22 @@ test("a technician cannot type into what the role may not write", async ({ brows
   await expect(tech.getByTestId("field-notes-input")).toBeVisible();
   await expect(tech.getByTestId("field-price_cents-input")).toHaveCount(0);
   await expect(tech.getByTestId("status-rejected")).toHaveCount(0);
+});
+
+test("a refused change is listed in the user's words; trying it again is checked first; it can be discarded", async ({ page, server }) => {
+  await signIn(page, server, "tom");
+  await openRecord(page, server, "customers", "cust-a-0038");
+  const name = (await page.getByTestId("detail-title").textContent()) ?? "";
+  // Past the UI (an old app, a script): the server refuses it, in the user's words.
+  await page.evaluate(() => window.moat!.updateRow("customers", "cust-a-0038", "phone", { type: "text", value: "+1-555-9999" }));
+  await page.getByTestId("status-rejected").click();
+  const item = page.getByTestId("rejected").locator("li").first();
+  await expect(item.getByTestId("rejected-what")).toHaveText(`Customer ${name}: Phone: +1-555-9999 was not saved`);
+  await expect(item.locator(".error").first()).toContainText("Customers are read-only for your role");
+  expect(await axe(page)).toEqual([]);
+  await item.getByTestId("rejected-retry").click();
+  await expect(item.getByTestId("rejected-retry-error")).toHaveText("Still refused: Customers are read-only for your role");
+  await item.getByTestId("rejected-dismiss").click();
+  await expect(page.getByTestId("rejected").locator("li")).toHaveCount(0);
+  await expect(page.getByTestId("status-rejected")).toHaveCount(0);
 });

@@ -1,21 +1,10 @@
 // Values are read and formatted by the core, the same code the native client runs: a currency
 // field's scale comes from the synced metadata; what the user types goes to the core as text. A scale
 // of 0 and of 3 round-trip through an edit in the browser and land on the server as minor units.
-import type { Page } from "@playwright/test";
-import { test, expect, signIn, openRecord, serverQuery, type Server } from "./fixtures";
+import { test, expect, signIn, openRecord, serverQuery, setPriceScale, type Server } from "./fixtures";
 
 const JOB = "job-a-00077";
 
-async function setScale(page: Page, server: Server, scale: number): Promise<void> {
-  const [[text]] = serverQuery(server, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'") as [[string]];
-  const fields = (JSON.parse(text) as { name: string; scale?: number }[]).map((f) =>
-    f.name === "price_cents" ? { ...f, scale } : f,
-  );
-  await page.evaluate(
-    (v) => window.moat!.updateRow("object_metadata", "company-a:jobs", "fields", { type: "text", value: v }),
-    JSON.stringify(fields),
-  );
-}
 
 function storedPrice(server: Server): number {
   const [[cents]] = serverQuery(server, "SELECT price_cents FROM jobs WHERE id = ?", JOB) as [[number]];
@@ -33,7 +22,7 @@ test("a currency field's scale round-trips through an edit in the browser", asyn
     [3, "2.5", 2500, "2.500"],
     [2, "$1,234.5", 123450, "1234.50"],
   ] as const) {
-    await setScale(page, server, scale);
+    await setPriceScale(page, server, scale);
     await expect(page.getByTestId("status-pending")).toHaveAttribute("data-count", "0");
     await input.fill(typed);
     await input.blur();
@@ -43,7 +32,7 @@ test("a currency field's scale round-trips through an edit in the browser", asyn
   }
 
   // Input the field cannot hold is refused with its reason, never rounded.
-  await setScale(page, server, 3);
+  await setPriceScale(page, server, 3);
   await expect(page.getByTestId("status-pending")).toHaveAttribute("data-count", "0");
   await input.fill("1.2345");
   await input.blur();

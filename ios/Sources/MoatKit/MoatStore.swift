@@ -174,6 +174,14 @@ public final class MoatStore: ObservableObject {
         await reload()
     }
 
+    /// Writes a refused change again (checked on the device first; still refused, it throws why).
+    public func retryRejected(_ mutationId: String) async throws {
+        let c = client
+        try await Task.detached { try c.retryRejected(mutationId: mutationId) }.value
+        if lastRejection?.mutationId == mutationId { lastRejection = nil }
+        await reload()
+    }
+
     /// The user's "work offline" switch (the app also calls it when the network goes).
     public func setOnline(_ online: Bool) {
         if online { client.goOnline() } else { client.goOffline() }

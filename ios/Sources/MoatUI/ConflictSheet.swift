@@ -78,7 +78,13 @@ struct RejectedListView: View {
                     Text(r.reason).font(.footnote).foregroundStyle(.red)
                 }
                 .swipeActions {
-                    Button("Dismiss") {
+                    Button("Try again") {
+                        Task {
+                            try? await store.retryRejected(r.mutationId)
+                            items = (try? await store.rejected()) ?? []
+                        }
+                    }
+                    Button("Discard") {
                         Task {
                             try? await store.dismissRejected(r.mutationId)
                             items = (try? await store.rejected()) ?? []

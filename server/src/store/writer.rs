@@ -198,7 +198,7 @@ impl Batch<'_> {
                     Error::BadDiff(sqlite_ext::Error::Constraint { .. }) => "constraint",
                     other => other.code(),
                 };
-                Outcome::Reject { code: code.to_owned(), reason: e.to_string() }
+                Outcome::Reject { code: code.to_owned(), reason: e.reason() }
             }
             Err(e) => return Err(e),
         };

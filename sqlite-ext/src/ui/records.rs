@@ -589,6 +589,50 @@ pub fn reference_options(
         .collect())
 }
 
+/// Writes a refused change again, as new local writes, and forgets the refused one: for when what
+/// refused it has changed (an admin widened a rule or gave the role the right). Checked on the device
+/// first, as an edit is (the metadata's rules, the role's rights): a change still refused here stays
+/// listed, and the error says why.
+pub fn retry_rejected(replica: &mut Replica, mutation_id: &str) -> Result<()> {
+    let refused = replica
+        .rejected()?
+        .into_iter()
+        .find(|r| r.mutation.mutation_id == mutation_id)
+        .ok_or_else(|| Error::NotFound("this refused change (it was dismissed)".into()))?;
+    let diff = refused.mutation.diff;
+    let (conn, schema) = (replica.connection(), replica.schema().clone());
+    let rights = rights(conn)?;
+    for c in &diff.changes {
+        let names = super::Names::of(conn, &c.table);
+        if rights.table_read_only(&c.table) {
+            return Err(Error::Invalid(format!("{} are read-only for your role", names.plural())));
+        }
+        if let Some((n, _)) = c.cols.iter().find(|(n, _)| rights.column_read_only(&c.table, n)) {
+            return Err(Error::Invalid(format!("{} is read-only for your role", names.field(n))));
+        }
+    }
+    super::check_diff(conn, &schema, &diff)?;
+    for c in diff.changes {
+        let new: Vec<(String, Value)> =
+            c.cols.iter().filter_map(|(n, cc)| cc.new.clone().map(|v| (n.to_owned(), v))).collect();
+        match c.op {
+            crate::changeset::Op::Insert => {
+                let mut row = c.pk.0.clone();
+                row.extend(new.into_iter().filter(|(n, _)| !c.pk.0.iter().any(|(k, _)| k == n)));
+                replica.insert(&c.table, &Fields(row))?;
+            }
+            crate::changeset::Op::Update => {
+                replica.update(&c.table, &c.pk, &Fields(new))?;
+            }
+            crate::changeset::Op::Delete => {
+                replica.delete(&c.table, &c.pk)?;
+            }
+        }
+    }
+    replica.dismiss_rejected(mutation_id)?;
+    Ok(())
+}
+
 /// The writes waiting for the server, oldest first, in the metadata's words.
 pub fn pending(replica: &Replica) -> Result<Vec<PendingView>> {
     let (conn, schema) = (replica.connection(), replica.schema());

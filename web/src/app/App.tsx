@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { MoatClient, type ConflictView, type ObjectTypeView, type SyncStatus } from "../sdk";
 import { ClientContext, useRoute, type Route } from "./hooks";
-import { dbName, loadSession, saveSession, syncUrl, type Session } from "./session";
+import { dbName, loadSession, roleLabel, saveSession, syncUrl, tenantLabel, type Session } from "./session";
 import { SignIn } from "./SignIn";
 import { StatusBar } from "./StatusBar";
 import { ListPage } from "./ListPage";
@@ -116,7 +116,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
         <header className="topbar">
           <div className="brand">
             <span className="brand-mark">M</span> Moat
-            <span className="tenant-name">{session.tenant}</span>
+            <span className="tenant-name">{tenantLabel(session.tenant)}</span>
           </div>
           <StatusBar
             status={status}
@@ -131,7 +131,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
             <span className="avatar" aria-hidden="true">{session.name.slice(0, 1)}</span>
             <span className="user-name" data-testid="user-name">
               {session.name}
-              <span className="muted small">{session.role}</span>
+              <span className="muted small">{roleLabel(session.role)}</span>
             </span>
             <button className="link" onClick={onSignOut}>
               Sign out

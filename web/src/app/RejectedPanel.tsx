@@ -7,9 +7,20 @@ import { Dialog } from "./Dialog";
 export function RejectedPanel({ onClose }: { onClose: () => void }) {
   const { client, version, refreshStatus } = useClient();
   const [items, setItems] = useState<RejectedView[]>([]);
+  const [errors, setErrors] = useState<Record<string, string>>({});
   useEffect(() => {
     client.rejected().then(setItems, () => setItems([]));
   }, [client, version]);
+  const act = async (id: string, what: () => Promise<void>) => {
+    try {
+      await what();
+      setErrors((e) => ({ ...e, [id]: "" }));
+    } catch (e) {
+      setErrors((all) => ({ ...all, [id]: e instanceof Error ? e.message : String(e) }));
+    }
+    setItems(await client.rejected());
+    refreshStatus();
+  };
   return (
     <Dialog title="Changes the server refused" onClose={onClose} testid="rejected">
       {items.length === 0 && <p className="muted">None.</p>}
@@ -21,15 +32,16 @@ export function RejectedPanel({ onClose }: { onClose: () => void }) {
               {r.labels.map((label, i) => `${label}: ${r.values[i] || "(empty)"}`).join(", ")} was not saved
             </div>
             <div className="error small">{r.reason}</div>
-            <button
-              className="link small"
-              onClick={async () => {
-                await client.dismissRejected(r.mutation_id);
-                setItems(await client.rejected());
-                refreshStatus();
-              }}
-            >
-              Dismiss
+            {errors[r.mutation_id] && (
+              <div className="error small" role="alert" data-testid="rejected-retry-error">
+                Still refused: {errors[r.mutation_id]}
+              </div>
+            )}
+            <button className="link small" data-testid="rejected-retry" onClick={() => void act(r.mutation_id, () => client.retryRejected(r.mutation_id))}>
+              Try again
+            </button>
+            <button className="link small" data-testid="rejected-dismiss" onClick={() => void act(r.mutation_id, () => client.dismissRejected(r.mutation_id))}>
+              Discard
             </button>
           </li>
         ))}

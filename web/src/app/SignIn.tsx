@@ -1,9 +1,8 @@
 import { useEffect, useState } from "react";
-import type { Session } from "./session";
+import { roleLabel, tenantLabel, type Session } from "./session";
 
 interface DemoUser extends Session {}
 
-const roleLabel: Record<string, string> = { admin: "Office admin", technician: "Field technician" };
 
 /** Demo sign-in: the server's seeded users (admin and technician of each company). */
 export function SignIn({ onSignIn }: { onSignIn: (s: Session) => void }) {
@@ -30,7 +29,7 @@ export function SignIn({ onSignIn }: { onSignIn: (s: Session) => void }) {
         {!users && !error && <p className="muted">Loading users…</p>}
         {tenants.map((t) => (
           <section key={t} className="tenant-group">
-            <h3>{t}</h3>
+            <h3>{tenantLabel(t)}</h3>
             {(users ?? [])
               .filter((u) => u.tenant === t)
               .map((u) => (
@@ -43,7 +42,7 @@ export function SignIn({ onSignIn }: { onSignIn: (s: Session) => void }) {
                   <span className="avatar">{u.name.slice(0, 1)}</span>
                   <span>
                     <strong>{u.name}</strong>
-                    <span className="muted small">{roleLabel[u.role] ?? u.role}</span>
+                    <span className="muted small">{roleLabel(u.role)}</span>
                   </span>
                 </button>
               ))}

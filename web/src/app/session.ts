@@ -34,6 +34,20 @@ export function saveSession(s: Session | null): void {
   }
 }
 
+/** A role as people call it. */
+export function roleLabel(role: string): string {
+  return ({ admin: "Office admin", technician: "Field technician" } as Record<string, string>)[role] ?? role;
+}
+
+/** A tenant's id as a name (`company-a` is "Company A"). */
+export function tenantLabel(tenant: string): string {
+  return tenant
+    .split(/[-_\s]+/)
+    .filter(Boolean)
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join(" ");
+}
+
 export function syncUrl(): string {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   return `${proto}//${location.host}/sync`;

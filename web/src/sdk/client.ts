@@ -131,6 +131,10 @@ export class MoatClient {
   dismissRejected(mutationId: string): Promise<void> {
     return this.call("dismissRejected", mutationId);
   }
+  /** Writes a refused change again (checked here first: still refused, it stays listed and this throws why). */
+  retryRejected(mutationId: string): Promise<void> {
+    return this.call("retryRejected", mutationId);
+  }
   goOffline(): Promise<void> {
     return this.call("goOffline");
   }

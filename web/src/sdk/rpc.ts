@@ -31,6 +31,7 @@ export interface Api {
   resolve(conflictId: number, choice: ConflictChoice): void;
   rejected(): RejectedView[];
   dismissRejected(mutationId: string): void;
+  retryRejected(mutationId: string): void;
   goOffline(): void;
   goOnline(): void;
   /** Asks the server for the tenant's devices (admins); they arrive as a `fleet` event. */

@@ -65,6 +65,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.rejected();
     case "dismissRejected":
       return c.dismissRejected(a0);
+    case "retryRejected":
+      return c.retryRejected(a0);
     case "goOffline":
       return c.goOffline();
     case "requestDevices":

@@ -701,6 +701,12 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func resolve(conflictId: Int64, choice: ConflictChoice) throws 
     
     /**
+     * Writes a refused change again, once what refused it has changed (checked on the device first:
+     * a change still refused throws with the reason and stays listed), and forgets the refused one.
+     */
+    func retryRejected(mutationId: String) throws 
+    
+    /**
      * Names the app's version and platform in this device's reports to the tenant's admins (by
      * default the OS and this library's version). Call right after `new`.
      */
@@ -1089,6 +1095,19 @@ open func resolve(conflictId: Int64, choice: ConflictChoice)throws   {try rustCa
             self.uniffiCloneHandle(),
         FfiConverterInt64.lower(conflictId),
         FfiConverterTypeConflictChoice_lower(choice),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Writes a refused change again, once what refused it has changed (checked on the device first:
+     * a change still refused throws with the reason and stays listed), and forgets the refused one.
+     */
+open func retryRejected(mutationId: String)throws   {try rustCallWithError(FfiConverterTypeMoatError_lift) {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_retry_rejected(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(mutationId),uniffiCallStatus
     )
 }
 }
@@ -2022,6 +2041,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_resolve() != 43489) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_retry_rejected() != 43458) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_set_app() != 62806) {
