@@ -29,6 +29,10 @@ test("an edit made while someone else saved the same field raises the alert", as
   await alice.getByTestId("field-notes-input").blur();
   await expect.poll(() => notes(tom, id!)).toBe("Alice: gate code 4411");
   await expect(tomsInput).toHaveValue("Tom: the dog is friendly", { timeout: 1 }); // his text stays while he types
+  // ...and he is told at once, before he saves.
+  await expect(tom.getByTestId("field-notes-moved")).toHaveText(
+    "Changed by someone else meanwhile to “Alice: gate code 4411”. Saving asks which to keep.",
+  );
 
   // He leaves the field: no silent overwrite, the alert.
   await tomsInput.blur();

@@ -80,7 +80,14 @@ struct TextField_: View {
                 .keyboardType(keyboardNumeric ? .decimalPad : .default)
                 #endif
         } label: {
-            Text(field.required ? "\(field.label) *" : field.label)
+            VStack(alignment: .leading, spacing: 2) {
+                Text(field.required ? "\(field.label) *" : field.label)
+                // Someone else's saved value arrived while the user types: say so before they save.
+                if focused, let startedFrom, startedFrom != field.cell.value {
+                    Text("Changed meanwhile to “\(field.cell.display)”; saving asks which to keep")
+                        .font(.caption2).foregroundStyle(.orange)
+                }
+            }
         }
         .onAppear { text = field.cell.editText }
         .onChange(of: field.cell.editText) { _, t in if !focused { text = t } }

@@ -65,6 +65,8 @@ export function Widget({
   const controlId = `${testid}-control`;
   const errorId = `${testid}-error`;
   const shown = error ?? (dirty ? null : field.problem);
+  // While the user types, someone else's saved value arrived: say so now, not only on save.
+  const movedOn = dirty && startedFrom !== null && JSON.stringify(startedFrom) !== JSON.stringify(cell.value);
   const a11y = {
     id: controlId,
     "aria-required": field.required ? true : undefined,
@@ -194,6 +196,11 @@ export function Widget({
         )}
       </label>
       {widget === "currency" && !field.read_only ? <div className="currency">{control}</div> : control}
+      {movedOn && (
+        <div className="field-moved" role="status" data-testid={`${testid}-moved`}>
+          Changed by someone else meanwhile to “{cell.display || "(empty)"}”. Saving asks which to keep.
+        </div>
+      )}
       {shown && <div className="field-error" role="alert" id={errorId} data-testid={errorId}>{shown}</div>}
     </div>
   );
