@@ -160,7 +160,9 @@ fn a_new_record_breaking_a_rule_or_a_right_is_refused_with_the_field_named() {
         (v.can_create, v.can_delete)
     };
     assert_eq!(can("customers"), (false, false), "read-only for the role");
-    assert_eq!(can("jobs"), (false, true), "a technician cannot set a job's title");
+    assert_eq!(can("jobs"), (false, false), "a technician cannot set a job's title, nor remove it");
+    let e = ui::delete(&mut tech, "jobs", &id("job-a-00001")).unwrap_err();
+    assert_eq!(e.for_user(), "Jobs cannot be deleted by your role");
     assert_eq!(can("inventory_items"), (true, true));
     let e = ui::create(&mut tech, "customers", &[input("name", "New")], "technician").unwrap_err();
     assert_eq!(e.for_user(), "Customers are read-only for your role");

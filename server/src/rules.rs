@@ -64,6 +64,13 @@ impl Role {
         sqlite_ext::protocol::Rights { read_only_tables: tables, read_only_columns: columns }
     }
 
+    /// A delete removes every field: a role that may not write some of a table's columns (read-only
+    /// or hidden) may not delete its rows.
+    fn may_delete(&self, table: &str) -> bool {
+        self.read_only_columns.get(table).is_none_or(|c| c.is_empty())
+            && self.hidden.get(table).is_none_or(|c| c.is_empty())
+    }
+
     pub(crate) fn hides(&self, table: &str, column: &str) -> bool {
         self.hidden.get(table).is_some_and(|c| c.contains(column))
     }
@@ -240,6 +247,9 @@ impl Rules {
         if role.read_only_tables.contains(&change.table) {
             return format!("{} are read-only for your role", names.plural());
         }
+        if change.op == Op::Delete && !role.may_delete(&change.table) {
+            return format!("{} cannot be deleted by your role", names.plural());
+        }
         for (name, cc) in change.cols.iter() {
             if self.route.iter().any(|(c, _)| c == name) {
                 if change.op == Op::Update {
@@ -272,6 +282,9 @@ impl Rules {
             && route != profile.route.as_slice()
         {
             return deny(format!("row {} of {} is not in your channel", change.key(), change.table));
+        }
+        if change.op == Op::Delete && !role.may_delete(&change.table) {
+            return deny(format!("{} cannot be deleted by this role", change.table));
         }
         let read_only = role.read_only_columns.get(&change.table);
         for (name, cc) in change.cols.iter() {

@@ -25,6 +25,14 @@ async fn writes_outside_the_rights_are_rejected_and_change_nothing() {
                          "scheduled_date": {"new": null}}}]}),
         ),
         (
+            "a delete of a record with fields the role may not write",
+            json!({"changes": [{"table": "jobs", "op": "delete", "pk": {"id": "job-a2"},
+                "cols": {"tenant_id": {"old": "company-a"}, "title": {"old": "Inspect AC"}, "status": {"old": "open"},
+                         "price_cents": {"old": 5000}, "notes": {"old": null}, "internal_notes": {"old": null},
+                         "line_items": {"old": "[]"}, "assignee": {"old": null}, "customer_id": {"old": null},
+                         "scheduled_date": {"old": null}}}]}),
+        ),
+        (
             "one good change and one forbidden",
             json!({"changes": [
                 {"table": "jobs", "op": "update", "pk": {"id": "job-a1"}, "cols": {"status": {"old": "open", "new": "done"}}},

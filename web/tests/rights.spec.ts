@@ -25,6 +25,9 @@ test("a technician cannot type into what the role may not write", async ({ brows
   await openRecord(tech, server, "jobs", "job-a-00042");
   await expect(tech.getByTestId("field-notes-input")).toBeVisible();
   await expect(tech.getByTestId("field-price_cents-input")).toHaveCount(0);
+  // A delete removes every field, the read-only ones too: no Delete for the technician.
+  await expect(tech.getByTestId("detail-delete")).toHaveCount(0);
+  await expect(admin.getByTestId("detail-delete")).toHaveCount(1);
   await expect(tech.getByTestId("status-rejected")).toHaveCount(0);
 });
 

@@ -361,8 +361,9 @@ pub fn line_items_text(
 }
 
 /// Whether the user may create and delete records of the object type whose table is `table`, with
-/// `fields` and the layout for `role`: deleting needs the table writable; creating also needs every
-/// required field without a default on the layout and writable.
+/// `fields` and the layout for `role`: deleting needs every column writable (the server's rule);
+/// creating needs the table writable and every required field without a default on the layout and
+/// writable.
 pub(super) fn can_create_delete(
     conn: &Connection,
     object_type: &str,
@@ -374,13 +375,15 @@ pub(super) fn can_create_delete(
     if rights.table_read_only(table) {
         return Ok((false, false));
     }
-    let Ok(sections) = layout(conn, object_type, role) else { return Ok((false, true)) };
+    // A delete removes every field: a role that may not write some of them may not delete.
+    let delete = rights.read_only_columns.get(table).is_none_or(|c| c.is_empty());
+    let Ok(sections) = layout(conn, object_type, role) else { return Ok((false, delete)) };
     let on_layout: Vec<_> = sections.iter().flat_map(|s| &s.fields).filter(|l| !l.read_only).collect();
     let create = fields
         .iter()
         .filter(|f| f.required && f.default.is_none())
         .all(|f| on_layout.iter().any(|l| l.field == f.name) && !rights.column_read_only(table, &f.name));
-    Ok((create, true))
+    Ok((create, delete))
 }
 
 /// The form of a new record of `object_type`: the layout's sections for `role`, each field with the
@@ -544,6 +547,9 @@ pub fn delete(replica: &mut Replica, object_type: &str, pk: &Fields<Value>) -> R
     let meta = object_meta(replica.connection(), replica.schema(), object_type)?;
     if rights(replica.connection())?.table_read_only(&meta.table.name) {
         return Err(Error::Invalid(format!("{} are read-only for your role", meta.label_plural)));
+    }
+    if rights(replica.connection())?.read_only_columns.get(&meta.table.name).is_some_and(|c| !c.is_empty()) {
+        return Err(Error::Invalid(format!("{} cannot be deleted by your role", meta.label_plural)));
     }
     if meta.table.read_columns(replica.connection(), pk, &[meta.title_field.as_str()])?.is_none() {
         return Err(Error::NotFound(format!("this {} (it may have been deleted)", meta.label)));
