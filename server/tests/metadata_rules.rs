@@ -86,3 +86,69 @@ async fn pushes_that_break_the_metadata_are_rejected_with_the_field_and_the_rule
         .collect();
     assert!(ids.contains(&"job-good") && !ids.iter().any(|i| i.starts_with("job-bad")), "{ids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_that_clients_could_not_draw_is_refused_and_leaves_nothing_behind() {
+    let server = TestServer::start_with(|c| c.demo = true).await;
+    let mut alice = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
+    alice.until("synced").await;
+    let fields = support::db_value(&server, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'");
+    let rusqlite::types::Value::Text(fields) = fields else { panic!("{fields:?}") };
+    let sections = support::db_value(
+        &server,
+        "SELECT sections FROM layout_definition WHERE id = 'company-a:jobs:detail'",
+    );
+    let rusqlite::types::Value::Text(sections) = sections else { panic!("{sections:?}") };
+    let with_column = |c: &str| {
+        let mut f: Value = serde_json::from_str(&fields).unwrap();
+        f.as_array_mut().unwrap().push(json!({"name": c, "label": "Warranty", "type": "date"}));
+        f.to_string()
+    };
+    let cases = [
+        (
+            support::update("object_metadata", "company-a:jobs", "fields", json!(fields), json!("not json")),
+            "jobs: metadata: fields:",
+        ),
+        (
+            support::update(
+                "object_metadata",
+                "company-a:jobs",
+                "fields",
+                json!(fields),
+                json!(with_column("warranty")),
+            ),
+            "warranty",
+        ),
+        (
+            support::update(
+                "layout_definition",
+                "company-a:jobs:detail",
+                "sections",
+                json!(sections),
+                json!(r#"[{"id":"s","label":"S","fields":[{"field":"nope","widget":"text"}]}]"#),
+            ),
+            "jobs: a layout names \"nope\", which is not a field of Job",
+        ),
+    ];
+    for (i, (diff, reason)) in cases.into_iter().enumerate() {
+        alice.push(&format!("meta-{i}"), diff).await;
+        let (reject, _) = alice.until("reject").await;
+        assert_eq!(reject["code"], "invalid", "{reject}");
+        assert!(reject["reason"].as_str().unwrap().contains(reason), "{reason}: {reject}");
+    }
+    assert_eq!(
+        support::db_value(&server, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'"),
+        rusqlite::types::Value::Text(fields.clone()),
+        "nothing of a refused push stays"
+    );
+    // A good edit of the same rows passes.
+    let relabelled = fields.replace("\"Notes\"", "\"Visit notes\"");
+    alice
+        .push(
+            "meta-ok",
+            support::update("object_metadata", "company-a:jobs", "fields", json!(fields), json!(relabelled)),
+        )
+        .await;
+    let (ack, _) = alice.until("ack").await;
+    assert_eq!(ack["conflicts"], json!([]));
+}

@@ -1515,6 +1515,49 @@ pub fn check_diff(conn: &Connection, schema: &Schema, diff: &crate::diff::Diff) 
     Ok(())
 }
 
+/// Checks the metadata a diff wrote, once it is applied (the server runs it inside the push's
+/// transaction): every object type whose `object_metadata` or `layout_definition` rows the diff
+/// inserts or updates must still read as the clients read it (its fields parse and name columns of
+/// its table; its title, list, search and sort columns are columns; each of its layouts parses and
+/// names only its fields), so that no admin's edit leaves every client of the tenant with a page that
+/// cannot be drawn. The error names the object type and what is wrong.
+pub fn check_metadata(conn: &Connection, schema: &Schema, diff: &crate::diff::Diff) -> Result<()> {
+    let mut types = std::collections::BTreeSet::new();
+    for c in &diff.changes {
+        if c.op == crate::changeset::Op::Delete
+            || !matches!(c.table.as_str(), "object_metadata" | "layout_definition")
+        {
+            continue;
+        }
+        let t = schema.table(&c.table)?;
+        if let Some(Value::Text(ot)) =
+            t.read_columns(conn, &c.pk, &["object_type"])?.and_then(|mut v| v.pop())
+        {
+            types.insert(ot);
+        }
+    }
+    let bad = |ot: &str, e: Error| match e {
+        Error::Sqlite(e) => Error::Sqlite(e),
+        e => Error::Invalid(format!("{ot}: {}", e.for_user())),
+    };
+    for ot in types {
+        let meta = object_meta(conn, schema, &ot).map_err(|e| bad(&ot, e))?;
+        let mut stmt =
+            conn.prepare_cached("SELECT sections FROM layout_definition WHERE object_type = ?1")?;
+        let layouts: Vec<String> = stmt.query_map([&ot], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        for sections in layouts {
+            let sections: Vec<LayoutSection> = json(&sections, "sections").map_err(|e| bad(&ot, e))?;
+            for f in sections.iter().flat_map(|s| &s.fields) {
+                if meta.field(&f.field).is_none() {
+                    let why = format!("a layout names {:?}, which is not a field of {}", f.field, meta.label);
+                    return Err(Error::Invalid(format!("{ot}: {why}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A reference must name a record of its object type: one in the database, or one the same diff
 /// inserts.
 fn check_reference(

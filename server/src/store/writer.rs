@@ -173,13 +173,39 @@ impl Batch<'_> {
             });
         }
         let (schema, rules) = (&self.model.schema, &self.model.rules);
+        let invalid = |e: sqlite_ext::Error| match e {
+            sqlite_ext::Error::Invalid(m) => Error::Invalid(m),
+            e => Error::from(e),
+        };
         let merged = rules.check_push(conn, schema, &p.profile, &p.diff).and_then(|()| {
             // The metadata's rules, the same check the client runs before it queues an edit.
-            sqlite_ext::ui::check_diff(conn, schema, &p.diff).map_err(|e| match e {
-                sqlite_ext::Error::Invalid(m) => Error::Invalid(m),
-                e => Error::from(e),
-            })?;
-            let report = merge(conn, schema, &p.diff)?;
+            sqlite_ext::ui::check_diff(conn, schema, &p.diff).map_err(invalid)?;
+            let touches_metadata = p
+                .diff
+                .changes
+                .iter()
+                .any(|c| matches!(c.table.as_str(), "object_metadata" | "layout_definition"));
+            let report = if touches_metadata {
+                // Metadata an admin wrote must still read as every client reads it: checked once
+                // merged, and the merge undone if not (the outcome, a reject, is still stored).
+                conn.prepare_cached("SAVEPOINT moat_merge")?.execute([])?;
+                let checked = merge(conn, schema, &p.diff).map_err(Error::from).and_then(|report| {
+                    sqlite_ext::ui::check_metadata(conn, schema, &p.diff).map_err(invalid)?;
+                    Ok(report)
+                });
+                match checked {
+                    Ok(report) => {
+                        conn.prepare_cached("RELEASE moat_merge")?.execute([])?;
+                        report
+                    }
+                    Err(e) => {
+                        conn.execute_batch("ROLLBACK TO moat_merge; RELEASE moat_merge")?;
+                        return Err(e);
+                    }
+                }
+            } else {
+                merge(conn, schema, &p.diff)?
+            };
             Ok((route_changes(conn, schema, rules, report.applied)?, report.conflicts))
         });
         let outcome = match merged {
