@@ -304,3 +304,41 @@ fn lists_offer_assigned_to_me_filters_and_counts() {
     let none = ui::list_view(conn, schema, &ListQuery::new("customers")).unwrap();
     assert_eq!(none.mine_count, None, "customers are assigned to no one");
 }
+
+#[test]
+fn lists_are_indexed_on_the_device_as_the_metadata_sorts_and_filters_them() {
+    let (mut server, mut r) = device("tom", "technician");
+    let indexes = |r: &Replica| -> Vec<String> {
+        let mut stmt = r
+            .connection()
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'moat_ix_jobs%' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 7);
+    assert_eq!(
+        indexes(&r),
+        ["moat_ix_jobs_assignee_scheduled_date_id", "moat_ix_jobs_scheduled_date_id", "moat_ix_jobs_status"]
+    );
+    assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 0, "idempotent");
+    let plan: String = r
+        .connection()
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE assignee = 'tom' ORDER BY scheduled_date DESC, id LIMIT 50",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("moat_ix_jobs_assignee_scheduled_date_id"), "{plan}");
+    // The metadata sorts jobs by price now: the device indexes that too.
+    let d = server.edit(|c| {
+        c.execute(
+            "UPDATE object_metadata SET default_sort = '{\"field\":\"price_cents\",\"dir\":\"asc\"}' WHERE id = 'company-a:jobs'",
+            [],
+        )
+        .unwrap();
+    });
+    r.apply_server_diff(&d).unwrap();
+    assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 2);
+    assert!(indexes(&r).contains(&"moat_ix_jobs_price_cents_id".to_owned()));
+}

@@ -226,6 +226,15 @@ impl Driver {
     }
 
     fn carry_out(&mut self, i: Instruction, out: &mut Vec<Effect>) {
+        // New metadata may sort or filter lists by other fields: index them on the device.
+        if let Instruction::TablesChanged(tables) = &i
+            && tables.iter().any(|t| t == "object_metadata")
+        {
+            let r = self.engine.replica();
+            if let Err(e) = ui::ensure_indexes(r.connection(), r.schema()) {
+                out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
+            }
+        }
         out.push(match i {
             Instruction::Connect => Effect::Connect,
             Instruction::Send(text) => Effect::Send(text),

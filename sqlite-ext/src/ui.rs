@@ -1039,6 +1039,57 @@ impl Where {
     }
 }
 
+/// Creates the indexes the lists of every object type need on the device, derived from the metadata:
+/// its default sort (with the key, so a page is read in order), its assignee (`mine`) field with the
+/// sort (Assigned to me), and each choice list column (filters and their counts). Idempotent and
+/// cheap when they exist; called when the metadata changes. An index the metadata no longer asks for
+/// stays until its table goes. Returns how many were created.
+pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
+    if schema.table("object_metadata").is_err() {
+        return Ok(0);
+    }
+    let types: Vec<String> = conn
+        .prepare("SELECT DISTINCT object_type FROM object_metadata")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut made = 0;
+    for ot in types {
+        // Metadata this client cannot read is reported where it is drawn, not here.
+        let Ok(meta) = object_meta(conn, schema, &ot) else { continue };
+        let t = &meta.table;
+        let pk: Vec<&str> = t.pk.iter().map(|&i| t.columns[i].name.as_str()).collect();
+        let sort =
+            meta.default_sort.as_ref().map(|(f, _)| f.clone()).unwrap_or_else(|| meta.title_field.clone());
+        let mut wanted: Vec<Vec<&str>> = vec![[vec![sort.as_str()], pk.clone()].concat()];
+        for f in meta.fields.iter().filter(|f| f.mine) {
+            wanted.push([vec![f.name.as_str(), sort.as_str()], pk.clone()].concat());
+        }
+        for c in &meta.list_columns {
+            if meta.field(c).is_some_and(|f| f.kind == FieldKind::Choice) {
+                wanted.push(vec![c.as_str()]);
+            }
+        }
+        for cols in wanted {
+            let name = format!("moat_ix_{}_{}", t.name, cols.join("_"));
+            let exists: bool = conn
+                .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1")?
+                .query_row([&name], |r| r.get::<_, i64>(0))?
+                > 0;
+            if !exists {
+                let list: Vec<String> = cols.iter().map(|c| quote(c)).collect();
+                conn.execute_batch(&format!(
+                    "CREATE INDEX {} ON {} ({})",
+                    quote(&name),
+                    quote(&t.name),
+                    list.join(", ")
+                ))?;
+                made += 1;
+            }
+        }
+    }
+    Ok(made)
+}
+
 /// The layout sections of `object_type` for `role` (a role's own layout wins over the shared one).
 fn layout(conn: &Connection, object_type: &str, role: &str) -> Result<Vec<LayoutSection>> {
     let sections: Option<String> = conn
