@@ -229,6 +229,8 @@ impl Server {
         while draining.queue_depth() > 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // An empty queue can still have its last batch in the middle of its commit: wait for it.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, draining.settle()).await;
         reaper.abort();
         if let Some(b) = backups {
             b.abort();

@@ -326,6 +326,14 @@ impl Tenants {
         }
     }
 
+    /// Waits until every write queued so far for an open tenant is committed: an empty write behind
+    /// them is answered only after the batch before it (a queue's writes commit in order).
+    pub(crate) async fn settle(&self) {
+        for store in self.open_now_list() {
+            let _ = store.exec("").await;
+        }
+    }
+
     /// Forgets an open tenant (it was deleted): its sessions' channels close.
     pub(crate) fn forget(&self, name: &str) -> Option<Arc<Store>> {
         let store = self.open.lock().expect("tenants lock").remove(name);
