@@ -198,22 +198,22 @@ def test_exit_criteria(server, chromium, tmp_path):
 
         # 3. Live sync both ways, timed.
         r.step("3. Edits cross both ways, live")
-        watch = Watch(nina, job, "assignee")
-        page.get_by_test_id("field-assignee-input").fill("tech-ui")
-        page.get_by_test_id("field-assignee-input").blur()
-        watch.wait_for("tech-ui")
+        watch = Watch(nina, job, "title")
+        page.get_by_test_id("field-title-input").fill("Title typed in the browser")
+        page.get_by_test_id("field-title-input").blur()
+        watch.wait_for("Title typed in the browser")
         web_to_native = []
         for i in range(100):
             v = f"web-{i}"
             t0 = page.evaluate("""([job, v]) => { const t = Date.now();
-                return window.moat.edit('jobs', job, 'assignee', {type: 'text', value: v}).then(() => t); }""",
+                return window.moat.edit('jobs', job, 'title', {type: 'text', value: v}).then(() => t); }""",
                                [job, v])
             web_to_native.append(watch.wait_for(v) - t0)
         page.evaluate("""job => { window.__seen = {};
             window.moat.on(async ev => {
                 if (ev.type !== 'tables' || !ev.tables.includes('jobs')) return;
                 const d = await window.moat.detailView('jobs', job);
-                const f = d.sections.flatMap(s => s.fields).find(f => f.field === 'assignee');
+                const f = d.sections.flatMap(s => s.fields).find(f => f.field === 'title');
                 const v = f.cell.value.value;
                 if (!(v in window.__seen)) window.__seen[v] = Date.now();
             }); }""", job)
@@ -221,10 +221,10 @@ def test_exit_criteria(server, chromium, tmp_path):
         for i in range(100):
             v = f"native-{i}"
             t0 = time.time() * 1000
-            nina.client.edit("jobs", job, "assignee", text(v))
+            nina.client.edit("jobs", job, "title", text(v))
             seen = wait(v, lambda: page.evaluate("v => window.__seen[v]", v), timeout=10)
             native_to_web.append(seen - t0)
-        page.wait_for_function("""() => document.querySelector('[data-testid="field-assignee-input"]').value
+        page.wait_for_function("""() => document.querySelector('[data-testid="field-title-input"]').value
                                   === 'native-99'""")
         for name, xs in (("browser → native", web_to_native), ("native → browser", native_to_web)):
             p50, p99 = percentiles(xs)
@@ -291,7 +291,7 @@ def test_exit_criteria(server, chromium, tmp_path):
         # 5. Company B saw none of it.
         r.step("5. Company B received nothing")
         assert len(bella.listener.tables) == bella_frames_before, "company-b got change notifications"
-        assert [t.label_plural for t in bella.client.object_types()] == ["Work orders", "Inventory", "Customers"]
+        assert [t.label_plural for t in bella.client.object_types()] == ["Work orders", "Inventory", "Customers", "People"]
         leaked = []
         for suffix in ("", "-wal"):
             path = str(tmp_path / "bella.db") + suffix

@@ -98,9 +98,15 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
 
   useEffect(() => {
     if (!client) return;
-    client.objectTypes().then(setTypes, () => setTypes([]));
-    // A status event follows every change; the counts in it (pending, conflicts) are re-read there.
-    client.conflicts().then(setConflicts, () => undefined);
+    // The navigation's counts follow the data, but not on every single change: a burst of live edits
+    // re-reads them once, so the worker stays free for the edits themselves.
+    const t = setTimeout(() => {
+      client.objectTypes().then(setTypes, () => setTypes([]));
+      // A status event follows every change; the counts in it (pending, conflicts) are re-read there.
+      client.conflicts().then(setConflicts, () => undefined);
+    }, types.length === 0 ? 0 : 250);
+    return () => clearTimeout(t);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [client, version]);
 
   const refreshStatus = useCallback(() => {

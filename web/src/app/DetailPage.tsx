@@ -30,7 +30,9 @@ export function DetailPage({
     [client, objectType, id],
   );
   useEffect(() => {
-    client.requestHistory(objectType, id).catch(() => undefined);
+    // Asked again after changes, once per burst of them (a server round trip each).
+    const t = setTimeout(() => client.requestHistory(objectType, id).catch(() => undefined), 250);
+    return () => clearTimeout(t);
   }, [client, version, objectType, id]);
 
   useEffect(() => {
