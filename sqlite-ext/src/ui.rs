@@ -1172,14 +1172,7 @@ fn key_text(values: &[Value]) -> String {
 
 /// The metadata of the object type whose table is `table`, if one names it.
 fn meta_of_table(conn: &Connection, schema: &Schema, table: &str) -> Result<Option<ObjectMeta>> {
-    let object_type: Option<String> = conn
-        .query_row(
-            "SELECT object_type FROM object_metadata WHERE table_name = ?1 ORDER BY sort_order, id LIMIT 1",
-            [table],
-            |r| r.get(0),
-        )
-        .optional()?;
-    object_type.map(|ot| object_meta(conn, schema, &ot)).transpose()
+    object_type_of(conn, table)?.map(|ot| object_meta(conn, schema, &ot)).transpose()
 }
 
 /// A conflict as the alert shows it, in the metadata's words: the object type and the record's

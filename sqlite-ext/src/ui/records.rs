@@ -173,7 +173,12 @@ fn people_type(conn: &Connection) -> Option<String> {
 
 /// The object type stored in `table`, if the metadata names one.
 pub fn object_type_of(conn: &Connection, table: &str) -> Result<Option<String>> {
-    meta_object_type(conn, table)
+    Ok(conn
+        .prepare_cached(
+            "SELECT object_type FROM object_metadata WHERE table_name = ?1 ORDER BY sort_order, id LIMIT 1",
+        )?
+        .query_row([table], |r| r.get(0))
+        .optional()?)
 }
 
 /// Who the user is, as the last welcome said (empty before the first one).
@@ -651,7 +656,8 @@ pub fn pending(replica: &Replica) -> Result<Vec<PendingView>> {
     let mut out = Vec::new();
     for m in replica.pending()? {
         let Some(c) = m.diff.changes.first() else { continue };
-        let meta = meta_of_table(conn, schema, &c.table).ok().flatten();
+        let object_type = object_type_of(conn, &c.table)?;
+        let meta = object_type.as_ref().and_then(|ot| object_meta(conn, schema, ot).ok());
         let record_id = key_text(&c.pk.0.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
         let title = record_title(conn, meta.as_ref(), &c.pk)
             .or_else(|| {
@@ -676,7 +682,7 @@ pub fn pending(replica: &Replica) -> Result<Vec<PendingView>> {
             }
             .to_owned(),
             object_label: meta.as_ref().map(|m| m.label.clone()).unwrap_or_else(|| c.table.clone()),
-            object_type: meta_object_type(conn, &c.table)?.unwrap_or_default(),
+            object_type: object_type.unwrap_or_default(),
             record_id,
             title,
             labels: shown
@@ -693,15 +699,6 @@ pub fn pending(replica: &Replica) -> Result<Vec<PendingView>> {
         });
     }
     Ok(out)
-}
-
-fn meta_object_type(conn: &Connection, table: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT object_type FROM object_metadata WHERE table_name = ?1 ORDER BY sort_order, id LIMIT 1",
-        )?
-        .query_row([table], |r| r.get(0))
-        .optional()?)
 }
 
 /// The columns of `table`'s row `pk` that pending writes of this device change.
