@@ -220,6 +220,12 @@ impl Rights {
             || self.read_only_columns.get(table).is_some_and(|c| c.iter().any(|c| c == column))
     }
 
+    /// The role may delete this table's rows: a delete removes every field, so it needs the table and
+    /// every column writable (the server also counts the columns hidden from the role).
+    pub fn may_delete(&self, table: &str) -> bool {
+        !self.table_read_only(table) && self.read_only_columns.get(table).is_none_or(|c| c.is_empty())
+    }
+
     /// Nothing is read-only.
     pub fn is_empty(&self) -> bool {
         self.read_only_tables.is_empty() && self.read_only_columns.is_empty()

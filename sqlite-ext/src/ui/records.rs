@@ -381,7 +381,7 @@ pub(super) fn can_create_delete(
         return Ok((false, false));
     }
     // A delete removes every field: a role that may not write some of them may not delete.
-    let delete = rights.read_only_columns.get(table).is_none_or(|c| c.is_empty());
+    let delete = rights.may_delete(table);
     let Ok(sections) = layout(conn, object_type, role) else { return Ok((false, delete)) };
     let on_layout: Vec<_> = sections.iter().flat_map(|s| &s.fields).filter(|l| !l.read_only).collect();
     let create = fields
@@ -553,7 +553,7 @@ pub fn delete(replica: &mut Replica, object_type: &str, pk: &Fields<Value>) -> R
     if rights(replica.connection())?.table_read_only(&meta.table.name) {
         return Err(Error::Invalid(format!("{} are read-only for your role", meta.label_plural)));
     }
-    if rights(replica.connection())?.read_only_columns.get(&meta.table.name).is_some_and(|c| !c.is_empty()) {
+    if !rights(replica.connection())?.may_delete(&meta.table.name) {
         return Err(Error::Invalid(format!("{} cannot be deleted by your role", meta.label_plural)));
     }
     if meta.table.read_columns(replica.connection(), pk, &[meta.title_field.as_str()])?.is_none() {
