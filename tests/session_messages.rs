@@ -26,12 +26,12 @@ fn session_fixtures() -> Vec<(String, serde_json::Value)> {
 #[test]
 fn every_session_fixture_decodes_with_the_cores_types() {
     let fixtures = session_fixtures();
-    assert_eq!(fixtures.len(), 19, "one fixture per session message");
+    assert_eq!(fixtures.len(), 21, "one fixture per session message");
     for (name, json) in fixtures {
         let text = json.to_string();
         let again = match name.as_str() {
             // `history_request`: the client's `history` (the server's answer is `history` too).
-            "hello" | "push" | "ping" | "report" | "list_devices" | "history_request" => {
+            "hello" | "push" | "ping" | "report" | "list_devices" | "history_request" | "customize" => {
                 let msg: ClientMsg<'_> =
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_ne!(msg, ClientMsg::Unknown, "{name}");

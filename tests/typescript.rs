@@ -7,13 +7,15 @@ use std::path::PathBuf;
 
 use client_bridge::driver::ClientEvent;
 use sqlite_ext::ConflictKind;
-use sqlite_ext::protocol::DeviceRecord;
+use sqlite_ext::protocol::{CustomizationVersion, CustomizeAnswer, CustomizeRequest, DeviceRecord};
 use sqlite_ext::sync::{Phase, Status};
+use sqlite_ext::ui::customize::{Customization, LayoutDef, ObjectTypeDef, Plan, SortDef};
 use sqlite_ext::ui::{
     CellView, Choice, ColumnValue, ColumnView, ConflictChoice, ConflictColumnView, ConflictView,
-    DetailViewModel, FacetOption, FacetView, FieldInput, FieldKind, FieldValue, FieldView, HistoryEntryView,
-    LineItemColumn, LineItemRow, LineItemsView, ListFilter, ListQuery, ListRowView, ListViewModel,
-    ObjectTypeView, PendingView, RecordLink, ReferenceOption, RejectedView, SectionView,
+    DetailViewModel, FacetOption, FacetView, FieldInput, FieldKind, FieldMeta, FieldValue, FieldView,
+    HistoryEntryView, LayoutField, LayoutSection, LineItemColumn, LineItemRow, LineItemsView, ListFilter,
+    ListQuery, ListRowView, ListViewModel, ObjectTypeView, PendingView, RecordLink, ReferenceOption,
+    RejectedView, SectionView,
 };
 use ts_rs::{Config, TS};
 
@@ -66,6 +68,17 @@ fn generated() -> String {
     declare::<Phase>(cfg, &mut out);
     declare::<Status>(cfg, &mut out);
     declare::<DeviceRecord>(cfg, &mut out);
+    declare::<FieldMeta>(cfg, &mut out);
+    declare::<LayoutField>(cfg, &mut out);
+    declare::<LayoutSection>(cfg, &mut out);
+    declare::<SortDef>(cfg, &mut out);
+    declare::<ObjectTypeDef>(cfg, &mut out);
+    declare::<LayoutDef>(cfg, &mut out);
+    declare::<Customization>(cfg, &mut out);
+    declare::<Plan>(cfg, &mut out);
+    declare::<CustomizeRequest>(cfg, &mut out);
+    declare::<CustomizationVersion>(cfg, &mut out);
+    declare::<CustomizeAnswer>(cfg, &mut out);
     declare::<ClientEvent>(cfg, &mut out);
     out.trim_end().to_owned() + "\n"
 }

@@ -49,6 +49,14 @@ pub enum Input {
         /// The record's id.
         id: String,
     },
+    /// An admin customizes (publish, roll back, list versions); the answer arrives as
+    /// [`ClientEvent::Customized`] (at once, refused, while not live).
+    Customize {
+        /// The request's id, chosen by the app.
+        id: String,
+        /// What to do.
+        request: sqlite_ext::protocol::CustomizeRequest,
+    },
 }
 
 impl Input {
@@ -64,6 +72,7 @@ impl Input {
             Input::GoOnline => Event::GoOnline,
             Input::RequestFleet => Event::RequestFleet,
             Input::RequestHistory { table, id } => Event::RequestHistory { table, id },
+            Input::Customize { id, request } => Event::Customize { id, request },
         }
     }
 }
@@ -115,6 +124,13 @@ pub enum ClientEvent {
         id: String,
         /// Newest first, in the user's words.
         entries: Vec<ui::HistoryEntryView>,
+    },
+    /// The server's answer to [`Driver::customize`].
+    Customized {
+        /// The request's id.
+        id: String,
+        /// The answer.
+        answer: sqlite_ext::protocol::CustomizeAnswer,
     },
 }
 
@@ -259,6 +275,7 @@ impl Driver {
                     id,
                 })
             }
+            Instruction::Customized { id, answer } => Effect::Notify(ClientEvent::Customized { id, answer }),
         });
     }
 
@@ -424,6 +441,23 @@ impl Driver {
         let table = ui::table_of(self.replica(), object_type)?;
         self.feed(Input::RequestHistory { table, id: id.to_owned() });
         Ok(())
+    }
+
+    /// Sends an admin's customization request; the answer arrives as [`ClientEvent::Customized`].
+    pub fn customize(&mut self, id: &str, request: sqlite_ext::protocol::CustomizeRequest) {
+        self.feed(Input::Customize { id: id.to_owned(), request });
+    }
+
+    /// The tenant's object types and layouts as the device holds them: the Customize mode's draft.
+    pub fn customization(&self) -> Result<ui::customize::Customization> {
+        ui::customize::read(self.replica().connection())
+    }
+
+    /// What publishing `draft` would do, checked on the device (the server runs the same check).
+    pub fn plan_customization(&self, draft: &ui::customize::Customization) -> Result<ui::customize::Plan> {
+        let r = self.replica();
+        let route: Vec<String> = ui::identity(r.connection())?.route.into_keys().collect();
+        ui::customize::plan(r.connection(), r.schema(), &route, draft)
     }
 
     /// The writes waiting for the server, oldest first.

@@ -434,5 +434,7 @@ fn notify(listener: &dyn MoatListener, event: ClientEvent) {
         ClientEvent::Error { message } => listener.on_error(message),
         ClientEvent::Fleet { devices } => listener.on_fleet(devices),
         ClientEvent::History { object_type, id, entries } => listener.on_history(object_type, id, entries),
+        // Customizing is the web app's (an admin's desk); the native app never asks.
+        ClientEvent::Customized { .. } => {}
     }
 }

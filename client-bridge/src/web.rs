@@ -386,6 +386,30 @@ impl WebClient {
         self.call(|d| d.request_history(object_type, id))
     }
 
+    /// The tenant's object types and layouts as the device holds them (a `Customization`): the
+    /// Customize mode's draft.
+    pub fn customization(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.driver().customization().map_err(js_error)?)
+    }
+
+    /// What publishing a draft (a `Customization` as JSON) would do (a `Plan`), checked here as the
+    /// server will check it.
+    #[wasm_bindgen(js_name = planCustomization)]
+    pub fn plan_customization(&self, draft: &str) -> Result<JsValue, JsValue> {
+        let draft = from_json(draft)?;
+        to_js(&self.driver().plan_customization(&draft).map_err(js_error)?)
+    }
+
+    /// Sends an admin's customization request (a `CustomizeRequest` as JSON); the answer arrives as
+    /// a `customized` event with the same `id`.
+    pub fn customize(&self, id: &str, request: &str) -> Result<(), JsValue> {
+        let request = from_json(request)?;
+        self.call(|d| {
+            d.customize(id, request);
+            Ok(())
+        })
+    }
+
     /// The writes waiting for the server, oldest first.
     pub fn pending(&self) -> Result<JsValue, JsValue> {
         to_js(&self.driver().pending().map_err(js_error)?)

@@ -32,6 +32,8 @@ pub enum Scope {
     Platform,
     /// One tenant's own migrations.
     Tenant,
+    /// The storage an admin's customization needed (made by the server when it was published).
+    Customize,
 }
 
 impl Scope {
@@ -39,6 +41,7 @@ impl Scope {
         match self {
             Scope::Platform => "platform",
             Scope::Tenant => "tenant",
+            Scope::Customize => "customize",
         }
     }
 }
@@ -378,6 +381,24 @@ pub fn up(
         done.push((m, effect));
     }
     Ok(done)
+}
+
+/// Records the storage statements of a customization (run by the caller, in its transaction) as the
+/// next migration of scope [`Scope::Customize`], and `schema_sql`, the schema they made.
+pub(crate) fn record_customization(conn: &Connection, sql: &str, schema_sql: &str) -> Result<()> {
+    conn.execute_batch(TABLE_SQL)?;
+    let next: u32 = conn.query_row(
+        "SELECT coalesce(max(version), 0) + 1 FROM moat_migrations WHERE scope = ?1",
+        [Scope::Customize.as_str()],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO moat_migrations (scope, version, name, checksum, sql, applied_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+        rusqlite::params![Scope::Customize.as_str(), next, format!("customize_{next}"), checksum(sql), sql],
+    )?;
+    conn.execute("UPDATE moat_meta SET value = ?1 WHERE key = 'schema_sql'", [schema_sql])?;
+    Ok(())
 }
 
 /// Creates `dir/NNNN_name.sql` with the next number and a template; returns its path.

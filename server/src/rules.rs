@@ -198,6 +198,13 @@ impl Rules {
         self.route.iter().position(|(_, c)| c == "tenant").map(|i| (self.route[i].0.as_str(), i))
     }
 
+    /// The roles, sorted (a layout may be made for each).
+    pub(crate) fn role_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.roles.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// The routing columns, in route order.
     pub fn route_columns(&self) -> impl Iterator<Item = &str> {
         self.route.iter().map(|(c, _)| c.as_str())

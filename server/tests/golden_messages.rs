@@ -92,7 +92,12 @@ async fn every_session_message() {
     }
     keep(&answer);
 
+    let customize = json!({"type": "customize", "id": "c-1", "request": {"action": "versions"}});
+    alice.send(customize.clone()).await;
+    keep(&alice.until("customized").await.0);
+
     for (name, v) in [
+        ("customize", &customize),
         ("hello", &hello),
         ("push", &push),
         ("ping", &ping),
@@ -116,6 +121,7 @@ async fn every_session_message() {
         "pong",
         "devices",
         "history",
+        "customized",
     ] {
         let v = frames.get(name).unwrap_or_else(|| panic!("no {name} frame was seen: {:?}", frames.keys()));
         check(name, v);

@@ -54,7 +54,8 @@ impl Shell {
                     Instruction::Rejected { .. }
                     | Instruction::Failed(_)
                     | Instruction::Fleet(_)
-                    | Instruction::History { .. } => {}
+                    | Instruction::History { .. }
+                    | Instruction::Customized { .. } => {}
                 }
             }
         }

@@ -279,6 +279,39 @@ impl Diff {
     }
 }
 
+impl Diff {
+    /// Fits a diff made under an older schema to `new` (after a migration): a column `new` added is
+    /// given NULL in an insert or a delete (which name every column); a column `new` lacks is left
+    /// out when the diff gave it no value, and refused when it did (its value would be lost).
+    pub fn refit(&mut self, new: &Schema) -> std::result::Result<(), String> {
+        for c in &mut self.changes {
+            let t = new.table(&c.table).map_err(|_| format!("table {} was removed", c.table))?;
+            let mut kept = Vec::new();
+            for (name, cc) in std::mem::take(&mut c.cols.0) {
+                if t.columns.iter().any(|x| x.name == name) {
+                    kept.push((name, cc));
+                } else if c.op == Op::Update || cc.new.as_ref().is_some_and(|v| !matches!(v, Value::Null)) {
+                    return Err(format!("column {}.{name} was removed", c.table));
+                }
+            }
+            c.cols.0 = kept;
+            if c.op != Op::Update {
+                for col in t.columns.iter().filter(|x| x.pk == 0) {
+                    if !c.cols.0.iter().any(|(n, _)| *n == col.name) {
+                        let cc = if c.op == Op::Insert {
+                            ColumnChange { old: None, new: Some(Value::Null) }
+                        } else {
+                            ColumnChange { old: Some(Value::Null), new: None }
+                        };
+                        c.cols.0.push((col.name.clone(), cc));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Change {
     /// The key as canonical JSON (`["job-1"]`), usable to compare or hash rows.
     pub fn key(&self) -> String {

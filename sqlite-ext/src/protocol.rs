@@ -137,6 +137,14 @@ pub enum ClientMsg<'a> {
         #[serde(borrow)]
         id: Cow<'a, str>,
     },
+    /// An admin's customization: publish a draft, roll back to an earlier version, or list the
+    /// versions; answered with `customized` (same `id`).
+    Customize {
+        /// Chosen by the client; the answer carries it.
+        id: String,
+        /// What to do.
+        request: CustomizeRequest,
+    },
     /// A local mutation to apply.
     Push {
         /// Unique per client; the server applies each id at most once.
@@ -230,6 +238,82 @@ impl Rights {
     pub fn is_empty(&self) -> bool {
         self.read_only_tables.is_empty() && self.read_only_columns.is_empty()
     }
+}
+
+/// What an admin asks of `customize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CustomizeRequest {
+    /// Make the draft the tenant's metadata (with the storage it needs), as one version.
+    Publish {
+        /// Every object type and layout, as they are to be.
+        customization: crate::ui::customize::Customization,
+        /// The admin confirmed the data it destroys (a removed field's values).
+        #[serde(default)]
+        destroy: bool,
+    },
+    /// Publish an earlier version's metadata again, as a new version.
+    Rollback {
+        /// The version to go back to.
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        version: i64,
+        /// The admin confirmed the data it destroys.
+        #[serde(default)]
+        destroy: bool,
+    },
+    /// List the versions, newest first.
+    Versions {},
+}
+
+/// The answer to a `customize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum CustomizeAnswer {
+    /// It is published: every client of the tenant follows.
+    Published {
+        /// The new version.
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        version: i64,
+        /// What changed.
+        changes: Vec<String>,
+    },
+    /// Nothing was changed. `code`: `forbidden` (not an admin), `invalid` (the draft's problems, in
+    /// `reason`), `destructive` (it would destroy `lost`; ask again with `destroy`), `unchanged`,
+    /// `not_found` (no such version), `offline` (said by the client itself).
+    Refused {
+        /// Machine-readable.
+        code: String,
+        /// In the admin's words.
+        reason: String,
+        /// The data it would destroy.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lost: Vec<String>,
+    },
+    /// The versions, newest first, and the roles a layout may be made for.
+    Versions {
+        /// At most 50.
+        versions: Vec<CustomizationVersion>,
+        /// The roles of the sync rules.
+        roles: Vec<String>,
+    },
+}
+
+/// One published version of a tenant's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CustomizationVersion {
+    /// Its number.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub version: i64,
+    /// Who published it (a user id; empty for the metadata as it was before the first publish).
+    pub user: String,
+    /// When (Unix milliseconds).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at_ms: i64,
+    /// What it changed.
+    pub changes: Vec<String>,
 }
 
 /// One change of a record, as the server's history keeps it.
@@ -443,6 +527,13 @@ pub enum ServerMsg<'a> {
         id: String,
         /// Who changed it, when, and which of the fields the user may see.
         entries: Vec<HistoryEntry>,
+    },
+    /// The answer to a `customize`.
+    Customized {
+        /// The request's id.
+        id: String,
+        /// What came of it.
+        answer: CustomizeAnswer,
     },
     /// The answer to a ping.
     Pong {

@@ -706,32 +706,7 @@ fn capture<T>(
 /// to a dropped table, an update of a dropped column, or a value written to one does not fit.
 fn upgrade_overlay(json: &str, old: &Schema, new: &Schema) -> std::result::Result<Diff, String> {
     let mut diff = Diff::from_json(json, old).map_err(|e| e.to_string())?;
-    for c in &mut diff.changes {
-        let t = new.table(&c.table).map_err(|_| format!("table {} was removed", c.table))?;
-        let mut kept = Vec::new();
-        for (name, cc) in std::mem::take(&mut c.cols.0) {
-            if t.columns.iter().any(|x| x.name == name) {
-                kept.push((name, cc));
-            } else if c.op == crate::changeset::Op::Update
-                || cc.new.as_ref().is_some_and(|v| !matches!(v, Value::Null))
-            {
-                return Err(format!("column {}.{name} was removed", c.table));
-            }
-        }
-        c.cols.0 = kept;
-        if c.op != crate::changeset::Op::Update {
-            for col in t.columns.iter().filter(|x| x.pk == 0) {
-                if !c.cols.0.iter().any(|(n, _)| *n == col.name) {
-                    let cc = if c.op == crate::changeset::Op::Insert {
-                        crate::diff::ColumnChange { old: None, new: Some(Value::Null) }
-                    } else {
-                        crate::diff::ColumnChange { old: Some(Value::Null), new: None }
-                    };
-                    c.cols.0.push((col.name.clone(), cc));
-                }
-            }
-        }
-    }
+    diff.refit(new)?;
     Diff::from_json(&diff.to_json(), new).map_err(|e| e.to_string())
 }
 

@@ -114,6 +114,14 @@ pub enum Event<'a> {
         /// The record's id.
         id: &'a str,
     },
+    /// An admin customizes (publish, roll back, list versions): sent while live, answered with
+    /// [`Instruction::Customized`]; while not live, answered at once with a refusal `offline`.
+    Customize {
+        /// The request's id.
+        id: &'a str,
+        /// What to do.
+        request: &'a crate::protocol::CustomizeRequest,
+    },
 }
 
 /// What the shell must do, in order.
@@ -151,6 +159,13 @@ pub enum Instruction {
         id: String,
         /// Newest first.
         entries: Vec<crate::protocol::HistoryEntry>,
+    },
+    /// The answer to [`Event::Customize`].
+    Customized {
+        /// The request's id.
+        id: String,
+        /// The answer.
+        answer: crate::protocol::CustomizeAnswer,
     },
 }
 
@@ -400,6 +415,20 @@ impl SyncEngine {
                     out.push(Instruction::Send(msg.to_json()));
                 }
             }
+            Event::Customize { id, request } => {
+                if self.connected && self.phase == Phase::Live {
+                    out.push(Instruction::Send(
+                        ClientMsg::Customize { id: id.to_owned(), request: request.clone() }.to_json(),
+                    ));
+                } else {
+                    let answer = crate::protocol::CustomizeAnswer::Refused {
+                        code: "offline".into(),
+                        reason: "Customizing needs a connection to the server; try again once online".into(),
+                        lost: Vec::new(),
+                    };
+                    out.push(Instruction::Customized { id: id.to_owned(), answer });
+                }
+            }
             Event::Frame(text) => {
                 if let Err(e) = self.frame(text, &mut out) {
                     let message = match e {
@@ -555,6 +584,7 @@ impl SyncEngine {
             ServerMsg::History { table, id, entries } => {
                 out.push(Instruction::History { table, id, entries })
             }
+            ServerMsg::Customized { id, answer } => out.push(Instruction::Customized { id, answer }),
             // Errors about a frame, pongs, and message types newer than this engine: nothing to do.
             ServerMsg::Error { retry: false, .. } | ServerMsg::Pong { .. } | ServerMsg::Unknown => {}
         }

@@ -13,6 +13,7 @@ use crate::replica::{Mutation, Replica, Resolution, StoredConflict};
 use crate::schema::{ColumnType, Schema, Table, quote};
 use crate::value::Value;
 
+pub mod customize;
 mod records;
 
 pub use records::{
@@ -124,7 +125,7 @@ impl<'de> Deserialize<'de> for FieldKind {
 }
 
 /// One choice of a `choice` field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Choice {
@@ -138,7 +139,8 @@ pub struct Choice {
 }
 
 /// A field definition from `object_metadata.fields`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FieldMeta {
     /// The column.
     pub name: String,
@@ -566,27 +568,39 @@ pub struct ColumnValue {
     pub value: FieldValue,
 }
 
-#[derive(Debug, Deserialize)]
-struct LayoutSection {
-    id: String,
-    label: String,
+/// A section of a layout (`layout_definition.sections`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct LayoutSection {
+    /// Its id within the layout.
+    pub id: String,
+    /// Its title.
+    pub label: String,
+    /// Columns of fields (1 to 3).
     #[serde(default = "one")]
-    columns: u32,
-    fields: Vec<LayoutField>,
+    pub columns: u32,
+    /// Its fields, in order.
+    pub fields: Vec<LayoutField>,
 }
 
 fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Deserialize)]
-struct LayoutField {
-    field: String,
-    widget: FieldKind,
-    #[serde(default)]
-    read_only: bool,
-    #[serde(default)]
-    label: Option<String>,
+/// A field placed in a layout section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct LayoutField {
+    /// The field's name.
+    pub field: String,
+    /// How it is drawn (its kind, or text ↔ multiline).
+    pub widget: FieldKind,
+    /// Read-only in this layout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// A label for this layout only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 fn bad_meta(what: String) -> Error {

@@ -1,5 +1,6 @@
 //! One handler per client message, dispatched from [`ClientMsg`](crate::protocol::ClientMsg).
 
+pub(crate) mod customize;
 pub(crate) mod history;
 pub(crate) mod push;
 pub(crate) mod sync;
@@ -43,6 +44,7 @@ pub(crate) async fn dispatch(conn: &mut Conn, text: &str) -> Result<(), End> {
             false => conn.error(&Error::Forbidden("only the company's admins see its devices".into())).await,
         },
         ClientMsg::History { table, id } => history::handle(conn, table.into_owned(), id.into_owned()).await,
+        ClientMsg::Customize { id, request } => customize::handle(conn, id, request).await,
         ClientMsg::Hello { .. } => conn.error(&Error::Protocol("hello was already received".into())).await,
         ClientMsg::Unknown => conn.error(&Error::Protocol("unknown message type".into())).await,
     }

@@ -9,6 +9,7 @@
 //! the outcome of every mutation (`moat_mutations`) and the version counter (`moat_meta`). All of it
 //! is the tenant's own: keys, mutation ids, versions and conflicts never meet another tenant's.
 
+mod customize;
 pub(crate) mod devices;
 mod log;
 mod writer;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sqlite_ext::{Conflict, Diff};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use self::customize::{Publish, versions as customization_versions};
 pub(crate) use self::log::{LogEntry, current_version, history_of, log_after, log_bounds};
 pub(crate) use self::writer::Writers;
 use crate::error::{Error, Result};
@@ -72,6 +74,11 @@ pub(crate) enum WriteReq {
         scope: crate::migrate::Scope,
         allow_destructive: bool,
         reply: oneshot::Sender<Result<String>>,
+    },
+    /// Publish an admin's customization (between two batches, like a migration).
+    Customize {
+        publish: Publish,
+        reply: oneshot::Sender<Result<sqlite_ext::protocol::CustomizeAnswer>>,
     },
 }
 
@@ -269,6 +276,17 @@ impl Store {
     ) -> Result<String> {
         let (reply, rx) = oneshot::channel();
         self.send(WriteReq::Migrate { files, scope, allow_destructive, reply }).await?;
+        rx.await.map_err(|_| Error::Unavailable("the writer stopped".into()))?
+    }
+
+    /// Publishes an admin's customization (or a rollback) in the tenant's writer; see
+    /// [`customize`](self::customize).
+    pub(crate) async fn customize(
+        self: &Arc<Self>,
+        publish: Publish,
+    ) -> Result<sqlite_ext::protocol::CustomizeAnswer> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteReq::Customize { publish, reply }).await?;
         rx.await.map_err(|_| Error::Unavailable("the writer stopped".into()))?
     }
 

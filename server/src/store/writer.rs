@@ -88,7 +88,7 @@ fn run(mut rx: mpsc::Receiver<Job>, max_batch: usize) {
         for (store, req) in jobs {
             store.queued.fetch_sub(1, Ordering::Relaxed);
             let key = Arc::as_ptr(&store);
-            if matches!(req, WriteReq::Migrate { .. }) {
+            if matches!(req, WriteReq::Migrate { .. } | WriteReq::Customize { .. }) {
                 open.remove(&key);
                 groups.push(Group { store, reqs: vec![req] });
                 continue;
@@ -103,13 +103,18 @@ fn run(mut rx: mpsc::Receiver<Job>, max_batch: usize) {
         }
         for Group { store, mut reqs } in groups {
             let mut conn = store.conn.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(WriteReq::Migrate { .. }) = reqs.first() {
-                let Some(WriteReq::Migrate { files, scope, allow_destructive, reply }) = reqs.pop() else {
-                    unreachable!("checked above")
-                };
-                let _ = reply.send(migrate(&store, &mut conn, &files, scope, allow_destructive));
-            } else {
-                commit_batch(&store, &mut conn, reqs);
+            match reqs.pop() {
+                Some(WriteReq::Migrate { files, scope, allow_destructive, reply }) => {
+                    let _ = reply.send(migrate(&store, &mut conn, &files, scope, allow_destructive));
+                }
+                Some(WriteReq::Customize { publish, reply }) => {
+                    let _ = reply.send(super::customize::publish(&store, &mut conn, publish));
+                }
+                Some(last) => {
+                    reqs.push(last);
+                    commit_batch(&store, &mut conn, reqs);
+                }
+                None => {}
             }
         }
     }
@@ -349,6 +354,10 @@ fn commit_batch(store: &Store, conn: &mut Connection, reqs: Vec<WriteReq>) {
                 }
                 WriteReq::Migrate { reply, .. } => {
                     let _ = reply.send(Err(Error::Unavailable("a migration is not part of a batch".into())));
+                }
+                WriteReq::Customize { reply, .. } => {
+                    let _ =
+                        reply.send(Err(Error::Unavailable("a customization is not part of a batch".into())));
                 }
             }
         }

@@ -17,6 +17,10 @@ import type {
   PendingView,
   ReferenceOption,
   RejectedView,
+  Customization,
+  CustomizeAnswer,
+  CustomizeRequest,
+  Plan,
 } from "./types";
 
 type Listener = (event: SdkEvent) => void;
@@ -173,6 +177,30 @@ export class MoatClient {
   /** The writes waiting for the server, oldest first. */
   pending(): Promise<PendingView[]> {
     return this.call("pending");
+  }
+  /** The tenant's object types and layouts as this device holds them: a draft to customize. */
+  customization(): Promise<Customization> {
+    return this.call("customization");
+  }
+  /** What publishing `draft` would do: its problems, its changes, the data it would destroy. */
+  planCustomization(draft: Customization): Promise<Plan> {
+    return this.call("planCustomization", draft);
+  }
+  /** Sends an admin's customization request and waits for the server's answer. */
+  customize(request: CustomizeRequest): Promise<CustomizeAnswer> {
+    const id = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    return new Promise((resolve, reject) => {
+      const off = this.on((e) => {
+        if (e.type === "customized" && e.id === id) {
+          off();
+          resolve(e.answer);
+        }
+      });
+      this.call("customize", id, request).catch((err: Error) => {
+        off();
+        reject(err);
+      });
+    });
   }
 
   /** Stops the worker (the tab's database handle goes with it). */

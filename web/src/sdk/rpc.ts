@@ -14,6 +14,9 @@ import type {
   FieldInput,
   PendingView,
   ReferenceOption,
+  Customization,
+  CustomizeRequest,
+  Plan,
 } from "./types";
 import type { SdkEvent, SyncStatus } from "./events";
 
@@ -44,6 +47,12 @@ export interface Api {
   pending(): PendingView[];
   /** Asks the server for a record's history; it arrives as a `history` event. */
   requestHistory(objectType: string, id: string): void;
+  /** The tenant's object types and layouts as this device holds them (Customize mode's draft). */
+  customization(): Customization;
+  /** What publishing a draft would do, checked here as the server will check it. */
+  planCustomization(draft: Customization): Plan;
+  /** Sends an admin's customization request; a `customized` event with the same id answers it. */
+  customize(id: string, request: CustomizeRequest): void;
 }
 
 export type Method = keyof Api;

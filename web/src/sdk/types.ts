@@ -784,6 +784,306 @@ connected: boolean,
 last_seen_ms: number, };
 
 /**
+ * A field definition from `object_metadata.fields`.
+ */
+export type FieldMeta = { 
+/**
+ * The column.
+ */
+name: string, 
+/**
+ * The label.
+ */
+label: string, 
+/**
+ * The field's type.
+ */
+type: FieldKind, 
+/**
+ * A value must be given.
+ */
+required: boolean, 
+/**
+ * The choices of a `choice` field.
+ */
+options?: Array<Choice>, 
+/**
+ * The object type a `reference` field points to.
+ */
+object_type?: string | null, 
+/**
+ * ISO currency code of a `currency` field.
+ */
+currency?: string | null, 
+/**
+ * Minor-unit digits of a `currency` field (2 for cents).
+ */
+scale?: number | null, 
+/**
+ * Smallest allowed number.
+ */
+min?: number | null, 
+/**
+ * Largest allowed number.
+ */
+max?: number | null, 
+/**
+ * The columns of a `line_items` field's items (each a field of its own: text, number, currency…).
+ */
+items?: Array<FieldMeta>, 
+/**
+ * A `reference` field that holds a user's id (an assignee): lists offer "Assigned to me".
+ */
+mine?: boolean, 
+/**
+ * The value a new record starts with, as the field's input reads it (`"open"`, `"12.50"`).
+ */
+default?: string | null, };
+
+/**
+ * A field placed in a layout section.
+ */
+export type LayoutField = { 
+/**
+ * The field's name.
+ */
+field: string, 
+/**
+ * How it is drawn (its kind, or text ↔ multiline).
+ */
+widget: FieldKind, 
+/**
+ * Read-only in this layout.
+ */
+read_only?: boolean, 
+/**
+ * A label for this layout only.
+ */
+label?: string | null, };
+
+/**
+ * A section of a layout (`layout_definition.sections`).
+ */
+export type LayoutSection = { 
+/**
+ * Its id within the layout.
+ */
+id: string, 
+/**
+ * Its title.
+ */
+label: string, 
+/**
+ * Columns of fields (1 to 3).
+ */
+columns: number, 
+/**
+ * Its fields, in order.
+ */
+fields: Array<LayoutField>, };
+
+/**
+ * A list's default order.
+ */
+export type SortDef = { 
+/**
+ * The field.
+ */
+field: string, 
+/**
+ * `asc` or `desc`.
+ */
+dir: string, };
+
+/**
+ * One object type: an `object_metadata` row.
+ */
+export type ObjectTypeDef = { 
+/**
+ * API name (`jobs`); never changes once published.
+ */
+object_type: string, 
+/**
+ * The table holding its records; a new object type's table is created when it is published.
+ */
+table_name: string, 
+/**
+ * Singular label.
+ */
+label: string, 
+/**
+ * Plural label.
+ */
+label_plural: string, 
+/**
+ * Icon name.
+ */
+icon: string | null, 
+/**
+ * Position in the object list.
+ */
+sort_order: number, 
+/**
+ * The field that names a record.
+ */
+title_field: string, 
+/**
+ * The list's columns.
+ */
+list_columns: Array<string>, 
+/**
+ * The fields a search looks in.
+ */
+search_fields: Array<string>, 
+/**
+ * The list's order.
+ */
+default_sort: SortDef | null, 
+/**
+ * The fields.
+ */
+fields: Array<FieldMeta>, };
+
+/**
+ * One layout: a `layout_definition` row.
+ */
+export type LayoutDef = { 
+/**
+ * The object type it draws.
+ */
+object_type: string, 
+/**
+ * Its name (`detail`).
+ */
+name: string, 
+/**
+ * The role it is for; `None`: every role without a layout of its own.
+ */
+role: string | null, 
+/**
+ * Its sections.
+ */
+sections: Array<LayoutSection>, };
+
+/**
+ * Every object type and layout of a tenant, as an admin edits them.
+ */
+export type Customization = { 
+/**
+ * The object types, in their order.
+ */
+object_types: Array<ObjectTypeDef>, 
+/**
+ * The layouts of every object type.
+ */
+layouts: Array<LayoutDef>, };
+
+/**
+ * What publishing a draft would do.
+ */
+export type Plan = { 
+/**
+ * What stops it, in the user's words; nothing is published while there are any.
+ */
+problems: Array<string>, 
+/**
+ * What it changes, one line each ("Jobs: added the field Warranty expires").
+ */
+changes: Array<string>, 
+/**
+ * Data it would destroy ("Jobs: Warranty expires, 3 values"): publishing needs a second
+ * confirmation.
+ */
+lost: Array<string>, 
+/**
+ * The storage statements (SQL) it runs first.
+ */
+ddl: Array<string>, 
+/**
+ * Tables that get new columns (their earlier changes are refitted to the new schema).
+ */
+widened: Array<string>, 
+/**
+ * It drops a table or a column (clients then take a fresh copy).
+ */
+drops: boolean, };
+
+/**
+ * What an admin asks of `customize`.
+ */
+export type CustomizeRequest = { "action": "publish", 
+/**
+ * Every object type and layout, as they are to be.
+ */
+customization: Customization, 
+/**
+ * The admin confirmed the data it destroys (a removed field's values).
+ */
+destroy: boolean, } | { "action": "rollback", 
+/**
+ * The version to go back to.
+ */
+version: number, 
+/**
+ * The admin confirmed the data it destroys.
+ */
+destroy: boolean, } | { "action": "versions", };
+
+/**
+ * One published version of a tenant's metadata.
+ */
+export type CustomizationVersion = { 
+/**
+ * Its number.
+ */
+version: number, 
+/**
+ * Who published it (a user id; empty for the metadata as it was before the first publish).
+ */
+user: string, 
+/**
+ * When (Unix milliseconds).
+ */
+at_ms: number, 
+/**
+ * What it changed.
+ */
+changes: Array<string>, };
+
+/**
+ * The answer to a `customize`.
+ */
+export type CustomizeAnswer = { "result": "published", 
+/**
+ * The new version.
+ */
+version: number, 
+/**
+ * What changed.
+ */
+changes: Array<string>, } | { "result": "refused", 
+/**
+ * Machine-readable.
+ */
+code: string, 
+/**
+ * In the admin's words.
+ */
+reason: string, 
+/**
+ * The data it would destroy.
+ */
+lost?: Array<string>, } | { "result": "versions", 
+/**
+ * At most 50.
+ */
+versions: Array<CustomizationVersion>, 
+/**
+ * The roles of the sync rules.
+ */
+roles: Array<string>, };
+
+/**
  * What the app is told, as it happens: the native shell calls its listener's method of the same
  * name, the web shell posts it to the page as this JSON.
  */
@@ -827,4 +1127,12 @@ id: string,
 /**
  * Newest first, in the user's words.
  */
-entries: Array<HistoryEntryView>, };
+entries: Array<HistoryEntryView>, } | { "type": "customized", 
+/**
+ * The request's id.
+ */
+id: string, 
+/**
+ * The answer.
+ */
+answer: CustomizeAnswer, };

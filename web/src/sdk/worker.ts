@@ -87,6 +87,12 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.pending();
     case "requestHistory":
       return c.requestHistory(a0, a1);
+    case "customization":
+      return c.customization();
+    case "planCustomization":
+      return c.planCustomization(JSON.stringify(a0));
+    case "customize":
+      return c.customize(a0, JSON.stringify(a1));
   }
 }
 
