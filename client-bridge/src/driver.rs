@@ -275,7 +275,16 @@ impl Driver {
                     id,
                 })
             }
-            Instruction::Customized { id, answer } => Effect::Notify(ClientEvent::Customized { id, answer }),
+            Instruction::Customized { id, mut answer } => {
+                // Who published each version, by name (the server knows user ids).
+                if let sqlite_ext::protocol::CustomizeAnswer::Versions { versions, .. } = &mut answer {
+                    let r = self.engine.replica();
+                    for v in versions.iter_mut().filter(|v| !v.user.is_empty()) {
+                        v.user = ui::person_name(r.connection(), r.schema(), &v.user);
+                    }
+                }
+                Effect::Notify(ClientEvent::Customized { id, answer })
+            }
         });
     }
 

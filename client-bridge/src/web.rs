@@ -400,6 +400,13 @@ impl WebClient {
         to_js(&self.driver().plan_customization(&draft).map_err(js_error)?)
     }
 
+    /// An API name made from a label (`Warranty expires` → `warranty_expires`), for a new field or
+    /// object type.
+    #[wasm_bindgen(js_name = nameFromLabel)]
+    pub fn name_from_label(&self, label: &str) -> String {
+        sqlite_ext::ui::customize::name_from_label(label)
+    }
+
     /// Sends an admin's customization request (a `CustomizeRequest` as JSON); the answer arrives as
     /// a `customized` event with the same `id`.
     pub fn customize(&self, id: &str, request: &str) -> Result<(), JsValue> {

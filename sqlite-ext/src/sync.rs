@@ -114,8 +114,8 @@ pub enum Event<'a> {
         /// The record's id.
         id: &'a str,
     },
-    /// An admin customizes (publish, roll back, list versions): sent while live, answered with
-    /// [`Instruction::Customized`]; while not live, answered at once with a refusal `offline`.
+    /// An admin customizes (publish, roll back, list versions): sent while connected, answered with
+    /// [`Instruction::Customized`]; while not connected, answered at once with a refusal `offline`.
     Customize {
         /// The request's id.
         id: &'a str,
@@ -416,7 +416,8 @@ impl SyncEngine {
                 }
             }
             Event::Customize { id, request } => {
-                if self.connected && self.phase == Phase::Live {
+                // Any time after the hello: the server reads it once the initial sync is sent.
+                if self.connected && !self.held_offline {
                     out.push(Instruction::Send(
                         ClientMsg::Customize { id: id.to_owned(), request: request.clone() }.to_json(),
                     ));

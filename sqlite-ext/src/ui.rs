@@ -19,7 +19,7 @@ mod records;
 pub use records::{
     FieldInput, HistoryEntryView, LineItemColumn, LineItemRow, LineItemsView, PendingView, ReferenceOption,
     create, delete, history_view, identity, line_items_text, new_record, object_type_of, pending,
-    reference_options, retry_rejected,
+    person_name, reference_options, retry_rejected,
 };
 
 /// A value as the UI sees it (a blob is shown as no value).

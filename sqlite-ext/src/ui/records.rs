@@ -136,13 +136,9 @@ pub fn history_view(
         .iter()
         .map(|e| HistoryEntryView {
             at_ms: e.at_ms,
-            who: match (&e.user[..], &people) {
-                ("", _) => "An administrator".to_owned(),
-                (user, Some(target)) => super::reference_title(conn, schema, target, user)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| user.to_owned()),
-                (user, None) => user.to_owned(),
+            who: match &e.user[..] {
+                "" => "An administrator".to_owned(),
+                user => name_of(conn, schema, people.as_deref(), user),
             },
             action: match e.op.as_str() {
                 "insert" => "Created",
@@ -161,6 +157,19 @@ pub fn history_view(
 }
 
 /// The object type whose records are people: the one a `mine` field points to.
+/// A user's name, as the people object type (the one `mine` references point to) knows them; the
+/// id itself where it does not.
+fn name_of(conn: &Connection, schema: &Schema, people: Option<&str>, user: &str) -> String {
+    people
+        .and_then(|target| super::reference_title(conn, schema, target, user).ok().flatten())
+        .unwrap_or_else(|| user.to_owned())
+}
+
+/// A user's name in words (see [`history_view`]); for lists the server gives by user id.
+pub fn person_name(conn: &Connection, schema: &Schema, user: &str) -> String {
+    name_of(conn, schema, people_type(conn).as_deref(), user)
+}
+
 fn people_type(conn: &Connection) -> Option<String> {
     let mut stmt = conn.prepare_cached("SELECT fields FROM object_metadata ORDER BY sort_order, id").ok()?;
     let all: Vec<String> = stmt.query_map([], |r| r.get(0)).ok()?.filter_map(|r| r.ok()).collect();

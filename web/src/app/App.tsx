@@ -10,6 +10,7 @@ import { ConflictDialog } from "./ConflictDialog";
 import { PendingPanel, RejectedPanel } from "./RejectedPanel";
 import { NewRecordPage } from "./NewRecordPage";
 import { SyncHealthPage } from "./SyncHealthPage";
+import { CustomizePage } from "./CustomizePage";
 
 declare global {
   interface Window {
@@ -115,6 +116,7 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
   }, [client]);
 
   const current = route.objectType ?? types[0]?.object_type ?? null;
+  const adminPage = route.health || route.customize;
 
   return (
     <ClientContext.Provider value={{ client, version, session, refreshStatus, types }}>
@@ -151,8 +153,8 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
               <a
                 key={t.object_type}
                 href={`#/o/${t.object_type}`}
-                className={t.object_type === current && !route.health ? "nav-item active" : "nav-item"}
-                aria-current={t.object_type === current && !route.health ? "page" : undefined}
+                className={t.object_type === current && !adminPage ? "nav-item active" : "nav-item"}
+                aria-current={t.object_type === current && !adminPage ? "page" : undefined}
                 data-testid={`type-${t.object_type}`}
               >
                 <TypeIcon name={t.icon} label={t.label_plural} />
@@ -172,6 +174,15 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
                   <TypeIcon name="sync-health" label="Sync health" />
                   <span className="nav-label">Sync health</span>
                 </a>
+                <a
+                  href="#/customize"
+                  className={route.customize ? "nav-item active" : "nav-item"}
+                  aria-current={route.customize ? "page" : undefined}
+                  data-testid="nav-customize"
+                >
+                  <TypeIcon name="customize" label="Customize" />
+                  <span className="nav-label">Customize</span>
+                </a>
               </>
             )}
           </nav>
@@ -179,7 +190,9 @@ function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => 
             {openError && <p className="error">Cannot open the local database: {openError}</p>}
             {!client && !openError && <p className="muted pad">Opening the local database…</p>}
             {client && route.health && <SyncHealthPage />}
-            {client && !route.health && current && <Page route={{ ...route, objectType: current }} navigate={navigate} />}
+            {client && route.customize && status?.admin && <CustomizePage />}
+            {client && route.customize && !status?.admin && <p className="muted pad">Only the company's admins customize it.</p>}
+            {client && !adminPage && current && <Page route={{ ...route, objectType: current }} navigate={navigate} />}
           </main>
         </div>
         {conflicts.length > 0 && client && !conflictsLater && (

@@ -27,18 +27,21 @@ export interface Route {
   health?: boolean;
   /** A new record of `objectType` (`#/new/<object type>`). */
   create?: boolean;
+  /** The admin's Customize mode (`#/customize`). */
+  customize?: boolean;
 }
 
 function parse(hash: string): Route {
   const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (parts[0] === "sync-health") return { objectType: null, recordId: null, health: true };
+  if (parts[0] === "customize") return { objectType: null, recordId: null, customize: true };
   if (parts[0] === "new" && parts[1]) return { objectType: parts[1], recordId: null, create: true };
   if (parts[0] !== "o" || !parts[1]) return { objectType: null, recordId: null };
   return { objectType: parts[1], recordId: parts[2] ?? null };
 }
 
-/** The route lives in the URL hash: `#/o/<object type>[/<record id>]`, `#/new/<object type>` or
- * `#/sync-health`. */
+/** The route lives in the URL hash: `#/o/<object type>[/<record id>]`, `#/new/<object type>`,
+ * `#/sync-health` or `#/customize`. */
 export function useRoute(): [Route, (r: Route) => void] {
   const [route, setRoute] = useState(() => parse(location.hash));
   useEffect(() => {

@@ -186,18 +186,29 @@ export class MoatClient {
   planCustomization(draft: Customization): Promise<Plan> {
     return this.call("planCustomization", draft);
   }
-  /** Sends an admin's customization request and waits for the server's answer. */
-  customize(request: CustomizeRequest): Promise<CustomizeAnswer> {
+  /** An API name made from a label (`Warranty expires` → `warranty_expires`), by the core's rule. */
+  nameFromLabel(label: string): Promise<string> {
+    return this.call("nameFromLabel", label);
+  }
+  /** Sends an admin's customization request and waits for the server's answer (at most
+   * `waitMs`: a connection lost meanwhile leaves the outcome to be read from the versions). */
+  customize(request: CustomizeRequest, waitMs = 30_000): Promise<CustomizeAnswer> {
     const id = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new MoatError("Closed", "No answer from the server; see the published versions for what happened"));
+      }, waitMs);
       const off = this.on((e) => {
         if (e.type === "customized" && e.id === id) {
           off();
+          clearTimeout(timer);
           resolve(e.answer);
         }
       });
       this.call("customize", id, request).catch((err: Error) => {
         off();
+        clearTimeout(timer);
         reject(err);
       });
     });

@@ -53,6 +53,8 @@ export interface Api {
   planCustomization(draft: Customization): Plan;
   /** Sends an admin's customization request; a `customized` event with the same id answers it. */
   customize(id: string, request: CustomizeRequest): void;
+  /** An API name made from a label (`Warranty expires` → `warranty_expires`). */
+  nameFromLabel(label: string): string;
 }
 
 export type Method = keyof Api;

@@ -93,6 +93,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.planCustomization(JSON.stringify(a0));
     case "customize":
       return c.customize(a0, JSON.stringify(a1));
+    case "nameFromLabel":
+      return c.nameFromLabel(a0);
   }
 }
 
