@@ -533,4 +533,35 @@ mod tests {
         use sqlite_ext::Phase::{Connecting, Offline};
         assert_eq!(statuses(&d.run()), [Offline, Connecting], "both steps show");
     }
+
+    #[test]
+    fn a_customize_request_made_while_reconnecting_is_sent_after_the_hello_and_refused_when_held_offline() {
+        use sqlite_ext::protocol::{CustomizeAnswer, CustomizeRequest};
+        let mut d = driver();
+        assert_eq!(d.run()[0], Effect::Connect);
+        d.customize("c-1", CustomizeRequest::Versions {});
+        assert!(
+            !d.run().iter().any(|e| matches!(e, Effect::Send(_))),
+            "not sent before the transport is open"
+        );
+        d.feed(Input::Connected);
+        let sent: Vec<String> = d
+            .run()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 2, "the hello, then the request: {sent:?}");
+        assert!(sent[0].contains("\"hello\"") && sent[1].contains("\"customize\""), "{sent:?}");
+        d.feed(Input::GoOffline);
+        d.run();
+        d.customize("c-2", CustomizeRequest::Versions {});
+        let out = d.run();
+        assert!(
+            out.iter().any(|e| matches!(e, Effect::Notify(ClientEvent::Customized { id, answer: CustomizeAnswer::Refused { code, .. } }) if id == "c-2" && code == "offline")),
+            "{out:?}"
+        );
+    }
 }

@@ -280,7 +280,8 @@ pub enum CustomizeAnswer {
         changes: Vec<String>,
     },
     /// Nothing was changed. `code`: `forbidden` (not an admin), `invalid` (the draft's problems, in
-    /// `reason`), `destructive` (it would destroy `lost`; ask again with `destroy`), `unchanged`,
+    /// `reason`), `destructive` (it would destroy `lost`; ask again with `destroy`), `stale` (the
+    /// draft's `base` is no longer what is published: someone else published meanwhile), `unchanged`,
     /// `not_found` (no such version), `offline` (said by the client itself).
     Refused {
         /// Machine-readable.
@@ -307,7 +308,8 @@ pub struct CustomizationVersion {
     /// Its number.
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub version: i64,
-    /// Who published it (a user id; empty for the metadata as it was before the first publish).
+    /// Who published it (a user id on the wire, which the client turns into the person's name; empty
+    /// for the metadata as it was before the first publish).
     pub user: String,
     /// When (Unix milliseconds).
     #[cfg_attr(feature = "ts", ts(type = "number"))]

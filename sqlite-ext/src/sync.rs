@@ -114,8 +114,9 @@ pub enum Event<'a> {
         /// The record's id.
         id: &'a str,
     },
-    /// An admin customizes (publish, roll back, list versions): sent while connected, answered with
-    /// [`Instruction::Customized`]; while not connected, answered at once with a refusal `offline`.
+    /// An admin customizes (publish, roll back, list versions), answered with
+    /// [`Instruction::Customized`]: sent while connected, after the next hello while reconnecting;
+    /// refused at once (`offline`) while the app is held offline.
     Customize {
         /// The request's id.
         id: &'a str,
@@ -197,6 +198,8 @@ pub struct SyncEngine {
     reported: Option<(DeviceReport, i64)>,
     /// The server said this user administers the tenant.
     admin: bool,
+    /// Customize requests made while reconnecting: sent after the next hello.
+    customize_waiting: Vec<(String, crate::protocol::CustomizeRequest)>,
 }
 
 /// The wait before reconnection attempt `attempt` at backoff `backoff_ms`: between half of it and
@@ -228,6 +231,7 @@ impl SyncEngine {
             progress: (0, 0),
             outdated: None,
             held_offline: false,
+            customize_waiting: Vec::new(),
             connected: false,
             in_flight: Vec::new(),
             max_in_flight: 64,
@@ -341,6 +345,9 @@ impl SyncEngine {
             }
             Event::GoOffline => {
                 self.held_offline = true;
+                for (id, _) in std::mem::take(&mut self.customize_waiting) {
+                    out.push(Self::customize_offline(id));
+                }
                 if self.connected {
                     // Offline from now on: nothing more is sent on the closing session (its
                     // `Disconnected` comes later and changes nothing).
@@ -377,6 +384,9 @@ impl SyncEngine {
                 };
                 out.push(Instruction::Send(hello.to_json()));
                 self.reported = Some((device, self.replica.now_ms()?));
+                for (id, request) in std::mem::take(&mut self.customize_waiting) {
+                    out.push(Instruction::Send(ClientMsg::Customize { id, request }.to_json()));
+                }
             }
             Event::Disconnected(code) => {
                 self.connected = false;
@@ -416,18 +426,16 @@ impl SyncEngine {
                 }
             }
             Event::Customize { id, request } => {
-                // Any time after the hello: the server reads it once the initial sync is sent.
+                let (id, request) = (id.to_owned(), request.clone());
                 if self.connected && !self.held_offline {
-                    out.push(Instruction::Send(
-                        ClientMsg::Customize { id: id.to_owned(), request: request.clone() }.to_json(),
-                    ));
+                    // Any time after the hello: the server reads it once the initial sync is sent.
+                    out.push(Instruction::Send(ClientMsg::Customize { id, request }.to_json()));
+                } else if self.held_offline || matches!(self.phase, Phase::Outdated | Phase::Unauthorized) {
+                    out.push(Self::customize_offline(id));
                 } else {
-                    let answer = crate::protocol::CustomizeAnswer::Refused {
-                        code: "offline".into(),
-                        reason: "Customizing needs a connection to the server; try again once online".into(),
-                        lost: Vec::new(),
-                    };
-                    out.push(Instruction::Customized { id: id.to_owned(), answer });
+                    // Reconnecting (a publish that changed the storage reconnects every app): sent
+                    // after the next hello.
+                    self.customize_waiting.push((id, request));
                 }
             }
             Event::Frame(text) => {
@@ -590,6 +598,16 @@ impl SyncEngine {
             ServerMsg::Error { retry: false, .. } | ServerMsg::Pong { .. } | ServerMsg::Unknown => {}
         }
         Ok(())
+    }
+
+    /// The answer to a customize request that cannot reach the server.
+    fn customize_offline(id: String) -> Instruction {
+        let answer = crate::protocol::CustomizeAnswer::Refused {
+            code: "offline".into(),
+            reason: "Customizing needs a connection to the server; try again once online".into(),
+            lost: Vec::new(),
+        };
+        Instruction::Customized { id, answer }
     }
 
     /// The tables a pending mutation touches (what changes when it is settled).

@@ -644,7 +644,20 @@ pub fn object_types(conn: &Connection, schema: &Schema, role: &str) -> Result<Ve
     Ok(out)
 }
 
+/// An object type's metadata as the views read it: a field, list or search column this device's
+/// schema lacks (a migration arriving: the schema moves before the metadata rows do) is left out,
+/// not an error, so that the page is drawn meanwhile.
 fn object_meta(conn: &Connection, schema: &Schema, object_type: &str) -> Result<ObjectMeta> {
+    read_object_meta(conn, schema, object_type, false)
+}
+
+/// `strict`: every name must be a column of the table (what an admin's write of metadata is held to).
+fn read_object_meta(
+    conn: &Connection,
+    schema: &Schema,
+    object_type: &str,
+    strict: bool,
+) -> Result<ObjectMeta> {
     type Row = (String, String, String, String, String, String, Option<String>, String);
     let row: Option<Row> = conn
         .query_row(
@@ -657,7 +670,15 @@ fn object_meta(conn: &Connection, schema: &Schema, object_type: &str) -> Result<
     let (label, label_plural, table_name, title_field, list, search, sort, fields) =
         row.ok_or_else(|| Error::NotFound(format!("object type {object_type}")))?;
     let table = schema.table(&table_name)?.clone();
-    let fields: Vec<FieldMeta> = json(&fields, "fields")?;
+    let mut fields: Vec<FieldMeta> = json(&fields, "fields")?;
+    let mut list_columns: Vec<String> = json(&list, "list_columns")?;
+    let mut search_fields: Vec<String> = json(&search, "search_fields")?;
+    if !strict {
+        let has = |name: &str| table.column_index(name).is_some();
+        fields.retain(|f| has(&f.name));
+        list_columns.retain(|c| has(c));
+        search_fields.retain(|c| has(c));
+    }
     let check = |name: &str| {
         table
             .column_index(name)
@@ -667,8 +688,6 @@ fn object_meta(conn: &Connection, schema: &Schema, object_type: &str) -> Result<
     for f in &fields {
         check(&f.name)?;
     }
-    let list_columns: Vec<String> = json(&list, "list_columns")?;
-    let search_fields: Vec<String> = json(&search, "search_fields")?;
     for c in list_columns.iter().chain(&search_fields).chain([&title_field]) {
         check(c)?;
     }
@@ -680,8 +699,11 @@ fn object_meta(conn: &Connection, schema: &Schema, object_type: &str) -> Result<
     let default_sort = match sort {
         Some(s) => {
             let s: Sort = json(&s, "default_sort")?;
-            check(&s.field)?;
-            Some((s.field, s.dir != "desc"))
+            match check(&s.field) {
+                Ok(()) => Some((s.field, s.dir != "desc")),
+                Err(_) if !strict => None,
+                Err(e) => return Err(e),
+            }
         }
         None => None,
     };
@@ -1138,9 +1160,8 @@ pub fn detail_view(
     for s in layout(conn, object_type, role)? {
         let mut fields = Vec::new();
         for lf in s.fields {
-            let Some(value) = value_of(&lf.field) else {
-                return Err(Error::UnknownColumn { table: t.name.clone(), column: lf.field });
-            };
+            // A field this device's schema lacks (a migration arriving) is left out until it is here.
+            let Some(value) = value_of(&lf.field) else { continue };
             let mut view = match meta.field(&lf.field) {
                 Some(f) => records::field_view(conn, schema, &meta, f, value)?,
                 // A column the metadata does not describe: shown as the layout says, never edited.
@@ -1599,7 +1620,7 @@ pub fn check_metadata(conn: &Connection, schema: &Schema, diff: &crate::diff::Di
         e => Error::Invalid(format!("{ot}: {}", e.for_user())),
     };
     for ot in types {
-        let meta = object_meta(conn, schema, &ot).map_err(|e| bad(&ot, e))?;
+        let meta = read_object_meta(conn, schema, &ot, true).map_err(|e| bad(&ot, e))?;
         let mut stmt =
             conn.prepare_cached("SELECT sections FROM layout_definition WHERE object_type = ?1")?;
         let layouts: Vec<String> = stmt.query_map([&ot], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;

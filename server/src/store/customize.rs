@@ -97,6 +97,11 @@ pub(super) fn publish(store: &Store, conn: &mut Connection, p: Publish) -> Resul
             return Ok(refused("invalid", "listing versions is a read", Vec::new()));
         }
     };
+    if rollback_to.is_none() && next.base.is_some() && next.base != customize::read(&tx)?.base {
+        let reason = "Someone published changes since you started; discard your changes to see theirs, then \
+                      make yours again";
+        return Ok(refused("stale", reason, Vec::new()));
+    }
     let route_cols: Vec<String> = model.rules.route_columns().map(str::to_owned).collect();
     let plan = customize::plan(&tx, &model.schema, &route_cols, &next)?;
     if !plan.problems.is_empty() {
@@ -180,7 +185,7 @@ pub(super) fn publish(store: &Store, conn: &mut Connection, p: Publish) -> Resul
             p.user,
             super::now_ms() as i64,
             serde_json::to_string(&changes).expect("serialises"),
-            serde_json::to_string(&next).expect("metadata serialises"),
+            serde_json::to_string(&Customization { base: None, ..next }).expect("metadata serialises"),
         ],
     )?;
     tx.commit()?;

@@ -26,6 +26,11 @@ pub struct Customization {
     pub object_types: Vec<ObjectTypeDef>,
     /// The layouts of every object type.
     pub layouts: Vec<LayoutDef>,
+    /// The [`fingerprint`] of the metadata this draft was read from ([`read`] fills it): a publish
+    /// whose base is no longer what is published is refused, so that a draft made before someone
+    /// else's publish never undoes it unseen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// One object type: an `object_metadata` row.
@@ -107,6 +112,9 @@ pub struct Plan {
     /// It drops a table or a column (clients then take a fresh copy).
     #[serde(default)]
     pub drops: bool,
+    /// The [`fingerprint`] of the draft: once it is published, the base of the next draft.
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 /// Tables an object type may not use.
@@ -237,7 +245,24 @@ pub fn read(conn: &Connection) -> Result<Customization> {
             Ok(LayoutDef { sections: json(&sections, "sections")?, object_type, name, role })
         })
         .collect::<Result<_>>()?;
-    Ok(Customization { object_types, layouts })
+    let mut c = Customization { object_types, layouts, base: None };
+    c.base = Some(fingerprint(&c));
+    Ok(c)
+}
+
+/// A short, stable name of a customization's content (FNV-1a 64 of its JSON, `base` left out, object
+/// types and layouts in a canonical order, so that the same metadata always has the same name).
+pub fn fingerprint(c: &Customization) -> String {
+    let mut types: Vec<&ObjectTypeDef> = c.object_types.iter().collect();
+    types.sort_by(|a, b| a.object_type.cmp(&b.object_type));
+    let mut layouts: Vec<&LayoutDef> = c.layouts.iter().collect();
+    layouts.sort_by(|a, b| (&a.object_type, &a.name, &a.role).cmp(&(&b.object_type, &b.name, &b.role)));
+    let json = serde_json::to_string(&(types, layouts)).expect("metadata serialises");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in json.as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// "for technicians" / "for everyone", as a change line names a layout.
@@ -432,7 +457,7 @@ pub fn plan(
     next: &Customization,
 ) -> Result<Plan> {
     let current = read(conn)?;
-    let mut p = Plan::default();
+    let mut p = Plan { fingerprint: fingerprint(next), ..Plan::default() };
     let mut types = BTreeSet::new();
     let mut tables = BTreeSet::new();
     for t in &next.object_types {

@@ -70,6 +70,12 @@ export function CustomizePage() {
     setDraft(d);
     setSelected((s) => (s && d.object_types.some((t) => t.object_type === s) ? s : d.object_types[0]?.object_type ?? null));
   };
+  /** Until then, the draft is read again whenever synced data changes (after a rollback). */
+  const reloadUntil = useRef(0);
+  useEffect(() => {
+    if (Date.now() < reloadUntil.current) void load();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [version]);
   /** The versions must be asked for again (after a publish, or when the asking found no connection). */
   const versionsStale = useRef(true);
   const loadVersions = async () => {
@@ -99,7 +105,7 @@ export function CustomizePage() {
     const t = setTimeout(() => {
       client.planCustomization(draft).then(
         (p) => !stale && setPlan(p),
-        (e: Error) => !stale && setPlan({ problems: [e.message], changes: [], lost: [], ddl: [], widened: [], drops: false }),
+        (e: Error) => !stale && setPlan({ problems: [e.message], changes: [], lost: [], ddl: [], widened: [], drops: false, fingerprint: "" }),
       );
     }, 120);
     return () => {
@@ -123,10 +129,15 @@ export function CustomizePage() {
       setConfirm(null);
       const ms = Math.round(performance.now() - started);
       setMessage({ text: `Published version ${answer.version} (${ms} ms). Every open app of the company follows.` });
-      if (request.action === "rollback") setDraft(null);
       void loadVersions();
-      // A rollback's metadata arrives with the sync: the draft is read again once it has.
-      if (request.action === "rollback") setTimeout(() => void load(), 600);
+      if (request.action === "publish" && plan) {
+        // What was published is the base of the next edits.
+        setDraft((d) => (d ? { ...d, base: plan.fingerprint } : d));
+      } else {
+        // A rollback's metadata arrives with the sync: the draft is read again as it does.
+        reloadUntil.current = Date.now() + 5000;
+        void load();
+      }
     } else if (answer.result === "refused" && answer.code === "destructive") {
       setConfirm({ lost: answer.lost ?? [], request: { ...request, destroy: true } as CustomizeRequest });
     } else if (answer.result === "refused") {

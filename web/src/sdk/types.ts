@@ -976,7 +976,13 @@ object_types: Array<ObjectTypeDef>,
 /**
  * The layouts of every object type.
  */
-layouts: Array<LayoutDef>, };
+layouts: Array<LayoutDef>, 
+/**
+ * The [`fingerprint`] of the metadata this draft was read from ([`read`] fills it): a publish
+ * whose base is no longer what is published is refused, so that a draft made before someone
+ * else's publish never undoes it unseen.
+ */
+base?: string | null, };
 
 /**
  * What publishing a draft would do.
@@ -1006,7 +1012,11 @@ widened: Array<string>,
 /**
  * It drops a table or a column (clients then take a fresh copy).
  */
-drops: boolean, };
+drops: boolean, 
+/**
+ * The [`fingerprint`] of the draft: once it is published, the base of the next draft.
+ */
+fingerprint: string, };
 
 /**
  * What an admin asks of `customize`.
@@ -1038,7 +1048,8 @@ export type CustomizationVersion = {
  */
 version: number, 
 /**
- * Who published it (a user id; empty for the metadata as it was before the first publish).
+ * Who published it (a user id on the wire, which the client turns into the person's name; empty
+ * for the metadata as it was before the first publish).
  */
 user: string, 
 /**
