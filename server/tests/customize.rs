@@ -44,6 +44,22 @@ async fn connect(server: &TestServer, user: &str, role: &str, schema: &str, curs
     Client::hello(&server.url(), hello).await
 }
 
+/// A session a publish closed (1012) comes back from its cursor, naming the schema it holds: the new
+/// client and the frames of its initial sync.
+async fn rejoin(
+    server: &TestServer,
+    mut old: Client,
+    user: &str,
+    role: &str,
+    schema: &mut String,
+) -> (Client, Vec<Value>) {
+    assert_eq!(old.closed().await.0, 1012);
+    let mut c = connect(server, user, role, schema, Some(old.cursor)).await;
+    *schema = fingerprint(&c.welcome, schema);
+    let (_, before) = c.until("synced").await;
+    (c, before)
+}
+
 fn fingerprint(welcome: &Value, before: &str) -> String {
     welcome["schema"]["fingerprint"].as_str().unwrap_or(before).to_owned()
 }
@@ -189,11 +205,7 @@ async fn an_admin_customizes_and_every_client_follows_without_a_fresh_copy() {
     });
     let answer = publish(&mut alice, &with_vehicles, false).await;
     assert_eq!(answer["result"], "published", "{answer}");
-    assert_eq!(tom.closed().await.0, 1012);
-    let cursor = tom.cursor;
-    let mut tom = connect(&server, "tom", "technician", &schema, Some(cursor)).await;
-    schema = fingerprint(&tom.welcome, &schema);
-    let (_, before) = tom.until("synced").await;
+    let (mut tom, before) = rejoin(&server, tom, "tom", "technician", &mut schema).await;
     assert!(before.iter().all(|f| f["type"] != "snapshot_begin"), "{before:?}");
     assert!(
         tom.received
@@ -245,11 +257,7 @@ async fn an_admin_customizes_and_every_client_follows_without_a_fresh_copy() {
     assert_eq!(kept, 1, "nothing changed");
     let answer = publish(&mut alice, &without, true).await;
     assert_eq!(answer["result"], "published", "{answer}");
-    assert_eq!(tom.closed().await.0, 1012);
-    let cursor = tom.cursor;
-    let mut tom = connect(&server, "tom", "technician", &schema, Some(cursor)).await;
-    schema = fingerprint(&tom.welcome, &schema);
-    let (_, before) = tom.until("synced").await;
+    let (tom, before) = rejoin(&server, tom, "tom", "technician", &mut schema).await;
     assert!(before.iter().any(|f| f["type"] == "snapshot_begin"), "after a drop, a fresh copy");
 
     // The versions, newest first; a rollback publishes version 2 again (the column comes back empty).
@@ -268,6 +276,8 @@ async fn an_admin_customizes_and_every_client_follows_without_a_fresh_copy() {
     let answer = customize(&mut alice, json!({"action": "rollback", "version": 2, "destroy": true})).await;
     assert_eq!(answer["result"], "published", "{answer}");
     assert_eq!(answer["changes"][0], "Rolled back to version 2");
+    let (_, before) = rejoin(&server, tom, "tom", "technician", &mut schema).await;
+    assert!(before.iter().any(|f| f["type"] == "snapshot_begin"), "the vans' table went: a fresh copy");
     let now = customize::read(&tenant_db(&server)).unwrap();
     assert_eq!(
         (now.object_types, now.layouts),

@@ -691,14 +691,9 @@ fn read_object_meta(
     for c in list_columns.iter().chain(&search_fields).chain([&title_field]) {
         check(c)?;
     }
-    #[derive(Deserialize)]
-    struct Sort {
-        field: String,
-        dir: String,
-    }
     let default_sort = match sort {
         Some(s) => {
-            let s: Sort = json(&s, "default_sort")?;
+            let s: customize::SortDef = json(&s, "default_sort")?;
             match check(&s.field) {
                 Ok(()) => Some((s.field, s.dir != "desc")),
                 Err(_) if !strict => None,

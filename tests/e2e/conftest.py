@@ -4,6 +4,7 @@ surface the iOS app calls). `scripts/test` builds all three before running this 
 
 import importlib.util
 import os
+import time
 
 import pytest
 
@@ -45,3 +46,14 @@ def chromium():
                                     args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def wait(what, check, timeout=20.0):
+    """Polls `check` until it returns something true (returned), for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = check()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -6,20 +6,10 @@ again on the native client."""
 
 import time
 
-from conftest import native
+from conftest import native, wait
 
 cb = native.cb
 core = native.core
-
-
-def wait(what, check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = check()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 PUBLISH = """async ([add]) => {

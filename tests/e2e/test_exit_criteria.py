@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 
-from conftest import REPORT, native
+from conftest import REPORT, native, wait
 
 cb = native.cb
 core = native.core
@@ -51,16 +51,6 @@ class Report:
 def query(server, sql, *params):
     with sqlite3.connect(f"file:{server.db}?mode=ro", uri=True) as db:
         return db.execute(sql, params).fetchall()
-
-
-def wait(what, check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = check()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def percentiles(xs):

@@ -5,7 +5,7 @@
 //! the problems that stop it (in the user's words), the changes, the storage it needs (a new object
 //! type's table, a new field's column) and the data it would destroy (a removed field's values). The
 //! app runs it before the user publishes; the server runs the same function on its own database when
-//! the draft arrives, runs the storage statements and [`write`]s the metadata rows in one transaction.
+//! the draft arrives, runs the storage statements and [`write()`]s the metadata rows in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

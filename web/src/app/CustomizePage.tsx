@@ -353,17 +353,15 @@ function Section({ title, children, testid }: { title: string; children: ReactNo
   );
 }
 
-function TypeEditor({
-  type,
-  draft,
-  roles,
-  update,
-}: {
+/** What an object type's editors work on: the type, the whole draft, the roles, and how to change it. */
+interface EditorProps {
   type: ObjectTypeDef;
   draft: Customization;
   roles: string[];
   update: (f: (d: Customization) => void) => void;
-}) {
+}
+
+function TypeEditor({ type, draft, roles, update }: EditorProps) {
   const { client } = useClient();
   const ot = type.object_type;
   const edit = (f: (t: ObjectTypeDef) => void) => update((d) => f(d.object_types.find((t) => t.object_type === ot)!));
@@ -715,17 +713,7 @@ function OptionsEditor({ field: f, onChange }: { field: FieldMeta; onChange: (g:
 
 const roleName = (r: string | null) => (r === null ? "everyone" : r.charAt(0).toUpperCase() + r.slice(1).replace(/_/g, " "));
 
-function LayoutEditor({
-  type,
-  draft,
-  roles,
-  update,
-}: {
-  type: ObjectTypeDef;
-  draft: Customization;
-  roles: string[];
-  update: (f: (d: Customization) => void) => void;
-}) {
+function LayoutEditor({ type, draft, roles, update }: EditorProps) {
   const ot = type.object_type;
   const [role, setRole] = useState<string | null>(null);
   const layout = draft.layouts.find((l) => l.object_type === ot && l.name === "detail" && l.role === role) ?? null;
