@@ -4,6 +4,7 @@ app calls) shows both without a restart (latency printed), its offline edit made
 and syncs, and it writes the new field and a record of the new type. A rollback takes both away
 again on the native client."""
 
+import sqlite3
 import time
 
 from conftest import native, wait
@@ -69,8 +70,9 @@ def test_a_native_client_follows_an_admins_customization(server, chromium, tmp_p
 
     # The admin's next draft starts from the published field (a draft read before it would be refused
     # as stale rather than undo it).
-    page.wait_for_function("""async () => (await window.moat.customization()).object_types
-        .find((t) => t.object_type === "jobs").fields.some((f) => f.name === "warranty_expires")""")
+    wait("the published field in the admin's own draft", lambda: page.evaluate("""async () =>
+        (await window.moat.customization()).object_types.find((t) => t.object_type === "jobs")
+            .fields.some((f) => f.name === "warranty_expires")"""))
     started = time.monotonic()
     answer = page.evaluate(PUBLISH, ["type"])
     assert answer["result"] == "published", answer
@@ -85,7 +87,6 @@ def test_a_native_client_follows_an_admins_customization(server, chromium, tmp_p
     van = tom.client.create("vehicles", [core.FieldInput(field="plate", text="AB-123"),
                                          core.FieldInput(field="next_service", text="2027-03-01")])
     tom.wait_live(pending=0)
-    import sqlite3
     with sqlite3.connect(f"file:{server.db}?mode=ro", uri=True) as db:
         assert db.execute("SELECT warranty_expires FROM jobs WHERE id = ?", (job,)).fetchone() == ("2027-01-31",)
         assert db.execute("SELECT plate FROM vehicles WHERE id = ?", (van,)).fetchone() == ("AB-123",)
