@@ -399,7 +399,7 @@ fn migrate(
                 }
             }
             MigrateAction::Up { allow_destructive, .. } => {
-                let done = migrate::up(&mut conn, &base, &files, scope, allow_destructive, |line| {
+                let done = migrate::up(&mut conn, &base, &files, scope, allow_destructive, None, |line| {
                     println!("{line}")
                 })?;
                 println!("{} migration(s) applied; its clients take a fresh snapshot", done.len());

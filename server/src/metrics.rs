@@ -96,6 +96,10 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Connections cut off for falling behind.
     pub slow_consumers: Counter,
+    /// Initial syncs that sent a full snapshot (the others caught up from their cursor).
+    pub snapshots: Counter,
+    /// Initial syncs that caught up from the client's cursor.
+    pub catch_ups: Counter,
     /// Commit batches written.
     pub batches: Counter,
     /// Batches in which the database failed (a commit, or a write under it: disk full, I/O).
@@ -141,6 +145,18 @@ impl Metrics {
             "moat_slow_consumers_total",
             "Connections cut off for falling behind.",
             self.slow_consumers.get(),
+        );
+        counter(
+            &mut out,
+            "moat_snapshots_total",
+            "Initial syncs sent as a full snapshot.",
+            self.snapshots.get(),
+        );
+        counter(
+            &mut out,
+            "moat_catch_ups_total",
+            "Initial syncs caught up from a cursor.",
+            self.catch_ups.get(),
         );
         counter(&mut out, "moat_commit_batches_total", "Group commits.", self.batches.get());
         counter(

@@ -4,8 +4,9 @@
 //! A migration may hold DDL (a new table, a new column) and the matching `object_metadata` and
 //! `layout_definition` rows. The schema the server runs with is the base schema (`domain.sql`) followed
 //! by every applied migration's SQL, so the model the server checks diffs against always matches the
-//! database. After a migration the change log is emptied and the version moves on, so every client
-//! takes a fresh snapshot of the new schema's rows on its next connection.
+//! database. A running server's additive migration keeps the change log ([`KeepLog`]): clients catch
+//! up. After any other the change log is emptied and the version moves on, so every client takes a
+//! fresh snapshot of the new schema's rows on its next connection.
 //!
 //! Refused: an applied migration whose file changed (checksum), a missing or duplicated number, and a
 //! destructive change (a dropped table or column that holds data) unless explicitly allowed.
@@ -265,8 +266,18 @@ fn data_in(conn: &Connection, schema: &Schema, table: &str, column: Option<&str>
     Ok(conn.query_row(&sql, [], |r| r.get(0))?)
 }
 
-/// Runs `m` on `conn` (inside the caller's transaction) and says what it did to the schema.
-fn run(conn: &Connection, before_sql: &str, m: &Migration) -> Result<(Effect, String)> {
+/// What a migration's statements changed in the synced tables, under the schema it made; `None` when
+/// it could not be captured (the caller then lets every client take a fresh copy).
+type Captured = Option<sqlite_ext::Diff>;
+
+/// Runs `m` on `conn` (inside the caller's transaction) and says what it did to the schema; with
+/// `capture`, also what its statements changed in the synced tables.
+fn run(
+    conn: &Connection,
+    before_sql: &str,
+    m: &Migration,
+    capture: bool,
+) -> Result<(Effect, String, Captured)> {
     let before = Schema::from_sql(before_sql).map_err(schema_error)?;
     let after_sql = effective_sql(before_sql, std::iter::once(m.sql.as_str()));
     let after = Schema::from_sql(&after_sql).map_err(|e| {
@@ -299,10 +310,52 @@ fn run(conn: &Connection, before_sql: &str, m: &Migration) -> Result<(Effect, St
         }
     }
     let changes_before = conn.total_changes();
-    conn.execute_batch(&m.sql)
-        .map_err(|e| Error::Config(format!("migration {:04}_{} failed: {e}", m.version, m.name)))?;
+    let failed =
+        |e: rusqlite::Error| Error::Config(format!("migration {:04}_{} failed: {e}", m.version, m.name));
+    let captured = if capture {
+        // The session is attached to the new schema's tables (a table the migration creates is
+        // recorded once it exists), so a changed row names the columns clients will have.
+        match sqlite_ext::capture(conn, &after, |c| c.execute_batch(&m.sql).map_err(CaptureError::Sql)) {
+            Ok(((), diff)) => Some(diff),
+            Err(CaptureError::Sql(e)) => return Err(failed(e)),
+            Err(CaptureError::Core(e)) => {
+                tracing::warn!(error = %e, "a migration's changes could not be captured; clients take a fresh copy");
+                None
+            }
+        }
+    } else {
+        conn.execute_batch(&m.sql).map_err(failed)?;
+        None
+    };
     effect.rows_changed = (conn.total_changes() - changes_before) as i64;
-    Ok((effect, after_sql))
+    Ok((effect, after_sql, captured))
+}
+
+/// Why capturing a migration failed: its SQL (the migration fails) or the capture itself.
+enum CaptureError {
+    Sql(rusqlite::Error),
+    Core(sqlite_ext::Error),
+}
+
+impl From<sqlite_ext::Error> for CaptureError {
+    fn from(e: sqlite_ext::Error) -> Self {
+        CaptureError::Core(e)
+    }
+}
+
+impl Effect {
+    /// It only adds (tables, columns, rows): what clients hold stays valid.
+    pub fn additive(&self) -> bool {
+        self.tables_dropped.is_empty() && self.columns_dropped.is_empty()
+    }
+
+    /// The tables that got columns.
+    pub fn widened(&self) -> Vec<String> {
+        let mut t: Vec<String> =
+            self.columns_added.iter().filter_map(|c| c.split_once('.').map(|(t, _)| t.to_owned())).collect();
+        t.dedup();
+        t
+    }
 }
 
 /// What `up` would do, without changing anything: every pending migration runs in one transaction
@@ -319,7 +372,7 @@ pub fn plan(
     let mut sql = effective_schema(&tx, base)?.sql().to_owned();
     let mut out = Vec::new();
     for m in todo {
-        let (effect, next) = run(&tx, &sql, &m)?;
+        let (effect, next, _) = run(&tx, &sql, &m, false)?;
         sql = next;
         out.push((m, effect));
     }
@@ -327,15 +380,23 @@ pub fn plan(
     Ok(out)
 }
 
+/// Keeps the change log across an additive migration (a running server's): given the migration's
+/// transaction, the schema it made, what it did and the data changes it made, it refits the log and
+/// appends those changes, so that clients catch up instead of taking a fresh copy.
+pub type KeepLog<'a> = &'a dyn Fn(&Connection, &Schema, &Effect, sqlite_ext::Diff) -> Result<()>;
+
 /// Applies every pending migration in order, each in its own transaction; stops at the first one
 /// that fails (nothing of it is left) or that would destroy data without `allow_destructive`.
-/// `progress` hears about each step. Returns what was applied.
+/// `progress` hears about each step. Returns what was applied. With `keep_log`, an additive
+/// migration keeps the change log (see [`KeepLog`]); any other empties it, and every client takes a
+/// fresh copy of the new schema's rows.
 pub fn up(
     conn: &mut Connection,
     base: &Schema,
     files: &[Migration],
     scope: Scope,
     allow_destructive: bool,
+    keep_log: Option<KeepLog<'_>>,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<(Migration, Effect)>> {
     conn.execute_batch(TABLE_SQL)?;
@@ -347,7 +408,7 @@ pub fn up(
         let started = Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let before = effective_schema(&tx, base)?.sql().to_owned();
-        let (effect, after) = run(&tx, &before, &m)?;
+        let (effect, after, captured) = run(&tx, &before, &m, keep_log.is_some())?;
         if effect.destructive() && !allow_destructive {
             return Err(Error::Config(format!(
                 "migration {:04}_{} would destroy data:\n{}run it with --allow-destructive if that is meant",
@@ -362,13 +423,23 @@ pub fn up(
             rusqlite::params![scope.as_str(), m.version, m.name, m.checksum, m.sql],
         )?;
         tx.execute("UPDATE moat_meta SET value = ?1 WHERE key = 'schema_sql'", [&after])?;
-        // Every client re-reads the (new) schema's rows: no cursor survives a migration.
-        tx.execute(
-            "INSERT INTO moat_meta (key, value) VALUES ('version', 1) \
-             ON CONFLICT (key) DO UPDATE SET value = value + 1",
-            [],
-        )?;
-        tx.execute("DELETE FROM moat_log", [])?;
+        let kept = match (keep_log, captured) {
+            (Some(keep), Some(diff)) if effect.additive() => {
+                let schema = Schema::from_sql(&after).map_err(schema_error)?;
+                keep(&tx, &schema, &effect, diff)?;
+                true
+            }
+            _ => false,
+        };
+        if !kept {
+            // Every client re-reads the (new) schema's rows: no cursor survives this migration.
+            tx.execute(
+                "INSERT INTO moat_meta (key, value) VALUES ('version', 1) \
+                 ON CONFLICT (key) DO UPDATE SET value = value + 1",
+                [],
+            )?;
+            tx.execute("DELETE FROM moat_log", [])?;
+        }
         tx.commit()?;
         progress(&format!(
             "[{}/{total}] {:04}_{} applied in {} ms\n{}",

@@ -67,7 +67,7 @@ async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
 
     let _lock = migrate::writer_lock(&platform).unwrap();
     let mut progress = Vec::new();
-    let done = migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |l| {
+    let done = migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, None, |l| {
         progress.push(l.to_owned())
     })
     .unwrap();
@@ -76,7 +76,9 @@ async fn the_demo_migrations_apply_and_clients_get_the_new_schema() {
     assert!(progress.iter().any(|l| l.starts_with("[2/2] 0002_vehicles applied")), "{progress:?}");
     assert_eq!(states(&db, &files), [State::Applied, State::Applied]);
     assert!(
-        migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, |_| {}).unwrap().is_empty()
+        migrate::up(&mut conn, &Schema::demo(), &files, Scope::Platform, false, None, |_| {})
+            .unwrap()
+            .is_empty()
     );
     // The new object type's rows are this tenant's own (a platform migration reads the tenant's name).
     let owners: Vec<String> = conn
@@ -146,7 +148,7 @@ fn tampered_destructive_and_failing_migrations_are_refused() {
     let mut conn = rusqlite::Connection::open(&db).unwrap();
     let base = Schema::demo();
     let up = |conn: &mut rusqlite::Connection, allow: bool| {
-        migrate::up(conn, &base, &migrate::load_dir(&mdir).unwrap(), Scope::Platform, allow, |_| {})
+        migrate::up(conn, &base, &migrate::load_dir(&mdir).unwrap(), Scope::Platform, allow, None, |_| {})
             .map(|d| d.len())
     };
 
@@ -237,10 +239,21 @@ async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
     let welcome = c.recv().await;
     let new = Schema::from_sql(welcome["schema"]["sql"].as_str().unwrap()).unwrap();
     assert!(new.table("vehicles").is_ok());
-    c.until("snapshot_end").await;
-    assert!(c.received.iter().any(|ch| ch["table"] == "vehicles"));
+    // A live, additive migration keeps the change log: the client catches up from its cursor (the
+    // migration's rows and values, earlier entries refitted to the new schema), with no fresh copy.
+    let (_, frames) = c.until("synced").await;
+    assert!(frames.iter().all(|f| f["type"] != "snapshot_begin"), "no re-download");
+    for f in frames.iter().filter(|f| f["type"] == "diff") {
+        sqlite_ext::Diff::from_value(f["diff"].clone(), &new).unwrap_or_else(|e| panic!("{e}: {f}"));
+    }
+    assert!(c.received.iter().any(|ch| ch["table"] == "vehicles"), "the new table's rows");
+    let priority = c.received.iter().find(|ch| ch["table"] == "jobs" && ch["pk"]["id"] == "job-a-00001");
+    assert_eq!(
+        priority.map(|ch| ch["cols"]["priority"]["new"].clone()),
+        Some(json!("normal")),
+        "{priority:?}"
+    );
     // Writes go on, on the new schema.
-    c.until("synced").await;
     c.push("after-1", support::update("jobs", "job-a-00001", "priority", json!("normal"), json!("low")))
         .await;
     let (ack, _) = c.until("ack").await;

@@ -30,8 +30,14 @@ pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), 
         .await
         .map_err(storage)?;
     match cursor {
-        Some(c) if c <= newest && c + 1 >= oldest && !lost => catch_up(conn, c).await?,
-        _ => snapshot(conn).await?,
+        Some(c) if c <= newest && c + 1 >= oldest && !lost => {
+            conn.state.metrics.catch_ups.inc();
+            catch_up(conn, c).await?
+        }
+        _ => {
+            conn.state.metrics.snapshots.inc();
+            snapshot(conn).await?
+        }
     }
     let channel = conn.profile.channel.clone();
     let version = conn.sent;

@@ -15,12 +15,12 @@
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use sqlite_ext::Schema;
 use sqlite_ext::protocol::{CustomizationVersion, CustomizeAnswer, CustomizeRequest};
 use sqlite_ext::ui::customize::{self, Customization};
-use sqlite_ext::{Diff, Schema};
 
 use super::Store;
-use super::log::{Routed, current_version, record, route_changes, set_version};
+use super::log::{current_version, record, refit, route_changes, set_version};
 use crate::error::{Error, Result};
 
 const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS moat_customizations (
@@ -164,7 +164,7 @@ pub(super) fn publish(store: &Store, conn: &mut Connection, p: Publish) -> Resul
         version += 1;
         tx.execute("DELETE FROM moat_log", [])?;
     } else {
-        refit_log(&tx, &schema, &plan.widened)?;
+        refit(&tx, &schema, &plan.widened)?;
         let routed = route_changes(&tx, &schema, &rules, diff)?;
         if !routed.is_empty() {
             version += 1;
@@ -198,32 +198,4 @@ pub(super) fn publish(store: &Store, conn: &mut Connection, p: Publish) -> Resul
         None => store.hub.publish(&model.rules, &entries, &store.metrics),
     }
     Ok(CustomizeAnswer::Published { version: published, changes })
-}
-
-/// Rewrites the logged changes of `tables` (which just got new columns) to the new schema, so that
-/// catch-up still sends each as a valid diff: an insert or delete names every column.
-fn refit_log(conn: &Connection, schema: &Schema, tables: &[String]) -> Result<()> {
-    if tables.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(i64, String)> = conn
-        .prepare("SELECT version, entry FROM moat_log ORDER BY version")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut update = conn.prepare("UPDATE moat_log SET entry = ?2 WHERE version = ?1")?;
-    for (version, json) in rows {
-        let mut routed: Vec<Routed> = serde_json::from_str(&json)
-            .map_err(|e| Error::Internal(format!("log entry {version} is unreadable: {e}")))?;
-        let mut touched = false;
-        for r in routed.iter_mut().filter(|r| tables.contains(&r.change.table)) {
-            let mut d = Diff { changes: vec![r.change.clone()] };
-            d.refit(schema).map_err(|e| Error::Internal(format!("log entry {version}: {e}")))?;
-            r.change = d.changes.pop().expect("one change in, one out");
-            touched = true;
-        }
-        if touched {
-            update.execute((version, serde_json::to_string(&routed).expect("log entries serialise")))?;
-        }
-    }
-    Ok(())
 }

@@ -154,3 +154,32 @@ pub(crate) fn history_of(
     }
     Ok(out)
 }
+
+/// Rewrites the logged changes of `tables` (which just got new columns: a customization or an
+/// additive migration) to the new schema, so that catch-up still sends each as a valid diff: an
+/// insert or delete names every column.
+pub(crate) fn refit(conn: &Connection, schema: &Schema, tables: &[String]) -> Result<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT version, entry FROM moat_log ORDER BY version")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = conn.prepare("UPDATE moat_log SET entry = ?2 WHERE version = ?1")?;
+    for (version, json) in rows {
+        let mut routed: Vec<Routed> = serde_json::from_str(&json)
+            .map_err(|e| Error::Internal(format!("log entry {version} is unreadable: {e}")))?;
+        let mut touched = false;
+        for r in routed.iter_mut().filter(|r| tables.contains(&r.change.table)) {
+            let mut d = Diff { changes: vec![r.change.clone()] };
+            d.refit(schema).map_err(|e| Error::Internal(format!("log entry {version}: {e}")))?;
+            r.change = d.changes.pop().expect("one change in, one out");
+            touched = true;
+        }
+        if touched {
+            update.execute((version, serde_json::to_string(&routed).expect("log entries serialise")))?;
+        }
+    }
+    Ok(())
+}

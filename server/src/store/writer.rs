@@ -21,10 +21,13 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use sqlite_ext::{Schema, merge};
 use tokio::sync::{mpsc, oneshot};
 
-use super::log::{LogEntry, current_version, record, route_changes, set_version};
+use super::log::{LogEntry, current_version, record, refit, route_changes, set_version};
 use super::{Outcome, Push, PushReply, Store, WriteReq};
 use crate::error::{Error, Result};
 use crate::model::Model;
+
+/// The most changes one log entry of a migration's data holds (a catch-up frame each).
+const MIGRATION_CHUNK: usize = 500;
 
 /// A write and the tenant it is for.
 pub(crate) type Job = (Arc<Store>, WriteReq);
@@ -291,8 +294,26 @@ fn migrate(
     let sql = migrate::effective_sql(current.sql(), planned.iter().map(|(m, _)| m.sql.as_str()));
     let target = Schema::from_sql(&sql).map_err(|e| Error::Config(format!("the migrated schema: {e}")))?;
     models.build(target)?; // the rules must fit the new schema before anything changes
+    // An additive migration keeps the change log: its data changes are logged (in entries of at most
+    // MIGRATION_CHUNK changes) and earlier entries refitted, so clients catch up, not re-download.
+    let retention = store.config.log_retention;
+    let keep =
+        |tx: &Connection, schema: &Schema, effect: &migrate::Effect, diff: sqlite_ext::Diff| -> Result<()> {
+            let model = models.build(schema.clone())?;
+            refit(tx, schema, &effect.widened())?;
+            let mut version = current_version(tx)?;
+            for chunk in diff.changes.chunks(MIGRATION_CHUNK) {
+                let routed =
+                    route_changes(tx, schema, &model.rules, sqlite_ext::Diff { changes: chunk.to_vec() })?;
+                if !routed.is_empty() {
+                    version += 1;
+                    record(tx, version, "", routed, &mut Vec::new())?;
+                }
+            }
+            set_version(tx, version, retention)
+        };
     let mut log = String::new();
-    let result = migrate::up(conn, base, files, scope, allow_destructive, |line| {
+    let result = migrate::up(conn, base, files, scope, allow_destructive, Some(&keep), |line| {
         tracing::info!(tenant = %store.tenant, "{line}");
         log.push_str(line);
         log.push('\n');
