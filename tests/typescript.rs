@@ -13,9 +13,9 @@ use sqlite_ext::ui::customize::{Customization, LayoutDef, ObjectTypeDef, Plan, S
 use sqlite_ext::ui::{
     CellView, Choice, ColumnValue, ColumnView, ConflictChoice, ConflictColumnView, ConflictView,
     DetailViewModel, FacetOption, FacetView, FieldInput, FieldKind, FieldMeta, FieldValue, FieldView,
-    HistoryEntryView, LayoutField, LayoutSection, LineItemColumn, LineItemRow, LineItemsView, ListFilter,
-    ListQuery, ListRowView, ListViewModel, ObjectTypeView, PendingView, RecordLink, ReferenceOption,
-    RejectedView, SectionView,
+    HistoryEntryView, KindChoice, LayoutField, LayoutSection, LineItemColumn, LineItemRow, LineItemsView,
+    ListFilter, ListQuery, ListRowView, ListViewModel, ObjectTypeView, PendingView, RecordLink,
+    ReferenceOption, RejectedView, SectionView,
 };
 use ts_rs::{Config, TS};
 
@@ -68,6 +68,7 @@ fn generated() -> String {
     declare::<Phase>(cfg, &mut out);
     declare::<Status>(cfg, &mut out);
     declare::<DeviceRecord>(cfg, &mut out);
+    declare::<KindChoice>(cfg, &mut out);
     declare::<FieldMeta>(cfg, &mut out);
     declare::<LayoutField>(cfg, &mut out);
     declare::<LayoutSection>(cfg, &mut out);

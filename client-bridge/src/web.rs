@@ -400,6 +400,12 @@ impl WebClient {
         to_js(&self.driver().plan_customization(&draft).map_err(js_error)?)
     }
 
+    /// The field types an admin can choose, with their names in the user's words (`KindChoice[]`).
+    #[wasm_bindgen(js_name = fieldKinds)]
+    pub fn field_kinds(&self) -> Result<JsValue, JsValue> {
+        to_js(&sqlite_ext::ui::FieldKind::choices())
+    }
+
     /// An API name made from a label (`Warranty expires` → `warranty_expires`), for a new field or
     /// object type.
     #[wasm_bindgen(js_name = nameFromLabel)]

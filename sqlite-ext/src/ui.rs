@@ -98,7 +98,38 @@ pub enum FieldKind {
     Unknown,
 }
 
+/// A field type an admin can choose, with its name in the admin's words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct KindChoice {
+    /// The type.
+    pub kind: FieldKind,
+    /// "Text", "Money", "Yes / no"…
+    pub label: String,
+}
+
 impl FieldKind {
+    /// The type's name in the user's words.
+    pub fn label(self) -> &'static str {
+        match self {
+            FieldKind::Text => "Text",
+            FieldKind::Multiline => "Long text",
+            FieldKind::Number => "Number",
+            FieldKind::Currency => "Money",
+            FieldKind::Choice => "Choice",
+            FieldKind::Date => "Date",
+            FieldKind::Reference => "Reference",
+            FieldKind::LineItems => "Line items",
+            FieldKind::Boolean => "Yes / no",
+            FieldKind::Unknown => "Unknown",
+        }
+    }
+
+    /// Every type an admin can give a field, in the editor's order.
+    pub fn choices() -> Vec<KindChoice> {
+        Self::KNOWN.iter().map(|k| KindChoice { kind: *k, label: k.label().to_owned() }).collect()
+    }
+
     const KNOWN: [FieldKind; 9] = [
         FieldKind::Text,
         FieldKind::Multiline,

@@ -275,7 +275,7 @@ fn for_whom(role: &Option<String>) -> String {
 
 /// Checks one object type's definition; problems are pushed in the user's words.
 fn check_type(t: &ObjectTypeDef, draft: &Customization, problems: &mut Vec<String>) {
-    let who = if t.label.trim().is_empty() { t.object_type.clone() } else { t.label.clone() };
+    let who = if t.label_plural.trim().is_empty() { t.object_type.clone() } else { t.label_plural.clone() };
     let mut bad = |why: String| problems.push(format!("{who}: {why}"));
     if t.label.trim().is_empty() || t.label_plural.trim().is_empty() {
         bad("a label and a plural label are needed".into());
@@ -399,7 +399,7 @@ fn check_layouts(draft: &Customization, problems: &mut Vec<String>) {
             problems.push(format!("a layout is for {:?}, which is not an object type", l.object_type));
             continue;
         };
-        let whose = format!("{}, layout {}", t.label, for_whom(&l.role));
+        let whose = format!("{}, layout {}", t.label_plural, for_whom(&l.role));
         if !seen.insert((&l.object_type, &l.name, &l.role)) {
             problems.push(format!("{whose}: there are two of it"));
         }
@@ -432,7 +432,7 @@ fn check_layouts(draft: &Customization, problems: &mut Vec<String>) {
                         (FieldKind::Text, FieldKind::Multiline) | (FieldKind::Multiline, FieldKind::Text)
                     );
                 if !fits {
-                    problems.push(format!("{whose}: {} cannot be drawn as {:?}", f.label, lf.widget));
+                    problems.push(format!("{whose}: {} cannot be drawn as {}", f.label, lf.widget.label()));
                 }
             }
         }
@@ -443,7 +443,7 @@ fn check_layouts(draft: &Customization, problems: &mut Vec<String>) {
             .iter()
             .any(|l| l.object_type == t.object_type && l.name == "detail" && l.role.is_none());
         if !shared {
-            problems.push(format!("{}: a detail layout for everyone is needed", t.label));
+            problems.push(format!("{}: a detail layout for everyone is needed", t.label_plural));
         }
     }
 }
@@ -473,7 +473,7 @@ pub fn plan(
         {
             p.problems.push(format!(
                 "{}: a field may not be named id or {}",
-                t.label,
+                t.label_plural,
                 route_columns.join(", ")
             ));
         }
@@ -484,7 +484,7 @@ pub fn plan(
         let before = current.object_types.iter().find(|c| c.object_type == t.object_type);
         match before {
             Some(b) if b.table_name != t.table_name => {
-                p.problems.push(format!("{}: an object type keeps its table", t.label));
+                p.problems.push(format!("{}: an object type keeps its table", t.label_plural));
                 continue;
             }
             None => p.changes.push(format!("Added the object type {}", t.label_plural)),
@@ -505,20 +505,22 @@ pub fn plan(
             }
             Ok(table) => {
                 if before.is_none() {
-                    p.problems.push(format!("{}: the table {:?} is already in use", t.label, t.table_name));
+                    p.problems
+                        .push(format!("{}: the table {:?} is already in use", t.label_plural, t.table_name));
                     continue;
                 }
                 for f in &t.fields {
                     match table.columns.iter().find(|c| c.name == f.name) {
                         Some(c) if c.pk > 0 || route_columns.contains(&c.name) => {
-                            p.problems.push(format!("{}: {:?} is not free for a field", t.label, f.name));
+                            p.problems
+                                .push(format!("{}: {:?} is not free for a field", t.label_plural, f.name));
                         }
                         Some(c) if !storage_fits(f.kind, c.ty) => p.problems.push(format!(
-                            "{}: {} holds {} values; it cannot become a {:?} field (add a new field instead)",
-                            t.label,
+                            "{}: {} holds {} values; it cannot become a {} field (add a new field instead)",
+                            t.label_plural,
                             f.label,
                             type_sql(c.ty).to_lowercase(),
-                            f.kind
+                            f.kind.label().to_lowercase()
                         )),
                         Some(_) => {}
                         None => {

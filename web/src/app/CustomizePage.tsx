@@ -2,7 +2,7 @@
 // edited as a draft (the metadata as this device holds it), checked by the core as the user types
 // (`planCustomization`: the same check the server runs when the draft is published), and published
 // in one action. Each publish is a version; any version can be published again (roll back).
-import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { createContext, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import type {
   Customization,
   CustomizationVersion,
@@ -10,6 +10,7 @@ import type {
   CustomizeRequest,
   FieldKind,
   FieldMeta,
+  KindChoice,
   LayoutDef,
   LayoutField,
   LayoutSection,
@@ -19,19 +20,12 @@ import type {
 import { useClient } from "./hooks";
 import { Dialog } from "./Dialog";
 
-/** The field types an admin can choose, in the user's words. */
-const KINDS: [FieldKind, string][] = [
-  ["text", "Text"],
-  ["multiline", "Long text"],
-  ["number", "Number"],
-  ["currency", "Money"],
-  ["choice", "Choice"],
-  ["date", "Date"],
-  ["reference", "Reference"],
-  ["line_items", "Line items"],
-  ["boolean", "Yes / no"],
-];
-const kindLabel = (k: FieldKind) => KINDS.find(([v]) => v === k)?.[1] ?? k;
+/** The field types an admin can choose, named by the core (`fieldKinds`). */
+const KindsContext = createContext<KindChoice[]>([]);
+function useKinds(): { kinds: KindChoice[]; kindLabel: (k: FieldKind) => string } {
+  const kinds = useContext(KindsContext);
+  return { kinds, kindLabel: (k) => kinds.find((c) => c.kind === k)?.label ?? k };
+}
 /** The widgets a field of a kind may be drawn with. */
 const widgetsFor = (k: FieldKind): FieldKind[] => (k === "text" || k === "multiline" ? ["text", "multiline"] : [k]);
 const COLORS = ["#64748b", "#2563eb", "#16a34a", "#b45309", "#dc2626", "#7c3aed"];
@@ -64,6 +58,7 @@ export function CustomizePage() {
   const [confirm, setConfirm] = useState<{ lost: string[]; request: CustomizeRequest } | null>(null);
   const [busy, setBusy] = useState(false);
   const [newType, setNewType] = useState(false);
+  const [kinds, setKinds] = useState<KindChoice[]>([]);
 
   const load = async () => {
     const d = await client.customization();
@@ -90,6 +85,7 @@ export function CustomizePage() {
   useEffect(() => {
     void load();
     void loadVersions();
+    void client.fieldKinds().then(setKinds);
     // A publish that changed the storage reconnects every session, this one too: once live again,
     // the versions are asked for again.
     return client.on((ev) => {
@@ -156,6 +152,7 @@ export function CustomizePage() {
   const canPublish = !busy && plan !== null && plan.problems.length === 0 && plan.changes.length > 0;
 
   return (
+    <KindsContext.Provider value={kinds}>
     <section className="customize" data-testid="customize">
       <div className="page-head">
         <h1>Customize</h1>
@@ -272,6 +269,7 @@ export function CustomizePage() {
         />
       )}
     </section>
+    </KindsContext.Provider>
   );
 }
 
@@ -363,6 +361,7 @@ interface EditorProps {
 
 function TypeEditor({ type, draft, roles, update }: EditorProps) {
   const { client } = useClient();
+  const { kinds } = useKinds();
   const ot = type.object_type;
   const edit = (f: (t: ObjectTypeDef) => void) => update((d) => f(d.object_types.find((t) => t.object_type === ot)!));
   const [newLabel, setNewLabel] = useState("");
@@ -454,7 +453,7 @@ function TypeEditor({ type, draft, roles, update }: EditorProps) {
           <div className="field">
             <label htmlFor={`${ot}-new-kind`}>Type</label>
             <select id={`${ot}-new-kind`} value={newKind} onChange={(e) => setNewKind(e.target.value as FieldKind)}>
-              {KINDS.map(([k, l]) => (
+              {kinds.map(({ kind: k, label: l }) => (
                 <option key={k} value={k}>
                   {l}
                 </option>
@@ -583,6 +582,7 @@ function FieldRow({
   onRemove: () => void;
 }) {
   const id = `fd-${f.name}`;
+  const { kinds, kindLabel } = useKinds();
   const num = (v: string) => (v.trim() === "" ? null : Number.parseInt(v, 10));
   return (
     <>
@@ -598,7 +598,7 @@ function FieldRow({
             Type of {f.label}
           </label>
           <select id={`${id}-type`} value={f.type} onChange={(e) => onChange((x) => (x.type = e.target.value as FieldKind))}>
-            {KINDS.map(([k, l]) => (
+            {kinds.map(({ kind: k, label: l }) => (
               <option key={k} value={k}>
                 {l}
               </option>
@@ -880,6 +880,7 @@ function LayoutFieldRow({
   onDrop: () => void;
 }) {
   const widgets = widgetsFor(kind);
+  const { kindLabel } = useKinds();
   return (
     <li
       className="layout-field"

@@ -21,6 +21,7 @@ import type {
   CustomizeAnswer,
   CustomizeRequest,
   Plan,
+  KindChoice,
 } from "./types";
 
 type Listener = (event: SdkEvent) => void;
@@ -189,6 +190,10 @@ export class MoatClient {
   /** An API name made from a label (`Warranty expires` → `warranty_expires`), by the core's rule. */
   nameFromLabel(label: string): Promise<string> {
     return this.call("nameFromLabel", label);
+  }
+  /** The field types an admin can choose, named in the user's words. */
+  fieldKinds(): Promise<KindChoice[]> {
+    return this.call("fieldKinds");
   }
   /** Sends an admin's customization request and waits for the server's answer (at most
    * `waitMs`: a connection lost meanwhile leaves the outcome to be read from the versions). */

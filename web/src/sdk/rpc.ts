@@ -17,6 +17,7 @@ import type {
   Customization,
   CustomizeRequest,
   Plan,
+  KindChoice,
 } from "./types";
 import type { SdkEvent, SyncStatus } from "./events";
 
@@ -55,6 +56,8 @@ export interface Api {
   customize(id: string, request: CustomizeRequest): void;
   /** An API name made from a label (`Warranty expires` → `warranty_expires`). */
   nameFromLabel(label: string): string;
+  /** The field types an admin can choose, named in the user's words. */
+  fieldKinds(): KindChoice[];
 }
 
 export type Method = keyof Api;

@@ -784,6 +784,19 @@ connected: boolean,
 last_seen_ms: number, };
 
 /**
+ * A field type an admin can choose, with its name in the admin's words.
+ */
+export type KindChoice = { 
+/**
+ * The type.
+ */
+kind: FieldKind, 
+/**
+ * "Text", "Money", "Yes / no"…
+ */
+label: string, };
+
+/**
  * A field definition from `object_metadata.fields`.
  */
 export type FieldMeta = { 

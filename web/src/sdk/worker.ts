@@ -95,6 +95,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.customize(a0, JSON.stringify(a1));
     case "nameFromLabel":
       return c.nameFromLabel(a0);
+    case "fieldKinds":
+      return c.fieldKinds();
   }
 }
 
