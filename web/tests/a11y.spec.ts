@@ -44,6 +44,9 @@ async function everyPage(page: Page, server: Server, width: number, check: (name
   await page.goto(`${server.url}/#/sync-health`);
   await expect(page.getByTestId("sync-health")).toBeVisible();
   await check("sync-health");
+  await page.goto(`${server.url}/#/customize`);
+  await expect(page.getByTestId("fields-editor")).toBeVisible();
+  await check("customize");
   await page.goto(`${server.url}/#/o/customers`);
   await expect(page.getByTestId("list-title")).toHaveText("Customers");
   await check("customers");

@@ -397,7 +397,7 @@ function TypeEditor({ type, draft, roles, update }: EditorProps) {
   return (
     <div className="type-editor">
       <Section title={`${type.label_plural}: object`}>
-        <div className="grid" style={{ gridTemplateColumns: "repeat(4, minmax(0, 1fr))" }}>
+        <div className="grid cols-4">
           <Text label="Label" value={type.label} onChange={(v) => edit((t) => (t.label = v))} id={`${ot}-label`} />
           <Text label="Plural label" value={type.label_plural} onChange={(v) => edit((t) => (t.label_plural = v))} id={`${ot}-plural`} />
           <Text label="Icon" value={type.icon ?? ""} onChange={(v) => edit((t) => (t.icon = v || null))} id={`${ot}-icon`} />
@@ -411,6 +411,7 @@ function TypeEditor({ type, draft, roles, update }: EditorProps) {
         </div>
       </Section>
       <Section title="Fields" testid="fields-editor">
+        <div className="scroll-x">
         <table className="fields-table">
           <thead>
             <tr>
@@ -439,6 +440,7 @@ function TypeEditor({ type, draft, roles, update }: EditorProps) {
             ))}
           </tbody>
         </table>
+        </div>
         <form
           className="add-field"
           onSubmit={(e) => {
@@ -466,7 +468,7 @@ function TypeEditor({ type, draft, roles, update }: EditorProps) {
         </form>
       </Section>
       <Section title="List and search">
-        <div className="grid" style={{ gridTemplateColumns: "repeat(3, minmax(0, 1fr))" }}>
+        <div className="grid cols-3">
           <div className="field">
             <label htmlFor={`${ot}-title`}>Title field</label>
             <select id={`${ot}-title`} value={type.title_field} onChange={(e) => edit((t) => (t.title_field = e.target.value))}>
@@ -631,7 +633,7 @@ function FieldRow({
       {open && (
         <tr className="field-settings">
           <td colSpan={4}>
-            <div className="grid" style={{ gridTemplateColumns: "repeat(4, minmax(0, 1fr))" }}>
+            <div className="grid cols-4">
               <div className="field">
                 <label htmlFor={`${id}-name`}>API name</label>
                 <input id={`${id}-name`} value={f.name} readOnly aria-readonly="true" />
@@ -765,7 +767,7 @@ function LayoutEditor({ type, draft, roles, update }: EditorProps) {
                 <legend>
                   Section {si + 1}: {s.label || "untitled"}
                 </legend>
-                <div className="grid" style={{ gridTemplateColumns: "2fr 1fr auto" }}>
+                <div className="grid section-head">
                   <Text label="Section title" id={`${ot}-${role}-s${si}-label`} value={s.label} onChange={(v) => editLayout((l) => (l.sections[si]!.label = v))} />
                   <div className="field">
                     <label htmlFor={`${ot}-${role}-s${si}-cols`}>Columns</label>
@@ -950,13 +952,13 @@ function Preview({ type, layout, role }: { type: ObjectTypeDef; layout: LayoutDe
   return (
     <aside className="preview" aria-label="Preview" data-testid="layout-preview">
       <h2>
-        Preview: {type.label} as {roleName(role).toLowerCase()} see{role === null ? "s" : ""} it
+        Preview: {type.label} as {role === null ? "everyone sees it" : `${roleName(role).toLowerCase()}s see it`}
       </h2>
       {sections.length === 0 && <p className="muted">No sections yet.</p>}
       {sections.map((s) => (
         <div className="card preview-section" key={s.id}>
           <h3>{s.label}</h3>
-          <div className="grid" style={{ gridTemplateColumns: `repeat(${s.columns}, minmax(0, 1fr))` }}>
+          <div className={`grid cols-${s.columns}`}>
             {s.fields.map((lf) => {
               const f = type.fields.find((x) => x.name === lf.field);
               if (!f) return null;
