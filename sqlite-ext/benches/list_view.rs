@@ -1,7 +1,7 @@
 //! How fast a list page reads on the device, before and after the indexes the metadata asks for
 //! (`ui::ensure_indexes`): a replica in a real file with the demo's metadata and 100,000 jobs (25,000
 //! of them the signed-in technician's), timing the first page in the default order, "Assigned to me",
-//! a status filter with its counts, and page 200. Prints figures; never fails on a timing. `--quick`
+//! a status filter with its counts, page 200, and a search (with its counts). Prints figures; never fails on a timing. `--quick`
 //! uses 20,000 jobs and one run of each.
 
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ fn main() {
     let schema = r.schema();
     println!("list_view: {rows} jobs in a file replica, best of {runs} run(s)");
 
-    let queries: [(&str, ListQuery); 4] = [
+    let queries: [(&str, ListQuery); 6] = [
         ("first page, default order", ListQuery::new("jobs")),
         ("Assigned to me", ListQuery { mine: Some(true), ..ListQuery::new("jobs") }),
         (
@@ -52,6 +52,12 @@ fn main() {
             },
         ),
         ("page 200", ListQuery { offset: Some(199 * 50), ..ListQuery::new("jobs") }),
+        // A search that matches many records (a word of every title) and one that matches one.
+        ("search \"heat pump\"", ListQuery { search: Some("heat pump".into()), ..ListQuery::new("jobs") }),
+        (
+            "search \"pump 4242\" (one match)",
+            ListQuery { search: Some("pump 4242".into()), ..ListQuery::new("jobs") },
+        ),
     ];
     let time = |q: &ListQuery| {
         (0..runs)
