@@ -78,7 +78,8 @@ CREATE TABLE object_metadata (
     list_columns  TEXT NOT NULL DEFAULT '[]',
     search_fields TEXT NOT NULL DEFAULT '[]',
     default_sort  TEXT,
-    fields        TEXT NOT NULL DEFAULT '[]'
+    fields        TEXT NOT NULL DEFAULT '[]',
+    hidden        INTEGER
 ) STRICT;
 
 -- One row per layout of an object type. `role` NULL means the layout applies to every role; a row

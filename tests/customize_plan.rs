@@ -57,6 +57,7 @@ fn with_vans(mut c: Customization) -> Customization {
         search_fields: vec!["plate".into()],
         default_sort: None,
         fields: EVERY_KIND.iter().map(|(n, k, _)| field(n, *k)).collect(),
+        hidden: false,
     });
     c.layouts.push(LayoutDef {
         object_type: "vans".into(),
@@ -152,4 +153,35 @@ fn removing_a_field_that_holds_values_says_what_is_lost() {
     assert_eq!(plan.lost, [format!("Jobs: Notes, {held} values")]);
     assert!(plan.drops);
     assert!(plan.changes.contains(&"Jobs: removed the field Notes".to_owned()), "{:?}", plan.changes);
+}
+
+#[test]
+fn a_hidden_object_type_leaves_the_object_list_and_keeps_its_records() {
+    let (mut server, mut r) = company_a_device(SEED);
+    let mut draft = customize::read(r.connection()).unwrap();
+    draft.object_types.iter_mut().find(|t| t.object_type == "inventory_items").unwrap().hidden = true;
+    let plan = customize::plan(r.connection(), r.schema(), &["tenant_id".into()], &draft).unwrap();
+    assert_eq!(plan.changes, ["Inventory: hidden from the object list"]);
+    assert!(plan.ddl.is_empty() && plan.lost.is_empty());
+    // What publishing writes: the flag, and nothing else.
+    let d =
+        server.edit(|c| customize::write(c, &draft, &[("tenant_id".into(), "company-a".into())]).unwrap());
+    assert_eq!(d.changes.len(), 1, "{d:?}");
+    r.apply_server_diff(&d).unwrap();
+    let types: Vec<String> = sqlite_ext::ui::object_types(r.connection(), r.schema(), "admin")
+        .unwrap()
+        .into_iter()
+        .map(|t| t.object_type)
+        .collect();
+    assert_eq!(types, ["jobs", "customers", "people"]);
+    assert!(
+        customize::read(r.connection())
+            .unwrap()
+            .object_types
+            .iter()
+            .any(|t| t.object_type == "inventory_items" && t.hidden)
+    );
+    let kept: i64 =
+        r.connection().query_row("SELECT count(*) FROM inventory_items", [], |row| row.get(0)).unwrap();
+    assert_eq!(kept, 400);
 }

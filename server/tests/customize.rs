@@ -183,6 +183,7 @@ async fn an_admin_customizes_and_every_client_follows_without_a_fresh_copy() {
             field("model", "Model", FieldKind::Text),
             field("next_service", "Next service", FieldKind::Date),
         ],
+        hidden: false,
     });
     with_vehicles.layouts.push(LayoutDef {
         object_type: "fleet_vans".into(),

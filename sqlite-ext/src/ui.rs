@@ -642,14 +642,16 @@ fn json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| bad_meta(format!("{what}: {e}")))
 }
 
-/// The object types the device knows, in their order, with what `role` may do with them.
+/// The object types the device knows, in their order, with what `role` may do with them; one an admin
+/// hid (`hidden`) is left out (its records stay, and Customize still lists it).
 pub fn object_types(conn: &Connection, schema: &Schema, role: &str) -> Result<Vec<ObjectTypeView>> {
     if schema.table("object_metadata").is_err() {
         // A new device before its first welcome: no schema, so nothing to list yet.
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(
-        "SELECT object_type, label, label_plural, icon, table_name, fields FROM object_metadata ORDER BY sort_order, label_plural",
+        "SELECT object_type, label, label_plural, icon, table_name, fields FROM object_metadata \
+         WHERE coalesce(hidden, 0) = 0 ORDER BY sort_order, label_plural",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((

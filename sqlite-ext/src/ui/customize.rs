@@ -65,6 +65,9 @@ pub struct ObjectTypeDef {
     pub default_sort: Option<SortDef>,
     /// The fields.
     pub fields: Vec<FieldMeta>,
+    /// Left out of the object list (its records and its table stay).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 /// A list's default order.
@@ -183,10 +186,23 @@ fn type_sql(ty: ColumnType) -> &'static str {
 pub fn read(conn: &Connection) -> Result<Customization> {
     let mut stmt = conn.prepare(
         "SELECT object_type, table_name, label, label_plural, icon, sort_order, title_field, list_columns, \
-         search_fields, default_sort, fields FROM object_metadata ORDER BY sort_order, label_plural, id",
+         search_fields, default_sort, fields, coalesce(hidden, 0) FROM object_metadata \
+         ORDER BY sort_order, label_plural, id",
     )?;
-    type Row =
-        (String, String, String, String, Option<String>, i64, String, String, String, Option<String>, String);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        i64,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        bool,
+    );
     let rows: Vec<Row> = stmt
         .query_map([], |r| {
             Ok((
@@ -201,6 +217,7 @@ pub fn read(conn: &Connection) -> Result<Customization> {
                 r.get(8)?,
                 r.get(9)?,
                 r.get(10)?,
+                r.get(11)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -217,6 +234,7 @@ pub fn read(conn: &Connection) -> Result<Customization> {
         search,
         sort,
         fields,
+        hidden,
     ) in rows
     {
         object_types.push(ObjectTypeDef {
@@ -231,6 +249,7 @@ pub fn read(conn: &Connection) -> Result<Customization> {
             icon,
             sort_order,
             title_field,
+            hidden,
         });
     }
     let mut stmt = conn.prepare(
@@ -588,6 +607,12 @@ fn describe_type_changes(b: &ObjectTypeDef, t: &ObjectTypeDef, changes: &mut Vec
     if b.icon != t.icon || b.sort_order != t.sort_order {
         changes.push(format!("{name}: icon or position changed"));
     }
+    if b.hidden != t.hidden {
+        changes.push(format!(
+            "{name}: {}",
+            if t.hidden { "hidden from the object list" } else { "shown in the object list again" }
+        ));
+    }
     for f in &t.fields {
         match b.fields.iter().find(|x| x.name == f.name) {
             None => changes.push(format!("{name}: added the field {}", f.label)),
@@ -679,8 +704,9 @@ pub fn write(conn: &Connection, next: &Customization, route: &[(String, String)]
             Value::Text(to_json(&t.search_fields)),
             t.default_sort.as_ref().map(|s| Value::Text(to_json(s))).unwrap_or(Value::Null),
             Value::Text(to_json(&t.fields)),
+            if t.hidden { Value::Integer(1) } else { Value::Null },
         ];
-        const COLS: [&str; 11] = [
+        const COLS: [&str; 12] = [
             "object_type",
             "table_name",
             "label",
@@ -692,6 +718,7 @@ pub fn write(conn: &Connection, next: &Customization, route: &[(String, String)]
             "search_fields",
             "default_sort",
             "fields",
+            "hidden",
         ];
         let id = id.unwrap_or_else(|| format!("{prefix}{}", t.object_type));
         upsert(conn, "object_metadata", &id, route, &COLS, values)?;

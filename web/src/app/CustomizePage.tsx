@@ -409,6 +409,11 @@ function TypeEditor({ type, draft, roles, update }: EditorProps) {
             inputMode="numeric"
           />
         </div>
+        <Check
+          label="Hidden from the object list (its records stay)"
+          checked={type.hidden ?? false}
+          onChange={(on) => edit((t) => (t.hidden = on))}
+        />
       </Section>
       <Section title="Fields" testid="fields-editor">
         <div className="scroll-x">

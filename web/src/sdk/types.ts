@@ -955,7 +955,11 @@ default_sort: SortDef | null,
 /**
  * The fields.
  */
-fields: Array<FieldMeta>, };
+fields: Array<FieldMeta>, 
+/**
+ * Left out of the object list (its records and its table stay).
+ */
+hidden?: boolean, };
 
 /**
  * One layout: a `layout_definition` row.
