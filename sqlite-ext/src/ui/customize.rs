@@ -189,68 +189,33 @@ pub fn read(conn: &Connection) -> Result<Customization> {
          search_fields, default_sort, fields, coalesce(hidden, 0) FROM object_metadata \
          ORDER BY sort_order, label_plural, id",
     )?;
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        i64,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        bool,
-    );
-    let rows: Vec<Row> = stmt
+    // The JSON columns (list, search, fields; the sort) are parsed once the row is read.
+    let rows: Vec<(ObjectTypeDef, [String; 3], Option<String>)> = stmt
         .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-                r.get(11)?,
-            ))
+            let t = ObjectTypeDef {
+                object_type: r.get(0)?,
+                table_name: r.get(1)?,
+                label: r.get(2)?,
+                label_plural: r.get(3)?,
+                icon: r.get(4)?,
+                sort_order: r.get(5)?,
+                title_field: r.get(6)?,
+                list_columns: Vec::new(),
+                search_fields: Vec::new(),
+                default_sort: None,
+                fields: Vec::new(),
+                hidden: r.get(11)?,
+            };
+            Ok((t, [r.get(7)?, r.get(8)?, r.get(10)?], r.get(9)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut object_types = Vec::new();
-    for (
-        object_type,
-        table_name,
-        label,
-        label_plural,
-        icon,
-        sort_order,
-        title_field,
-        list,
-        search,
-        sort,
-        fields,
-        hidden,
-    ) in rows
-    {
-        object_types.push(ObjectTypeDef {
-            list_columns: json(&list, "list_columns")?,
-            search_fields: json(&search, "search_fields")?,
-            default_sort: sort.map(|s| json(&s, "default_sort")).transpose()?,
-            fields: json(&fields, "fields")?,
-            object_type,
-            table_name,
-            label,
-            label_plural,
-            icon,
-            sort_order,
-            title_field,
-            hidden,
-        });
+    for (mut t, [list, search, fields], sort) in rows {
+        t.list_columns = json(&list, "list_columns")?;
+        t.search_fields = json(&search, "search_fields")?;
+        t.default_sort = sort.map(|s| json(&s, "default_sort")).transpose()?;
+        t.fields = json(&fields, "fields")?;
+        object_types.push(t);
     }
     let mut stmt = conn.prepare(
         "SELECT object_type, name, role, sections FROM layout_definition ORDER BY object_type, role IS NOT NULL, role, name",
