@@ -379,15 +379,7 @@ async fn session(
             }),
             admin: profile.role.admin,
             rights: profile.role.rights.clone(),
-            route: model
-                .rules
-                .route_columns()
-                .zip(&profile.route)
-                .filter_map(|(c, v)| match v {
-                    sqlite_ext::Value::Text(t) => Some((c.to_owned(), t.clone())),
-                    _ => None,
-                })
-                .collect(),
+            route: model.rules.route_of(&profile).collect(),
         })
         .await?;
         // Data of channels this user no longer has leaves the device.

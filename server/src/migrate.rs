@@ -89,6 +89,19 @@ pub struct Effect {
 }
 
 impl Effect {
+    /// It only adds (tables, columns, rows): what clients hold stays valid.
+    pub fn additive(&self) -> bool {
+        self.tables_dropped.is_empty() && self.columns_dropped.is_empty()
+    }
+
+    /// The tables that got columns.
+    pub fn widened(&self) -> Vec<String> {
+        let mut t: Vec<String> =
+            self.columns_added.iter().filter_map(|c| c.split_once('.').map(|(t, _)| t.to_owned())).collect();
+        t.dedup();
+        t
+    }
+
     /// Whether it would destroy data.
     pub fn destructive(&self) -> bool {
         self.tables_dropped.iter().any(|(_, n)| *n > 0) || self.columns_dropped.iter().any(|(_, n)| *n > 0)
@@ -340,21 +353,6 @@ enum CaptureError {
 impl From<sqlite_ext::Error> for CaptureError {
     fn from(e: sqlite_ext::Error) -> Self {
         CaptureError::Core(e)
-    }
-}
-
-impl Effect {
-    /// It only adds (tables, columns, rows): what clients hold stays valid.
-    pub fn additive(&self) -> bool {
-        self.tables_dropped.is_empty() && self.columns_dropped.is_empty()
-    }
-
-    /// The tables that got columns.
-    pub fn widened(&self) -> Vec<String> {
-        let mut t: Vec<String> =
-            self.columns_added.iter().filter_map(|c| c.split_once('.').map(|(t, _)| t.to_owned())).collect();
-        t.dedup();
-        t
     }
 }
 

@@ -205,6 +205,18 @@ impl Rules {
         names
     }
 
+    /// The routing columns a new row of `profile` carries, with its values (`tenant_id` → the
+    /// tenant): what the welcome tells the client, and what a customization's new metadata rows get.
+    pub(crate) fn route_of<'a>(
+        &'a self,
+        profile: &'a Profile,
+    ) -> impl Iterator<Item = (String, String)> + 'a {
+        self.route_columns().zip(&profile.route).filter_map(|(c, v)| match v {
+            Value::Text(t) => Some((c.to_owned(), t.clone())),
+            _ => None,
+        })
+    }
+
     /// The routing columns, in route order.
     pub fn route_columns(&self) -> impl Iterator<Item = &str> {
         self.route.iter().map(|(c, _)| c.as_str())

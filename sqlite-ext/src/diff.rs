@@ -277,9 +277,7 @@ impl Diff {
         }
         Ok(out)
     }
-}
 
-impl Diff {
     /// Fits a diff made under an older schema to `new` (after a migration): a column `new` added is
     /// given NULL in an insert or a delete (which name every column); a column `new` lacks is left
     /// out when the diff gave it no value, and refused when it did (its value would be lost).

@@ -21,16 +21,7 @@ pub(crate) async fn handle(conn: &mut Conn, id: String, request: CustomizeReques
             Err(e) => return Err(super::sync::storage(e)),
         }
     } else {
-        let route = conn
-            .model
-            .rules
-            .route_columns()
-            .zip(&conn.profile.route)
-            .filter_map(|(c, v)| match v {
-                sqlite_ext::Value::Text(t) => Some((c.to_owned(), t.clone())),
-                _ => None,
-            })
-            .collect();
+        let route = conn.model.rules.route_of(&conn.profile).collect();
         let publish = Publish { request, user: conn.claims.sub.clone(), route };
         match conn.store.customize(publish).await {
             Ok(answer) => answer,

@@ -97,7 +97,8 @@ pub(super) fn publish(store: &Store, conn: &mut Connection, p: Publish) -> Resul
             return Ok(refused("invalid", "listing versions is a read", Vec::new()));
         }
     };
-    if rollback_to.is_none() && next.base.is_some() && next.base != customize::read(&tx)?.base {
+    let current = customize::read(&tx)?;
+    if rollback_to.is_none() && next.base.is_some() && next.base != current.base {
         let reason = "Someone published changes since you started; discard your changes to see theirs, then \
                       make yours again";
         return Ok(refused("stale", reason, Vec::new()));
@@ -118,7 +119,8 @@ pub(super) fn publish(store: &Store, conn: &mut Connection, p: Publish) -> Resul
         tx.query_row("SELECT max(version) FROM moat_customizations", [], |r| r.get(0))?;
     if newest.is_none() {
         // The metadata as it was before the first publish is version 1, so it can be gone back to.
-        let before = serde_json::to_string(&customize::read(&tx)?).expect("metadata serialises");
+        let before =
+            serde_json::to_string(&Customization { base: None, ..current }).expect("metadata serialises");
         let said =
             serde_json::to_string(&["The metadata before the first customization"]).expect("serialises");
         tx.execute(
