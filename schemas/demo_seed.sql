@@ -168,7 +168,7 @@ SELECT printf('inv-%s-%04d', t.tag, n.i), t.tenant, printf('SKU-%05d', 10000 + n
 FROM n, t;
 
 WITH RECURSIVE
-    n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000),
+    n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000 /* demo jobs */),
     t(tenant, tag) AS (SELECT 'company-a', 'a' UNION ALL SELECT 'company-b', 'b')
 INSERT INTO jobs (id, tenant_id, title, status, price_cents, notes, internal_notes, line_items, assignee,
                   customer_id, scheduled_date)

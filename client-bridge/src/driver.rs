@@ -7,7 +7,7 @@
 //! connect, send, close, set a timer, notify. That is all a shell does, so the native and web
 //! clients cannot drift apart.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -158,7 +158,16 @@ pub struct Driver {
     reported: Option<Status>,
     /// A conflict was found on this device; the next run tells the app.
     raised: bool,
+    /// The tables this run changed, told at its end.
+    changed: BTreeSet<String>,
+    /// A snapshot's chunks are held in an open transaction, begun at this many rows.
+    held: Option<u64>,
+    /// Committing what was held failed outside a run: the next run ends the session.
+    failed: Option<String>,
 }
+
+/// Rows of a snapshot committed together.
+const HOLD_ROWS: u64 = 20_000;
 
 impl Driver {
     /// A driver over `replica`, syncing as the bearer of `token` (a JWT whose `role` picks the
@@ -172,6 +181,9 @@ impl Driver {
             queue: VecDeque::from([Input::Start]),
             reported: None,
             raised: false,
+            changed: BTreeSet::new(),
+            held: None,
+            failed: None,
         })
     }
 
@@ -195,7 +207,14 @@ impl Driver {
     /// arrived together) are applied in one transaction; the status is reported when it changed.
     pub fn run(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
-        let batch = self.queue.len() > 1 && self.engine.replica().begin_batch().is_ok();
+        if let Some(message) = self.failed.take() {
+            self.fail(message, &mut out);
+        }
+        let held = self.held.take();
+        let batch = held.is_some()
+            || ((self.queue.len() > 1 || self.engine.snapshot_rows().is_some())
+                && self.engine.replica().begin_batch().is_ok());
+        let since = held.or(self.engine.snapshot_rows()).unwrap_or(0);
         while let Some(input) = self.queue.pop_front() {
             match self.engine.handle(input.event()) {
                 Ok(instructions) => {
@@ -209,10 +228,27 @@ impl Driver {
             // and each phase of the session shows, however the inputs were queued.
             self.report_status(&mut out);
         }
+        // While a snapshot arrives its chunks are committed every `HOLD_ROWS` rows, not at every
+        // run: each commit waits for the disk, and a snapshot cut short starts again anyway. The
+        // user's own writes commit what is held first (`Driver::local`).
+        if batch && self.engine.snapshot_rows().is_some_and(|rows| rows < since + HOLD_ROWS) {
+            self.held = Some(since);
+        }
         // A failed commit undoes the batch: a new session resends what it needs.
-        if batch && let Err(e) = self.engine.replica().end_batch() {
+        else if batch && let Err(e) = self.engine.replica().end_batch() {
             self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
             self.report_status(&mut out);
+        }
+        let changed = std::mem::take(&mut self.changed);
+        if !changed.is_empty() {
+            // New metadata may sort or filter lists by other fields: index them on the device.
+            if changed.contains("object_metadata") {
+                let r = self.engine.replica();
+                if let Err(e) = ui::ensure_indexes(r.connection(), r.schema()) {
+                    out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
+                }
+            }
+            out.push(Effect::Notify(ClientEvent::Tables { tables: changed.into_iter().collect() }));
         }
         if std::mem::take(&mut self.raised) {
             self.carry_out(Instruction::ConflictsRaised(Vec::new()), &mut out);
@@ -242,21 +278,17 @@ impl Driver {
     }
 
     fn carry_out(&mut self, i: Instruction, out: &mut Vec<Effect>) {
-        // New metadata may sort or filter lists by other fields: index them on the device.
-        if let Instruction::TablesChanged(tables) = &i
-            && tables.iter().any(|t| t == "object_metadata")
-        {
-            let r = self.engine.replica();
-            if let Err(e) = ui::ensure_indexes(r.connection(), r.schema()) {
-                out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
-            }
-        }
         out.push(match i {
             Instruction::Connect => Effect::Connect,
             Instruction::Send(text) => Effect::Send(text),
             Instruction::Close => Effect::Close,
             Instruction::SetTimer(ms) => Effect::SetTimer(ms),
-            Instruction::TablesChanged(tables) => Effect::Notify(ClientEvent::Tables { tables }),
+            // Told once a run, after its commit (a first sync's chunks each change some tables,
+            // and a run applies many).
+            Instruction::TablesChanged(tables) => {
+                self.changed.extend(tables);
+                return;
+            }
             Instruction::ConflictsRaised(_) => match ui::conflicts(self.engine.replica()) {
                 Ok(conflicts) => Effect::Notify(ClientEvent::Conflicts { conflicts }),
                 Err(e) => Effect::Notify(ClientEvent::Error { message: e.to_string() }),
@@ -290,6 +322,16 @@ impl Driver {
 
     fn replica(&self) -> &Replica {
         self.engine.replica()
+    }
+
+    /// Before a write of the user's: what a snapshot held uncommitted is committed first, so the
+    /// user's write is durable when it returns.
+    fn settle(&mut self) {
+        if self.held.take().is_some()
+            && let Err(e) = self.engine.replica().end_batch()
+        {
+            self.failed = Some(format!("the local database could not save changes from the server: {e}"));
+        }
     }
 
     /// A local write was made: send it when possible (queued for the next run).
@@ -326,6 +368,7 @@ impl Driver {
     pub fn edit(&mut self, object_type: &str, id: &str, field: String, value: FieldValue) -> Result<()> {
         let key = self.key(object_type, id)?;
         let values = Fields(vec![(field, value.into())]);
+        self.settle();
         ui::edit(self.engine.replica_mut(), object_type, &key, &values, &self.role)?;
         self.wrote();
         Ok(())
@@ -345,6 +388,7 @@ impl Driver {
     ) -> Result<()> {
         let key = self.key(object_type, id)?;
         let base = started_from.map(Value::from);
+        self.settle();
         let r = ui::edit_text_of(
             self.engine.replica_mut(),
             object_type,
@@ -361,6 +405,7 @@ impl Driver {
 
     /// Writes one column of any synced row (admin tools); the server checks the role's rights.
     pub fn update_row(&mut self, table: &str, id: &str, column: String, value: FieldValue) -> Result<()> {
+        self.settle();
         let key = ui::record_key(self.replica(), table, id)?;
         self.engine.replica_mut().update(table, &key, &Fields(vec![(column, value.into())]))?;
         self.wrote();
@@ -369,6 +414,7 @@ impl Driver {
 
     /// Inserts a row into any synced table (admin tools); the server checks the role's rights.
     pub fn insert_row(&mut self, table: &str, values: Vec<ColumnValue>) -> Result<()> {
+        self.settle();
         let row = Fields(values.into_iter().map(|c| (c.column, c.value.into())).collect());
         self.engine.replica_mut().insert(table, &row)?;
         self.wrote();
@@ -382,6 +428,7 @@ impl Driver {
 
     /// Settles a conflict.
     pub fn resolve(&mut self, conflict_id: i64, choice: ConflictChoice) -> Result<()> {
+        self.settle();
         ui::resolve(self.engine.replica_mut(), conflict_id, choice)?;
         self.wrote();
         Ok(())
@@ -394,6 +441,7 @@ impl Driver {
 
     /// Forgets a rejected write once the user has seen it.
     pub fn dismiss_rejected(&mut self, mutation_id: &str) -> Result<()> {
+        self.settle();
         self.engine.replica_mut().dismiss_rejected(mutation_id)?;
         self.wrote();
         Ok(())
@@ -401,6 +449,7 @@ impl Driver {
 
     /// Writes a refused change again (checked here first) and forgets the refused one.
     pub fn retry_rejected(&mut self, mutation_id: &str) -> Result<()> {
+        self.settle();
         ui::retry_rejected(self.engine.replica_mut(), mutation_id)?;
         self.wrote();
         Ok(())
@@ -413,6 +462,7 @@ impl Driver {
 
     /// Creates a record from what the user typed (key made on the device); returns its id.
     pub fn create(&mut self, object_type: &str, inputs: &[FieldInput]) -> Result<String> {
+        self.settle();
         let id = ui::create(self.engine.replica_mut(), object_type, inputs, &self.role)?;
         self.wrote();
         Ok(id)
@@ -421,6 +471,7 @@ impl Driver {
     /// Deletes a record (offline too; sent when possible).
     pub fn delete(&mut self, object_type: &str, id: &str) -> Result<()> {
         let key = self.key(object_type, id)?;
+        self.settle();
         ui::delete(self.engine.replica_mut(), object_type, &key)?;
         self.wrote();
         Ok(())
@@ -563,5 +614,85 @@ mod tests {
             out.iter().any(|e| matches!(e, Effect::Notify(ClientEvent::Customized { id, answer: CustomizeAnswer::Refused { code, .. } }) if id == "c-2" && code == "offline")),
             "{out:?}"
         );
+    }
+
+    /// A job's insert, as a snapshot chunk carries it.
+    fn job_insert(id: &str) -> String {
+        format!(
+            r#"{{"table":"jobs","op":"insert","pk":{{"id":"{id}"}},"cols":{{"tenant_id":{{"new":"company-a"}},"title":{{"new":"Fix {id}"}},"status":{{"new":"open"}},"price_cents":{{"new":100}},"notes":{{"new":null}},"internal_notes":{{"new":null}},"line_items":{{"new":"[]"}},"assignee":{{"new":null}},"customer_id":{{"new":null}},"scheduled_date":{{"new":null}}}}}}"#
+        )
+    }
+
+    fn chunk(ids: &[&str], done: u64) -> String {
+        let changes: Vec<String> = ids.iter().map(|id| job_insert(id)).collect();
+        format!(
+            r#"{{"type":"snapshot","channel":"company-a/admin","rows_done":{done},"rows":3,"diff":{{"changes":[{}]}}}}"#,
+            changes.join(",")
+        )
+    }
+
+    #[test]
+    fn a_first_sync_shows_rows_as_they_arrive_and_a_write_meanwhile_is_durable_and_kept() {
+        let dir = std::env::temp_dir().join(format!("moat-driver-first-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("replica.db");
+        let replica = Replica::open(&path, sqlite_ext::Schema::demo()).unwrap();
+        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let mut d = Driver::new(replica, token).unwrap();
+        // What another process would find in the file: only what was committed.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        let committed = |sql: &str| -> i64 { other.query_row(sql, [], |r| r.get(0)).unwrap() };
+
+        d.run();
+        d.feed(Input::Connected);
+        d.run();
+        d.feed(Input::Frame(
+            r#"{"type":"welcome","protocol":1,"user":"alice","tenant":"company-a","role":"admin","channels":["company-a/admin"],"max_inflight_pushes":16}"#.into(),
+        ));
+        d.feed(Input::Frame(r#"{"type":"snapshot_begin","channel":"company-a/admin","rows":3}"#.into()));
+        d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
+        let out = d.run();
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Effect::Notify(ClientEvent::Tables { tables }) if tables == &["jobs"])),
+            "the app is told of the first rows before the snapshot ends: {out:?}"
+        );
+        let rows: i64 =
+            d.replica().connection().query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 2, "a first sync writes its rows into the projection as they come");
+        assert_eq!(
+            committed("SELECT count(*) FROM server_data_jobs"),
+            0,
+            "the chunks are held, not yet committed"
+        );
+
+        // The user edits a row they can already see: what was held is committed first, then the edit.
+        d.update_row("jobs", "job-1", "status".into(), FieldValue::Text { value: "done".into() }).unwrap();
+        assert_eq!(committed("SELECT count(*) FROM server_data_jobs"), 2);
+        assert_eq!(
+            committed("SELECT count(*) FROM overlays WHERE state = 'pending'"),
+            1,
+            "the edit is durable"
+        );
+
+        d.feed(Input::Frame(chunk(&["job-3"], 3)));
+        d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
+        d.run();
+        assert_eq!(committed("SELECT count(*) FROM jobs"), 3);
+        assert_eq!(
+            committed("SELECT count(*) FROM jobs WHERE id = 'job-1' AND status = 'done'"),
+            1,
+            "mine is kept"
+        );
+        assert_eq!(
+            committed("SELECT count(*) FROM server_data_jobs WHERE id = 'job-1' AND status = 'open'"),
+            1,
+            "the golden state is the server's"
+        );
+        assert_eq!(committed("SELECT value FROM moat_meta WHERE key = 'cursor:company-a/admin'"), 7);
+        drop(d);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

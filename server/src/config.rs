@@ -29,6 +29,9 @@ pub struct Config {
     pub migrations: PathBuf,
     /// Seed a new database with the demo data and enable the demo sign-in (`--demo`).
     pub demo: bool,
+    /// Jobs per demo company when the demo's tenants are created (`--demo-jobs`; 5,000 when
+    /// absent). The big-tenant benchmarks use 100,000.
+    pub demo_jobs: Option<u32>,
     /// Token keys.
     pub auth: AuthConfig,
     /// TLS in the binary (a second listener); without it, run behind a proxy that terminates TLS.
@@ -186,6 +189,7 @@ impl Default for Config {
             rules: None,
             migrations: "schemas/migrations".into(),
             demo: false,
+            demo_jobs: None,
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             backup: BackupConfig::default(),

@@ -37,6 +37,9 @@ enum Command {
         /// and offer the demo users' sign-in.
         #[arg(long)]
         demo: bool,
+        /// With --demo: jobs per demo company when its tenants are first created (5,000).
+        #[arg(long, requires = "demo")]
+        demo_jobs: Option<u32>,
         /// Also serve TLS on this address (needs tls.cert and tls.key; overrides MOAT_TLS_LISTEN).
         #[arg(long)]
         tls_listen: Option<String>,
@@ -227,7 +230,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> moat_server::Result<()> {
     match cli.command {
-        Command::Serve { config, listen, data, web_root, migrations, demo, tls_listen } => {
+        Command::Serve { config, listen, data, web_root, migrations, demo, demo_jobs, tls_listen } => {
             let mut cfg = Config::load(config.as_deref())?;
             if let Some(v) = tls_listen {
                 cfg.tls.listen = Some(v);
@@ -245,6 +248,7 @@ fn run(cli: Cli) -> moat_server::Result<()> {
                 cfg.migrations = v;
             }
             cfg.demo |= demo;
+            cfg.demo_jobs = demo_jobs.or(cfg.demo_jobs);
             serve(cfg)
         }
         Command::Migrate { config, data, dir, tenant, own, action } => {

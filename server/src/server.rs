@@ -23,6 +23,14 @@ use crate::tenants::{Shared, Tenants};
 /// The demo data: two companies, both in one script (a tenant keeps one company's rows).
 pub const DEMO_SEED: &str = include_str!("../../schemas/demo_seed.sql");
 
+/// The demo seed with `jobs` jobs per company (the seed's own 5,000 when `None`).
+pub fn demo_seed(jobs: Option<u32>) -> String {
+    match jobs {
+        None => DEMO_SEED.to_owned(),
+        Some(n) => DEMO_SEED.replace("i < 5000 /* demo jobs */", &format!("i < {n}")),
+    }
+}
+
 /// The users the demo's sign-in offers: an admin and a technician of each company.
 pub const DEMO_USERS: [(&str, &str, &str, &str); 4] = [
     ("alice", "Alice Admin", "company-a", "admin"),
@@ -80,7 +88,8 @@ impl Server {
             let platform = crate::tenants::open_platform(&config.data)?;
             for tenant in DEMO_TENANTS {
                 if !crate::tenants::exists(&platform, tenant)? {
-                    let seed = crate::tenants::demo_seed_for(&base, DEMO_SEED, tenant, tenant);
+                    let seed =
+                        crate::tenants::demo_seed_for(&base, &demo_seed(config.demo_jobs), tenant, tenant);
                     crate::tenants::create(&config.data, tenant, &base, Some(&seed))?;
                 }
             }

@@ -55,10 +55,10 @@ fn main() {
         r#"{{"type":"snapshot","channel":"company-a/admin","rows_done":{ROWS},"rows":{ROWS},"diff":{insert_json}}}"#
     );
     let (_, t) = best(runs, || {
-        let Ok(ServerMsg::Snapshot { diff, .. }) = serde_json::from_str(&frame) else {
+        let Ok(ServerMsg::Snapshot { diff, .. }) = ServerMsg::from_frame(&frame) else {
             panic!("a snapshot frame")
         };
-        Diff::from_value(diff.into_tree(), &schema).unwrap()
+        diff.decode(&schema).unwrap()
     });
     report("decode as a session frame", ROWS, t, None);
 

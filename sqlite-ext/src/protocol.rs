@@ -92,6 +92,15 @@ impl DiffJson<'_> {
             DiffJson::Tree(v) => v,
         }
     }
+
+    /// The diff, checked against `schema`. Encoded JSON is parsed straight into the typed diff
+    /// (several times faster than through a JSON tree).
+    pub fn decode(self, schema: &crate::Schema) -> crate::Result<crate::Diff> {
+        match self {
+            DiffJson::Encoded(raw) => crate::Diff::from_json(raw.get(), schema),
+            DiffJson::Tree(v) => crate::Diff::from_value(v, schema),
+        }
+    }
 }
 
 /// A frame from a client.
@@ -546,6 +555,49 @@ pub enum ServerMsg<'a> {
     /// A message type this client does not know (from a newer server): ignored.
     #[serde(other)]
     Unknown,
+}
+
+impl<'a> ServerMsg<'a> {
+    /// Decodes a frame from the server. The frames that carry rows (`snapshot`, `diff`) are read
+    /// straight from the text with their diff kept encoded, for [`DiffJson::decode`]: the tagged enum
+    /// would buffer the whole frame as a JSON tree before reading its tag (most of a snapshot's
+    /// decoding time). Any other frame, or one these fields do not fit, goes through the enum, so
+    /// the result is the same either way.
+    pub fn from_frame(text: &'a str) -> serde_json::Result<ServerMsg<'a>> {
+        #[derive(Deserialize)]
+        struct Rows<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Cow<'a, str>,
+            #[serde(borrow)]
+            channel: Cow<'a, str>,
+            rows_done: Option<u64>,
+            rows: Option<u64>,
+            version: Option<i64>,
+            #[serde(borrow)]
+            diff: &'a RawValue,
+        }
+        if let Ok(r) = serde_json::from_str::<Rows<'a>>(text) {
+            match (&*r.kind, r.rows_done, r.rows, r.version) {
+                ("snapshot", Some(rows_done), Some(rows), None) => {
+                    return Ok(ServerMsg::Snapshot {
+                        channel: r.channel,
+                        rows_done,
+                        rows,
+                        diff: DiffJson::Encoded(r.diff),
+                    });
+                }
+                ("diff", None, None, Some(version)) => {
+                    return Ok(ServerMsg::Diff {
+                        channel: r.channel,
+                        version,
+                        diff: DiffJson::Encoded(r.diff),
+                    });
+                }
+                _ => {}
+            }
+        }
+        serde_json::from_str(text)
+    }
 }
 
 impl ClientMsg<'_> {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{Conflict, Policy, apply_changeset};
 use crate::changeset;
+use crate::changeset::Op;
 use crate::diff::{Diff, Fields, key_json};
 use crate::error::{Error, Result};
 use crate::schema::{SERVER_DATA_PREFIX, Schema, Table, quote};
@@ -77,6 +78,12 @@ pub struct Replica {
     conn: Connection,
     schema: Schema,
     client_id: String,
+    /// The snapshot under way started on a device with no synced rows and no pending writes: its
+    /// chunks go into the projection too, so the app shows them as they arrive, and its end has
+    /// nothing to copy.
+    first_snapshot: bool,
+    /// A snapshot is under way (between [`Replica::begin_snapshot`] and its end).
+    snapshot_open: bool,
 }
 
 impl Replica {
@@ -143,7 +150,7 @@ impl Replica {
         let client_id: String =
             tx.query_row("SELECT value FROM moat_meta WHERE key = 'client_id'", [], |r| r.get(0))?;
         tx.commit()?;
-        Ok(Replica { conn, schema, client_id })
+        Ok(Replica { conn, schema, client_id, first_snapshot: false, snapshot_open: false })
     }
 
     /// Moves this replica to the server's new schema: creates the tables and columns it added (the
@@ -503,23 +510,82 @@ impl Replica {
 
     /// A fresh snapshot of `channel` begins: the golden state is emptied (the projection keeps showing
     /// the old rows until [`Replica::finish_snapshot`]) and the channel's cursor is forgotten, so a
-    /// crash half-way leads to a new snapshot, never to a catch-up over half a copy.
+    /// crash half-way leads to a new snapshot, never to a catch-up over half a copy. On a device with
+    /// no synced rows and nothing pending (a first sign-in), chunks go into the projection as well
+    /// (see [`Replica::first_snapshot`]).
     pub fn begin_snapshot(&mut self, channel: &str) -> Result<()> {
         let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
+        let mut empty =
+            !tx.query_row("SELECT EXISTS (SELECT 1 FROM overlays)", [], |r| r.get::<_, bool>(0))?;
         for t in self.schema.tables() {
             tx.execute_batch(&format!("DELETE FROM {}", quote(&t.server_data_name())))?;
+            empty = empty
+                && !tx.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {})", quote(&t.name)), [], |r| {
+                    r.get::<_, bool>(0)
+                })?;
         }
         tx.commit()?;
+        self.first_snapshot = empty;
+        self.snapshot_open = true;
         Ok(())
     }
 
-    /// One chunk of a snapshot (inserts) into the golden state.
+    /// Whether a snapshot is under way: begun, not yet complete (its chunks need no commit of their
+    /// own: a snapshot cut short starts again from the beginning).
+    pub fn snapshot_open(&self) -> bool {
+        self.snapshot_open
+    }
+
+    /// Whether the snapshot under way writes its rows into the projection as they arrive (a first
+    /// sync: the app can show the first chunks before the end).
+    pub fn first_snapshot(&self) -> bool {
+        self.first_snapshot
+    }
+
+    /// One chunk of a snapshot (inserts) into the golden state, and into the projection during a
+    /// first sync. Rows are inserted with cached statements, not through a changeset (whose apply
+    /// compiles its statements on every call: most of a chunk's cost).
     pub fn apply_snapshot_chunk(&mut self, diff: &Diff) -> Result<()> {
-        let mut raw = diff.to_raw(&self.schema, Table::server_data_name)?;
-        raw.retain(|t| !t.changes.is_empty());
+        if diff.changes.iter().any(|c| c.op != Op::Insert) {
+            let mut raw = diff.to_raw(&self.schema, Table::server_data_name)?;
+            raw.retain(|t| !t.changes.is_empty());
+            let tx = self.conn.savepoint()?;
+            apply_changeset(&tx, &changeset::write(&raw), Policy::Authoritative)?;
+            tx.commit()?;
+            self.first_snapshot = false;
+            return Ok(());
+        }
         let tx = self.conn.savepoint()?;
-        apply_changeset(&tx, &changeset::write(&raw), Policy::Authoritative)?;
+        // Per table: its statements (golden, and projection in a first sync), made once a chunk.
+        let mut statements: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut values: Vec<&Value> = Vec::new();
+        for c in &diff.changes {
+            let table = self.schema.table(&c.table)?;
+            values.clear();
+            for col in &table.columns {
+                let v = c.pk.get(&col.name).or_else(|| c.cols.get(&col.name).and_then(|v| v.new.as_ref()));
+                values.push(v.unwrap_or(&Value::Null));
+            }
+            let sql = statements.entry(table.name.as_str()).or_insert_with(|| {
+                let into = |name: &str| {
+                    format!(
+                        "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
+                        quote(name),
+                        table.column_list(),
+                        vec!["?"; table.columns.len()].join(", ")
+                    )
+                };
+                let mut sql = vec![into(&table.server_data_name())];
+                if self.first_snapshot {
+                    sql.push(into(&table.name));
+                }
+                sql
+            });
+            for sql in sql.iter() {
+                tx.prepare_cached(sql)?.execute(params_from_iter(values.iter()))?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -527,8 +593,13 @@ impl Replica {
     /// The snapshot is complete as of `version`: the projection becomes the golden state with the
     /// pending overlays replayed over it, and the cursor is stored, in one transaction.
     pub fn finish_snapshot(&mut self, channel: &str, version: i64) -> Result<()> {
+        self.snapshot_open = false;
         let tx = self.conn.savepoint()?;
-        for t in self.schema.tables() {
+        // A first sync wrote its rows into the projection as they came; unless the user wrote
+        // meanwhile, the projection is the golden state already.
+        let copied = std::mem::take(&mut self.first_snapshot)
+            && !tx.query_row("SELECT EXISTS (SELECT 1 FROM overlays)", [], |r| r.get::<_, bool>(0))?;
+        for t in self.schema.tables().iter().filter(|_| !copied) {
             tx.execute_batch(&format!(
                 "DELETE FROM {name}; INSERT INTO {name} ({cols}) SELECT {cols} FROM {golden}",
                 name = quote(&t.name),
@@ -552,6 +623,7 @@ impl Replica {
     /// cursor. A replica holds one channel at a time, so that is every synced row; pending writes
     /// stay, and the server will answer them.
     pub fn revoke(&mut self, channel: &str) -> Result<()> {
+        (self.snapshot_open, self.first_snapshot) = (false, false);
         let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
         for t in self.schema.tables() {

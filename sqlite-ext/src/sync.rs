@@ -200,6 +200,9 @@ pub struct SyncEngine {
     admin: bool,
     /// Customize requests made while reconnecting: sent after the next hello.
     customize_waiting: Vec<(String, crate::protocol::CustomizeRequest)>,
+    /// A first sync's tables the app was told of, and the last tenth of it told: the app redraws
+    /// when a table gets its first rows and at each tenth, not at every chunk.
+    shown: (BTreeSet<String>, u64),
 }
 
 /// The wait before reconnection attempt `attempt` at backoff `backoff_ms`: between half of it and
@@ -229,6 +232,7 @@ impl SyncEngine {
             token,
             phase: Phase::Offline,
             progress: (0, 0),
+            shown: (BTreeSet::new(), 0),
             outdated: None,
             held_offline: false,
             customize_waiting: Vec::new(),
@@ -311,6 +315,12 @@ impl SyncEngine {
             return vec![Instruction::Connect];
         }
         Vec::new()
+    }
+
+    /// The rows of the snapshot this session is receiving so far, while one arrives.
+    pub fn snapshot_rows(&self) -> Option<u64> {
+        (self.connected && self.phase == Phase::Syncing && self.replica.snapshot_open())
+            .then_some(self.progress.0)
     }
 
     /// The current status.
@@ -496,7 +506,7 @@ impl SyncEngine {
     }
 
     fn frame(&mut self, text: &str, out: &mut Vec<Instruction>) -> Result<()> {
-        let msg: ServerMsg<'_> = serde_json::from_str(text).map_err(|e| Error::Protocol(e.to_string()))?;
+        let msg = ServerMsg::from_frame(text).map_err(|e| Error::Protocol(e.to_string()))?;
         match msg {
             ServerMsg::Welcome {
                 channels, max_inflight_pushes, schema, admin, rights, user, route, ..
@@ -538,12 +548,23 @@ impl SyncEngine {
             }
             ServerMsg::SnapshotBegin { channel, rows } => {
                 self.replica.begin_snapshot(&channel)?;
+                self.shown = (BTreeSet::new(), 0);
                 self.phase = Phase::Syncing;
                 self.progress = (0, rows);
             }
             ServerMsg::Snapshot { rows_done, rows, diff, .. } => {
-                let diff = Diff::from_value(diff.into_tree(), self.replica.schema())?;
+                let diff = diff.decode(self.replica.schema())?;
                 self.replica.apply_snapshot_chunk(&diff)?;
+                // A first sync shows its rows as they arrive.
+                if self.replica.first_snapshot() {
+                    let tables = tables_of(&diff);
+                    let tenth = rows_done.saturating_mul(10) / rows.max(1);
+                    if tenth > self.shown.1 || tables.iter().any(|t| !self.shown.0.contains(t)) {
+                        self.shown.0.extend(tables.iter().cloned());
+                        self.shown.1 = tenth;
+                        out.push(Instruction::TablesChanged(tables));
+                    }
+                }
                 self.phase = Phase::Syncing;
                 self.progress = (rows_done, rows);
             }
@@ -557,7 +578,7 @@ impl SyncEngine {
                 self.send_pending(out)?;
             }
             ServerMsg::Diff { channel, version, diff } => {
-                let diff = Diff::from_value(diff.into_tree(), self.replica.schema())?;
+                let diff = diff.decode(self.replica.schema())?;
                 self.replica.apply_server_diff_at(&channel, version, &diff)?;
                 out.push(Instruction::TablesChanged(tables_of(&diff)));
             }

@@ -15,19 +15,23 @@ export interface Server {
   process: ChildProcess;
 }
 
-export async function startServer(dir = mkdtempSync(join(tmpdir(), "moat-web-")), listen = "127.0.0.1:0"): Promise<Server> {
+export async function startServer(
+  dir = mkdtempSync(join(tmpdir(), "moat-web-")),
+  listen = "127.0.0.1:0",
+  extra: string[] = [],
+): Promise<Server> {
   const bin = process.env.MOAT_BIN ?? join(root, "target/debug/moat");
   const child = spawn(
     bin,
     [
       "serve", "--demo", "--listen", listen, "--data", join(dir, "data"), "--web-root", join(root, "web/dist"),
-      "--migrations", join(root, "schemas/migrations"),
+      "--migrations", join(root, "schemas/migrations"), ...extra,
     ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
   );
   const url = await new Promise<string>((ok, fail) => {
     let out = "";
-    const timer = setTimeout(() => fail(new Error(`moat did not start:\n${out}`)), 60_000);
+    const timer = setTimeout(() => fail(new Error(`moat did not start:\n${out}`)), extra.length ? 600_000 : 60_000);
     child.stdout!.on("data", (b: Buffer) => {
       out += b.toString();
       const m = /serving on (http:\/\/[0-9.:]+)\//.exec(out);

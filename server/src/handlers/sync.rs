@@ -88,10 +88,15 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
                 let (version, _) = log_bounds(&t)?;
                 let filter = rules.route_filter(&profile);
                 let filter: Vec<(&str, &sqlite_ext::Value)> = filter.iter().map(|(k, v)| (k, *v)).collect();
-                let mut total = 0;
+                // Smallest tables first: the metadata and layouts (and the small tables a page looks
+                // up) arrive before the big ones, so a first sync can draw the app from its first
+                // chunks.
+                let mut tables = Vec::new();
                 for table in schema.tables() {
-                    total += table.count(&t, &filter)? as u64;
+                    tables.push((table.count(&t, &filter)? as u64, table));
                 }
+                tables.sort_by_key(|(n, _)| *n);
+                let total = tables.iter().map(|(n, _)| n).sum();
                 let gone = || crate::error::Error::Unavailable("client went away".into());
                 tx.blocking_send(Part::Begin(total)).map_err(|_| gone())?;
                 let mut done = 0u64;
@@ -99,7 +104,7 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
                 // at `chunk_rows` rows or past `chunk_bytes` bytes, whichever comes first.
                 let mut chunk = DiffWriter::default();
                 let route: Vec<sqlite_ext::Value> = profile.route.clone();
-                for table in schema.tables() {
+                for (_, table) in tables {
                     table.scan(&t, &filter, |row| -> crate::error::Result<()> {
                         if let Some(change) = rules.view(&profile, &table.insert_change(row), &route) {
                             chunk.push(&change);
