@@ -225,24 +225,27 @@ impl Driver {
                 Err(e) => self.fail(format!("the local database failed: {e}"), &mut out),
             }
             // After every input, not once per run: each step the user took (an edit, going offline)
-            // and each phase of the session shows, however the inputs were queued.
-            self.report_status(&mut out);
+            // and each phase of the session shows, however the inputs were queued; a snapshot's
+            // progress alone is told once a run.
+            self.report_status(&mut out, false);
         }
         // While a snapshot arrives its chunks are committed every `HOLD_ROWS` rows, not at every
         // run: each commit waits for the disk, and a snapshot cut short starts again anyway. The
-        // user's own writes commit what is held first (`Driver::local`).
+        // user's own writes commit what is held first (`Driver::settle`).
         if batch && self.engine.snapshot_rows().is_some_and(|rows| rows < since + HOLD_ROWS) {
             self.held = Some(since);
         }
         // A failed commit undoes the batch: a new session resends what it needs.
         else if batch && let Err(e) = self.engine.replica().end_batch() {
             self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
-            self.report_status(&mut out);
         }
         let changed = std::mem::take(&mut self.changed);
         if !changed.is_empty() {
-            // New metadata may sort or filter lists by other fields: index them on the device.
-            if changed.contains("object_metadata") {
+            // New metadata may sort or filter lists by other fields: index them on the device. Not
+            // during a first sync: they are built once its rows are in (a bulk build writes each page
+            // once; kept up row by row, random inserts dirty most of an index's pages at every
+            // commit, which cost seconds on a browser's storage).
+            if changed.contains("object_metadata") && !self.engine.replica().first_snapshot() {
                 let r = self.engine.replica();
                 if let Err(e) = ui::ensure_indexes(r.connection(), r.schema()) {
                     out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
@@ -253,20 +256,24 @@ impl Driver {
         if std::mem::take(&mut self.raised) {
             self.carry_out(Instruction::ConflictsRaised(Vec::new()), &mut out);
         }
-        if self.reported.is_none() {
-            self.report_status(&mut out);
-        }
+        self.report_status(&mut out, true);
         out
     }
 
-    /// Tells the app the status when it changed since it was last told.
-    fn report_status(&mut self, out: &mut Vec<Effect>) {
+    /// Tells the app the status when it changed since it was last told; a change of a snapshot's
+    /// progress alone waits for the end of the run (`end`).
+    fn report_status(&mut self, out: &mut Vec<Effect>, end: bool) {
         match self.engine.status() {
-            Ok(s) if self.reported.as_ref() != Some(&s) => {
+            Ok(s) if self.reported.as_ref() == Some(&s) => {}
+            Ok(s)
+                if !end
+                    && self.reported.as_ref().is_some_and(|r| {
+                        Status { rows_done: s.rows_done, rows: s.rows, ..r.clone() } == s
+                    }) => {}
+            Ok(s) => {
                 self.reported = Some(s.clone());
                 out.push(Effect::Notify(ClientEvent::Status { status: s }));
             }
-            Ok(_) => {}
             Err(e) => out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() })),
         }
     }
