@@ -319,3 +319,55 @@ fn an_edit_is_not_written_over_a_change_that_arrived_while_the_user_typed() {
     let done = ui::edit_text_of(&mut r, "jobs", &pk, "notes", "again", "technician", Some(&started)).unwrap();
     assert_eq!(done, ui::Edited::Saved, "the same value on both sides is no conflict");
 }
+
+/// Every search `list_view` answers: total, ids in order and facet counts.
+fn searched(r: &Replica, text: &str) -> (i64, Vec<String>, Vec<i64>) {
+    let page = ui::list_view(
+        r.connection(),
+        r.schema(),
+        &ListQuery { search: Some(text.into()), limit: Some(500), ..ListQuery::new("jobs") },
+    )
+    .unwrap();
+    let facets = page.facets.iter().flat_map(|f| f.options.iter().map(|o| o.count)).collect();
+    (page.total, page.rows.into_iter().map(|r| r.id).collect(), facets)
+}
+
+#[test]
+fn the_full_text_index_finds_what_the_scan_finds_and_follows_every_change() {
+    let (mut server, mut r) = device();
+    // Before the device builds its indexes the search scans (LIKE); after, it asks the trigram index.
+    let texts =
+        ["boiler", "BOILER", "call 30", "Install water", "ai", "x\"y", "30 minutes before", "qqxz", "job"];
+    let scanned: Vec<_> = texts.iter().map(|t| searched(&r, t)).collect();
+    assert!(ui::ensure_indexes(r.connection(), r.schema()).unwrap() > 0);
+    let fts: String = r
+        .connection()
+        .query_row("SELECT sql FROM sqlite_master WHERE name = 'moat_fts_jobs'", [], |row| row.get(0))
+        .unwrap();
+    assert!(fts.contains("trigram"), "{fts}");
+    for (text, expected) in texts.iter().zip(&scanned) {
+        assert_eq!(&searched(&r, text), expected, "searching {text:?}");
+    }
+    assert!(scanned[0].0 > 0 && scanned[7].0 == 0);
+    assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 0, "built once");
+
+    // A server change and a local edit reach the index.
+    let diff = server.edit(|c| {
+        c.execute_batch("UPDATE jobs SET title = 'Zanzibar valve' WHERE id = 'job-a-00007'").unwrap();
+    });
+    r.apply_server_diff(&diff).unwrap();
+    r.update("jobs", &id("job-a-00008"), &fields([("notes", "Gate code quokka".into())])).unwrap();
+    assert_eq!(searched(&r, "zanzibar").1, ["job-a-00007"]);
+    assert_eq!(searched(&r, "quokka").1, ["job-a-00008"]);
+    let before = searched(&r, "Install water").0;
+    r.delete("jobs", &id("job-a-00001")).unwrap();
+    assert_eq!(searched(&r, "Install water").0, before - 1, "a deleted row leaves the index");
+
+    // A migration that drops a searched column: the derived index goes first, and comes back.
+    let sql = r.schema().sql().replace("    notes          TEXT,\n", "");
+    assert_ne!(sql, r.schema().sql(), "the demo schema has a notes column");
+    r.migrate_schema(Schema::from_sql(&sql).unwrap()).unwrap();
+    ui::ensure_indexes(r.connection(), r.schema()).unwrap();
+    assert_eq!(searched(&r, "zanzibar").1, ["job-a-00007"]);
+    assert_eq!(searched(&r, "quokka").0, 0, "the notes column is gone");
+}

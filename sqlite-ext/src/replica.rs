@@ -161,6 +161,9 @@ impl Replica {
     pub fn migrate_schema(&mut self, new: Schema) -> Result<Vec<(String, String)>> {
         let old = self.schema.clone();
         let tx = self.conn.savepoint()?;
+        // The lists' indexes and search tables are derived from the metadata and built again after
+        // (`ui::ensure_indexes`); one naming a column would stop it from being dropped.
+        crate::ui::drop_derived(&tx)?;
         for t in new.tables() {
             match old.table(&t.name) {
                 Err(_) => {

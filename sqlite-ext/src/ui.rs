@@ -934,13 +934,17 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
     if let Some(s) = q.search.as_deref().filter(|s| !s.trim().is_empty())
         && !meta.search_fields.is_empty()
     {
-        let escaped = s.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        let terms: Vec<String> =
-            meta.search_fields.iter().map(|f| format!("{} LIKE ? ESCAPE '\\'", quote(f))).collect();
-        scope.push(
-            format!("({})", terms.join(" OR ")),
-            meta.search_fields.iter().map(|_| Value::Text(format!("%{escaped}%"))),
-        );
+        if let Some((cond, arg)) = search_condition(conn, &q.object_type, &meta, s.trim())? {
+            scope.push(cond, [arg]);
+        } else {
+            let escaped = s.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let terms: Vec<String> =
+                meta.search_fields.iter().map(|f| format!("{} LIKE ? ESCAPE '\\'", quote(f))).collect();
+            scope.push(
+                format!("({})", terms.join(" OR ")),
+                meta.search_fields.iter().map(|_| Value::Text(format!("%{escaped}%"))),
+            );
+        }
     }
     // "Assigned to me": the object type's assignee field holds the signed-in user's id.
     let mine_field = meta.fields.iter().find(|f| f.mine).map(|f| f.name.clone());
@@ -1133,6 +1137,9 @@ pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
                 wanted.push(vec![c.as_str()]);
             }
         }
+        if !meta.search_fields.is_empty() && ensure_search_index(conn, &ot, &t.name, &meta.search_fields)? {
+            made += 1;
+        }
         for cols in wanted {
             let name = format!("moat_ix_{}_{}", t.name, cols.join("_"));
             let exists: bool = conn
@@ -1152,6 +1159,135 @@ pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
         }
     }
     Ok(made)
+}
+
+/// The full-text index of an object type's search fields: an FTS5 table with the trigram tokenizer
+/// (so a search still finds any part of a word, case-insensitively, as `LIKE '%…%'` did), over the
+/// projection's rows (external content), kept in step by triggers. Its name and the columns it
+/// indexes, as its DDL.
+fn search_index(object_type: &str, table: &str, fields: &[String]) -> (String, String) {
+    let name = format!("moat_fts_{object_type}");
+    let cols: Vec<String> = fields.iter().map(|f| quote(f)).collect();
+    let ddl = format!(
+        "CREATE VIRTUAL TABLE {} USING fts5({}, content={}, content_rowid='rowid', tokenize='trigram')",
+        quote(&name),
+        cols.join(", "),
+        quote(table).replace('"', "'")
+    );
+    (name, ddl)
+}
+
+/// Makes the full-text index of `object_type`'s search fields, unless it is there as wanted: the
+/// virtual table, three triggers, then one bulk build from the rows.
+fn ensure_search_index(conn: &Connection, object_type: &str, table: &str, fields: &[String]) -> Result<bool> {
+    let (name, ddl) = search_index(object_type, table, fields);
+    let current: Option<String> = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&name], |r| r.get(0))
+        .optional()?;
+    let triggers: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?1 ESCAPE '\\'",
+        [format!("{}\\_%", name.replace('_', "\\_"))],
+        |r| r.get(0),
+    )?;
+    if current.as_deref() == Some(ddl.as_str()) && triggers == 3 {
+        return Ok(false);
+    }
+    drop_search_index(conn, &name)?;
+    let cols: Vec<String> = fields.iter().map(|f| quote(f)).collect();
+    let of = |row: &str| fields.iter().map(|f| format!("{row}.{}", quote(f))).collect::<Vec<_>>().join(", ");
+    let (fts, list) = (quote(&name), cols.join(", "));
+    conn.execute_batch(&format!(
+        "{ddl};
+         CREATE TRIGGER {ai} AFTER INSERT ON {t} BEGIN
+           INSERT INTO {fts} (rowid, {list}) VALUES (new.rowid, {new});
+         END;
+         CREATE TRIGGER {ad} AFTER DELETE ON {t} BEGIN
+           INSERT INTO {fts} ({fts}, rowid, {list}) VALUES ('delete', old.rowid, {old});
+         END;
+         CREATE TRIGGER {au} AFTER UPDATE ON {t} BEGIN
+           INSERT INTO {fts} ({fts}, rowid, {list}) VALUES ('delete', old.rowid, {old});
+           INSERT INTO {fts} (rowid, {list}) VALUES (new.rowid, {new});
+         END;
+         INSERT INTO {fts} ({fts}) VALUES ('rebuild');",
+        t = quote(table),
+        ai = quote(&format!("{name}_ai")),
+        ad = quote(&format!("{name}_ad")),
+        au = quote(&format!("{name}_au")),
+        new = of("new"),
+        old = of("old"),
+    ))?;
+    Ok(true)
+}
+
+fn drop_search_index(conn: &Connection, name: &str) -> Result<()> {
+    for suffix in ["_ai", "_ad", "_au"] {
+        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&format!("{name}{suffix}"))))?;
+    }
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(name)))?;
+    Ok(())
+}
+
+/// Drops what [`ensure_indexes`] derives from the metadata (list indexes, search indexes), before a
+/// schema migration: one naming a column would stop the column from being dropped.
+pub(crate) fn drop_derived(conn: &Connection) -> Result<()> {
+    let names: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT type, name FROM sqlite_master WHERE (type = 'index' AND name LIKE 'moat\\_ix\\_%' ESCAPE '\\') \
+             OR (type = 'table' AND name LIKE 'moat\\_fts\\_%' ESCAPE '\\' AND sql LIKE 'CREATE VIRTUAL%')",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (kind, name) in names {
+        if kind == "index" {
+            conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", quote(&name)))?;
+        } else {
+            drop_search_index(conn, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// The condition that finds `text` in the search fields through the full-text index, when there is
+/// one as the metadata wants it and the text is long enough for trigrams (3 characters); else none
+/// (the caller scans with `LIKE`).
+fn search_condition(
+    conn: &Connection,
+    object_type: &str,
+    meta: &ObjectMeta,
+    text: &str,
+) -> Result<Option<(String, Value)>> {
+    if text.chars().count() < 3 {
+        return Ok(None);
+    }
+    let (name, ddl) = search_index(object_type, &meta.table.name, &meta.search_fields);
+    let current: Option<String> = conn
+        .prepare_cached("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .query_row([&name], |r| r.get(0))
+        .optional()?;
+    if current.as_deref() != Some(ddl.as_str()) {
+        return Ok(None);
+    }
+    // One phrase: the text as typed, found anywhere in a field (a quote is doubled inside it). The
+    // index is asked once; the page, its count and its facets then read the matching rows by rowid.
+    // A text a quarter of the rows hold is found faster by scanning than by reading that many rowids
+    // out of the index: past that many, the index is left (the largest rowid stands for the row
+    // count; counting would cost a scan).
+    let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+    let rows: i64 =
+        conn.query_row(&format!("SELECT ifnull(max(rowid), 0) FROM {}", quote(&meta.table.name)), [], |r| {
+            r.get(0)
+        })?;
+    let most = rows / 4 + 1;
+    let mut stmt =
+        conn.prepare(&format!("SELECT rowid FROM {0} WHERE {0} MATCH ?1 LIMIT ?2", quote(&name)))?;
+    let rowids: Vec<i64> = stmt
+        .query_map(rusqlite::params![phrase, most + 1], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if rowids.len() as i64 > most {
+        return Ok(None);
+    }
+    let list = rowids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    Ok(Some(("rowid IN (SELECT value FROM json_each(?))".to_owned(), Value::Text(format!("[{list}]")))))
 }
 
 /// The layout sections of `object_type` for `role` (a role's own layout wins over the shared one).
