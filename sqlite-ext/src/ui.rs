@@ -1111,7 +1111,8 @@ impl Where {
 /// its default sort (with the key, so a page is read in order), its assignee (`mine`) field with the
 /// sort (Assigned to me), and each choice list column (filters and their counts). Idempotent and
 /// cheap when they exist; called when the metadata changes. An index the metadata no longer asks for
-/// stays until its table goes. Returns how many were created.
+/// stays until its table goes. Each object type with search fields also gets its full-text index
+/// (FTS5, trigram), made again when the fields change. Returns how many were created.
 pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
     if schema.table("object_metadata").is_err() {
         return Ok(0);
