@@ -602,6 +602,11 @@ impl Replica {
         // meanwhile, the projection is the golden state already.
         let copied = std::mem::take(&mut self.first_snapshot)
             && !tx.query_row("SELECT EXISTS (SELECT 1 FROM overlays)", [], |r| r.get::<_, bool>(0))?;
+        if !copied {
+            // The lists' and search's indexes are made again after, in one pass each
+            // (`ui::ensure_indexes`), instead of row by row through the copy.
+            crate::ui::drop_derived(&tx)?;
+        }
         for t in self.schema.tables().iter().filter(|_| !copied) {
             tx.execute_batch(&format!(
                 "DELETE FROM {name}; INSERT INTO {name} ({cols}) SELECT {cols} FROM {golden}",
