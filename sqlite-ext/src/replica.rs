@@ -519,8 +519,7 @@ impl Replica {
     pub fn begin_snapshot(&mut self, channel: &str) -> Result<()> {
         let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
-        let mut empty =
-            !tx.query_row("SELECT EXISTS (SELECT 1 FROM overlays)", [], |r| r.get::<_, bool>(0))?;
+        let mut empty = !has_overlays(&tx)?;
         for t in self.schema.tables() {
             tx.execute_batch(&format!("DELETE FROM {}", quote(&t.server_data_name())))?;
             empty = empty
@@ -600,8 +599,7 @@ impl Replica {
         let tx = self.conn.savepoint()?;
         // A first sync wrote its rows into the projection as they came; unless the user wrote
         // meanwhile, the projection is the golden state already.
-        let copied = std::mem::take(&mut self.first_snapshot)
-            && !tx.query_row("SELECT EXISTS (SELECT 1 FROM overlays)", [], |r| r.get::<_, bool>(0))?;
+        let copied = std::mem::take(&mut self.first_snapshot) && !has_overlays(&tx)?;
         if !copied {
             // The lists' and search's indexes are made again after, in one pass each
             // (`ui::ensure_indexes`), instead of row by row through the copy.
@@ -796,6 +794,11 @@ fn open_file(path: &Path) -> Result<Connection> {
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
+}
+
+/// Whether any write of the user's is kept (pending or refused).
+fn has_overlays(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM overlays)", [], |r| r.get(0))?)
 }
 
 pub(crate) fn load_pending(conn: &Connection, schema: &Schema) -> Result<Vec<Mutation>> {

@@ -1182,9 +1182,7 @@ fn search_index(object_type: &str, table: &str, fields: &[String]) -> (String, S
 /// virtual table, three triggers, then one bulk build from the rows.
 fn ensure_search_index(conn: &Connection, object_type: &str, table: &str, fields: &[String]) -> Result<bool> {
     let (name, ddl) = search_index(object_type, table, fields);
-    let current: Option<String> = conn
-        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&name], |r| r.get(0))
-        .optional()?;
+    let current = table_sql(conn, &name)?;
     let triggers: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?1 ESCAPE '\\'",
         [format!("{}\\_%", name.replace('_', "\\_"))],
@@ -1220,6 +1218,14 @@ fn ensure_search_index(conn: &Connection, object_type: &str, table: &str, fields
     Ok(true)
 }
 
+/// The SQL a table (a virtual table too) was created with, if it exists.
+fn table_sql(conn: &Connection, name: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?)
+}
+
 fn drop_search_index(conn: &Connection, name: &str) -> Result<()> {
     for suffix in ["_ai", "_ad", "_au"] {
         conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&format!("{name}{suffix}"))))?;
@@ -1228,8 +1234,9 @@ fn drop_search_index(conn: &Connection, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Drops what [`ensure_indexes`] derives from the metadata (list indexes, search indexes), before a
-/// schema migration: one naming a column would stop the column from being dropped.
+/// Drops what [`ensure_indexes`] derives from the metadata (list indexes, search indexes): before a
+/// schema migration (one naming a column would stop the column from being dropped), and before a
+/// snapshot's end rewrites the projection (they are made again after, in one pass each).
 pub(crate) fn drop_derived(conn: &Connection) -> Result<()> {
     let names: Vec<(String, String)> = conn
         .prepare(
@@ -1261,11 +1268,7 @@ fn search_condition(
         return Ok(None);
     }
     let (name, ddl) = search_index(object_type, &meta.table.name, &meta.search_fields);
-    let current: Option<String> = conn
-        .prepare_cached("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .query_row([&name], |r| r.get(0))
-        .optional()?;
-    if current.as_deref() != Some(ddl.as_str()) {
+    if table_sql(conn, &name)?.as_deref() != Some(ddl.as_str()) {
         return Ok(None);
     }
     // One phrase: the text as typed, found anywhere in a field (a quote is doubled inside it). The
