@@ -40,6 +40,28 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Limits that protect the server from its clients.
     pub limits: Limits,
+    /// Several nodes over NATS (none: one node, the default; `docs/scaling.md`).
+    pub cluster: ClusterConfig,
+}
+
+/// Cluster mode: nodes share the data directory (a shared volume) and a NATS server; each tenant is
+/// written by the one node holding its lease, and any node serves any client (`crate::cluster`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The NATS server, with JetStream (`MOAT_CLUSTER`, `--cluster`): `nats://127.0.0.1:4222`.
+    pub url: Option<String>,
+    /// This node's name, unique in the cluster (`MOAT_NODE`, `--node`): `a-z`, `0-9`, `-`, `_`.
+    pub node: Option<String>,
+    /// A tenant lease's life in seconds (10): a node that stops renewing one stops writing its
+    /// tenant before the lease runs out; another node may take it after.
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { url: None, node: None, lease_secs: 10 }
+    }
 }
 
 /// Token keys: at least one must be set (or `demo`).
@@ -194,6 +216,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             backup: BackupConfig::default(),
             limits: Limits::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -267,6 +290,12 @@ impl Config {
         }
         if let Ok(v) = std::env::var("MOAT_HS256_SECRET") {
             config.auth.hs256_secret = Some(v);
+        }
+        if let Ok(v) = std::env::var("MOAT_CLUSTER") {
+            config.cluster.url = Some(v);
+        }
+        if let Ok(v) = std::env::var("MOAT_NODE") {
+            config.cluster.node = Some(v);
         }
         Ok(config)
     }

@@ -14,13 +14,14 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::auth::{Claims, now_secs};
+use crate::cluster::Backend;
 use crate::handlers;
 use crate::hub::Frame;
 use crate::model::Model;
 use crate::protocol::{ClientMsg, PROTOCOL_VERSION, SchemaInfo, ServerMsg, close};
 use crate::rules::Profile;
 use crate::server::AppState;
-use crate::store::{PushReply, Store};
+use crate::store::PushReply;
 
 /// Why a connection ends.
 #[derive(Debug)]
@@ -35,8 +36,8 @@ pub(crate) enum End {
 pub(crate) struct Conn {
     pub(crate) ws: WebSocket,
     pub(crate) state: AppState,
-    /// The tenant's database, schema and channels.
-    pub(crate) store: Arc<Store>,
+    /// The tenant's database, schema and channels: here, or on the node that owns the tenant.
+    pub(crate) tenant: Backend,
     pub(crate) claims: Claims,
     /// The schema and rules this session runs on (taken at hello; a live migration closes it).
     pub(crate) model: Arc<Model>,
@@ -170,10 +171,7 @@ impl Conn {
     }
 
     async fn error_about(&mut self, mutation_id: Option<&str>, e: &crate::error::Error) -> Result<(), End> {
-        let message = e.to_string();
-        let (code, retry) = (e.code().into(), e.retryable());
-        let mutation_id = mutation_id.map(Into::into);
-        self.send(&ServerMsg::Error { code, mutation_id, message: message.into(), retry }).await
+        self.send_text(handlers::error_frame(mutation_id, e)).await
     }
 }
 
@@ -187,13 +185,18 @@ fn too_big(e: &axum::Error, max_frame_bytes: usize) -> Option<End> {
 }
 
 /// Counts a tenant's open session for as long as it lives, and marks its device disconnected after.
-struct Session(Arc<Store>, String);
+struct Session(Backend, String);
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.devices.gone(&self.1);
-        self.0.touch();
+        self.0.connections().fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.gone(&self.1);
+    }
+}
+
+impl handlers::sync::Out for Conn {
+    async fn text(&mut self, text: String) -> Result<(), End> {
+        self.send_text(text).await
     }
 }
 
@@ -206,21 +209,14 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
         Ok(Hello { claims, client_id, cursors, schema: client_schema, device }) => {
             match admit(&state, &claims, client_schema.is_none()).await {
                 Err(end) => end,
-                Ok((store, model, profile)) => {
-                    store.devices.seen(
-                        &client_id,
-                        &claims.sub,
-                        &claims.role,
-                        client_schema.as_deref(),
-                        device.as_ref(),
-                        true,
-                    );
-                    let _session = Session(Arc::clone(&store), client_id.clone());
+                Ok((tenant, model, profile)) => {
+                    tenant.seen(&claims, &client_id, client_schema.as_deref(), device);
+                    let _session = Session(tenant.clone(), client_id.clone());
                     let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
                     let mut conn = Conn {
                         ws,
                         state,
-                        store,
+                        tenant,
                         claims,
                         model,
                         client_id,
@@ -245,13 +241,18 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
 }
 
 /// After a good hello: the tenant's database (the token's tenant; nothing else is ever read for this
-/// session), its model and the user's profile in it, within the tenant's connection limit.
+/// session), its model and the user's profile in it, within the tenant's connection limit. In a
+/// cluster the tenant is this node's if it holds its lease, else the owner's through NATS.
 async fn admit(
     state: &AppState,
     claims: &Claims,
     names_no_schema: bool,
-) -> Result<(Arc<Store>, Arc<Model>, Profile), End> {
-    let store = match state.tenants.get(&claims.tenant).await {
+) -> Result<(Backend, Arc<Model>, Profile), End> {
+    let found = match &state.cluster {
+        Some(cluster) => cluster.route(&claims.tenant).await,
+        None => state.tenants.get(&claims.tenant).await.map(|s| s.map(Backend::Local)),
+    };
+    let store = match found {
         Ok(Some(s)) => s,
         // The token is signed by the server's keys: naming the tenant is not an oracle.
         Ok(None) => {
@@ -260,12 +261,20 @@ async fn admit(
                 format!("there is no tenant {} here", claims.tenant),
             ));
         }
+        // In a cluster: the tenant is between two nodes, or its owner does not answer (yet).
+        Err(e) if e.retryable() => {
+            tracing::warn!(tenant = %claims.tenant, error = %e, "tenant not reachable now");
+            return Err(End::Close(
+                close::SCHEMA_CHANGED,
+                "your company's data is moving between server nodes; reconnect".into(),
+            ));
+        }
         Err(e) => {
             tracing::error!(tenant = %claims.tenant, error = %e, "cannot open a tenant");
             return Err(End::Close(close::INTERNAL, "the server could not open your company's data".into()));
         }
     };
-    let model = store.models.get();
+    let model = store.models().get();
     if names_no_schema && model.migrated {
         return Err(End::Close(
             close::OUTDATED,
@@ -274,15 +283,14 @@ async fn admit(
     }
     let profile = model.rules.profile(claims).map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
     let limit = state.limits.tenant_max_connections;
-    let open = store.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let open = store.connections().fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if limit > 0 && open >= limit {
-        store.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        store.connections().fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         return Err(End::Close(
             close::TENANT_LIMIT,
             format!("{} has reached its limit of {limit} connected clients", claims.tenant),
         ));
     }
-    store.touch();
     Ok((store, model, profile))
 }
 
@@ -352,9 +360,9 @@ async fn session(
     client_schema: Option<String>,
     mut replies: mpsc::Receiver<Box<PushReply>>,
 ) -> End {
-    let mut rx = conn.store.hub.subscribe(&conn.profile);
+    let mut rx = conn.tenant.hub().subscribe(&conn.profile);
     // A live migration between this session's hello and its subscription: start again on the new model.
-    if !Arc::ptr_eq(&conn.model, &conn.store.models.get()) {
+    if !Arc::ptr_eq(&conn.model, &conn.tenant.models().get()) {
         return End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into());
     }
     tracing::info!(
@@ -387,7 +395,7 @@ async fn session(
             conn.send(&ServerMsg::Revoke { channel: channel.into() }).await?;
         }
         // Boxed: the initial sync's state is large and short-lived; the live loop's stays small.
-        Box::pin(handlers::sync::initial(conn, cursors.get(&profile.channel).copied())).await?;
+        Box::pin(handlers::sync::start(conn, cursors.get(&profile.channel).copied())).await?;
         live(conn, &mut rx, &mut replies).await
     }
     .await;
@@ -437,9 +445,10 @@ async fn live(
             frame = rx.recv() => match frame {
                 Ok(frame) => conn.forward(frame, rx).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => return Err(conn.slow()),
-                // The hub dropped the channel: the server's model changed (a live migration).
+                // The hub dropped the channel: the server's model changed (a live migration), or
+                // the tenant moved to another node.
                 Err(broadcast::error::RecvError::Closed) => {
-                    return Err(End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into()));
+                    return Err(End::Close(close::SCHEMA_CHANGED, conn.tenant.hub().reset_reason().into()));
                 }
             },
             // Polled only while pushes are out: an idle channel is not polled on every frame.

@@ -98,6 +98,21 @@ impl Error {
         }
     }
 
+    /// An error another node answered with (`code` as [`code`](Self::code) names it): the same kind
+    /// here, or unavailable (retry) for a kind that cannot cross (a SQLite failure).
+    pub(crate) fn from_wire(code: &str, message: String) -> Error {
+        match code {
+            "unauthorized" => Error::Unauthorized(message),
+            "protocol" => Error::Protocol(message),
+            "forbidden" => Error::Forbidden(message),
+            "invalid" => Error::Invalid(message),
+            "limit" => Error::Limit(message),
+            "config" => Error::Config(message),
+            "internal" => Error::Internal(message),
+            _ => Error::Unavailable(message),
+        }
+    }
+
     /// True when sending the same request again may succeed.
     pub fn retryable(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::Storage(_) | Error::Limit(_))

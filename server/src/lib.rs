@@ -14,6 +14,7 @@
 //! - `hub`: channels and fan-out, one encoding per change per channel.
 //! - `connection` and `handlers`: one WebSocket session and one handler per message.
 //! - [`server`]: the router and `serve`.
+//! - [`cluster`]: several nodes over NATS, one writer per tenant by lease (`docs/scaling.md`).
 //! - [`tls`]: TLS in the binary (certificates reloaded in place) and the accepted sockets' settings.
 //! - [`metrics`]: counters and histograms for `/metrics`.
 //! - [`migrate`]: numbered schema migrations (`moat migrate`).
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod backup;
+pub mod cluster;
 pub mod config;
 mod connection;
 mod error;

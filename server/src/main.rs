@@ -43,6 +43,21 @@ enum Command {
         /// Also serve TLS on this address (needs tls.cert and tls.key; overrides MOAT_TLS_LISTEN).
         #[arg(long)]
         tls_listen: Option<String>,
+        /// Run as one node of a cluster over this NATS server (with JetStream), sharing the data
+        /// directory with the other nodes (overrides the file and MOAT_CLUSTER).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// This node's name in the cluster, unique (overrides the file and MOAT_NODE).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// The nodes of a cluster.
+    Node {
+        /// The cluster's NATS server.
+        #[arg(long, env = "MOAT_CLUSTER", global = true, default_value = "nats://127.0.0.1:4222")]
+        cluster: String,
+        #[command(subcommand)]
+        action: NodeAction,
     },
     /// Tenants: each is its own SQLite database.
     Tenant {
@@ -132,6 +147,18 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeAction {
+    /// Moves every tenant the node holds to other nodes, one at a time, and makes it take no more
+    /// (before stopping it); prints what moved where and how long each tenant's writes waited.
+    Drain {
+        /// The node's name.
+        name: String,
+    },
+    /// Which node holds each tenant's lease.
+    Leases,
 }
 
 #[derive(Subcommand)]
@@ -230,8 +257,25 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> moat_server::Result<()> {
     match cli.command {
-        Command::Serve { config, listen, data, web_root, migrations, demo, demo_jobs, tls_listen } => {
+        Command::Serve {
+            config,
+            listen,
+            data,
+            web_root,
+            migrations,
+            demo,
+            demo_jobs,
+            tls_listen,
+            cluster,
+            node,
+        } => {
             let mut cfg = Config::load(config.as_deref())?;
+            if let Some(v) = cluster {
+                cfg.cluster.url = Some(v);
+            }
+            if let Some(v) = node {
+                cfg.cluster.node = Some(v);
+            }
             if let Some(v) = tls_listen {
                 cfg.tls.listen = Some(v);
             }
@@ -257,6 +301,31 @@ fn run(cli: Cli) -> moat_server::Result<()> {
                 cfg.data = v;
             }
             migrate(&cfg, &dir, tenant.as_deref(), own, action)
+        }
+        Command::Node { cluster, action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| moat_server::Error::Unavailable(format!("runtime: {e}")))?;
+            runtime.block_on(async {
+                match action {
+                    NodeAction::Drain { name } => {
+                        for m in moat_server::cluster::drain_node(&cluster, &name).await? {
+                            let to = m.to.as_deref().unwrap_or("(none yet: the next client's node takes it)");
+                            println!("{} -> {to}: writes waited {} ms", m.tenant, m.ms);
+                        }
+                        println!(
+                            "{name} holds no tenant now and takes none; stop it when its clients have moved"
+                        );
+                    }
+                    NodeAction::Leases => {
+                        for (tenant, node) in moat_server::cluster::leases(&cluster).await? {
+                            println!("{tenant}\t{node}");
+                        }
+                    }
+                }
+                Ok(())
+            })
         }
         Command::Tenant { config, data, action } => {
             let mut cfg = Config::load(config.as_deref())?;
@@ -562,6 +631,9 @@ fn serve(cfg: Config) -> moat_server::Result<()> {
         };
         let stop = shutdown_signal();
         let mut server = Server::open(&cfg)?;
+        if cfg.cluster.url.is_some() {
+            server = server.join_cluster(&cfg).await?;
+        }
         tracing::info!(%addr, data = %cfg.data.display(), demo = cfg.demo, "moat serving");
         println!("Moat is serving on http://{addr}/  (sync: ws://{addr}/sync)");
         if let Some((listener, certs)) = tls {

@@ -110,6 +110,20 @@ pub struct Metrics {
     pub backup_failures: Counter,
     /// When the last scheduled backup completed, seconds since the Unix epoch (0: none yet).
     pub backup_last_success: Gauge,
+    /// Cluster: pushes this node forwarded to the owner of their tenant.
+    pub cluster_pushes_forwarded: Counter,
+    /// Cluster: initial syncs another node ran for this node's sessions.
+    pub cluster_syncs_relayed: Counter,
+    /// Cluster: requests this node answered for tenants it owns.
+    pub cluster_requests_served: Counter,
+    /// Cluster: channel frames this node published for other nodes.
+    pub cluster_frames_out: Counter,
+    /// Cluster: channel frames this node took in from owners.
+    pub cluster_frames_in: Counter,
+    /// Cluster: tenants whose lease this node holds.
+    pub cluster_leases: Gauge,
+    /// Cluster: tenants this node serves for their owners.
+    pub cluster_remote_tenants: Gauge,
     /// Publish → socket write latency.
     pub fanout_latency: Histogram,
     /// Commit batch duration.
@@ -177,6 +191,48 @@ impl Metrics {
             "moat_backup_last_success_timestamp_seconds",
             "When the last scheduled backup completed (0: none yet).",
             self.backup_last_success.get(),
+        );
+        gauge(
+            &mut out,
+            "moat_cluster_leases",
+            "Tenants whose lease this node holds.",
+            self.cluster_leases.get(),
+        );
+        gauge(
+            &mut out,
+            "moat_cluster_remote_tenants",
+            "Tenants this node serves for the nodes that own them.",
+            self.cluster_remote_tenants.get(),
+        );
+        counter(
+            &mut out,
+            "moat_cluster_pushes_forwarded_total",
+            "Pushes forwarded to their tenant's owner.",
+            self.cluster_pushes_forwarded.get(),
+        );
+        counter(
+            &mut out,
+            "moat_cluster_syncs_relayed_total",
+            "Initial syncs run by the tenant's owner for this node's sessions.",
+            self.cluster_syncs_relayed.get(),
+        );
+        counter(
+            &mut out,
+            "moat_cluster_requests_served_total",
+            "Requests answered for other nodes about tenants this node owns.",
+            self.cluster_requests_served.get(),
+        );
+        counter(
+            &mut out,
+            "moat_cluster_frames_out_total",
+            "Channel frames published for other nodes.",
+            self.cluster_frames_out.get(),
+        );
+        counter(
+            &mut out,
+            "moat_cluster_frames_in_total",
+            "Channel frames taken in from the tenants' owners.",
+            self.cluster_frames_in.get(),
         );
         self.fanout_latency.render(&mut out, "moat_fanout_latency_seconds", "Publish to socket write.");
         self.batch_latency.render(&mut out, "moat_commit_batch_seconds", "Duration of a group commit.");

@@ -487,6 +487,26 @@ pub fn new_file(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Takes the lock the nodes of a cluster share on the platform database (`moat migrate` cannot take
+/// [`writer_lock`] while any node runs).
+pub fn shared_lock(db: &Path) -> Result<std::fs::File> {
+    let path = PathBuf::from(format!("{}.lock", db.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
+            "{} is in use by a single-node `moat serve` or a migration",
+            db.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// Takes the lock a database's one writer holds: `moat serve` for as long as it runs, `moat migrate`
 /// while it changes the schema (a running server's schema model must not change under it).
 pub fn writer_lock(db: &Path) -> Result<std::fs::File> {

@@ -60,6 +60,8 @@ pub struct AppState {
     demo: bool,
     web_root: std::path::PathBuf,
     backup: crate::config::BackupConfig,
+    /// This node's place in a cluster (`None`: a single node).
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A server, opened and ready to serve.
@@ -79,7 +81,13 @@ impl Server {
     pub fn open(config: &Config) -> Result<Server> {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| Error::Config(format!("{}: {e}", config.data.display())))?;
-        let lock = crate::migrate::writer_lock(&crate::tenants::platform_path(&config.data))?;
+        // A cluster's nodes share the data directory: each holds the lock shared (a migration takes it
+        // alone); a tenant's file is locked by its one writer (`crate::cluster`).
+        let platform = crate::tenants::platform_path(&config.data);
+        let lock = match config.cluster.url {
+            Some(_) => crate::migrate::shared_lock(&platform)?,
+            None => crate::migrate::writer_lock(&platform)?,
+        };
         let base = config.base_schema()?;
         let rules_text = config.rules_text()?;
         // The rules must fit the base schema (each tenant's schema is checked when it opens).
@@ -115,6 +123,7 @@ impl Server {
                     max_writes_per_second: limits.tenant_max_writes_per_second,
                     max_database_bytes: limits.tenant_max_database_mb * 1024 * 1024,
                 },
+                cluster: config.cluster.url.is_some(),
             },
         )?);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -128,8 +137,20 @@ impl Server {
             demo: config.demo,
             web_root: config.web_root.clone(),
             backup: config.backup.clone(),
+            cluster: None,
         };
         Ok(Server { state, shutdown, lock, tls: None })
+    }
+
+    /// Joins the cluster `config.cluster` names (connects to NATS, starts renewing leases); a server
+    /// opened with a cluster URL serves only after this.
+    pub async fn join_cluster(mut self, config: &Config) -> Result<Server> {
+        let s = &self.state;
+        let (tenants, limits, metrics) =
+            (Arc::clone(&s.tenants), Arc::clone(&s.limits), Arc::clone(&s.metrics));
+        self.state.cluster =
+            Some(crate::cluster::Cluster::join(&config.cluster, tenants, limits, metrics).await?);
+        Ok(self)
     }
 
     /// A tenant's database, opened if needed (for tests and tools in this crate's users).
@@ -187,9 +208,16 @@ impl Server {
         });
         let stopped = state.shutdown.clone();
         let draining = Arc::clone(&state.tenants);
+        let cluster = state.cluster.clone();
         let router = app(state);
         let notify = async move {
             signal.await;
+            // In a cluster, first hand this node's tenants to other nodes: their writes pause for the
+            // move, not for a lease to run out.
+            if let Some(cluster) = cluster {
+                tracing::info!("shutting down: moving this node's tenants to other nodes");
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, cluster.drain()).await;
+            }
             tracing::info!("shutting down: closing connections");
             let _ = shutdown.send(true);
         };
@@ -403,6 +431,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
             problems.push(e.to_string());
         }
     }
+    if let Some(cluster) = &state.cluster
+        && !cluster.connected()
+    {
+        problems.push("the cluster's NATS server is not reachable".into());
+    }
     if problems.is_empty() {
         "ready\n".into_response()
     } else {
@@ -413,6 +446,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let open = state.tenants.open_now_list();
     let channels = open.iter().map(|t| t.hub.channel_count()).sum();
+    if let Some(cluster) = &state.cluster {
+        let (owned, remote) = cluster.figures();
+        state.metrics.cluster_leases.set(owned as i64);
+        state.metrics.cluster_remote_tenants.set(remote as i64);
+    }
     let mut body = state.metrics.render(channels, state.tenants.queue_depth());
     crate::metrics::render_tenants(&mut body, &open, state.limits.metrics_tenants);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
@@ -494,6 +532,14 @@ async fn operator_only(
 /// Applies the pending migrations inside the running server (`moat migrate up --server URL`): the
 /// platform's to one tenant or to every tenant, or one tenant's own. Only the migrated tenants'
 /// clients reconnect.
+/// What a cluster node does not do yet: it would write tenants other nodes own (`docs/scaling.md`).
+fn single_node_only(state: &AppState, what: &str) -> Option<Response> {
+    state.cluster.as_ref().map(|_| {
+        let msg = format!("{what} is not done through a cluster node yet: stop the nodes and run it with `moat` on the data directory\n");
+        (StatusCode::CONFLICT, msg).into_response()
+    })
+}
+
 async fn admin_migrate(
     State(state): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
@@ -501,6 +547,9 @@ async fn admin_migrate(
     headers: axum::http::HeaderMap,
 ) -> Response {
     if let Some(refused) = operator_only(&state, peer, &headers).await {
+        return refused;
+    }
+    if let Some(refused) = single_node_only(&state, "live migrations") {
         return refused;
     }
     let (dir, scope) = match (&q.own, &q.tenant) {
@@ -583,6 +632,9 @@ async fn admin_delete_tenant(
     headers: axum::http::HeaderMap,
 ) -> Response {
     if let Some(refused) = operator_only(&state, peer, &headers).await {
+        return refused;
+    }
+    if let Some(refused) = single_node_only(&state, "deleting a tenant") {
         return refused;
     }
     if let Some(store) = state.tenants.open_now_list().into_iter().find(|s| s.tenant == name) {

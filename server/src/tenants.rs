@@ -228,6 +228,8 @@ pub(crate) struct Shared {
     pub(crate) channel_buffer: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) writer: WriterConfig,
+    /// In a cluster: each store takes its file's lock and writes only under a lease.
+    pub(crate) cluster: bool,
 }
 
 /// The open tenants of a running server.
@@ -336,11 +338,26 @@ impl Tenants {
 
     /// Forgets an open tenant (it was deleted): its sessions' channels close.
     pub(crate) fn forget(&self, name: &str) -> Option<Arc<Store>> {
+        self.forget_for(name, crate::hub::SCHEMA_CHANGED)
+    }
+
+    /// Forgets an open tenant, its sessions' closes saying `reason` (in a cluster: it moved).
+    pub(crate) fn forget_for(&self, name: &str, reason: &'static str) -> Option<Arc<Store>> {
         let store = self.open.lock().expect("tenants lock").remove(name);
         if let Some(s) = &store {
-            s.hub.reset();
+            s.hub.reset_for(reason);
         }
         store
+    }
+
+    /// Whether `name` is a registered tenant.
+    pub(crate) fn exists(&self, name: &str) -> Result<bool> {
+        exists(&self.platform.lock().expect("platform lock"), name)
+    }
+
+    /// The sync rules' text every tenant's model is built with.
+    pub(crate) fn rules_text(&self) -> &str {
+        &self.shared.rules_text
     }
 
     /// Writes waiting, over every tenant.

@@ -7,23 +7,44 @@ use std::sync::Arc;
 
 use sqlite_ext::protocol::HistoryEntry;
 
+use crate::cluster::Backend;
 use crate::connection::{Conn, End};
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::model::Model;
 use crate::protocol::ServerMsg;
-use crate::store::history_of;
+use crate::rules::Profile;
+use crate::store::{Store, history_of};
 
 /// The newest entries a `history` answer holds.
 const HISTORY_LIMIT: usize = 50;
 
 pub(crate) async fn handle(conn: &mut Conn, table: String, id: String) -> Result<(), End> {
-    let model = Arc::clone(&conn.model);
+    let text = match &conn.tenant {
+        Backend::Local(store) => {
+            answer(store, Arc::clone(&conn.model), conn.profile.clone(), table, id).await
+        }
+        Backend::Remote(remote) => {
+            let (remote, claims) = (Arc::clone(remote), conn.claims.clone());
+            return remote.call_and_send(conn, crate::cluster::Call::History { claims, table, id }).await;
+        }
+    };
+    conn.send_text(text.map_err(super::sync::storage)?).await
+}
+
+/// The `history` frame (or the `error` frame) for `table`/`id`, read from the tenant's database.
+pub(crate) async fn answer(
+    store: &Arc<Store>,
+    model: Arc<Model>,
+    profile: Profile,
+    table: String,
+    id: String,
+) -> Result<String> {
     if model.schema.table(&table).is_err() {
-        return conn.error(&Error::Protocol(format!("{table:?} is not a synced table"))).await;
+        let e = Error::Protocol(format!("{table:?} is not a synced table"));
+        return Ok(super::error_frame(None, &e));
     }
-    let profile = conn.profile.clone();
     let (t, i) = (table.clone(), id.clone());
-    let entries = conn
-        .store
+    let entries = store
         .read(move |c| {
             let schema = &model.schema;
             let Ok(key) = sqlite_ext::ui::key_of(schema, &t, &i) else { return Ok(Vec::new()) };
@@ -41,7 +62,6 @@ pub(crate) async fn handle(conn: &mut Conn, table: String, id: String) -> Result
                 })
                 .collect())
         })
-        .await
-        .map_err(super::sync::storage)?;
-    conn.send(&ServerMsg::History { table, id, entries }).await
+        .await?;
+    Ok(ServerMsg::History { table, id, entries }.to_json())
 }

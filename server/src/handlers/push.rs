@@ -1,11 +1,16 @@
 //! `push`: a client's mutation. The diff is decoded strictly here; rights, idempotency and the merge
 //! happen in the writer, in the transaction that makes the result durable. The answer (`ack` with
-//! the conflict alert, or `reject`) comes back through [`answer`].
+//! the conflict alert, or `reject`) comes back through [`answer`]. When another node owns the tenant
+//! the push is forwarded to it (`crate::cluster`), which does the same and answers the same way.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::Backend;
 use crate::connection::{Conn, End};
 use crate::error::Error;
 use crate::protocol::{ServerMsg, close};
-use crate::store::{Outcome, Push, PushReply, WriteReq};
+use crate::store::{Outcome, Push, PushReply, Store, WriteReq};
 
 pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_json::Value) -> Result<(), End> {
     conn.state.metrics.pushes.inc();
@@ -17,38 +22,51 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
         Err(e) => {
             // Never applied, so nothing to remember: the same bytes always get the same answer.
             conn.state.metrics.rejects.inc();
-            let reason = e.to_string();
-            let code = Error::from(e).code();
+            let (code, reason) = rejected(e);
+            let mutation_id = mutation_id.into();
             return conn
-                .send(&ServerMsg::Reject {
-                    mutation_id: mutation_id.into(),
-                    code: code.into(),
-                    reason: reason.into(),
-                })
+                .send(&ServerMsg::Reject { mutation_id, code: code.into(), reason: reason.into() })
                 .await;
         }
     };
     if conn.inflight >= conn.state.limits.max_inflight_pushes {
         return Err(End::Close(close::FLOOD, "too many pushes waiting for acks".into()));
     }
-    if let Err(e) = conn.store.admit_write() {
-        return conn.error_for(&mutation_id, &e).await;
-    }
-    let req = WriteReq::Push(Push {
+    let store = match &conn.tenant {
+        Backend::Local(store) => Arc::clone(store),
+        // Another node owns the tenant: it merges and commits; the answer comes back the same way.
+        Backend::Remote(remote) => {
+            remote.push(&conn.claims, mutation_id, &diff, conn.replies.clone(), &conn.state.limits);
+            conn.inflight += 1;
+            return Ok(());
+        }
+    };
+    let push = Push {
         user: conn.claims.sub.clone(),
         profile: conn.profile.clone(),
         mutation_id: mutation_id.clone(),
         diff,
         reply: conn.replies.clone(),
-    });
-    let wait = std::time::Duration::from_millis(conn.state.limits.send_timeout_ms);
-    match conn.store.submit(req, wait).await {
+    };
+    match queue(&store, push, Duration::from_millis(conn.state.limits.send_timeout_ms)).await {
         Ok(()) => {
             conn.inflight += 1;
             Ok(())
         }
         Err(e) => conn.error_for(&mutation_id, &e).await,
     }
+}
+
+/// A diff that does not decode, as its reject's code and reason: never applied.
+pub(crate) fn rejected(e: sqlite_ext::Error) -> (String, String) {
+    let reason = e.to_string();
+    (Error::from(e).code().into(), reason)
+}
+
+/// Queues a decoded push on the tenant's writer, within the tenant's write rate.
+pub(crate) async fn queue(store: &Arc<Store>, push: Push, wait: Duration) -> Result<(), Error> {
+    store.admit_write()?;
+    store.submit(WriteReq::Push(push), wait).await
 }
 
 /// Sends the writer's answer to a push.

@@ -1,5 +1,9 @@
 //! The initial sync after hello: a client whose cursor the change log still covers gets the entries
 //! after it (catch-up); any other gets a fresh snapshot of its channel, in chunks with progress.
+//!
+//! It is computed where the tenant's database is: by the session's own node when it owns the
+//! tenant, else by the owner for it (`crate::cluster`), the frames relayed to the socket as they
+//! come. Either way they go out through an [`Out`].
 
 use std::sync::Arc;
 
@@ -8,15 +12,55 @@ use serde_json::value::RawValue;
 use sqlite_ext::DiffWriter;
 use tokio::sync::mpsc;
 
+use crate::cluster::Backend;
+use crate::config::Limits;
 use crate::connection::{Conn, End};
 use crate::hub::diff_frame;
+use crate::metrics::Metrics;
+use crate::model::Model;
 use crate::protocol::{DiffJson, ServerMsg, close};
-use crate::store::{log_after, log_bounds};
+use crate::rules::Profile;
+use crate::store::{Store, log_after, log_bounds};
+
+/// Where an initial sync's frames go, in order: a socket, or the node that holds it.
+pub(crate) trait Out: Send {
+    fn text(&mut self, text: String) -> impl Future<Output = Result<(), End>> + Send;
+}
+
+/// What one initial sync reads: the tenant's database, the session's model and profile.
+#[derive(Clone)]
+pub(crate) struct Job {
+    pub(crate) store: Arc<Store>,
+    pub(crate) model: Arc<Model>,
+    pub(crate) profile: Profile,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) metrics: Arc<Metrics>,
+}
 
 const CATCH_UP_BATCH: usize = 512;
 
-pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), End> {
-    let store = Arc::clone(&conn.store);
+/// The session's initial sync: read here when this node holds the tenant, else run by its owner and
+/// relayed frame by frame.
+pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>) -> Result<(), End> {
+    conn.sent = match &conn.tenant {
+        Backend::Local(store) => {
+            let job = Job {
+                store: Arc::clone(store),
+                model: Arc::clone(&conn.model),
+                profile: conn.profile.clone(),
+                limits: Arc::clone(&conn.state.limits),
+                metrics: Arc::clone(&conn.state.metrics),
+            };
+            initial(&job, conn, cursor).await?
+        }
+        Backend::Remote(remote) => Arc::clone(remote).sync(conn, cursor).await?,
+    };
+    Ok(())
+}
+
+/// Sends the catch-up or snapshot and `synced`; returns the version the client has after it.
+pub(crate) async fn initial(job: &Job, out: &mut impl Out, cursor: Option<i64>) -> Result<i64, End> {
+    let store = Arc::clone(&job.store);
     let (newest, oldest, lost) = store
         .read(move |c| {
             let (newest, oldest) = log_bounds(c)?;
@@ -29,19 +73,19 @@ pub(crate) async fn initial(conn: &mut Conn, cursor: Option<i64>) -> Result<(), 
         })
         .await
         .map_err(storage)?;
-    match cursor {
+    let version = match cursor {
         Some(c) if c <= newest && c + 1 >= oldest && !lost => {
-            conn.state.metrics.catch_ups.inc();
-            catch_up(conn, c).await?
+            job.metrics.catch_ups.inc();
+            catch_up(job, out, c).await?
         }
         _ => {
-            conn.state.metrics.snapshots.inc();
-            snapshot(conn).await?
+            job.metrics.snapshots.inc();
+            snapshot(job, out).await?
         }
-    }
-    let channel = conn.profile.channel.clone();
-    let version = conn.sent;
-    conn.send(&ServerMsg::Synced { channel: channel.into(), version }).await
+    };
+    let channel = job.profile.channel.as_str().into();
+    out.text(ServerMsg::Synced { channel, version }.to_json()).await?;
+    Ok(version)
 }
 
 pub(crate) fn storage(e: crate::error::Error) -> End {
@@ -49,19 +93,19 @@ pub(crate) fn storage(e: crate::error::Error) -> End {
     End::Close(close::INTERNAL, "the server could not read its database".into())
 }
 
-async fn catch_up(conn: &mut Conn, cursor: i64) -> Result<(), End> {
-    conn.sent = cursor;
+async fn catch_up(job: &Job, out: &mut impl Out, cursor: i64) -> Result<i64, End> {
+    let mut sent = cursor;
     loop {
-        let from = conn.sent;
-        let entries = conn.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
+        let from = sent;
+        let entries = job.store.read(move |c| log_after(c, from, CATCH_UP_BATCH)).await.map_err(storage)?;
         if entries.is_empty() {
-            return Ok(());
+            return Ok(sent);
         }
         for entry in entries {
-            if let Some(diff) = entry.view(&conn.model.rules, &conn.profile) {
-                conn.send_text(diff_frame(&conn.profile.channel, entry.version, &diff)).await?;
+            if let Some(diff) = entry.view(&job.model.rules, &job.profile) {
+                out.text(diff_frame(&job.profile.channel, entry.version, &diff)).await?;
             }
-            conn.sent = entry.version;
+            sent = entry.version;
         }
     }
 }
@@ -72,15 +116,15 @@ enum Part {
     End(i64),
 }
 
-async fn snapshot(conn: &mut Conn) -> Result<(), End> {
+async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
     let (tx, mut rx) = mpsc::channel::<Part>(2);
     let (schema, rules, profile) =
-        (Arc::clone(&conn.model.schema), Arc::clone(&conn.model.rules), conn.profile.clone());
-    let chunk_rows = conn.state.limits.snapshot_chunk_rows.max(1);
-    let chunk_bytes = conn.state.limits.snapshot_chunk_bytes;
+        (Arc::clone(&job.model.schema), Arc::clone(&job.model.rules), job.profile.clone());
+    let chunk_rows = job.limits.snapshot_chunk_rows.max(1);
+    let chunk_bytes = job.limits.snapshot_chunk_bytes;
     // The reader streams chunks from one read transaction, so the snapshot is consistent as of its
     // version; the channel is bounded, so a slow client holds two chunks in memory, not the table.
-    let store = Arc::clone(&conn.store);
+    let store = Arc::clone(&job.store);
     let reader = tokio::spawn(async move {
         store
             .read(move |c| {
@@ -126,32 +170,34 @@ async fn snapshot(conn: &mut Conn) -> Result<(), End> {
             })
             .await
     });
-    let channel = conn.profile.channel.clone();
-    let mut rows = 0;
+    let channel = job.profile.channel.clone();
+    let (mut rows, mut sent) = (0, 0);
     while let Some(part) = rx.recv().await {
         match part {
             Part::Begin(n) => {
                 rows = n;
-                conn.send(&ServerMsg::SnapshotBegin { channel: channel.as_str().into(), rows }).await?;
+                out.text(ServerMsg::SnapshotBegin { channel: channel.as_str().into(), rows }.to_json())
+                    .await?;
             }
             Part::Chunk(rows_done, json) => {
                 let diff = RawValue::from_string(json).expect("a diff's JSON is valid JSON");
-                conn.send(&ServerMsg::Snapshot {
+                let msg = ServerMsg::Snapshot {
                     channel: channel.as_str().into(),
                     rows_done,
                     rows,
                     diff: DiffJson::Encoded(&diff),
-                })
-                .await?;
+                };
+                out.text(msg.to_json()).await?;
             }
             Part::End(version) => {
-                conn.send(&ServerMsg::SnapshotEnd { channel: channel.as_str().into(), version }).await?;
-                conn.sent = version;
+                out.text(ServerMsg::SnapshotEnd { channel: channel.as_str().into(), version }.to_json())
+                    .await?;
+                sent = version;
             }
         }
     }
     match reader.await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(sent),
         Ok(Err(e)) => Err(storage(e)),
         Err(_) => Err(End::Close(close::INTERNAL, "snapshot failed".into())),
     }

@@ -121,6 +121,12 @@ pub struct Store {
     pub(crate) devices: devices::Devices,
     /// The last integrity probe: when, and what it found wrong (`None`: nothing).
     integrity: Mutex<Option<(std::time::Instant, Option<String>)>>,
+    /// Until when this node may commit to the tenant ([`crate::hub::mono_ms`]): always on a single
+    /// node; in a cluster, until a little before its lease could run out (0: not at all).
+    pub(crate) lease_until: AtomicU64,
+    /// In a cluster, the tenant file's lock, held while the store is open: a second node cannot
+    /// open it for writing, even if leases went wrong.
+    _file_lock: Option<std::fs::File>,
 }
 
 /// How often readiness probes a tenant's database with `PRAGMA quick_check` (it reads every page,
@@ -137,6 +143,21 @@ pub(crate) fn open_conn(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
+}
+
+/// The lock on a tenant's file that its one writer holds in a cluster; waits up to 10 s for a node
+/// that is letting the tenant go to close it.
+fn file_lock(path: &Path) -> Result<std::fs::File> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match crate::migrate::writer_lock(path) {
+            Ok(f) => return Ok(f),
+            Err(Error::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Settings the writer needs.
@@ -192,6 +213,10 @@ impl Store {
     /// writer connection, reading its schema (the base one and its migrations) from it; its writes go
     /// to the writer thread that owns the tenant.
     pub(crate) fn open(tenant: &str, path: &Path, shared: &crate::tenants::Shared) -> Result<Arc<Store>> {
+        let file_lock = match shared.cluster {
+            true => Some(file_lock(path)?),
+            false => None,
+        };
         let mut conn = open_conn(path)?;
         let schema = crate::migrate::effective_schema(&conn, &shared.base)?;
         initialise(&mut conn, tenant, &schema, None)?;
@@ -217,7 +242,19 @@ impl Store {
             failing: std::sync::atomic::AtomicBool::new(false),
             integrity: Mutex::new(None),
             devices,
+            lease_until: AtomicU64::new(if shared.cluster { 0 } else { u64::MAX }),
+            _file_lock: file_lock,
         }))
+    }
+
+    /// Whether this node may commit to the tenant now; refused as unavailable (retry) if not.
+    pub(crate) fn check_lease(&self) -> Result<()> {
+        match crate::hub::mono_ms() < self.lease_until.load(Ordering::Relaxed) {
+            true => Ok(()),
+            false => {
+                Err(Error::Unavailable(format!("{} is moving between server nodes; retry", self.tenant)))
+            }
+        }
     }
 
     /// Connected clients, diffs committed since opened, writes waiting (for the metrics).

@@ -108,10 +108,15 @@ fn run(mut rx: mpsc::Receiver<Job>, max_batch: usize) {
             let mut conn = store.conn.lock().unwrap_or_else(|e| e.into_inner());
             match reqs.pop() {
                 Some(WriteReq::Migrate { files, scope, allow_destructive, reply }) => {
-                    let _ = reply.send(migrate(&store, &mut conn, &files, scope, allow_destructive));
+                    let done = store.check_lease();
+                    let done =
+                        done.and_then(|()| migrate(&store, &mut conn, &files, scope, allow_destructive));
+                    let _ = reply.send(done);
                 }
                 Some(WriteReq::Customize { publish, reply }) => {
-                    let _ = reply.send(super::customize::publish(&store, &mut conn, publish));
+                    let done = store.check_lease();
+                    let _ =
+                        reply.send(done.and_then(|()| super::customize::publish(&store, &mut conn, publish)));
                 }
                 Some(last) => {
                     reqs.push(last);
@@ -390,6 +395,8 @@ fn commit_batch(store: &Store, conn: &mut Connection, reqs: Vec<WriteReq>) {
             )?
             .execute([super::now_ms() as i64])?;
         }
+        // In a cluster, only while this node holds the tenant's lease (else rolled back: retry).
+        store.check_lease()?;
         tx.commit()?;
         Ok(())
     })();

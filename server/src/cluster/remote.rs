@@ -1,0 +1,325 @@
+//! A tenant another node owns, as this node serves it: the owner's model, a local hub that fans the
+//! owner's frames out to this node's sockets, and requests to the owner for everything that reads or
+//! writes the tenant's database.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::wire::{self, Call, CallAns, ModelAns, PushAns, PushReq, SyncAns, SyncReq};
+use super::{Cluster, send_wait};
+use crate::auth::Claims;
+use crate::config::Limits;
+use crate::connection::{Conn, End};
+use crate::error::{Error, Result};
+use crate::hub::{Frame, Hub, MOVED, SCHEMA_CHANGED};
+use crate::metrics::Metrics;
+use crate::model::Models;
+use crate::protocol::close;
+use crate::store::{Outcome, PushReply};
+
+/// How often this node tells an owner which of its channels it still has sessions on...
+const INTEREST_EVERY: Duration = Duration::from_secs(10);
+/// ...and how long the owner keeps sending a channel's frames without hearing so.
+pub(super) const INTEREST_MS: u64 = 30_000;
+
+/// Another node's tenant, served here.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    pub(crate) tenant: String,
+    /// The node that holds its lease.
+    pub(crate) owner: String,
+    client: async_nats::Client,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) models: Arc<Models>,
+    /// This node's sessions of the tenant.
+    pub(crate) connections: AtomicUsize,
+    /// The owner's last watermark: every frame up to it has reached the hub.
+    seen: watch::Receiver<i64>,
+    /// The owner let the tenant go or stopped answering: sessions reconnect and route again.
+    dead: Arc<AtomicBool>,
+    /// Channels this node's sessions are on, with a token's claims for each (to tell the owner).
+    interest: Arc<Mutex<HashMap<String, Claims>>>,
+    listener: tokio::task::JoinHandle<()>,
+    metrics: Arc<Metrics>,
+    wait: Duration,
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// A request that failed: no owner answers (it let the tenant go, or died), or not in time.
+fn unreachable(remote: &Remote, e: &async_nats::RequestError) -> Error {
+    if e.kind() == async_nats::client::RequestErrorKind::NoResponders {
+        remote.gone();
+    }
+    Error::Unavailable(format!(
+        "{} is not reachable on node {} now ({e}); retry",
+        remote.tenant, remote.owner
+    ))
+}
+
+impl Remote {
+    /// Starts serving `tenant`, owned by `owner`: listens to its frames first (so nothing published
+    /// after a session's initial sync is missed), then takes its model.
+    pub(super) async fn start(cluster: &Arc<Cluster>, tenant: &str, owner: &str) -> Result<Arc<Remote>> {
+        let client = cluster.client.clone();
+        let frames = client
+            .subscribe(wire::frames_of(tenant))
+            .await
+            .map_err(|e| Error::Unavailable(format!("subscribing to {tenant}: {e}")))?;
+        let wait = send_wait(&cluster.limits);
+        let answer =
+            tokio::time::timeout(wait, client.request(wire::owner(tenant, "model"), Vec::new().into()))
+                .await
+                .map_err(|_| Error::Unavailable(format!("node {owner} did not answer for {tenant}")))?
+                .map_err(|e| Error::Unavailable(format!("node {owner} does not answer for {tenant}: {e}")))?;
+        let model: ModelAns = serde_json::from_slice(&answer.payload)
+            .map_err(|e| Error::Internal(format!("node {owner}'s model of {tenant}: {e}")))?;
+        let schema = sqlite_ext::Schema::from_sql(&model.schema_sql)
+            .map_err(|e| Error::Internal(format!("node {owner}'s schema of {tenant}: {e}")))?;
+        let tenants = &cluster.tenants;
+        let models = Arc::new(Models::new(tenants.base().clone(), schema, tenants.rules_text().to_owned())?);
+        let hub = Arc::new(Hub::new(cluster.limits.channel_buffer));
+        let (seen_tx, seen) = watch::channel(0);
+        let dead = Arc::new(AtomicBool::new(false));
+        let interest = Arc::new(Mutex::new(HashMap::new()));
+        let listener = tokio::spawn(listen(Listener {
+            frames,
+            hub: Arc::clone(&hub),
+            seen: seen_tx,
+            dead: Arc::clone(&dead),
+            interest: Arc::clone(&interest),
+            client: client.clone(),
+            tenant: tenant.to_owned(),
+            metrics: Arc::clone(&cluster.metrics),
+        }));
+        tracing::info!(node = %cluster.node, tenant, owner, "serving a tenant another node owns");
+        Ok(Arc::new(Remote {
+            tenant: tenant.to_owned(),
+            owner: owner.to_owned(),
+            client,
+            hub,
+            models,
+            connections: AtomicUsize::new(0),
+            seen,
+            dead,
+            interest,
+            listener,
+            metrics: Arc::clone(&cluster.metrics),
+            wait,
+        }))
+    }
+
+    /// Whether the owner still serves the tenant (as far as this node knows).
+    pub(super) fn alive(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed)
+    }
+
+    /// The owner is gone: this node's sessions of the tenant reconnect and find the new one.
+    fn gone(&self) {
+        if !self.dead.swap(true, Ordering::Relaxed) {
+            self.hub.reset_for(MOVED);
+        }
+    }
+
+    /// Forwards a push to the owner; the answer goes to `replies` like a local writer's, after the
+    /// frames of its version have reached this node's hub (a writer's own diff before its ack).
+    pub(crate) fn push(
+        &self,
+        claims: &Claims,
+        mutation_id: String,
+        diff: &sqlite_ext::Diff,
+        replies: mpsc::Sender<Box<PushReply>>,
+        limits: &Limits,
+    ) {
+        self.metrics.cluster_pushes_forwarded.inc();
+        let body = PushReq {
+            claims: claims.clone(),
+            mutation_id: mutation_id.clone(),
+            diff: serde_json::to_value(diff).expect("diffs serialise"),
+        };
+        let body = serde_json::to_vec(&body).expect("pushes serialise");
+        let (client, subject) = (self.client.clone(), wire::owner(&self.tenant, "push"));
+        let wait = Duration::from_millis(limits.send_timeout_ms.max(1000)) + self.wait;
+        let (mut seen, dead) = (self.seen.clone(), Arc::clone(&self.dead));
+        let me = (self.tenant.clone(), self.owner.clone(), Arc::clone(&self.hub));
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(wait, client.request(subject, body.into())).await {
+                Ok(Ok(answer)) => match serde_json::from_slice::<PushAns>(&answer.payload) {
+                    Ok(PushAns::Done { outcome }) => Ok(outcome),
+                    Ok(PushAns::Error { error }) => Err(Error::from_wire(&error.code, error.message)),
+                    Err(e) => Err(Error::Internal(format!("node {}'s answer to a push: {e}", me.1))),
+                },
+                Ok(Err(e)) => {
+                    if e.kind() == async_nats::client::RequestErrorKind::NoResponders
+                        && !dead.swap(true, Ordering::Relaxed)
+                    {
+                        me.2.reset_for(MOVED);
+                    }
+                    Err(Error::Unavailable(format!("{} is moving between server nodes; retry", me.0)))
+                }
+                Err(_) => Err(Error::Unavailable(format!("node {} did not answer in time; retry", me.1))),
+            };
+            if let Ok(Outcome::Ack { version: Some(v), .. }) = &result {
+                let v = *v;
+                let _ = tokio::time::timeout(Duration::from_secs(2), seen.wait_for(|w| *w >= v)).await;
+            }
+            let _ = replies.send(Box::new(PushReply { mutation_id, result })).await;
+        });
+    }
+
+    /// Runs the session's initial sync on the owner, writing each frame it sends to the socket;
+    /// returns the version the client has after it.
+    pub(crate) async fn sync(self: Arc<Self>, conn: &mut Conn, cursor: Option<i64>) -> Result<i64, End> {
+        self.metrics.cluster_syncs_relayed.inc();
+        self.interest
+            .lock()
+            .expect("interest lock")
+            .insert(conn.profile.channel.clone(), conn.claims.clone());
+        let moving = || End::Close(close::SCHEMA_CHANGED, MOVED.into());
+        let deliver = self.client.new_inbox();
+        let mut parts = self.client.subscribe(deliver.clone()).await.map_err(|_| moving())?;
+        let req = SyncReq {
+            claims: conn.claims.clone(),
+            cursor,
+            deliver,
+            fingerprint: conn.model.fingerprint.clone(),
+        };
+        let body = serde_json::to_vec(&req).expect("sync requests serialise");
+        let ask = self.client.send_request(
+            wire::owner(&self.tenant, "sync"),
+            async_nats::Request::new().payload(body.into()).timeout(None),
+        );
+        tokio::pin!(ask);
+        loop {
+            let next = tokio::time::timeout(self.wait * 3, async {
+                tokio::select! {
+                    biased;
+                    part = parts.next() => Err(part),
+                    answer = &mut ask => Ok(answer),
+                }
+            });
+            match next.await {
+                Err(_) => return Err(moving()),
+                Ok(Err(None)) => return Err(moving()),
+                Ok(Err(Some(part))) => {
+                    let text = String::from_utf8(part.payload.to_vec()).map_err(|_| moving())?;
+                    conn.send_text(text).await?;
+                    if let Some(reply) = part.reply {
+                        let _ = self.client.publish(reply, Vec::new().into()).await;
+                    }
+                }
+                Ok(Ok(Ok(answer))) => {
+                    return match serde_json::from_slice::<SyncAns>(&answer.payload) {
+                        Ok(SyncAns::Done { version }) => Ok(version),
+                        Ok(SyncAns::Close { code, reason }) => Err(End::Close(code, reason)),
+                        Err(_) => Err(moving()),
+                    };
+                }
+                Ok(Ok(Err(e))) => {
+                    unreachable(&self, &e);
+                    return Err(moving());
+                }
+            }
+        }
+    }
+
+    /// Asks the owner and sends its answer on the socket.
+    pub(crate) async fn call_and_send(self: Arc<Self>, conn: &mut Conn, call: Call) -> Result<(), End> {
+        let body = serde_json::to_vec(&call).expect("calls serialise");
+        let ask = self.client.request(wire::owner(&self.tenant, "call"), body.into());
+        let answer = match tokio::time::timeout(self.wait, ask).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return conn.error(&unreachable(&self, &e)).await,
+            Err(_) => {
+                return conn
+                    .error(&Error::Unavailable(
+                        "the server node that holds your company's data did not answer in time; retry".into(),
+                    ))
+                    .await;
+            }
+        };
+        match serde_json::from_slice::<CallAns>(&answer.payload) {
+            Ok(CallAns::Frame { text }) => conn.send_text(text).await,
+            Ok(CallAns::Close { code, reason }) => Err(End::Close(code, reason)),
+            Err(e) => conn.error(&Error::Internal(format!("node {}'s answer: {e}", self.owner))).await,
+        }
+    }
+
+    /// Tells the owner something that needs no answer (a device connected, reported, went away).
+    pub(crate) fn tell(&self, call: Call) {
+        let body = serde_json::to_vec(&call).expect("calls serialise");
+        let (client, subject) = (self.client.clone(), wire::owner(&self.tenant, "call"));
+        tokio::spawn(async move {
+            let _ = client.publish(subject, body.into()).await;
+        });
+    }
+}
+
+struct Listener {
+    frames: async_nats::Subscriber,
+    hub: Arc<Hub>,
+    seen: watch::Sender<i64>,
+    dead: Arc<AtomicBool>,
+    interest: Arc<Mutex<HashMap<String, Claims>>>,
+    client: async_nats::Client,
+    tenant: String,
+    metrics: Arc<Metrics>,
+}
+
+/// Takes the owner's frames in, in the order it published them, and keeps its interest alive.
+async fn listen(mut l: Listener) {
+    let mut refresh = tokio::time::interval(INTEREST_EVERY);
+    loop {
+        tokio::select! {
+            msg = l.frames.next() => {
+                let Some(msg) = msg else { break };
+                let subject: &str = &msg.subject;
+                if subject.ends_with(".w") {
+                    let v: i64 = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+                    l.seen.send_if_modified(|w| (v > *w).then(|| *w = v).is_some());
+                } else if subject.ends_with(".reset") {
+                    let reason = match &msg.payload[..] {
+                        b"schema" => SCHEMA_CHANGED,
+                        _ => MOVED,
+                    };
+                    l.dead.store(true, Ordering::Relaxed);
+                    l.hub.reset_for(reason);
+                    return;
+                } else if let Some(headers) = &msg.headers {
+                    let channel = headers.get(wire::HEADER_CHANNEL).map(|v| v.as_str().to_owned());
+                    let version = headers.get(wire::HEADER_VERSION).and_then(|v| v.as_str().parse().ok());
+                    let (Some(channel), Some(version), Ok(text)) = (channel, version, String::from_utf8(msg.payload.to_vec())) else {
+                        continue;
+                    };
+                    l.metrics.cluster_frames_in.inc();
+                    let frame = Arc::new(Frame { version, text: Utf8Bytes::from(text), published: Instant::now() });
+                    l.hub.deliver(&channel, frame);
+                }
+            }
+            _ = refresh.tick() => {
+                let wanted: Vec<Claims> = {
+                    let mut interest = l.interest.lock().expect("interest lock");
+                    interest.retain(|channel, _| l.hub.has_subscribers(channel));
+                    interest.values().cloned().collect()
+                };
+                for claims in wanted {
+                    let body = serde_json::to_vec(&Call::Interest { claims }).expect("calls serialise");
+                    let _ = l.client.publish(wire::owner(&l.tenant, "call"), body.into()).await;
+                }
+            }
+        }
+    }
+    // The subscription ended (the NATS connection closed for good): sessions reconnect.
+    l.dead.store(true, Ordering::Relaxed);
+    l.hub.reset_for(MOVED);
+}

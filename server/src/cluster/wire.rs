@@ -1,0 +1,154 @@
+//! What nodes say to each other over NATS, and on which subjects (`docs/scaling.md` lists them).
+//! Every body is JSON; a channel frame is the session frame's own bytes, with its channel and
+//! version in headers.
+
+use serde::{Deserialize, Serialize};
+use sqlite_ext::protocol::{CustomizeRequest, DeviceReport};
+
+use crate::auth::Claims;
+use crate::store::Outcome;
+
+/// The owner's requests of `tenant`: `push`, `sync`, `call`, `model`.
+pub(crate) fn owner(tenant: &str, op: &str) -> String {
+    format!("moat.o.{tenant}.{op}")
+}
+
+/// Everything the owner of `tenant` publishes for other nodes: channel frames, watermarks, resets.
+pub(crate) fn frames_of(tenant: &str) -> String {
+    format!("moat.f.{tenant}.>")
+}
+
+/// The subject of one channel's frames (a channel's name may hold any character: its hash names it;
+/// the header holds the name).
+pub(crate) fn channel(tenant: &str, channel: &str) -> String {
+    // FNV-1a, 64 bits: stable across nodes and builds.
+    let hash =
+        channel.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    format!("moat.f.{tenant}.c.{hash:016x}")
+}
+
+/// After a batch's frames: every frame up to the body's version has been published.
+pub(crate) fn watermark(tenant: &str) -> String {
+    format!("moat.f.{tenant}.w")
+}
+
+/// The tenant's model changed or the tenant moved: other nodes' sessions of it reconnect.
+pub(crate) fn reset(tenant: &str) -> String {
+    format!("moat.f.{tenant}.reset")
+}
+
+/// Asks a node to let go of its tenants.
+pub(crate) fn drain(node: &str) -> String {
+    format!("moat.node.{node}.drain")
+}
+
+/// Asks any node that is not draining to take a tenant nobody holds (a queue group: one answers).
+pub(crate) const ACQUIRE: &str = "moat.acquire";
+pub(crate) const ACQUIRE_GROUP: &str = "moat-acquire";
+
+/// The JetStream key-value bucket of leases: tenant → the node that writes it.
+pub(crate) const LEASES: &str = "moat_leases";
+
+pub(crate) const HEADER_CHANNEL: &str = "Moat-Channel";
+pub(crate) const HEADER_VERSION: &str = "Moat-Version";
+
+/// A client's push, forwarded to the owner.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PushReq {
+    pub(crate) claims: Claims,
+    pub(crate) mutation_id: String,
+    pub(crate) diff: serde_json::Value,
+}
+
+/// An error as the owner answers it: what the session sends on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireError {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) retry: bool,
+}
+
+/// The owner's answer to a push.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub(crate) enum PushAns {
+    Done { outcome: Outcome },
+    Error { error: WireError },
+}
+
+/// A session's initial sync, run by the owner; its frames come to `deliver`, one request each.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SyncReq {
+    pub(crate) claims: Claims,
+    pub(crate) cursor: Option<i64>,
+    pub(crate) deliver: String,
+    /// The model the session started on (the owner's must be the same).
+    pub(crate) fingerprint: String,
+}
+
+/// How a relayed initial sync (or a call) ended.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub(crate) enum SyncAns {
+    Done { version: i64 },
+    Close { code: u16, reason: String },
+}
+
+/// A session's other requests of the owner.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub(crate) enum Call {
+    History {
+        claims: Claims,
+        table: String,
+        id: String,
+    },
+    Customize {
+        claims: Claims,
+        id: String,
+        request: CustomizeRequest,
+    },
+    Devices {
+        claims: Claims,
+    },
+    /// A device connected or reported (no answer).
+    Seen {
+        claims: Claims,
+        client_id: String,
+        schema: Option<String>,
+        device: Option<DeviceReport>,
+    },
+    /// A device's session ended (no answer).
+    Gone {
+        client_id: String,
+    },
+    /// This node still has sessions on the claims' channel (no answer).
+    Interest {
+        claims: Claims,
+    },
+}
+
+/// The answer to a call: the frame to send, or how the session ends.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub(crate) enum CallAns {
+    Frame { text: String },
+    Close { code: u16, reason: String },
+}
+
+/// The owner's model of the tenant: its schema (the base one and its migrations).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ModelAns {
+    pub(crate) schema_sql: String,
+}
+
+/// What `moat node drain` is answered.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Moved {
+    /// The tenant.
+    pub tenant: String,
+    /// The node that holds it now (`None`: none yet; the next client's node takes it).
+    pub to: Option<String>,
+    /// From letting it go to another node holding it, in milliseconds: writes to it waited this long.
+    pub ms: u64,
+}
