@@ -449,3 +449,70 @@ async fn draining_the_owner_pauses_writes_briefly_and_loses_none() {
     assert_ne!(lease_of(&nats, "company-a").as_deref(), Some("n2"));
     drop((n1, n2, n3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_stalls_past_its_lease_stops_writing_and_another_node_takes_over() {
+    let (dir, data, nats) = setup();
+    // Short leases, so that the test waits for one to run out in seconds.
+    let config = dir.path().join("moat.toml");
+    std::fs::write(&config, "[cluster]\nlease_secs = 3\n").unwrap();
+    let config = config.to_str().unwrap();
+    let start =
+        |name: &str| Moat::serve(&data, &["--config", config, "--cluster", &nats.url, "--node", name], &[]);
+    let (n1, n2, n3) = (start("n1"), start("n2"), start("n3"));
+    let tok = token("alice", "company-a", "admin");
+    let mut first = Client::connect(&n2.url(), &tok, json!({})).await;
+    first.until("synced").await;
+    assert_eq!(lease_of(&nats, "company-a").as_deref(), Some("n2"));
+
+    let total = 1200;
+    let mut w = Writer::new(tok.clone(), "s", total);
+    let progress = std::sync::Arc::clone(&w.progress);
+    let urls = vec![n1.url()];
+    let writing = tokio::spawn(async move {
+        w.run(&urls, total, 32).await;
+        w
+    });
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The owner stalls (SIGSTOP) for longer than its lease: it can neither renew nor answer.
+    n2.signal(libc::SIGSTOP);
+    let stalled = Instant::now();
+    let acked_at_stall = progress.load(std::sync::atomic::Ordering::Relaxed);
+    // Another node takes the lease once it ran out, and writes go on; the stalled node still holds
+    // the tenant's file lock, so the new owner waits for it to let go (below).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let taken = loop {
+        match lease_of(&nats, "company-a") {
+            Some(n) if n != "n2" => break n,
+            _ => {
+                assert!(Instant::now() < deadline, "nobody took the lease");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let lease_ran_out = stalled.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // It wakes up: its deadline has passed, so it commits nothing more; it finds its lease gone and
+    // lets the tenant go (closing the file), and the new owner opens it.
+    n2.signal(libc::SIGCONT);
+    let stall = stalled.elapsed();
+    let w = writing.await.unwrap();
+    assert!(w.done());
+    assert_eq!(rows(&data, "s-%"), total as i64, "0 lost, 0 applied twice");
+    assert!(w.acks.values().all(|&n| n == 1), "a push was acknowledged twice");
+    let (_, metrics) = support::get(n2.addr.parse().unwrap(), "/metrics").await;
+    assert!(metrics.contains("\nmoat_cluster_leases 0\n"), "the stalled node still holds the lease");
+    // Its own client was told to reconnect (the tenant moved).
+    let (code, reason) = first.closed().await;
+    assert_eq!(code, 1012, "{reason}");
+    println!(
+        "owner stalled after {acked_at_stall} acks: {taken} took the lease {:.1} s after the stall (3 s \
+         leases); writes paused {:.1} s in all (the stall lasted {:.1} s)",
+        lease_ran_out.as_secs_f64(),
+        w.longest_gap.as_secs_f64(),
+        stall.as_secs_f64()
+    );
+    drop((n1, n2, n3));
+}

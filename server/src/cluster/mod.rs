@@ -379,16 +379,22 @@ impl Cluster {
         }
     }
 
-    /// Takes tenants other nodes hand over (unless draining): answers with the node that holds it.
+    /// Takes tenants other nodes hand over (unless draining): answers with the node that holds it
+    /// (as the lease says: what this node knew of the tenant may be the past).
     async fn answer_acquires(self: Arc<Self>, mut requests: async_nats::Subscriber) {
         while let Some(msg) = requests.next().await {
             let (me, reply) = (Arc::clone(&self), msg.reply.clone());
             tokio::spawn(async move {
                 let tenant = String::from_utf8_lossy(&msg.payload).into_owned();
-                let holder = match me.route(&tenant).await {
-                    Ok(Some(Backend::Local(_))) => me.node.clone(),
-                    Ok(Some(Backend::Remote(r))) => r.owner.clone(),
-                    Ok(None) | Err(_) => String::new(),
+                if let Some(Backend::Remote(r)) = me.known(&tenant) {
+                    r.gone();
+                }
+                let _ = me.route(&tenant).await;
+                let holder = match me.leases.entry(&tenant).await {
+                    Ok(Some(e)) if e.operation == kv::Operation::Put => {
+                        String::from_utf8_lossy(&e.value).into_owned()
+                    }
+                    _ => String::new(),
                 };
                 if let Some(reply) = reply {
                     let _ = me.client.publish(reply, holder.into_bytes().into()).await;

@@ -159,16 +159,36 @@ async fn push_for(cluster: &Cluster, store: &Arc<Store>, body: &[u8]) -> PushAns
     }
 }
 
-/// Frames of a relayed initial sync: each one a request to the session's node, answered once it is
-/// on the socket (so a slow client slows its own sync, and only its own).
+/// Frames of a relayed initial sync, in batches of about [`RELAY_BATCH`] bytes (one frame per line):
+/// each batch a request to the session's node, answered once it is on the socket (so a slow client
+/// slows its own sync, and only its own).
 struct RelayOut {
     client: async_nats::Client,
     deliver: String,
+    batch: Vec<u8>,
 }
+
+/// Bytes of frames per relayed batch (NATS's default largest message is 1 MiB).
+const RELAY_BATCH: usize = 64 * 1024;
 
 impl Out for RelayOut {
     async fn text(&mut self, text: String) -> Result<(), End> {
-        match self.client.request(self.deliver.clone(), text.into_bytes().into()).await {
+        if !self.batch.is_empty() {
+            self.batch.push(b'\n');
+        }
+        self.batch.extend_from_slice(text.as_bytes());
+        match self.batch.len() >= RELAY_BATCH {
+            true => self.flush().await,
+            false => Ok(()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        match self.client.request(self.deliver.clone(), batch.into()).await {
             Ok(_) => Ok(()),
             Err(_) => Err(End::Gone),
         }
@@ -198,7 +218,7 @@ async fn sync_for(cluster: &Cluster, store: &Arc<Store>, body: &[u8]) -> SyncAns
         limits: Arc::clone(&cluster.limits),
         metrics: Arc::clone(&cluster.metrics),
     };
-    let mut out = RelayOut { client: cluster.client.clone(), deliver: req.deliver };
+    let mut out = RelayOut { client: cluster.client.clone(), deliver: req.deliver, batch: Vec::new() };
     match initial(&job, &mut out, req.cursor).await {
         Ok(version) => SyncAns::Done { version },
         Err(End::Close(code, reason)) => SyncAns::Close { code, reason },

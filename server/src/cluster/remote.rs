@@ -34,15 +34,13 @@ pub(crate) struct Remote {
     pub(crate) tenant: String,
     /// The node that holds its lease.
     pub(crate) owner: String,
-    client: async_nats::Client,
+    link: Arc<Link>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) models: Arc<Models>,
     /// This node's sessions of the tenant.
     pub(crate) connections: AtomicUsize,
     /// The owner's last watermark: every frame up to it has reached the hub.
     seen: watch::Receiver<i64>,
-    /// The owner let the tenant go or stopped answering: sessions reconnect and route again.
-    dead: Arc<AtomicBool>,
     /// Channels this node's sessions are on, with a token's claims for each (to tell the owner).
     interest: Arc<Mutex<HashMap<String, Claims>>>,
     listener: tokio::task::JoinHandle<()>,
@@ -56,15 +54,75 @@ impl Drop for Remote {
     }
 }
 
-/// A request that failed: no owner answers (it let the tenant go, or died), or not in time.
-fn unreachable(remote: &Remote, e: &async_nats::RequestError) -> Error {
-    if e.kind() == async_nats::client::RequestErrorKind::NoResponders {
-        remote.gone();
+/// The way to the owner, and what this node does when it is gone.
+#[derive(Debug)]
+struct Link {
+    tenant: String,
+    owner: String,
+    client: async_nats::Client,
+    leases: async_nats::jetstream::kv::Store,
+    hub: Arc<Hub>,
+    /// The owner let the tenant go or stopped answering: sessions reconnect and route again.
+    dead: AtomicBool,
+    /// While a request waits, how often the lease is read (a third of a lease's life).
+    check_every: Duration,
+}
+
+impl Link {
+    /// The owner is gone: this node's sessions of the tenant reconnect and find the new one.
+    fn gone(&self) {
+        if !self.dead.swap(true, Ordering::Relaxed) {
+            self.hub.reset_for(MOVED);
+        }
     }
-    Error::Unavailable(format!(
-        "{} is not reachable on node {} now ({e}); retry",
-        remote.tenant, remote.owner
-    ))
+
+    fn moving(&self) -> Error {
+        Error::Unavailable(format!("{} is moving between server nodes; retry", self.tenant))
+    }
+
+    /// Whether the owner still holds the lease (`true` when the bucket cannot be read: not known).
+    async fn holds(&self) -> bool {
+        match self.leases.entry(&self.tenant).await {
+            Ok(Some(e)) => {
+                e.operation == async_nats::jetstream::kv::Operation::Put && e.value == self.owner.as_bytes()
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Asks the owner (`op`: `push`, `call`, `model`) and waits up to `wait`; meanwhile the lease is
+    /// read now and then, so that an owner that stalled or was cut off is given up on as soon as its
+    /// lease runs out, not at the end of the wait.
+    async fn ask(&self, op: &str, body: Vec<u8>, wait: Duration) -> Result<async_nats::Message> {
+        let ask = self.client.request(wire::owner(&self.tenant, op), body.into());
+        tokio::pin!(ask);
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        let first = tokio::time::Instant::now() + self.check_every;
+        let mut check = tokio::time::interval_at(first, self.check_every);
+        loop {
+            tokio::select! {
+                answer = &mut ask => return match answer {
+                    Ok(m) => Ok(m),
+                    Err(e) => {
+                        let none = e.kind() == async_nats::client::RequestErrorKind::NoResponders;
+                        if none || !self.holds().await {
+                            self.gone();
+                        }
+                        Err(self.moving())
+                    }
+                },
+                _ = &mut deadline => {
+                    return Err(Error::Unavailable(format!("node {} did not answer in time; retry", self.owner)));
+                }
+                _ = check.tick() => if !self.holds().await {
+                    self.gone();
+                    return Err(self.moving());
+                }
+            }
+        }
+    }
 }
 
 impl Remote {
@@ -77,26 +135,30 @@ impl Remote {
             .await
             .map_err(|e| Error::Unavailable(format!("subscribing to {tenant}: {e}")))?;
         let wait = send_wait(&cluster.limits);
-        let answer =
-            tokio::time::timeout(wait, client.request(wire::owner(tenant, "model"), Vec::new().into()))
-                .await
-                .map_err(|_| Error::Unavailable(format!("node {owner} did not answer for {tenant}")))?
-                .map_err(|e| Error::Unavailable(format!("node {owner} does not answer for {tenant}: {e}")))?;
+        let hub = Arc::new(Hub::new(cluster.limits.channel_buffer));
+        let link = Arc::new(Link {
+            tenant: tenant.to_owned(),
+            owner: owner.to_owned(),
+            client: client.clone(),
+            leases: cluster.leases.clone(),
+            hub: Arc::clone(&hub),
+            dead: AtomicBool::new(false),
+            check_every: Duration::from_millis(cluster.ttl_ms / 3),
+        });
+        let answer = link.ask("model", Vec::new(), wait).await?;
         let model: ModelAns = serde_json::from_slice(&answer.payload)
             .map_err(|e| Error::Internal(format!("node {owner}'s model of {tenant}: {e}")))?;
         let schema = sqlite_ext::Schema::from_sql(&model.schema_sql)
             .map_err(|e| Error::Internal(format!("node {owner}'s schema of {tenant}: {e}")))?;
         let tenants = &cluster.tenants;
         let models = Arc::new(Models::new(tenants.base().clone(), schema, tenants.rules_text().to_owned())?);
-        let hub = Arc::new(Hub::new(cluster.limits.channel_buffer));
         let (seen_tx, seen) = watch::channel(0);
-        let dead = Arc::new(AtomicBool::new(false));
         let interest = Arc::new(Mutex::new(HashMap::new()));
         let listener = tokio::spawn(listen(Listener {
             frames,
             hub: Arc::clone(&hub),
             seen: seen_tx,
-            dead: Arc::clone(&dead),
+            link: Arc::clone(&link),
             interest: Arc::clone(&interest),
             client: client.clone(),
             tenant: tenant.to_owned(),
@@ -106,12 +168,11 @@ impl Remote {
         Ok(Arc::new(Remote {
             tenant: tenant.to_owned(),
             owner: owner.to_owned(),
-            client,
+            link,
             hub,
             models,
             connections: AtomicUsize::new(0),
             seen,
-            dead,
             interest,
             listener,
             metrics: Arc::clone(&cluster.metrics),
@@ -121,14 +182,12 @@ impl Remote {
 
     /// Whether the owner still serves the tenant (as far as this node knows).
     pub(super) fn alive(&self) -> bool {
-        !self.dead.load(Ordering::Relaxed)
+        !self.link.dead.load(Ordering::Relaxed)
     }
 
     /// The owner is gone: this node's sessions of the tenant reconnect and find the new one.
-    fn gone(&self) {
-        if !self.dead.swap(true, Ordering::Relaxed) {
-            self.hub.reset_for(MOVED);
-        }
+    pub(super) fn gone(&self) {
+        self.link.gone();
     }
 
     /// Forwards a push to the owner; the answer goes to `replies` like a local writer's, after the
@@ -148,26 +207,16 @@ impl Remote {
             diff: serde_json::to_value(diff).expect("diffs serialise"),
         };
         let body = serde_json::to_vec(&body).expect("pushes serialise");
-        let (client, subject) = (self.client.clone(), wire::owner(&self.tenant, "push"));
         let wait = Duration::from_millis(limits.send_timeout_ms.max(1000)) + self.wait;
-        let (mut seen, dead) = (self.seen.clone(), Arc::clone(&self.dead));
-        let me = (self.tenant.clone(), self.owner.clone(), Arc::clone(&self.hub));
+        let (mut seen, link) = (self.seen.clone(), Arc::clone(&self.link));
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(wait, client.request(subject, body.into())).await {
-                Ok(Ok(answer)) => match serde_json::from_slice::<PushAns>(&answer.payload) {
+            let result = match link.ask("push", body, wait).await {
+                Ok(answer) => match serde_json::from_slice::<PushAns>(&answer.payload) {
                     Ok(PushAns::Done { outcome }) => Ok(outcome),
                     Ok(PushAns::Error { error }) => Err(Error::from_wire(&error.code, error.message)),
-                    Err(e) => Err(Error::Internal(format!("node {}'s answer to a push: {e}", me.1))),
+                    Err(e) => Err(Error::Internal(format!("node {}'s answer to a push: {e}", link.owner))),
                 },
-                Ok(Err(e)) => {
-                    if e.kind() == async_nats::client::RequestErrorKind::NoResponders
-                        && !dead.swap(true, Ordering::Relaxed)
-                    {
-                        me.2.reset_for(MOVED);
-                    }
-                    Err(Error::Unavailable(format!("{} is moving between server nodes; retry", me.0)))
-                }
-                Err(_) => Err(Error::Unavailable(format!("node {} did not answer in time; retry", me.1))),
+                Err(e) => Err(e),
             };
             if let Ok(Outcome::Ack { version: Some(v), .. }) = &result {
                 let v = *v;
@@ -186,8 +235,9 @@ impl Remote {
             .expect("interest lock")
             .insert(conn.profile.channel.clone(), conn.claims.clone());
         let moving = || End::Close(close::SCHEMA_CHANGED, MOVED.into());
-        let deliver = self.client.new_inbox();
-        let mut parts = self.client.subscribe(deliver.clone()).await.map_err(|_| moving())?;
+        let client = &self.link.client;
+        let deliver = client.new_inbox();
+        let mut parts = client.subscribe(deliver.clone()).await.map_err(|_| moving())?;
         let req = SyncReq {
             claims: conn.claims.clone(),
             cursor,
@@ -195,7 +245,7 @@ impl Remote {
             fingerprint: conn.model.fingerprint.clone(),
         };
         let body = serde_json::to_vec(&req).expect("sync requests serialise");
-        let ask = self.client.send_request(
+        let ask = client.send_request(
             wire::owner(&self.tenant, "sync"),
             async_nats::Request::new().payload(body.into()).timeout(None),
         );
@@ -212,10 +262,13 @@ impl Remote {
                 Err(_) => return Err(moving()),
                 Ok(Err(None)) => return Err(moving()),
                 Ok(Err(Some(part))) => {
-                    let text = String::from_utf8(part.payload.to_vec()).map_err(|_| moving())?;
-                    conn.send_text(text).await?;
+                    // Frames, one per line (JSON text has no raw newline).
+                    let text = std::str::from_utf8(&part.payload).map_err(|_| moving())?;
+                    for frame in text.split('\n') {
+                        conn.send_text(frame.to_owned()).await?;
+                    }
                     if let Some(reply) = part.reply {
-                        let _ = self.client.publish(reply, Vec::new().into()).await;
+                        let _ = client.publish(reply, Vec::new().into()).await;
                     }
                 }
                 Ok(Ok(Ok(answer))) => {
@@ -226,7 +279,9 @@ impl Remote {
                     };
                 }
                 Ok(Ok(Err(e))) => {
-                    unreachable(&self, &e);
+                    if e.kind() == async_nats::client::RequestErrorKind::NoResponders {
+                        self.gone();
+                    }
                     return Err(moving());
                 }
             }
@@ -236,17 +291,9 @@ impl Remote {
     /// Asks the owner and sends its answer on the socket.
     pub(crate) async fn call_and_send(self: Arc<Self>, conn: &mut Conn, call: Call) -> Result<(), End> {
         let body = serde_json::to_vec(&call).expect("calls serialise");
-        let ask = self.client.request(wire::owner(&self.tenant, "call"), body.into());
-        let answer = match tokio::time::timeout(self.wait, ask).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return conn.error(&unreachable(&self, &e)).await,
-            Err(_) => {
-                return conn
-                    .error(&Error::Unavailable(
-                        "the server node that holds your company's data did not answer in time; retry".into(),
-                    ))
-                    .await;
-            }
+        let answer = match self.link.ask("call", body, self.wait).await {
+            Ok(answer) => answer,
+            Err(e) => return conn.error(&e).await,
         };
         match serde_json::from_slice::<CallAns>(&answer.payload) {
             Ok(CallAns::Frame { text }) => conn.send_text(text).await,
@@ -258,7 +305,7 @@ impl Remote {
     /// Tells the owner something that needs no answer (a device connected, reported, went away).
     pub(crate) fn tell(&self, call: Call) {
         let body = serde_json::to_vec(&call).expect("calls serialise");
-        let (client, subject) = (self.client.clone(), wire::owner(&self.tenant, "call"));
+        let (client, subject) = (self.link.client.clone(), wire::owner(&self.tenant, "call"));
         tokio::spawn(async move {
             let _ = client.publish(subject, body.into()).await;
         });
@@ -269,7 +316,7 @@ struct Listener {
     frames: async_nats::Subscriber,
     hub: Arc<Hub>,
     seen: watch::Sender<i64>,
-    dead: Arc<AtomicBool>,
+    link: Arc<Link>,
     interest: Arc<Mutex<HashMap<String, Claims>>>,
     client: async_nats::Client,
     tenant: String,
@@ -292,7 +339,7 @@ async fn listen(mut l: Listener) {
                         b"schema" => SCHEMA_CHANGED,
                         _ => MOVED,
                     };
-                    l.dead.store(true, Ordering::Relaxed);
+                    l.link.dead.store(true, Ordering::Relaxed);
                     l.hub.reset_for(reason);
                     return;
                 } else if let Some(headers) = &msg.headers {
@@ -320,6 +367,5 @@ async fn listen(mut l: Listener) {
         }
     }
     // The subscription ended (the NATS connection closed for good): sessions reconnect.
-    l.dead.store(true, Ordering::Relaxed);
-    l.hub.reset_for(MOVED);
+    l.link.gone();
 }

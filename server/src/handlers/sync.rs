@@ -25,6 +25,10 @@ use crate::store::{Store, log_after, log_bounds};
 /// Where an initial sync's frames go, in order: a socket, or the node that holds it.
 pub(crate) trait Out: Send {
     fn text(&mut self, text: String) -> impl Future<Output = Result<(), End>> + Send;
+    /// Sends what is held back (a relay batches frames); called once at the end.
+    fn flush(&mut self) -> impl Future<Output = Result<(), End>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// What one initial sync reads: the tenant's database, the session's model and profile.
@@ -85,6 +89,7 @@ pub(crate) async fn initial(job: &Job, out: &mut impl Out, cursor: Option<i64>) 
     };
     let channel = job.profile.channel.as_str().into();
     out.text(ServerMsg::Synced { channel, version }.to_json()).await?;
+    out.flush().await?;
     Ok(version)
 }
 
