@@ -17,9 +17,13 @@
 //! 6. a restart under 10k connected clients (2k in quick mode) that reconnect with the client
 //!    engine's jittered backoff: the stop's close frames, and how the clients come back.
 //!
+//! 7. a cluster: a nats-server and three nodes with 5,000 subscribers of one channel each (15,000
+//!    sockets; 500 each in quick mode): deliveries per server CPU-second over the three nodes, NATS's
+//!    CPU per node delivery, beside one node holding all of them.
+//!
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
-//! allow); `--only memory|snapshot|fanout|durable|tenants|stalled|reconnect` runs one part.
+//! allow); `--only memory|snapshot|fanout|durable|tenants|stalled|reconnect|cluster` runs one part.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -93,12 +97,22 @@ impl Server {
         demo: bool,
         listen: &str,
     ) -> (Child, SocketAddr) {
+        Server::spawn_args(config, data, if demo { &["--demo"][..] } else { &[] }, listen)
+    }
+
+    /// `moat serve` with `args` added.
+    fn spawn_args(
+        config: &std::path::Path,
+        data: &std::path::Path,
+        args: &[&str],
+        listen: &str,
+    ) -> (Child, SocketAddr) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
             .args(["serve", "--listen", listen, "--config"])
             .arg(config)
             .arg("--data")
             .arg(data)
-            .args(if demo { &["--demo"][..] } else { &[] })
+            .args(args)
             .env("MOAT_HS256_SECRET", SECRET)
             .env("MOAT_LOG", "warn")
             .stdout(Stdio::piped())
@@ -133,10 +147,7 @@ impl Server {
 
     /// User + system CPU time of the server process, in seconds.
     fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
+        cpu_secs_of(self.child.id())
     }
 }
 
@@ -310,7 +321,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn memory(connections: usize) {
-    println!("[1/6] memory per idle subscribed connection ({connections} connections)");
+    println!("[1/7] memory per idle subscribed connection ({connections} connections)");
     let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
@@ -467,7 +478,7 @@ fn inventory_push_padded(i: usize, pad: usize) -> String {
 /// Memory per connection once each has taken the initial snapshot of a seeded channel (the demo's
 /// company-a), and stays subscribed.
 async fn memory_after_snapshot(connections: usize) {
-    println!("[1/6] memory per subscribed connection after its initial snapshot ({connections} connections)");
+    println!("[1/7] memory per subscribed connection after its initial snapshot ({connections} connections)");
     let server = Server::start_with(512, true, &[], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
@@ -489,77 +500,215 @@ async fn memory_after_snapshot(connections: usize) {
 async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     let mode =
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
-    println!("[2/6] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
+    println!("[2/7] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
     let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     fanout_on(&server, subscribers, publishes, window, 0).await;
 }
 
 /// The fan-out run on `server`, with frames padded by `pad` bytes; returns the p99 (ms).
 async fn fanout_on(server: &Server, subscribers: usize, publishes: usize, window: usize, pad: usize) -> f64 {
-    let sockets = connect_many(server.addr, subscribers, "load-b").await;
-    let mut readers = receive(sockets, 2, publishes);
-    let writer = subscriber(server.addr, 999_999, "load-b").await;
-    let (mut write, mut read) = writer.split();
-    // The writer's own frames (its diffs, its acks) are read as they come; each ack frees a slot.
-    let slots = Arc::new(tokio::sync::Semaphore::new(window));
-    let acks = {
-        let slots = Arc::clone(&slots);
-        tokio::spawn(async move {
-            for _ in 0..publishes {
-                loop {
-                    let Some(Ok(Message::Text(t))) = read.next().await else { panic!("writer lost") };
-                    if t.contains("\"ack\"") {
-                        break;
+    let run =
+        Fanout { subscribers: &[(server.addr, subscribers)], writer: server.addr, publishes, window, pad };
+    let figures = run.measure(|| server.cpu_secs()).await;
+    figures.print(subscribers, "");
+    figures.p99
+}
+
+/// One fan-out run: `subscribers` connections to each address, one writer, `publishes` pushes with
+/// `window` in flight.
+struct Fanout<'a> {
+    subscribers: &'a [(SocketAddr, usize)],
+    writer: SocketAddr,
+    publishes: usize,
+    window: usize,
+    pad: usize,
+}
+
+/// What a fan-out run measured.
+struct FanoutFigures {
+    deliveries: usize,
+    wall: f64,
+    cpu: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl FanoutFigures {
+    fn print(&self, subscribers: usize, whose: &str) {
+        println!(
+            "      {} deliveries in {:.2} s wall ({:.0}/s), {:.2} s {whose}server CPU: {:.0} deliveries per server CPU-second (target ≥ 250k)",
+            self.deliveries,
+            self.wall,
+            self.deliveries as f64 / self.wall,
+            self.cpu,
+            self.deliveries as f64 / self.cpu.max(1e-9)
+        );
+        println!(
+            "      push → last of {subscribers} subscribers: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 ≤ 50 ms; includes the durable commit)",
+            self.p50, self.p99, self.max
+        );
+    }
+}
+
+impl Fanout<'_> {
+    /// Runs it; `cpu` reads the CPU seconds the servers used so far.
+    async fn measure(&self, cpu: impl Fn() -> f64) -> FanoutFigures {
+        let (publishes, window) = (self.publishes, self.window);
+        let mut sockets = Vec::new();
+        for &(addr, n) in self.subscribers {
+            sockets.extend(connect_many(addr, n, "load-b").await);
+        }
+        let mut readers = receive(sockets, 2, publishes);
+        let writer = subscriber(self.writer, 999_999, "load-b").await;
+        let (mut write, mut read) = writer.split();
+        // The writer's own frames (its diffs, its acks) are read as they come; each ack frees a slot.
+        let slots = Arc::new(tokio::sync::Semaphore::new(window));
+        let acks = {
+            let slots = Arc::clone(&slots);
+            tokio::spawn(async move {
+                for _ in 0..publishes {
+                    loop {
+                        let Some(Ok(Message::Text(t))) = read.next().await else { panic!("writer lost") };
+                        if t.contains("\"ack\"") {
+                            break;
+                        }
                     }
+                    slots.add_permits(1);
                 }
-                slots.add_permits(1);
+            })
+        };
+        let cpu_before = cpu();
+        let started = Instant::now();
+        let mut sent: Vec<Instant> = Vec::with_capacity(publishes);
+        let mut latencies = Vec::with_capacity(publishes);
+        for i in 0..publishes {
+            slots.acquire().await.unwrap().forget();
+            if window == 1 {
+                // One at a time: the previous push has reached every subscriber.
+                while latencies.len() < i {
+                    let (k, last): (usize, Instant) = readers.reports.recv().await.unwrap();
+                    latencies.push((last - sent[k]).as_secs_f64() * 1e3);
+                }
             }
-        })
-    };
-    let cpu_before = server.cpu_secs();
-    let started = Instant::now();
-    let mut sent: Vec<Instant> = Vec::with_capacity(publishes);
-    let mut latencies = Vec::with_capacity(publishes);
-    for i in 0..publishes {
-        slots.acquire().await.unwrap().forget();
-        if window == 1 {
-            // One at a time: the previous push has reached every subscriber.
-            while latencies.len() < i {
-                let (k, last): (usize, Instant) = readers.reports.recv().await.unwrap();
+            sent.push(Instant::now());
+            write.send(Message::text(inventory_push_padded(i, self.pad))).await.unwrap();
+            while let Ok((k, last)) = readers.reports.try_recv() {
                 latencies.push((last - sent[k]).as_secs_f64() * 1e3);
             }
+            if i % 10 == 0 {
+                progress("published", i + 1, publishes);
+            }
         }
-        sent.push(Instant::now());
-        write.send(Message::text(inventory_push_padded(i, pad))).await.unwrap();
-        while let Ok((k, last)) = readers.reports.try_recv() {
+        while latencies.len() < publishes {
+            let (k, last) = readers.reports.recv().await.unwrap();
             latencies.push((last - sent[k]).as_secs_f64() * 1e3);
         }
-        if i % 10 == 0 {
-            progress("published", i + 1, publishes);
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = cpu() - cpu_before;
+        acks.await.unwrap();
+        let deliveries = readers.finish();
+        println!();
+        latencies.sort_by(f64::total_cmp);
+        FanoutFigures {
+            deliveries,
+            wall,
+            cpu,
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+            max: *latencies.last().unwrap(),
         }
     }
-    while latencies.len() < publishes {
-        let (k, last) = readers.reports.recv().await.unwrap();
-        latencies.push((last - sent[k]).as_secs_f64() * 1e3);
+}
+
+/// User + system CPU seconds of a process.
+fn cpu_secs_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The `nats-server` binary (Debian's package puts it in /usr/sbin).
+fn nats_server() -> std::path::PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path.split(':').chain(["/usr/sbin", "/usr/local/bin"]) {
+        let p = std::path::Path::new(dir).join("nats-server");
+        if p.is_file() {
+            return p;
+        }
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = server.cpu_secs() - cpu_before;
-    acks.await.unwrap();
-    let deliveries = readers.finish();
-    println!();
-    latencies.sort_by(f64::total_cmp);
+    panic!("nats-server is not installed: run scripts/setup");
+}
+
+/// The cluster: a nats-server and three `moat serve --cluster` nodes over one data directory, with
+/// `per_node` subscribers of one channel on each (the writer on the first node, which owns the
+/// tenant); beside one node holding as many subscribers alone.
+async fn cluster_fanout(per_node: usize, publishes: usize) {
+    let total = per_node * 3;
     println!(
-        "      {deliveries} deliveries in {wall:.2} s wall ({:.0}/s), {cpu:.2} s server CPU: {:.0} deliveries per server CPU-second (target ≥ 250k)",
-        deliveries as f64 / wall,
-        deliveries as f64 / cpu.max(1e-9)
+        "[7/7] cluster: 3 nodes × {per_node} subscribers of one channel over NATS, {publishes} pushes one at a time"
     );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    moat_server::tenants::create(&data, "load-b", &sqlite_ext::Schema::demo(), None).unwrap();
+    let config = dir.path().join("moat.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nchannel_buffer = 4096\nmax_inflight_pushes = 4096\nping_interval_ms = 0\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut nats = Command::new(nats_server())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path().join("nats"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut nodes: Vec<(Child, SocketAddr)> = (1..=3)
+        .map(|i| {
+            Server::spawn_args(
+                &config,
+                &data,
+                &["--cluster", &url, "--node", &format!("n{i}")],
+                "127.0.0.1:0",
+            )
+        })
+        .collect();
+    // The writer's node takes the tenant first.
+    drop(subscriber(nodes[0].1, 999_998, "load-b").await);
+    let pids: Vec<u32> = nodes.iter().map(|(c, _)| c.id()).collect();
+    let nats_pid = nats.id();
+    let addrs: Vec<(SocketAddr, usize)> = nodes.iter().map(|(_, a)| (*a, per_node)).collect();
+    let run = Fanout { subscribers: &addrs, writer: nodes[0].1, publishes, window: 1, pad: 0 };
+    let nats_before = cpu_secs_of(nats_pid);
+    let figures = run.measure(|| pids.iter().map(|&p| cpu_secs_of(p)).sum()).await;
+    let nats_cpu = cpu_secs_of(nats_pid) - nats_before;
+    figures.print(total, "(3 nodes) ");
+    let nats_deliveries = publishes * 2; // each frame goes once to each of the two other nodes
     println!(
-        "      push → last of {subscribers} subscribers: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 ≤ 50 ms; includes the durable commit)",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.last().unwrap()
+        "      NATS: {nats_cpu:.2} s CPU for {nats_deliveries} node deliveries ({:.0} µs each); counting it: {:.0} deliveries per CPU-second",
+        nats_cpu * 1e6 / nats_deliveries as f64,
+        figures.deliveries as f64 / (figures.cpu + nats_cpu).max(1e-9)
     );
-    percentile(&latencies, 0.99)
+    for (child, _) in &mut nodes {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = nats.kill();
+    let _ = nats.wait();
+    // The same subscribers on one node.
+    let single = Server::start(512, &["load-b".into()], 4096);
+    let run =
+        Fanout { subscribers: &[(single.addr, total)], writer: single.addr, publishes, window: 1, pad: 0 };
+    let figures = run.measure(|| single.cpu_secs()).await;
+    println!("      the same {total} subscribers on a single node:");
+    figures.print(total, "");
 }
 
 /// Bytes in the send queues of the server's sockets to `peers` (`/proc/net/tcp`: `tx_queue` of each
@@ -593,7 +742,7 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
     const PAD: usize = 2048;
     let limits = "send_timeout_ms = 3000\nping_interval_ms = 0\n";
     println!(
-        "[5/6] {stalled} stalled clients beside {healthy} healthy subscribers, {publishes} pushes of ~2 KB"
+        "[5/7] {stalled} stalled clients beside {healthy} healthy subscribers, {publishes} pushes of ~2 KB"
     );
     let tenants = ["load-a".to_owned(), "load-b".to_owned()];
     // RSS peaks: the healthy subscribers' share is measured alone and taken out.
@@ -678,7 +827,7 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
 /// refused.
 async fn reconnect_storm(clients: usize) {
     use sqlite_ext::sync::{jitter_seed, reconnect_delay_ms};
-    println!("[6/6] a restart under {clients} connected clients, which reconnect with jittered backoff");
+    println!("[6/7] a restart under {clients} connected clients, which reconnect with jittered backoff");
     let tenants = ["load-a".to_owned(), "load-b".to_owned()];
     let mut server = Server::start(512, &tenants, 4096);
     let addr = server.addr;
@@ -914,7 +1063,7 @@ async fn durable(writers: usize, per_writer: usize, max_batch: usize, tenants: u
 /// `tenants` tenant databases with one connected (snapshotted, idle) client each: what the server
 /// holds in memory and in open files.
 async fn many_tenants(tenants: usize) {
-    println!("[4/6] {tenants} tenants, one client each");
+    println!("[4/7] {tenants} tenants, one client each");
     let names: Vec<String> = (0..tenants).map(|t| format!("t{t:05}")).collect();
     let server = Server::start(512, &names, 1024);
     let pid = server.child.id();
@@ -974,7 +1123,7 @@ fn main() {
             floor(big_fanout.min(9_000), publishes / 2, 2).await;
         }
         if part("durable") {
-            println!("[3/6] durable diffs per second, 32 writers × {writes} pushes each");
+            println!("[3/7] durable diffs per second, 32 writers × {writes} pushes each");
             let mut one = 0.0;
             for tenants in [1, 4, 32] {
                 let (rate, slowest) = durable(32, writes, 512, tenants).await;
@@ -1000,6 +1149,9 @@ fn main() {
         }
         if part("reconnect") {
             reconnect_storm(connections.min(10_000)).await;
+        }
+        if part("cluster") {
+            cluster_fanout(if quick { 500 } else { 5_000 }, if quick { 50 } else { 100 }).await;
         }
     });
 }

@@ -114,6 +114,12 @@ impl Hub {
         self.channel(profile).remote_until.store(mono_ms() + for_ms, Ordering::Relaxed);
     }
 
+    /// Whether any channel is wanted: by this node's sessions or other nodes'.
+    pub(crate) fn wanted_anywhere(&self) -> bool {
+        let now = mono_ms();
+        self.channels.lock().expect("hub lock").values().any(|c| c.wanted(now))
+    }
+
     /// Whether this node's sessions subscribe to `channel`.
     pub(crate) fn has_subscribers(&self, channel: &str) -> bool {
         self.channels.lock().expect("hub lock").get(channel).is_some_and(|c| c.tx.receiver_count() > 0)

@@ -311,7 +311,10 @@ impl Tenants {
         let mut open = self.open.lock().expect("tenants lock");
         open.retain(|name, store| {
             let idle = store.idle_ms();
-            let keep = store.connections.load(Ordering::Relaxed) > 0 || idle < idle_ms;
+            // In a cluster a tenant whose lease this node holds stays open: the cluster owns it.
+            let until = store.lease_until.load(Ordering::Relaxed);
+            let leased = until > 0 && until != u64::MAX;
+            let keep = store.connections.load(Ordering::Relaxed) > 0 || idle < idle_ms || leased;
             if !keep {
                 tracing::debug!(tenant = %name, "idle tenant closed");
             } else if idle >= idle_ms.min(30_000) {

@@ -311,6 +311,10 @@ async fn any_node_serves_any_client_and_forwards_to_the_owner() {
     c.send(json!({"type": "history", "table": "inventory_items", "id": "f1-00007"})).await;
     let (h, _) = c.until("history").await;
     assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
+    c.send(json!({"type": "customize", "id": "v1", "request": {"action": "versions"}})).await;
+    let (v, _) = c.until("customized").await;
+    assert_eq!(v["answer"]["result"], "versions", "{v}");
+    assert!(v["answer"]["roles"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
     let mut tech = Client::connect(&n1.url(), &token("tom", "company-a", "technician"), json!({})).await;
     tech.until("synced").await;
     tech.send(json!({"type": "list_devices"})).await;

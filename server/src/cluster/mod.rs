@@ -323,6 +323,7 @@ impl Cluster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            self.release_idle().await;
             let held: Vec<(String, u64, u64)> = self
                 .owned
                 .lock()
@@ -427,19 +428,9 @@ impl Cluster {
         let mut moved = Vec::new();
         for tenant in tenants {
             let took = Instant::now();
-            let Some(o) = self.owned.lock().expect("cluster lock").remove(&tenant) else { continue };
-            o.service.abort();
-            // Other nodes hear of the move once the new owner holds it (their sessions then find it).
-            let relay = o.store.hub.set_relay(None);
-            o.store.hub.reset_for(MOVED);
-            // The writes queued before this point commit under the lease; none come after.
-            let _ = o.store.exec("").await;
-            o.store.lease_until.store(0, Ordering::Relaxed);
-            self.tenants.forget_for(&tenant, MOVED);
-            let revision = o.revision;
-            drop(o);
-            let _ = self.leases.delete_expect_revision(&tenant, Some(revision)).await;
+            let Some(relay) = self.release(&tenant).await else { continue };
             let to = self.hand_over(&tenant).await;
+            // Other nodes hear of the move once the new owner holds it (their sessions then find it).
             if let Some(relay) = relay {
                 relay.reset(MOVED);
             }
@@ -448,6 +439,50 @@ impl Cluster {
             moved.push(Moved { tenant, to, ms });
         }
         moved
+    }
+
+    /// Lets go of one tenant: no more requests from other nodes, this node's sessions of it close
+    /// (they reconnect), the writes already queued commit, then the file is closed and the lease
+    /// released. `None` if this node did not hold it; else the relay that tells other nodes, for the
+    /// caller to use once they can find the tenant again.
+    async fn release(&self, tenant: &str) -> Option<Option<Arc<dyn crate::hub::Relay>>> {
+        let o = self.owned.lock().expect("cluster lock").remove(tenant)?;
+        o.service.abort();
+        let relay = o.store.hub.set_relay(None);
+        o.store.hub.reset_for(MOVED);
+        // The writes queued before this point commit under the lease; none come after.
+        let _ = o.store.exec("").await;
+        o.store.lease_until.store(0, Ordering::Relaxed);
+        self.tenants.forget_for(tenant, MOVED);
+        let revision = o.revision;
+        drop(o);
+        let _ = self.leases.delete_expect_revision(tenant, Some(revision)).await;
+        Some(relay)
+    }
+
+    /// Lets go of tenants nobody has used for `tenant_idle_secs` (no session here, no other node's
+    /// session on their channels, no write): an idle tenant holds no lease and no file, like an idle
+    /// tenant of a single node.
+    async fn release_idle(&self) {
+        let idle_ms = self.limits.tenant_idle_secs.saturating_mul(1000);
+        let idle: Vec<String> = self
+            .owned
+            .lock()
+            .expect("cluster lock")
+            .iter()
+            .filter(|(_, o)| {
+                o.store.connections.load(Ordering::Relaxed) == 0
+                    && o.store.idle_ms() >= idle_ms
+                    && !o.store.hub.wanted_anywhere()
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        for tenant in idle {
+            if let Some(Some(relay)) = self.release(&tenant).await {
+                relay.reset(MOVED);
+            }
+            tracing::debug!(node = %self.node, tenant, "idle tenant's lease released");
+        }
     }
 }
 

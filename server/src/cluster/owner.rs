@@ -93,6 +93,7 @@ pub(super) async fn serve(cluster: Arc<Cluster>, store: Arc<Store>) -> Result<to
             let (cluster, store) = (Arc::clone(&cluster), Arc::clone(&store));
             tokio::spawn(async move {
                 cluster.metrics.cluster_requests_served.inc();
+                store.touch();
                 let op = msg.subject.rsplit('.').next().unwrap_or_default().to_owned();
                 let answer = match op.as_str() {
                     "model" => {
