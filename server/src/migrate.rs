@@ -490,26 +490,22 @@ pub fn new_file(dir: &Path, name: &str) -> Result<PathBuf> {
 /// Takes the lock the nodes of a cluster share on the platform database (`moat migrate` cannot take
 /// [`writer_lock`] while any node runs).
 pub fn shared_lock(db: &Path) -> Result<std::fs::File> {
-    let path = PathBuf::from(format!("{}.lock", db.display()));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    match file.try_lock_shared() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
-            "{} is in use by a single-node `moat serve` or a migration",
-            db.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::Config(format!("{}: {e}", path.display()))),
-    }
+    lock(db, true, "a single-node `moat serve` or a migration")
 }
 
 /// Takes the lock a database's one writer holds: `moat serve` for as long as it runs, `moat migrate`
 /// while it changes the schema (a running server's schema model must not change under it).
 pub fn writer_lock(db: &Path) -> Result<std::fs::File> {
+    lock(
+        db,
+        false,
+        "a running `moat serve` (or another migration); stop it, migrate, start it again: clients \
+         reconnect and take a fresh snapshot",
+    )
+}
+
+/// `<db>.lock`, locked shared or alone; a lock held by someone else is unavailable, held by `who`.
+fn lock(db: &Path, shared: bool, who: &str) -> Result<std::fs::File> {
     let path = PathBuf::from(format!("{}.lock", db.display()));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -517,13 +513,12 @@ pub fn writer_lock(db: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    match file.try_lock() {
+    let locked = if shared { file.try_lock_shared() } else { file.try_lock() };
+    match locked {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
-            "{} is in use by a running `moat serve` (or another migration); stop it, migrate, start it \
-             again: clients reconnect and take a fresh snapshot",
-            db.display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::Unavailable(format!("{} is in use by {who}", db.display())))
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(Error::Config(format!("{}: {e}", path.display()))),
     }
 }

@@ -155,6 +155,19 @@ impl Writer {
         }
     }
 
+    /// Writes all of its mutations in a task of its own; what it has acknowledged so far, and the task.
+    fn spawn(mut self, urls: Vec<String>, window: usize) -> (Progress, tokio::task::JoinHandle<Writer>) {
+        let progress = Progress(std::sync::Arc::clone(&self.progress));
+        let total = self.total;
+        (
+            progress,
+            tokio::spawn(async move {
+                self.run(&urls, total, window).await;
+                self
+            }),
+        )
+    }
+
     fn done(&self) -> bool {
         self.acks.len() == self.total
     }
@@ -241,6 +254,21 @@ impl Writer {
             }
             self.reconnects += 1;
             at += 1;
+        }
+    }
+}
+
+/// How many mutations a spawned writer has had acknowledged.
+struct Progress(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Progress {
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn reaches(&self, n: usize) {
+        while self.get() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
@@ -356,20 +384,12 @@ async fn killing_a_node_that_does_not_own_the_tenant_loses_nothing() {
     // A client writes through node 1; node 1 is killed (SIGKILL) in the middle. The client reconnects
     // to node 3 from its cursor and sends again what was not acknowledged.
     let total = 2000;
-    let mut w = Writer::new(tok.clone(), "k", total);
-    let progress = std::sync::Arc::clone(&w.progress);
-    let urls = vec![n1.url(), n3.url()];
-    let writing = tokio::spawn(async move {
-        w.run(&urls, total, 128).await;
-        w
-    });
-    while progress.load(std::sync::atomic::Ordering::Relaxed) < 600 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (progress, writing) = Writer::new(tok.clone(), "k", total).spawn(vec![n1.url(), n3.url()], 128);
+    progress.reaches(600).await;
     let mut n1 = n1;
     n1.child.kill().unwrap();
     n1.child.wait().unwrap();
-    let acked_at_kill = progress.load(std::sync::atomic::Ordering::Relaxed);
+    let acked_at_kill = progress.get();
     let w = writing.await.unwrap();
     assert!(w.reconnects >= 1, "the client's socket to node 1 did not break");
     assert!(w.done());
@@ -405,18 +425,8 @@ async fn draining_the_owner_pauses_writes_briefly_and_loses_none() {
     assert_eq!(lease_of(&nats, "company-a").as_deref(), Some("n2"));
 
     let total = 1500;
-    let (u1, u3) = (vec![n1.url()], vec![n3.url()]);
-    let (t1, t3) = (tok.clone(), tok.clone());
-    let a = tokio::spawn(async move {
-        let mut w = Writer::new(t1, "d1", total);
-        w.run(&u1, total, 32).await;
-        w
-    });
-    let b = tokio::spawn(async move {
-        let mut w = Writer::new(t3, "d3", total);
-        w.run(&u3, total, 32).await;
-        w
-    });
+    let (_, a) = Writer::new(tok.clone(), "d1", total).spawn(vec![n1.url()], 32);
+    let (_, b) = Writer::new(tok.clone(), "d3", total).spawn(vec![n3.url()], 32);
     // Once writes flow, drain the owner.
     while rows(&data, "d%") < 300 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -470,20 +480,12 @@ async fn an_owner_that_stalls_past_its_lease_stops_writing_and_another_node_take
     assert_eq!(lease_of(&nats, "company-a").as_deref(), Some("n2"));
 
     let total = 1200;
-    let mut w = Writer::new(tok.clone(), "s", total);
-    let progress = std::sync::Arc::clone(&w.progress);
-    let urls = vec![n1.url()];
-    let writing = tokio::spawn(async move {
-        w.run(&urls, total, 32).await;
-        w
-    });
-    while progress.load(std::sync::atomic::Ordering::Relaxed) < 300 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (progress, writing) = Writer::new(tok.clone(), "s", total).spawn(vec![n1.url()], 32);
+    progress.reaches(300).await;
     // The owner stalls (SIGSTOP) for longer than its lease: it can neither renew nor answer.
     n2.signal(libc::SIGSTOP);
     let stalled = Instant::now();
-    let acked_at_stall = progress.load(std::sync::atomic::Ordering::Relaxed);
+    let acked_at_stall = progress.get();
     // Another node takes the lease once it ran out, and writes go on; the stalled node still holds
     // the tenant's file lock, so the new owner waits for it to let go (below).
     let deadline = Instant::now() + Duration::from_secs(20);
