@@ -263,7 +263,7 @@ async fn admit(
         }
         // In a cluster: the tenant is between two nodes, or its owner does not answer (yet).
         Err(e) if e.retryable() => {
-            tracing::warn!(tenant = %claims.tenant, error = %e, "tenant not reachable now");
+            tracing::info!(tenant = %claims.tenant, error = %e, "tenant not reachable now");
             return Err(End::Close(
                 close::SCHEMA_CHANGED,
                 "your company's data is moving between server nodes; reconnect".into(),

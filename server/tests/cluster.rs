@@ -522,3 +522,51 @@ async fn an_owner_that_stalls_past_its_lease_stops_writing_and_another_node_take
     );
     drop((n1, n2, n3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_owner_pauses_writes_for_a_lease_and_other_nodes_resync() {
+    let (dir, data, nats) = setup();
+    let config = dir.path().join("moat.toml");
+    std::fs::write(&config, "[cluster]\nlease_secs = 3\n").unwrap();
+    let config = config.to_str().unwrap();
+    let start =
+        |name: &str| Moat::serve(&data, &["--config", config, "--cluster", &nats.url, "--node", name], &[]);
+    let (n1, n2, n3) = (start("n1"), start("n2"), start("n3"));
+    let tok = token("alice", "company-a", "admin");
+    let mut first = Client::connect(&n2.url(), &tok, json!({})).await;
+    first.until("synced").await;
+    // A client of node 3 that only reads.
+    let mut reader = Client::connect(&n3.url(), &tok, json!({})).await;
+    reader.until("synced").await;
+    let (channel, cursor) = (reader.welcome["channels"][0].as_str().unwrap().to_owned(), reader.cursor);
+
+    // Fewer pushes than the channel buffer: the reader, not reading meanwhile, is not cut off as slow.
+    let total = 800;
+    let (progress, writing) = Writer::new(tok.clone(), "o", total).spawn(vec![n1.url()], 32);
+    progress.reaches(300).await;
+    let mut n2 = n2;
+    n2.child.kill().unwrap(); // SIGKILL: no drain, the lease is left to run out
+    n2.child.wait().unwrap();
+    let killed = Instant::now();
+    let w = writing.await.unwrap();
+    assert_eq!(rows(&data, "o-%"), total as i64, "0 lost, 0 applied twice");
+    let owner = lease_of(&nats, "company-a");
+    assert!(matches!(owner.as_deref(), Some("n1" | "n3")), "{owner:?}");
+    // The reader's node heard of the new owner: the reader reconnects from its cursor and has every
+    // row, including any the dead owner committed but did not publish.
+    let (code, _) = reader.closed().await;
+    assert_eq!(code, 1012);
+    let mut again = Client::connect(&n3.url(), &tok, json!({ &channel: cursor })).await;
+    let (_, frames) = again.until("synced").await;
+    assert!(frames.iter().all(|f| f["type"] == "diff"), "a catch-up, not a snapshot");
+    let seen: HashSet<&str> = again.received.iter().filter_map(|c| c["pk"]["id"].as_str()).collect();
+    assert_eq!(seen.len(), total, "the reader on node 3 converged");
+    println!(
+        "owner killed after {} acks: writes paused {:.1} s (3 s leases), now owned by {}; the writer finished {:.1} s after the kill",
+        300,
+        w.longest_gap.as_secs_f64(),
+        owner.unwrap(),
+        killed.elapsed().as_secs_f64()
+    );
+    drop((n1, n3));
+}

@@ -5,20 +5,20 @@
 //!   key in JetStream's key-value bucket `moat_leases` (tenant → node). The bucket's `max_age` is the
 //!   lease's life; the owner renews each lease every third of it, on the lease's revision (so a lease
 //!   somebody else took is never renewed). A node commits to a tenant only until a little before its
-//!   lease could have run out, counted from when it asked ([`Store::check_lease`]), so a node that
+//!   lease could have run out, counted from when it asked (`Store::check_lease`), so a node that
 //!   stops renewing (cut off, stalled) stops writing before another node can take the lease. Its
 //!   file lock on the tenant's database is a second fence: a new owner opens the file only once the
 //!   old one has closed it.
-//! - **Any node serves any client** ([`Cluster::route`]): a session whose tenant this node owns runs
-//!   as on a single node; else ([`remote`]) its pushes, initial sync, history, customizations and
-//!   device reports go to the owner over NATS request/reply ([`owner`] answers them), and its channel
+//! - **Any node serves any client** (`Cluster::route`): a session whose tenant this node owns runs
+//!   as on a single node; else (`remote`) its pushes, initial sync, history, customizations and
+//!   device reports go to the owner over NATS request/reply (`owner` answers them), and its channel
 //!   frames come from the owner's subject per channel, encoded once by the owner, sent once per node,
 //!   fanned out to this node's sockets by its own hub.
 //! - **Nobody owns it yet**: the first node that needs a tenant takes its lease. `moat node drain`
-//!   ([`Cluster::drain`]) makes a node let go of its leases, one tenant at a time, and hand each to a
+//!   (`Cluster::drain`) makes a node let go of its leases, one tenant at a time, and hand each to a
 //!   node that is not draining.
 //!
-//! The subjects and bodies are in [`wire`]; `docs/scaling.md` has the topology and failure modes.
+//! The subjects and bodies are in `wire`; `docs/scaling.md` has the topology and failure modes.
 
 mod owner;
 mod remote;
@@ -304,9 +304,31 @@ impl Cluster {
                 return Err(e);
             }
         };
+        // Opening may have waited for the previous owner to close the file: renew before the first
+        // commit, and count the lease from this renewal.
+        let (at, revision) = if mono_ms() - at > self.ttl_ms / 3 {
+            let again = mono_ms();
+            match self.leases.update(tenant, self.node.clone().into_bytes().into(), revision).await {
+                Ok(revision) => (again, revision),
+                Err(e) => {
+                    self.tenants.forget_for(tenant, MOVED);
+                    return Err(Error::Unavailable(format!(
+                        "{tenant}'s lease ran out while its file opened: {e}"
+                    )));
+                }
+            }
+        } else {
+            (at, revision)
+        };
         store.lease_until.store(at + self.ttl_ms - self.margin_ms, Ordering::Relaxed);
-        store.hub.set_relay(Some(Arc::new(owner::NatsRelay::new(&self.client, tenant, &self.metrics))));
+        let relay: Arc<dyn crate::hub::Relay> =
+            Arc::new(owner::NatsRelay::new(&self.client, tenant, &self.metrics));
+        store.hub.set_relay(Some(Arc::clone(&relay)));
         let service = owner::serve(Arc::clone(self), Arc::clone(&store)).await?;
+        // Other nodes' sessions of the tenant were served by the previous owner: they reconnect from
+        // their cursors (frames the previous owner committed but never published, if it died, are
+        // in their catch-up).
+        relay.reset(MOVED);
         tracing::info!(node = %self.node, tenant, "took the tenant's lease");
         self.owned
             .lock()
@@ -430,8 +452,8 @@ impl Cluster {
             let took = Instant::now();
             let Some(relay) = self.release(&tenant).await else { continue };
             let to = self.hand_over(&tenant).await;
-            // Other nodes hear of the move once the new owner holds it (their sessions then find it).
-            if let Some(relay) = relay {
+            // The new owner tells the other nodes when it has the tenant; if none took it, this node does.
+            if let (None, Some(relay)) = (&to, relay) {
                 relay.reset(MOVED);
             }
             let ms = took.elapsed().as_millis() as u64;
