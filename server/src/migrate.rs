@@ -27,7 +27,7 @@ use sqlite_ext::Schema;
 use crate::error::{Error, Result};
 
 /// Whose migrations a sequence is: numbers are unique within a scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scope {
     /// The platform's migrations, applied to every tenant.
     Platform,
@@ -48,7 +48,7 @@ impl Scope {
 }
 
 /// One migration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Migration {
     /// Its number (the file's `NNNN_` prefix); migrations apply in this order.
     pub version: u32,

@@ -549,9 +549,6 @@ async fn admin_migrate(
     if let Some(refused) = operator_only(&state, peer, &headers).await {
         return refused;
     }
-    if let Some(refused) = single_node_only(&state, "live migrations") {
-        return refused;
-    }
     let (dir, scope) = match (&q.own, &q.tenant) {
         (Some(dir), Some(_)) => (dir.clone(), crate::migrate::Scope::Tenant),
         (Some(_), None) => {
@@ -572,14 +569,27 @@ async fn admin_migrate(
     };
     let mut out = String::new();
     for name in names {
-        let store = match state.tenants.get(&name).await {
+        // In a cluster each tenant is migrated by the node that owns it (this one, if nobody does).
+        let found = match &state.cluster {
+            Some(cluster) => cluster.route(&name).await,
+            None => state.tenants.get(&name).await.map(|s| s.map(crate::cluster::Backend::Local)),
+        };
+        let store = match found {
             Ok(Some(s)) => s,
             Ok(None) => {
                 return (StatusCode::NOT_FOUND, format!("{out}there is no tenant {name}\n")).into_response();
             }
             Err(e) => return (StatusCode::CONFLICT, format!("{out}{name}: {e}\n")).into_response(),
         };
-        match store.migrate(files.clone(), scope, q.allow_destructive).await {
+        let migrated = match store {
+            crate::cluster::Backend::Local(store) => {
+                store.migrate(files.clone(), scope, q.allow_destructive).await
+            }
+            crate::cluster::Backend::Remote(remote) => {
+                remote.migrate(files.clone(), scope, q.allow_destructive).await
+            }
+        };
+        match migrated {
             Ok(text) => out.push_str(&text),
             Err(e) => return (StatusCode::CONFLICT, format!("{out}{name}: {e}\n")).into_response(),
         }

@@ -570,3 +570,50 @@ async fn killing_the_owner_pauses_writes_for_a_lease_and_other_nodes_resync() {
     );
     drop((n1, n3));
 }
+
+/// `POST path` with a bearer token to a node; the whole HTTP answer.
+async fn post(addr: &str, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_migration_asked_of_any_node_is_run_by_the_owner() {
+    let (_dir, data, nats) = setup();
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/migrations");
+    let migrations = migrations.to_str().unwrap();
+    let start = |name: &str| {
+        Moat::serve(&data, &["--cluster", &nats.url, "--node", name, "--migrations", migrations], &[])
+    };
+    let (n1, n2, n3) = (start("n1"), start("n2"), start("n3"));
+    let tok = token("alice", "company-a", "admin");
+    let mut on2 = Client::connect(&n2.url(), &tok, json!({})).await;
+    on2.until("synced").await;
+    let mut on3 = Client::connect(&n3.url(), &tok, json!({})).await;
+    on3.until("synced").await;
+    let (channel, cursor) = (on3.welcome["channels"][0].as_str().unwrap().to_owned(), on3.cursor);
+
+    // Asked of node 1, run by node 2 (the owner); every node's sessions move onto the new schema.
+    let answer = post(&n1.addr, "/admin/migrate?tenant=company-a", &token("ops", "*", "operator")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("0002_vehicles applied"), "{answer}");
+    assert_eq!(lease_of(&nats, "company-a").as_deref(), Some("n2"));
+    for c in [&mut on2, &mut on3] {
+        let (code, reason) = c.closed().await;
+        assert_eq!(code, 1012, "{reason}");
+    }
+    let hello = json!({"type": "hello", "protocol": 1, "token": tok, "client_id": "c3",
+                       "cursors": { &channel: cursor }, "schema": sqlite_ext::Schema::demo().fingerprint()});
+    let mut again = Client::hello(&n3.url(), hello).await;
+    let sql = again.welcome["schema"]["sql"].as_str().expect("the welcome carries the new schema").to_owned();
+    assert!(sqlite_ext::Schema::from_sql(&sql).unwrap().table("vehicles").is_ok(), "{sql}");
+    again.until("synced").await;
+    drop((n1, n2, n3));
+}

@@ -10,7 +10,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::remote::INTEREST_MS;
-use super::wire::{self, Call, CallAns, ModelAns, PushAns, PushReq, SyncAns, SyncReq, WireError};
+use super::wire::{
+    self, Call, CallAns, MigrateAns, MigrateReq, ModelAns, PushAns, PushReq, SyncAns, SyncReq, WireError,
+};
 use super::{Cluster, send_wait};
 use crate::connection::End;
 use crate::error::{Error, Result};
@@ -102,6 +104,7 @@ pub(super) async fn serve(cluster: Arc<Cluster>, store: Arc<Store>) -> Result<to
                     "push" => Some(json(&push_for(&cluster, &store, &msg.payload).await)),
                     "sync" => Some(json(&sync_for(&cluster, &store, &msg.payload).await)),
                     "call" => call_for(&store, &msg.payload).await.map(|a| json(&a)),
+                    "migrate" => Some(json(&migrate_for(&store, &msg.payload).await)),
                     _ => None,
                 };
                 if let (Some(answer), Some(reply)) = (answer, msg.reply) {
@@ -224,6 +227,22 @@ async fn sync_for(cluster: &Cluster, store: &Arc<Store>, body: &[u8]) -> SyncAns
         Ok(version) => SyncAns::Done { version },
         Err(End::Close(code, reason)) => SyncAns::Close { code, reason },
         Err(End::Gone) => SyncAns::Close { code: close::GOING_AWAY, reason: "the session went away".into() },
+    }
+}
+
+/// An operator's live migration, asked through another node.
+async fn migrate_for(store: &Arc<Store>, body: &[u8]) -> MigrateAns {
+    let req: MigrateReq = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return MigrateAns::Failed {
+                error: (&Error::Protocol(format!("a forwarded migration: {e}"))).into(),
+            };
+        }
+    };
+    match store.migrate(req.files, req.scope, req.allow_destructive).await {
+        Ok(text) => MigrateAns::Done { text },
+        Err(e) => MigrateAns::Failed { error: (&e).into() },
     }
 }
 

@@ -11,7 +11,9 @@ use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use super::wire::{self, Call, CallAns, ModelAns, PushAns, PushReq, SyncAns, SyncReq};
+use super::wire::{
+    self, Call, CallAns, MigrateAns, MigrateReq, ModelAns, PushAns, PushReq, SyncAns, SyncReq,
+};
 use super::{Cluster, send_wait};
 use crate::auth::Claims;
 use crate::config::Limits;
@@ -299,6 +301,23 @@ impl Remote {
             Ok(CallAns::Frame { text }) => conn.send_text(text).await,
             Ok(CallAns::Close { code, reason }) => Err(End::Close(code, reason)),
             Err(e) => conn.error(&Error::Internal(format!("node {}'s answer: {e}", self.owner))).await,
+        }
+    }
+
+    /// Has the owner run an operator's live migration of the tenant; its progress text.
+    pub(crate) async fn migrate(
+        &self,
+        files: Vec<crate::migrate::Migration>,
+        scope: crate::migrate::Scope,
+        allow_destructive: bool,
+    ) -> Result<String> {
+        let body = serde_json::to_vec(&MigrateReq { files, scope, allow_destructive }).expect("json");
+        // A migration may rewrite a big tenant: minutes, not the sessions' seconds.
+        let answer = self.link.ask("migrate", body, Duration::from_secs(3600)).await?;
+        match serde_json::from_slice::<MigrateAns>(&answer.payload) {
+            Ok(MigrateAns::Done { text }) => Ok(text),
+            Ok(MigrateAns::Failed { error }) => Err(Error::from_wire(&error.code, error.message)),
+            Err(e) => Err(Error::Internal(format!("node {}'s answer to a migration: {e}", self.owner))),
         }
     }
 

@@ -8,7 +8,7 @@ use sqlite_ext::protocol::{CustomizeRequest, DeviceReport};
 use crate::auth::Claims;
 use crate::store::Outcome;
 
-/// The owner's requests of `tenant`: `push`, `sync`, `call`, `model`.
+/// The owner's requests of `tenant`: `push`, `sync`, `call`, `model`, `migrate`.
 pub(crate) fn owner(tenant: &str, op: &str) -> String {
     format!("moat.o.{tenant}.{op}")
 }
@@ -134,6 +134,22 @@ pub(crate) enum Call {
 pub(crate) enum CallAns {
     Frame { text: String },
     Close { code: u16, reason: String },
+}
+
+/// An operator's live migration of the tenant, run by its owner (`POST /admin/migrate` on any node).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MigrateReq {
+    pub(crate) files: Vec<crate::migrate::Migration>,
+    pub(crate) scope: crate::migrate::Scope,
+    pub(crate) allow_destructive: bool,
+}
+
+/// Its answer: the progress text, or why it stopped.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub(crate) enum MigrateAns {
+    Done { text: String },
+    Failed { error: WireError },
 }
 
 /// The owner's model of the tenant: its schema (the base one and its migrations).
