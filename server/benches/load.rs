@@ -21,9 +21,14 @@
 //!    sockets; 500 each in quick mode): deliveries per server CPU-second over the three nodes, NATS's
 //!    CPU per node delivery, beside one node holding all of them.
 //!
+//! 8. beside the peers: the same subscribers, messages and readers against Moat and against Node's
+//!    `ws`, Socket.IO and uWebSockets as plain broadcast servers (`benches/peers`), 1k and 10k
+//!    subscribers: deliveries per server CPU-second, p99, memory per connection, and the ratios.
+//!
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
-//! allow); `--only memory|snapshot|fanout|durable|tenants|stalled|reconnect|cluster` runs one part.
+//! allow); `--only memory|snapshot|fanout|durable|tenants|stalled|reconnect|cluster|peers` runs one
+//! part.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -211,16 +216,43 @@ impl Lean {
 
     /// Connects, says hello and waits for `synced`; an error if any step fails (the server is down).
     async fn try_connect(addr: SocketAddr, n: usize, tenant: &str) -> std::io::Result<Lean> {
+        let mut lean = Lean::handshake(addr, "/sync").await?;
+        let hello = json!({"type": "hello", "protocol": 1, "token": token(&format!("u{n}"), tenant), "client_id": format!("c{n}")});
+        lean.send_text(&hello.to_string()).await?;
+        loop {
+            match lean.next_text().await {
+                Some(t) if t.contains("\"synced\"") => return Ok(lean),
+                Some(_) => {}
+                None => return Err(refused("closed before synced")),
+            }
+        }
+    }
+
+    /// A subscriber of a peer's broadcast server (`ws`, `socketio`, `uws`: `benches/peers`).
+    async fn connect_peer(addr: SocketAddr, kind: &str) -> Lean {
+        let path = if kind == "socketio" { "/socket.io/?EIO=4&transport=websocket" } else { "/" };
+        let mut lean = Lean::handshake(addr, path).await.expect("the peer takes the connection");
+        if kind == "socketio" {
+            // Engine.IO's open packet, then Socket.IO's connect to the main namespace.
+            let open = lean.next_text().await.expect("an open packet");
+            assert!(open.starts_with('0'), "{open}");
+            lean.send_text("40").await.unwrap();
+            while !lean.next_text().await.expect("a connect packet").starts_with("40") {}
+        }
+        lean
+    }
+
+    /// The TCP connection (from `next_source`) and the WebSocket upgrade of `path`.
+    async fn handshake(addr: SocketAddr, path: &str) -> std::io::Result<Lean> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let refused =
-            |what: &str| std::io::Error::new(std::io::ErrorKind::ConnectionRefused, what.to_owned());
         let socket = TcpSocket::new_v4()?;
         socket.bind(next_source())?;
         let mut stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
         stream
             .write_all(
                 format!(
-                    "GET /sync HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
                 )
                 .as_bytes(),
@@ -232,26 +264,18 @@ impl Lean {
             line.clear();
             stream.read_line(&mut line).await?;
             if line == "\r\n" {
-                break;
+                return Ok(Lean { stream });
             }
             if line.is_empty() {
                 return Err(refused("handshake refused"));
             }
         }
-        let hello = json!({"type": "hello", "protocol": 1, "token": token(&format!("u{n}"), tenant), "client_id": format!("c{n}")});
-        let payload = hello.to_string().into_bytes();
-        // A client frame: FIN + text, masked (key 0, so the payload is unchanged), 16-bit length.
-        let mut frame = vec![0x81, 0x80 | 126, (payload.len() >> 8) as u8, payload.len() as u8, 0, 0, 0, 0];
-        frame.extend_from_slice(&payload);
-        stream.get_mut().write_all(&frame).await?;
-        let mut lean = Lean { stream };
-        loop {
-            match lean.next_text().await {
-                Some(t) if t.contains("\"synced\"") => return Ok(lean),
-                Some(_) => {}
-                None => return Err(refused("closed before synced")),
-            }
-        }
+    }
+
+    /// Sends a text frame.
+    async fn send_text(&mut self, text: &str) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.get_mut().write_all(&client_frame(text.as_bytes())).await
     }
 
     /// The next text frame's payload; `None` once the connection ends.
@@ -276,6 +300,29 @@ impl Lean {
     }
 }
 
+fn refused(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, what.to_owned())
+}
+
+/// A client's text frame: FIN + text, masked with the key 0 (so the payload is unchanged).
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
 /// A source address for the next connection: 20k connections per address, and a /24 of its own
 /// per run, so that neither one run's many connections nor the previous run's sockets still in
 /// TIME_WAIT exhaust the ephemeral ports of one address.
@@ -292,6 +339,15 @@ fn progress(label: &str, done: usize, total: usize) {
 }
 
 async fn connect_many(addr: SocketAddr, total: usize, tenant: &'static str) -> Vec<Lean> {
+    connect_many_with(total, move |n| Lean::connect(addr, n, tenant)).await
+}
+
+/// `total` connections made by `connect(n)`, in waves.
+async fn connect_many_with<F, C>(total: usize, connect: C) -> Vec<Lean>
+where
+    C: Fn(usize) -> F + Clone + Send + 'static,
+    F: Future<Output = Lean> + Send + 'static,
+{
     let done = Arc::new(AtomicUsize::new(0));
     let mut out = Vec::with_capacity(total);
     // In waves, so the server's accept queue is never the bottleneck being measured.
@@ -299,9 +355,9 @@ async fn connect_many(addr: SocketAddr, total: usize, tenant: &'static str) -> V
         let tasks: Vec<_> = wave
             .iter()
             .map(|&n| {
-                let done = Arc::clone(&done);
+                let (done, connect) = (Arc::clone(&done), connect.clone());
                 tokio::spawn(async move {
-                    let ws = Lean::connect(addr, n, tenant).await;
+                    let ws = connect(n).await;
                     done.fetch_add(1, Ordering::Relaxed);
                     ws
                 })
@@ -321,7 +377,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn memory(connections: usize) {
-    println!("[1/7] memory per idle subscribed connection ({connections} connections)");
+    println!("[1/8] memory per idle subscribed connection ({connections} connections)");
     let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
@@ -462,6 +518,19 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A peer's message `i`: about the size of Moat's diff frame for `inventory_push_padded(i, 0)`, and
+/// counted by the readers the same way (`"type":"diff"`); Socket.IO's as an event `m`.
+fn peer_message(kind: &str, i: usize) -> String {
+    let body = json!({"type": "diff", "channel": "load-b/admin", "version": i, "diff": {"changes": [{
+        "table": "inventory_items", "op": "insert", "pk": {"id": format!("item-{i}")},
+        "cols": {"tenant_id": {"new": "load-b"}, "sku": {"new": format!("SKU-{i}")}, "name": {"new": "Part"},
+                 "quantity": {"new": i}, "location": {"new": "van-1"}}}]}});
+    match kind {
+        "socketio" => format!("42[\"m\",{body}]"),
+        _ => body.to_string(),
+    }
+}
+
 /// A push whose item name is `pad` bytes long (bigger frames fill a stalled socket sooner).
 fn inventory_push_padded(i: usize, pad: usize) -> String {
     let name = if pad == 0 { "Part".to_owned() } else { "p".repeat(pad) };
@@ -478,7 +547,7 @@ fn inventory_push_padded(i: usize, pad: usize) -> String {
 /// Memory per connection once each has taken the initial snapshot of a seeded channel (the demo's
 /// company-a), and stays subscribed.
 async fn memory_after_snapshot(connections: usize) {
-    println!("[1/7] memory per subscribed connection after its initial snapshot ({connections} connections)");
+    println!("[1/8] memory per subscribed connection after its initial snapshot ({connections} connections)");
     let server = Server::start_with(512, true, &[], 4096);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
@@ -500,16 +569,22 @@ async fn memory_after_snapshot(connections: usize) {
 async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     let mode =
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };
-    println!("[2/7] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
+    println!("[2/8] fan-out to {subscribers} subscribers of one channel, {publishes} pushes, {mode}");
     let server = Server::start(512, &["load-a".into(), "load-b".into()], 4096);
     fanout_on(&server, subscribers, publishes, window, 0).await;
 }
 
 /// The fan-out run on `server`, with frames padded by `pad` bytes; returns the p99 (ms).
 async fn fanout_on(server: &Server, subscribers: usize, publishes: usize, window: usize, pad: usize) -> f64 {
-    let run =
-        Fanout { subscribers: &[(server.addr, subscribers)], writer: server.addr, publishes, window, pad };
-    let figures = run.measure(|| (server.cpu_secs(), 0.0)).await;
+    let run = Fanout {
+        subscribers: &[(server.addr, subscribers)],
+        writer: server.addr,
+        publishes,
+        window,
+        pad,
+        peer: None,
+    };
+    let figures = run.measure(|| (server.cpu_secs(), 0.0), || server.rss_kb()).await;
     figures.print(subscribers, "");
     figures.p99
 }
@@ -522,6 +597,16 @@ struct Fanout<'a> {
     publishes: usize,
     window: usize,
     pad: usize,
+    /// Moat, or a peer's plain broadcast server (`benches/peers`: `ws`, `socketio`, `uws`).
+    peer: Option<&'static str>,
+}
+
+/// What the writer of a fan-out run writes through.
+enum Publisher {
+    /// A Moat session: each push is a durable write, answered by an ack.
+    Moat(futures_util::stream::SplitSink<Ws, Message>),
+    /// A peer's client: each message is broadcast as it is.
+    Peer(tokio::io::WriteHalf<tokio::io::BufReader<tokio::net::TcpStream>>),
 }
 
 /// What a fan-out run measured.
@@ -534,9 +619,15 @@ struct FanoutFigures {
     p50: f64,
     p99: f64,
     max: f64,
+    /// Server memory per subscribed connection (RSS growth while they connected).
+    kb_per_connection: f64,
 }
 
 impl FanoutFigures {
+    fn per_cpu_second(&self) -> f64 {
+        self.deliveries as f64 / self.cpu.max(1e-9)
+    }
+
     fn print(&self, subscribers: usize, whose: &str) {
         println!(
             "      {} deliveries in {:.2} s wall ({:.0}/s), {:.2} s {whose}server CPU: {:.0} deliveries per server CPU-second (target ≥ 250k)",
@@ -554,31 +645,52 @@ impl FanoutFigures {
 }
 
 impl Fanout<'_> {
-    /// Runs it; `cpu` reads the CPU seconds the servers, and the other processes they need, used so far.
-    async fn measure(&self, cpu: impl Fn() -> (f64, f64)) -> FanoutFigures {
+    /// Runs it; `cpu` reads the CPU seconds the servers, and the other processes they need, used so
+    /// far; `rss_kb` the servers' memory.
+    async fn measure(&self, cpu: impl Fn() -> (f64, f64), rss_kb: impl Fn() -> u64) -> FanoutFigures {
         let (publishes, window) = (self.publishes, self.window);
+        let rss_before = rss_kb();
         let mut sockets = Vec::new();
         for &(addr, n) in self.subscribers {
-            sockets.extend(connect_many(addr, n, "load-b").await);
+            sockets.extend(match self.peer {
+                None => connect_many(addr, n, "load-b").await,
+                Some(kind) => connect_many_with(n, move |_| Lean::connect_peer(addr, kind)).await,
+            });
         }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let kb_per_connection = rss_kb().saturating_sub(rss_before) as f64 / sockets.len().max(1) as f64;
         let mut readers = receive(sockets, 2, publishes);
-        let writer = subscriber(self.writer, 999_999, "load-b").await;
-        let (mut write, mut read) = writer.split();
-        // The writer's own frames (its diffs, its acks) are read as they come; each ack frees a slot.
+        // The writer's own frames (its diffs, its acks; a peer's broadcasts) are read as they come;
+        // each ack frees a slot (a peer has no acks: one message at a time).
         let slots = Arc::new(tokio::sync::Semaphore::new(window));
-        let acks = {
-            let slots = Arc::clone(&slots);
-            tokio::spawn(async move {
-                for _ in 0..publishes {
-                    loop {
-                        let Some(Ok(Message::Text(t))) = read.next().await else { panic!("writer lost") };
-                        if t.contains("\"ack\"") {
-                            break;
+        let (mut write, acks) = match self.peer {
+            None => {
+                let (write, mut read) = subscriber(self.writer, 999_999, "load-b").await.split();
+                let slots = Arc::clone(&slots);
+                let acks = tokio::spawn(async move {
+                    for _ in 0..publishes {
+                        loop {
+                            let Some(Ok(Message::Text(t))) = read.next().await else { panic!("writer lost") };
+                            if t.contains("\"ack\"") {
+                                break;
+                            }
                         }
+                        slots.add_permits(1);
                     }
-                    slots.add_permits(1);
-                }
-            })
+                });
+                (Publisher::Moat(write), acks)
+            }
+            Some(kind) => {
+                assert_eq!(window, 1, "a peer's run publishes one message at a time");
+                let (mut read, write) = tokio::io::split(Lean::connect_peer(self.writer, kind).await.stream);
+                let drain = tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = vec![0; 64 * 1024];
+                    while matches!(read.read(&mut buf).await, Ok(1..)) {}
+                });
+                slots.add_permits(publishes);
+                (Publisher::Peer(write), drain)
+            }
         };
         let cpu_before = cpu();
         let started = Instant::now();
@@ -594,7 +706,15 @@ impl Fanout<'_> {
                 }
             }
             sent.push(Instant::now());
-            write.send(Message::text(inventory_push_padded(i, self.pad))).await.unwrap();
+            match &mut write {
+                Publisher::Moat(w) => {
+                    w.send(Message::text(inventory_push_padded(i, self.pad))).await.unwrap()
+                }
+                Publisher::Peer(w) => {
+                    use tokio::io::AsyncWriteExt;
+                    w.write_all(&client_frame(peer_message(self.peer.unwrap(), i).as_bytes())).await.unwrap();
+                }
+            }
             while let Ok((k, last)) = readers.reports.try_recv() {
                 latencies.push((last - sent[k]).as_secs_f64() * 1e3);
             }
@@ -608,7 +728,10 @@ impl Fanout<'_> {
         }
         let wall = started.elapsed().as_secs_f64();
         let cpu_after = cpu();
-        acks.await.unwrap();
+        match write {
+            Publisher::Moat(_) => acks.await.unwrap(),
+            Publisher::Peer(_) => acks.abort(),
+        }
         let deliveries = readers.finish();
         println!();
         latencies.sort_by(f64::total_cmp);
@@ -620,8 +743,92 @@ impl Fanout<'_> {
             p50: percentile(&latencies, 0.5),
             p99: percentile(&latencies, 0.99),
             max: *latencies.last().unwrap(),
+            kb_per_connection,
         }
     }
+}
+
+/// A peer's plain broadcast server (`benches/peers/broadcast.js`, under Node), stopped when dropped.
+struct Peer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Peer {
+    fn start(kind: &str) -> Peer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/broadcast.js");
+        let mut child = Command::new("node")
+            .args([script, kind, &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs the peers (scripts/setup installs their packages)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "listening", "the {kind} server did not start");
+        Peer { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Moat beside the peers in one run: the same subscribers, messages and readers against Moat (each
+/// message a durable write) and against Node's `ws`, Socket.IO and uWebSockets (the C++ server
+/// behind uWebSockets.js, the `uwebsockets` package's prebuilt binary) as plain broadcast servers.
+async fn beside_peers(subscribers: usize, publishes: usize) {
+    println!(
+        "[8/8] beside the peers: {subscribers} subscribers of one channel, {publishes} messages one at a time"
+    );
+    let mut rows = Vec::new();
+    {
+        let server = Server::start(512, &["load-b".into()], 4096);
+        let run = Fanout {
+            subscribers: &[(server.addr, subscribers)],
+            writer: server.addr,
+            publishes,
+            window: 1,
+            pad: 0,
+            peer: None,
+        };
+        rows.push(("Moat", run.measure(|| (server.cpu_secs(), 0.0), || server.rss_kb()).await));
+    }
+    for (kind, name) in [("ws", "ws"), ("socketio", "Socket.IO"), ("uws", "uWebSockets")] {
+        let peer = Peer::start(kind);
+        let pid = peer.child.id();
+        let run = Fanout {
+            subscribers: &[(peer.addr, subscribers)],
+            writer: peer.addr,
+            publishes,
+            window: 1,
+            pad: 0,
+            peer: Some(kind),
+        };
+        rows.push((name, run.measure(|| (cpu_secs_of(pid), 0.0), || proc_field(pid, "VmRSS:")).await));
+    }
+    println!(
+        "      {:<12} {:>26} {:>16} {:>22}",
+        "", "deliveries per CPU-second", "publish → last p99", "memory per connection"
+    );
+    for (name, f) in &rows {
+        println!(
+            "      {name:<12} {:>26.0} {:>13.1} ms {:>19.1} KB",
+            f.per_cpu_second(),
+            f.p99,
+            f.kb_per_connection
+        );
+    }
+    let rate = |who: &str| rows.iter().find(|(n, _)| *n == who).map(|(_, f)| f.per_cpu_second()).unwrap();
+    println!(
+        "      Moat per CPU-second: {:.2}× uWebSockets (target ≥ 1.2×), {:.2}× ws (target ≥ 2.5×), {:.2}× Socket.IO; Moat's messages are durable writes, the peers' are not",
+        rate("Moat") / rate("uWebSockets"),
+        rate("Moat") / rate("ws"),
+        rate("Moat") / rate("Socket.IO")
+    );
 }
 
 /// User + system CPU seconds of a process.
@@ -650,7 +857,7 @@ fn nats_server() -> std::path::PathBuf {
 async fn cluster_fanout(per_node: usize, publishes: usize) {
     let total = per_node * 3;
     println!(
-        "[7/7] cluster: 3 nodes × {per_node} subscribers of one channel over NATS, {publishes} pushes one at a time"
+        "[7/8] cluster: 3 nodes × {per_node} subscribers of one channel over NATS, {publishes} pushes one at a time"
     );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -688,8 +895,9 @@ async fn cluster_fanout(per_node: usize, publishes: usize) {
     let pids: Vec<u32> = nodes.iter().map(|(c, _)| c.id()).collect();
     let nats_pid = nats.id();
     let addrs: Vec<(SocketAddr, usize)> = nodes.iter().map(|(_, a)| (*a, per_node)).collect();
-    let run = Fanout { subscribers: &addrs, writer: nodes[0].1, publishes, window: 1, pad: 0 };
-    let figures = run.measure(|| (pids.iter().map(|&p| cpu_secs_of(p)).sum(), cpu_secs_of(nats_pid))).await;
+    let run = Fanout { subscribers: &addrs, writer: nodes[0].1, publishes, window: 1, pad: 0, peer: None };
+    let cpu = || (pids.iter().map(|&p| cpu_secs_of(p)).sum(), cpu_secs_of(nats_pid));
+    let figures = run.measure(cpu, || pids.iter().map(|&p| proc_field(p, "VmRSS:")).sum()).await;
     let nats_cpu = figures.other_cpu;
     figures.print(total, "(3 nodes) ");
     // Each frame goes once to each of the two other nodes (besides the owner's watermark and its
@@ -709,9 +917,15 @@ async fn cluster_fanout(per_node: usize, publishes: usize) {
     let _ = nats.wait();
     // The same subscribers on one node.
     let single = Server::start(512, &["load-b".into()], 4096);
-    let run =
-        Fanout { subscribers: &[(single.addr, total)], writer: single.addr, publishes, window: 1, pad: 0 };
-    let figures = run.measure(|| (single.cpu_secs(), 0.0)).await;
+    let run = Fanout {
+        subscribers: &[(single.addr, total)],
+        writer: single.addr,
+        publishes,
+        window: 1,
+        pad: 0,
+        peer: None,
+    };
+    let figures = run.measure(|| (single.cpu_secs(), 0.0), || single.rss_kb()).await;
     println!("      the same {total} subscribers on a single node:");
     figures.print(total, "");
 }
@@ -747,7 +961,7 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
     const PAD: usize = 2048;
     let limits = "send_timeout_ms = 3000\nping_interval_ms = 0\n";
     println!(
-        "[5/7] {stalled} stalled clients beside {healthy} healthy subscribers, {publishes} pushes of ~2 KB"
+        "[5/8] {stalled} stalled clients beside {healthy} healthy subscribers, {publishes} pushes of ~2 KB"
     );
     let tenants = ["load-a".to_owned(), "load-b".to_owned()];
     // RSS peaks: the healthy subscribers' share is measured alone and taken out.
@@ -832,7 +1046,7 @@ async fn stalled_clients(healthy: usize, stalled: usize, publishes: usize) {
 /// refused.
 async fn reconnect_storm(clients: usize) {
     use sqlite_ext::sync::{jitter_seed, reconnect_delay_ms};
-    println!("[6/7] a restart under {clients} connected clients, which reconnect with jittered backoff");
+    println!("[6/8] a restart under {clients} connected clients, which reconnect with jittered backoff");
     let tenants = ["load-a".to_owned(), "load-b".to_owned()];
     let mut server = Server::start(512, &tenants, 4096);
     let addr = server.addr;
@@ -1068,7 +1282,7 @@ async fn durable(writers: usize, per_writer: usize, max_batch: usize, tenants: u
 /// `tenants` tenant databases with one connected (snapshotted, idle) client each: what the server
 /// holds in memory and in open files.
 async fn many_tenants(tenants: usize) {
-    println!("[4/7] {tenants} tenants, one client each");
+    println!("[4/8] {tenants} tenants, one client each");
     let names: Vec<String> = (0..tenants).map(|t| format!("t{t:05}")).collect();
     let server = Server::start(512, &names, 1024);
     let pid = server.child.id();
@@ -1128,7 +1342,7 @@ fn main() {
             floor(big_fanout.min(9_000), publishes / 2, 2).await;
         }
         if part("durable") {
-            println!("[3/7] durable diffs per second, 32 writers × {writes} pushes each");
+            println!("[3/8] durable diffs per second, 32 writers × {writes} pushes each");
             let mut one = 0.0;
             for tenants in [1, 4, 32] {
                 let (rate, slowest) = durable(32, writes, 512, tenants).await;
@@ -1157,6 +1371,13 @@ fn main() {
         }
         if part("cluster") {
             cluster_fanout(if quick { 500 } else { 5_000 }, if quick { 50 } else { 100 }).await;
+        }
+        if part("peers") {
+            // At least 200 messages: the CPU clock ticks every 10 ms.
+            beside_peers(1_000, publishes.max(200)).await;
+            if big_fanout != 1_000 {
+                beside_peers(big_fanout, publishes / 2).await;
+            }
         }
     });
 }
