@@ -15,8 +15,9 @@ if (kind === "ws") {
   wss.on("listening", () => console.log("listening"));
 } else if (kind === "socketio") {
   const { Server } = require("socket.io");
+  const http = require("http").createServer();
   // The load tool's readers do not answer pings (Moat's runs turn its pings off too).
-  const io = new Server(port, {
+  const io = new Server(http, {
     transports: ["websocket"],
     perMessageDeflate: false,
     pingInterval: 3600 * 1000,
@@ -25,7 +26,7 @@ if (kind === "ws") {
   io.on("connection", (socket) => {
     socket.on("m", (data) => io.emit("m", data));
   });
-  console.log("listening");
+  http.listen(port, "127.0.0.1", () => console.log("listening"));
 } else if (kind === "uws") {
   const uWS = require("uwebsockets");
   const app = uWS.App();
