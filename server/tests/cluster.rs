@@ -8,7 +8,9 @@
 //! - kill -9 a node that does not own the tenant: its client reconnects to another node from its
 //!   cursor and converges, no acknowledged write lost;
 //! - `moat node drain` the owner while clients on the other nodes write: writes pause (printed) and
-//!   go on on the new owner, 0 lost, 0 applied twice.
+//!   go on on the new owner, 0 lost, 0 applied twice;
+//! - a frame larger than NATS's largest message passes between nodes in pieces; a push that large
+//!   through a node that does not own the tenant is refused for good.
 
 mod support;
 
@@ -43,10 +45,19 @@ struct Nats {
 
 impl Nats {
     fn start() -> Nats {
+        Nats::start_with("")
+    }
+
+    /// With these lines of nats-server configuration.
+    fn start_with(config: &str) -> Nats {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, config).unwrap();
         let child = Command::new(nats_server())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+            .arg(&conf)
+            .arg("-sd")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -616,4 +627,50 @@ async fn a_live_migration_asked_of_any_node_is_run_by_the_owner() {
     assert!(sqlite_ext::Schema::from_sql(&sql).unwrap().table("vehicles").is_ok(), "{sql}");
     again.until("synced").await;
     drop((n1, n2, n3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_too_large_for_nats_is_refused_for_good_not_retried_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    moat(&["tenant", "create", "company-a"], &data);
+    let nats = Nats::start_with("max_payload: 131072\n");
+    let (n1, n2) = (node(&data, &nats, "n1"), node(&data, &nats, "n2"));
+    let tok = token("alice", "company-a", "admin");
+    let mut owner = Client::connect(&n2.url(), &tok, json!({})).await;
+    owner.until("synced").await;
+    let mut c = Client::connect(&n1.url(), &tok, json!({})).await;
+    c.until("synced").await;
+    let big = |id: &str| {
+        json!({"changes": [{"table": "inventory_items", "op": "insert", "pk": {"id": id},
+            "cols": {"tenant_id": {"new": "company-a"}, "sku": {"new": "SKU"}, "name": {"new": "x".repeat(200_000)},
+                     "quantity": {"new": 1}, "location": {"new": null}}}]})
+    };
+    // Through node 1 it cannot reach the owner: a clear, final answer.
+    c.push("big-1", big("big-1")).await;
+    let (e, _) = c.until("error").await;
+    assert_eq!((e["code"].as_str(), e["retry"].as_bool()), (Some("invalid"), Some(false)), "{e}");
+    assert_eq!(e["mutation_id"], "big-1");
+    assert!(e["message"].as_str().unwrap().contains("too large to pass between the server's nodes"), "{e}");
+    // On the owner it is an ordinary write, and its frame (larger than one NATS message) reaches
+    // node 1's client in pieces, put back together...
+    owner.push("big-2", big("big-2")).await;
+    let (ack, _) = owner.until("ack").await;
+    assert_eq!(ack["mutation_id"], "big-2");
+    let name_of = |c: &Client| {
+        c.received
+            .iter()
+            .find(|r| r["pk"]["id"] == "big-2")
+            .map(|r| r["cols"]["name"]["new"].as_str().unwrap().len())
+    };
+    while name_of(&c).is_none() {
+        c.recv().await;
+    }
+    assert_eq!(name_of(&c), Some(200_000));
+    // ...and so does a relayed snapshot through node 1.
+    let mut fresh = Client::connect(&n1.url(), &tok, json!({})).await;
+    fresh.until("synced").await;
+    assert_eq!(name_of(&fresh), Some(200_000));
+    assert!(fresh.received.iter().all(|r| r["pk"]["id"] != "big-1"), "the refused push wrote nothing");
+    drop((n1, n2));
 }

@@ -44,14 +44,23 @@ impl NatsRelay {
     }
 
     /// Publishes in order: a writer thread (the frames' publisher) waits for the client to take the
-    /// message, so a batch's frames go out before the writer answers its pushes.
+    /// message, so a batch's frames go out before the writer answers its pushes. A message larger than
+    /// NATS carries goes in pieces, one after another on the subject.
     fn send(&self, subject: String, headers: Option<HeaderMap>, payload: Bytes) {
         let client = self.client.clone();
         let publish = async move {
-            let _ = match headers {
-                Some(h) => client.publish_with_headers(subject, h, payload).await,
-                None => client.publish(subject, payload).await,
-            };
+            let most = client.server_info().max_payload;
+            for (piece, more) in wire::pieces(&payload, most) {
+                let piece = payload.slice_ref(piece);
+                let mut headers = headers.clone();
+                if more {
+                    headers.get_or_insert_with(HeaderMap::new).insert(wire::HEADER_MORE, "1");
+                }
+                let _ = match headers {
+                    Some(h) => client.publish_with_headers(subject.clone(), h, piece).await,
+                    None => client.publish(subject.clone(), piece).await,
+                };
+            }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(_) => drop(self.runtime.spawn(publish)),
@@ -172,7 +181,8 @@ struct RelayOut {
     batch: Vec<u8>,
 }
 
-/// Bytes of frames per relayed batch (NATS's default largest message is 1 MiB).
+/// Bytes of frames per relayed batch (NATS's default largest message is 1 MiB; a single frame larger
+/// than NATS carries goes in pieces).
 const RELAY_BATCH: usize = 64 * 1024;
 
 impl Out for RelayOut {
@@ -191,11 +201,19 @@ impl Out for RelayOut {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
-        match self.client.request(self.deliver.clone(), batch.into()).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(End::Gone),
+        let batch = Bytes::from(std::mem::take(&mut self.batch));
+        let most = self.client.server_info().max_payload;
+        for (piece, more) in wire::pieces(&batch, most) {
+            let mut headers = HeaderMap::new();
+            if more {
+                headers.insert(wire::HEADER_MORE, "1");
+            }
+            let request = async_nats::Request::new().payload(batch.slice_ref(piece)).headers(headers);
+            if self.client.send_request(self.deliver.clone(), request).await.is_err() {
+                return Err(End::Gone);
+            }
         }
+        Ok(())
     }
 }
 

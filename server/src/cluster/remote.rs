@@ -97,6 +97,15 @@ impl Link {
     /// read now and then, so that an owner that stalled or was cut off is given up on as soon as its
     /// lease runs out, not at the end of the wait.
     async fn ask(&self, op: &str, body: Vec<u8>, wait: Duration) -> Result<async_nats::Message> {
+        // Larger than NATS carries: refused for good (a retry would be refused the same way).
+        let most = self.client.server_info().max_payload;
+        if most > 0 && body.len() > most {
+            return Err(Error::Invalid(format!(
+                "This change is too large to pass between the server's nodes ({} KB; at most {} KB)",
+                body.len() / 1024,
+                most / 1024
+            )));
+        }
         let ask = self.client.request(wire::owner(&self.tenant, op), body.into());
         tokio::pin!(ask);
         let deadline = tokio::time::sleep(wait);
@@ -165,6 +174,7 @@ impl Remote {
             client: client.clone(),
             tenant: tenant.to_owned(),
             metrics: Arc::clone(&cluster.metrics),
+            joiner: wire::Joiner::default(),
         }));
         tracing::info!(node = %cluster.node, tenant, owner, "serving a tenant another node owns");
         Ok(Arc::new(Remote {
@@ -252,6 +262,7 @@ impl Remote {
             async_nats::Request::new().payload(body.into()).timeout(None),
         );
         tokio::pin!(ask);
+        let mut joiner = wire::Joiner::default();
         loop {
             let next = tokio::time::timeout(self.wait * 3, async {
                 tokio::select! {
@@ -264,10 +275,12 @@ impl Remote {
                 Err(_) => return Err(moving()),
                 Ok(Err(None)) => return Err(moving()),
                 Ok(Err(Some(part))) => {
-                    // Frames, one per line (JSON text has no raw newline).
-                    let text = std::str::from_utf8(&part.payload).map_err(|_| moving())?;
-                    for frame in text.split('\n') {
-                        conn.send_text(frame.to_owned()).await?;
+                    // Frames, one per line (JSON text has no raw newline), perhaps in pieces.
+                    if let Some(batch) = joiner.join("", part.headers.as_ref(), &part.payload) {
+                        let text = String::from_utf8(batch).map_err(|_| moving())?;
+                        for frame in text.split('\n') {
+                            conn.send_text(frame.to_owned()).await?;
+                        }
                     }
                     if let Some(reply) = part.reply {
                         let _ = client.publish(reply, Vec::new().into()).await;
@@ -340,6 +353,7 @@ struct Listener {
     client: async_nats::Client,
     tenant: String,
     metrics: Arc<Metrics>,
+    joiner: wire::Joiner,
 }
 
 /// Takes the owner's frames in, in the order it published them, and keeps its interest alive.
@@ -364,9 +378,10 @@ async fn listen(mut l: Listener) {
                 } else if let Some(headers) = &msg.headers {
                     let channel = headers.get(wire::HEADER_CHANNEL).map(|v| v.as_str().to_owned());
                     let version = headers.get(wire::HEADER_VERSION).and_then(|v| v.as_str().parse().ok());
-                    let (Some(channel), Some(version), Ok(text)) = (channel, version, String::from_utf8(msg.payload.to_vec())) else {
-                        continue;
-                    };
+                    let (Some(channel), Some(version)) = (channel, version) else { continue };
+                    // A frame too large for one NATS message comes in pieces.
+                    let Some(whole) = l.joiner.join(&channel, Some(headers), &msg.payload) else { continue };
+                    let Ok(text) = String::from_utf8(whole) else { continue };
                     l.metrics.cluster_frames_in.inc();
                     let frame = Arc::new(Frame { version, text: Utf8Bytes::from(text), published: Instant::now() });
                     l.hub.deliver(&channel, frame);

@@ -51,6 +51,52 @@ pub(crate) const LEASES: &str = "moat_leases";
 
 pub(crate) const HEADER_CHANNEL: &str = "Moat-Channel";
 pub(crate) const HEADER_VERSION: &str = "Moat-Version";
+/// On every piece of a message too large for one NATS message but the last.
+pub(crate) const HEADER_MORE: &str = "Moat-More";
+
+/// Room left in each piece for its headers.
+const HEADER_ROOM: usize = 4096;
+
+/// `payload` in pieces that each fit in one NATS message of at most `most` bytes (the server's
+/// `max_payload`; 0 when unknown), each with whether more follow. An empty payload is one empty piece.
+pub(crate) fn pieces(payload: &[u8], most: usize) -> impl Iterator<Item = (&[u8], bool)> {
+    let size = if most == 0 { 1 << 20 } else { most }.saturating_sub(HEADER_ROOM).max(1024);
+    let count = payload.len().div_ceil(size).max(1);
+    (0..count).map(move |i| {
+        (&payload[(i * size).min(payload.len())..((i + 1) * size).min(payload.len())], i + 1 < count)
+    })
+}
+
+/// Puts pieces back together, per key (one stream of pieces per key, in order).
+#[derive(Debug, Default)]
+pub(crate) struct Joiner {
+    pending: std::collections::HashMap<String, Vec<u8>>,
+}
+
+impl Joiner {
+    /// The whole message once its last piece is in; `None` while more are to come.
+    pub(crate) fn join(
+        &mut self,
+        key: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        piece: &[u8],
+    ) -> Option<Vec<u8>> {
+        let more = headers.is_some_and(|h| h.get(HEADER_MORE).is_some());
+        match (more, self.pending.remove(key)) {
+            (false, None) => Some(piece.to_vec()),
+            (false, Some(mut head)) => {
+                head.extend_from_slice(piece);
+                Some(head)
+            }
+            (true, head) => {
+                let mut head = head.unwrap_or_default();
+                head.extend_from_slice(piece);
+                self.pending.insert(key.to_owned(), head);
+                None
+            }
+        }
+    }
+}
 
 /// A client's push, forwarded to the owner.
 #[derive(Debug, Serialize, Deserialize)]
