@@ -475,16 +475,20 @@ async fn draining_the_owner_pauses_writes_briefly_and_loses_none() {
     drop((n1, n2, n3));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_owner_that_stalls_past_its_lease_stops_writing_and_another_node_takes_over() {
-    let (dir, data, nats) = setup();
-    // Short leases, so that the test waits for one to run out in seconds.
-    let config = dir.path().join("moat.toml");
+/// Three nodes with 3-second leases, so that a test waits for one to run out in seconds.
+fn short_lease_nodes(dir: &Path, data: &Path, nats: &Nats) -> (Moat, Moat, Moat) {
+    let config = dir.join("moat.toml");
     std::fs::write(&config, "[cluster]\nlease_secs = 3\n").unwrap();
     let config = config.to_str().unwrap();
     let start =
-        |name: &str| Moat::serve(&data, &["--config", config, "--cluster", &nats.url, "--node", name], &[]);
-    let (n1, n2, n3) = (start("n1"), start("n2"), start("n3"));
+        |name: &str| Moat::serve(data, &["--config", config, "--cluster", &nats.url, "--node", name], &[]);
+    (start("n1"), start("n2"), start("n3"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_stalls_past_its_lease_stops_writing_and_another_node_takes_over() {
+    let (dir, data, nats) = setup();
+    let (n1, n2, n3) = short_lease_nodes(dir.path(), &data, &nats);
     let tok = token("alice", "company-a", "admin");
     let mut first = Client::connect(&n2.url(), &tok, json!({})).await;
     first.until("synced").await;
@@ -537,12 +541,7 @@ async fn an_owner_that_stalls_past_its_lease_stops_writing_and_another_node_take
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_owner_pauses_writes_for_a_lease_and_other_nodes_resync() {
     let (dir, data, nats) = setup();
-    let config = dir.path().join("moat.toml");
-    std::fs::write(&config, "[cluster]\nlease_secs = 3\n").unwrap();
-    let config = config.to_str().unwrap();
-    let start =
-        |name: &str| Moat::serve(&data, &["--config", config, "--cluster", &nats.url, "--node", name], &[]);
-    let (n1, n2, n3) = (start("n1"), start("n2"), start("n3"));
+    let (n1, n2, n3) = short_lease_nodes(dir.path(), &data, &nats);
     let tok = token("alice", "company-a", "admin");
     let mut first = Client::connect(&n2.url(), &tok, json!({})).await;
     first.until("synced").await;
