@@ -26,7 +26,7 @@ fn session_fixtures() -> Vec<(String, serde_json::Value)> {
 #[test]
 fn every_session_fixture_decodes_with_the_cores_types() {
     let fixtures = session_fixtures();
-    assert_eq!(fixtures.len(), 21, "one fixture per session message");
+    assert_eq!(fixtures.len(), 22, "one fixture per session message");
     for (name, json) in fixtures {
         let text = json.to_string();
         let again = match name.as_str() {
@@ -140,6 +140,7 @@ fn a_frame_with_rows_decodes_the_same_on_the_fast_path() {
             .into(),
     );
     frames.push(r#"{"type":"diff","channel":"c","version":3,"rows":9,"diff":{"changes":[]}}"#.into());
+    frames.push(r#"{"tables":[],"rows":2,"type":"snapshot_rows","channel":"c","rows_done":2}"#.into());
     let mut fast = 0;
     for text in &frames {
         // (The fixtures include the client's frames: whatever the enum makes of them, so must this.)
@@ -152,10 +153,11 @@ fn a_frame_with_rows_decodes_the_same_on_the_fast_path() {
         fast += matches!(
             framed,
             ServerMsg::Snapshot { diff: sqlite_ext::protocol::DiffJson::Encoded(_), .. }
+                | ServerMsg::SnapshotRows { tables: sqlite_ext::protocol::DiffJson::Encoded(_), .. }
                 | ServerMsg::Diff { diff: sqlite_ext::protocol::DiffJson::Encoded(_), .. }
         ) as usize;
     }
-    assert!(fast >= 3, "the snapshot and diff frames took the fast path ({fast})");
+    assert!(fast >= 5, "the snapshot, snapshot_rows and diff frames took the fast path ({fast})");
     // A diff frame without its version is refused either way.
     assert!(ServerMsg::from_frame(r#"{"type":"diff","channel":"c","diff":{"changes":[]}}"#).is_err());
 }

@@ -206,7 +206,7 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
     let metrics = Arc::clone(&state.metrics);
     let mut ws = ws;
     let end = match Box::pin(hello(&mut ws, &state)).await {
-        Ok(Hello { claims, client_id, cursors, schema: client_schema, device }) => {
+        Ok(Hello { claims, client_id, cursors, schema: client_schema, device, rows }) => {
             match admit(&state, &claims, client_schema.is_none()).await {
                 Err(end) => end,
                 Ok((tenant, model, profile)) => {
@@ -225,7 +225,7 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
                         inflight: 0,
                         replies,
                     };
-                    let end = session(&mut conn, cursors, client_schema, replies_rx).await;
+                    let end = session(&mut conn, cursors, client_schema, rows, replies_rx).await;
                     ws = conn.ws;
                     end
                 }
@@ -317,6 +317,8 @@ struct Hello {
     cursors: Cursors,
     schema: Option<String>,
     device: Option<sqlite_ext::protocol::DeviceReport>,
+    /// The client takes snapshot chunks as `snapshot_rows`.
+    rows: bool,
 }
 
 /// Waits for the hello and checks it.
@@ -333,7 +335,7 @@ async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<Hello, End> {
     };
     let msg: ClientMsg =
         serde_json::from_str(&text).map_err(|e| protocol_error(&format!("bad hello: {e}")))?;
-    let ClientMsg::Hello { protocol, token, client_id, cursors, schema, device } = msg else {
+    let ClientMsg::Hello { protocol, token, client_id, cursors, schema, device, accept } = msg else {
         return Err(protocol_error("the first frame must be hello"));
     };
     if protocol != PROTOCOL_VERSION {
@@ -350,7 +352,8 @@ async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<Hello, End> {
     let claims =
         state.auth.verify(&token).await.map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
     let schema = schema.map(|s| s.into_owned());
-    Ok(Hello { claims, client_id: client_id.into_owned(), cursors, schema, device })
+    let rows = accept.iter().any(|a| a == sqlite_ext::protocol::ACCEPT_SNAPSHOT_ROWS);
+    Ok(Hello { claims, client_id: client_id.into_owned(), cursors, schema, device, rows })
 }
 
 /// After a good hello: welcome, revokes, initial sync, then the live loop.
@@ -358,6 +361,7 @@ async fn session(
     conn: &mut Conn,
     cursors: Cursors,
     client_schema: Option<String>,
+    rows: bool,
     mut replies: mpsc::Receiver<Box<PushReply>>,
 ) -> End {
     let mut rx = conn.tenant.hub().subscribe(&conn.profile);
@@ -395,7 +399,7 @@ async fn session(
             conn.send(&ServerMsg::Revoke { channel: channel.into() }).await?;
         }
         // Boxed: the initial sync's state is large and short-lived; the live loop's stays small.
-        Box::pin(handlers::sync::start(conn, cursors.get(&profile.channel).copied())).await?;
+        Box::pin(handlers::sync::start(conn, cursors.get(&profile.channel).copied(), rows)).await?;
         live(conn, &mut rx, &mut replies).await
     }
     .await;

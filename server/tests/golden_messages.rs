@@ -38,7 +38,7 @@ async fn every_session_message() {
                         "rejected": 0, "conflicts": 0});
     let hello = json!({"type": "hello", "protocol": 1, "token": "<JWT>", "client_id": "3f9c2a7be01d44a1c8e5f0b2",
                        "cursors": {"company-a/admin": 41}, "schema": sqlite_ext::Schema::demo().fingerprint(),
-                       "device": device});
+                       "device": device, "accept": ["snapshot_rows"]});
     let mut real_hello = hello.clone();
     real_hello["token"] = json!(tok);
     let mut tom = Client::hello(&server.url(), real_hello).await;
@@ -51,8 +51,9 @@ async fn every_session_message() {
 
     let alice_hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
                              "client_id": "77d0e5a1c3b94f2e8a6d1b09", "cursors": {}});
+    // Alice's client takes snapshot chunks as diffs (it does not accept `snapshot_rows`).
     let mut alice = Client::hello(&server.url(), alice_hello).await;
-    alice.until("synced").await;
+    alice.until("synced").await.1.iter().for_each(&mut keep);
     alice.push("alice-1", update("jobs", "job-a1", "status", json!("open"), json!("on_hold"))).await;
     alice.until("ack").await;
 
@@ -112,6 +113,7 @@ async fn every_session_message() {
         "synced",
         "snapshot_begin",
         "snapshot",
+        "snapshot_rows",
         "snapshot_end",
         "revoke",
         "diff",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use rusqlite::session::Session;
 use sqlite_ext::protocol::ServerMsg;
-use sqlite_ext::{Diff, Fields, Replica, Schema, Value};
+use sqlite_ext::{Diff, Fields, Replica, RowsWriter, Schema, TableRows, Value};
 
 const ROWS: usize = 100_000;
 const PENDING: usize = 200;
@@ -61,6 +61,20 @@ fn main() {
         diff.decode(&schema).unwrap()
     });
     report("decode as a session frame", ROWS, t, None);
+    // The same rows as a `snapshot_rows` chunk (columns named once).
+    let mut writer = RowsWriter::default();
+    inserts.changes.iter().for_each(|c| writer.push(c));
+    let rows_json = writer.finish();
+    let rows_frame = format!(
+        r#"{{"type":"snapshot_rows","channel":"company-a/admin","rows_done":{ROWS},"rows":{ROWS},"tables":{rows_json}}}"#
+    );
+    let (_, t) = best(runs, || {
+        let Ok(ServerMsg::SnapshotRows { tables, .. }) = ServerMsg::from_frame(&rows_frame) else {
+            panic!("a snapshot_rows frame")
+        };
+        tables.decode_rows(&schema).unwrap()
+    });
+    report("decode as snapshot_rows", ROWS, t, Some(rows_json.len()));
 
     step(4, "initial sync: 100k inserts into an empty replica file");
     let dir = tempfile::tempdir().unwrap();
@@ -76,6 +90,39 @@ fn main() {
         assert_eq!(n as usize, ROWS);
     }
     report("apply inserts (JSON in, committed)", ROWS, best_insert, None);
+    // A first sync as a client runs it: snapshot chunks of 2,000 rows, as diffs and as rows.
+    for (what, as_rows) in [("snapshot chunks as diffs", false), ("snapshot chunks as rows", true)] {
+        let mut best_sync = Duration::MAX;
+        for run in 0..runs {
+            let path = dir.path().join(format!("snapshot-{as_rows}-{run}.db"));
+            let mut replica = Replica::open(&path, schema.clone()).unwrap();
+            let chunks: Vec<String> = inserts
+                .changes
+                .chunks(2000)
+                .map(|c| match as_rows {
+                    true => {
+                        let mut w = RowsWriter::default();
+                        c.iter().for_each(|c| w.push(c));
+                        w.finish()
+                    }
+                    false => Diff { changes: c.to_vec() }.to_json(),
+                })
+                .collect();
+            let start = Instant::now();
+            replica.begin_snapshot("c").unwrap();
+            for chunk in &chunks {
+                match as_rows {
+                    true => {
+                        replica.apply_snapshot_rows(&TableRows::from_json(chunk, &schema).unwrap()).unwrap()
+                    }
+                    false => replica.apply_snapshot_chunk(&Diff::from_json(chunk, &schema).unwrap()).unwrap(),
+                }
+            }
+            replica.finish_snapshot("c", 1).unwrap();
+            best_sync = best_sync.min(start.elapsed());
+        }
+        report(&format!("first sync, {what} (JSON in, committed)"), ROWS, best_sync, None);
+    }
 
     step(5, "live update of 100k rows with 200 pending local edits (rebase)");
     let mut best_update = Duration::MAX;

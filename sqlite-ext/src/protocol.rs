@@ -101,7 +101,19 @@ impl DiffJson<'_> {
             DiffJson::Tree(v) => crate::Diff::from_value(v, schema),
         }
     }
+
+    /// A `snapshot_rows` chunk's table groups, checked against `schema`.
+    pub fn decode_rows(self, schema: &crate::Schema) -> crate::Result<Vec<crate::rows::TableRows>> {
+        match self {
+            DiffJson::Encoded(raw) => crate::rows::TableRows::from_json(raw.get(), schema),
+            DiffJson::Tree(v) => crate::rows::TableRows::from_json(&v.to_string(), schema),
+        }
+    }
 }
+
+/// In a hello's `accept`: snapshot chunks may come as `snapshot_rows` (columns named once) rather
+/// than as `snapshot` diffs.
+pub const ACCEPT_SNAPSHOT_ROWS: &str = "snapshot_rows";
 
 /// A frame from a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +139,9 @@ pub enum ClientMsg<'a> {
         /// How this device's sync is doing, for the tenant's admins (fleet health).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         device: Option<DeviceReport>,
+        /// Frames the client takes beyond the protocol's first ones ([`ACCEPT_SNAPSHOT_ROWS`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accept: Vec<String>,
     },
     /// How this device's sync is doing now (sent when it changed, at most every few seconds).
     Report {
@@ -453,6 +468,19 @@ pub enum ServerMsg<'a> {
         /// The rows, as insert changes.
         diff: DiffJson<'a>,
     },
+    /// One chunk of a snapshot as rows, columns named once per table (`crate::rows`): for a client
+    /// that accepts [`ACCEPT_SNAPSHOT_ROWS`], in place of `snapshot`.
+    SnapshotRows {
+        /// The channel.
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        /// Rows sent so far, this chunk included.
+        rows_done: u64,
+        /// Rows in the whole snapshot.
+        rows: u64,
+        /// The rows, a list of table groups (decoded with [`DiffJson::decode_rows`]).
+        tables: DiffJson<'a>,
+    },
     /// The snapshot is complete and consistent as of `version`.
     SnapshotEnd {
         /// The channel.
@@ -559,7 +587,7 @@ pub enum ServerMsg<'a> {
 
 impl<'a> ServerMsg<'a> {
     /// Decodes a frame from the server. The frames that carry rows (`snapshot`, `diff`) are read
-    /// straight from the text with their diff kept encoded, for [`DiffJson::decode`]: the tagged enum
+    /// straight from the text with their rows kept encoded, for [`DiffJson::decode`]: the tagged enum
     /// would buffer the whole frame as a JSON tree before reading its tag (most of a snapshot's
     /// decoding time). Any other frame, or one these fields do not fit, goes through the enum, so
     /// the result is the same either way.
@@ -574,23 +602,33 @@ impl<'a> ServerMsg<'a> {
             rows: Option<u64>,
             version: Option<i64>,
             #[serde(borrow)]
-            diff: &'a RawValue,
+            diff: Option<&'a RawValue>,
+            #[serde(borrow)]
+            tables: Option<&'a RawValue>,
         }
         if let Ok(r) = serde_json::from_str::<Rows<'a>>(text) {
-            match (&*r.kind, r.rows_done, r.rows, r.version) {
-                ("snapshot", Some(rows_done), Some(rows), None) => {
+            match (&*r.kind, r.rows_done, r.rows, r.version, r.diff, r.tables) {
+                ("snapshot", Some(rows_done), Some(rows), None, Some(diff), None) => {
                     return Ok(ServerMsg::Snapshot {
                         channel: r.channel,
                         rows_done,
                         rows,
-                        diff: DiffJson::Encoded(r.diff),
+                        diff: DiffJson::Encoded(diff),
                     });
                 }
-                ("diff", None, None, Some(version)) => {
+                ("snapshot_rows", Some(rows_done), Some(rows), None, None, Some(tables)) => {
+                    return Ok(ServerMsg::SnapshotRows {
+                        channel: r.channel,
+                        rows_done,
+                        rows,
+                        tables: DiffJson::Encoded(tables),
+                    });
+                }
+                ("diff", None, None, Some(version), Some(diff), None) => {
                     return Ok(ServerMsg::Diff {
                         channel: r.channel,
                         version,
-                        diff: DiffJson::Encoded(r.diff),
+                        diff: DiffJson::Encoded(diff),
                     });
                 }
                 _ => {}

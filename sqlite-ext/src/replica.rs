@@ -25,6 +25,7 @@ use crate::changeset;
 use crate::changeset::Op;
 use crate::diff::{Diff, Fields, key_json};
 use crate::error::{Error, Result};
+use crate::rows::TableRows;
 use crate::schema::{SERVER_DATA_PREFIX, Schema, Table, quote};
 use crate::value::Value;
 
@@ -559,7 +560,7 @@ impl Replica {
             return Ok(());
         }
         let tx = self.conn.savepoint()?;
-        // Per table: its statements (golden, and projection in a first sync), made once a chunk.
+        // Per table: its statements, made once a chunk.
         let mut statements: HashMap<&str, Vec<String>> = HashMap::new();
         let mut values: Vec<&Value> = Vec::new();
         for c in &diff.changes {
@@ -569,23 +570,32 @@ impl Replica {
                 let v = c.pk.get(&col.name).or_else(|| c.cols.get(&col.name).and_then(|v| v.new.as_ref()));
                 values.push(v.unwrap_or(&Value::Null));
             }
-            let sql = statements.entry(table.name.as_str()).or_insert_with(|| {
-                let into = |name: &str| {
-                    format!(
-                        "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
-                        quote(name),
-                        table.column_list(),
-                        vec!["?"; table.columns.len()].join(", ")
-                    )
-                };
-                let mut sql = vec![into(&table.server_data_name())];
-                if self.first_snapshot {
-                    sql.push(into(&table.name));
-                }
-                sql
-            });
+            let sql = statements
+                .entry(table.name.as_str())
+                .or_insert_with(|| snapshot_inserts(table, self.first_snapshot).collect());
             for sql in sql.iter() {
                 tx.prepare_cached(sql)?.execute(params_from_iter(values.iter()))?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One chunk of a snapshot as rows (`snapshot_rows`, checked by [`TableRows::from_json`]): as
+    /// [`Replica::apply_snapshot_chunk`], without a change per row.
+    pub fn apply_snapshot_rows(&mut self, groups: &[TableRows]) -> Result<()> {
+        let tx = self.conn.savepoint()?;
+        let mut values: Vec<&Value> = Vec::new();
+        for g in groups {
+            let table = self.schema.table(&g.table)?;
+            let at = g.positions(table)?;
+            for sql in snapshot_inserts(table, self.first_snapshot) {
+                let mut insert = tx.prepare_cached(&sql)?;
+                for row in &g.rows {
+                    values.clear();
+                    values.extend(at.iter().map(|&i| &row[i]));
+                    insert.execute(params_from_iter(values.iter()))?;
+                }
             }
         }
         tx.commit()?;
@@ -794,6 +804,20 @@ fn open_file(path: &Path) -> Result<Connection> {
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
+}
+
+/// A snapshot's inserts into `table`: its golden state, and its projection too in a first sync.
+fn snapshot_inserts(table: &Table, first_snapshot: bool) -> impl Iterator<Item = String> + '_ {
+    let into = move |name: String| {
+        format!(
+            "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
+            quote(&name),
+            table.column_list(),
+            vec!["?"; table.columns.len()].join(", ")
+        )
+    };
+    let projection = first_snapshot.then(|| table.name.clone());
+    std::iter::once(table.server_data_name()).chain(projection).map(into)
 }
 
 /// Whether any write of the user's is kept (pending or refused).

@@ -391,6 +391,7 @@ impl SyncEngine {
                     cursors: self.replica.cursors()?.into_iter().collect(),
                     schema: Some(Cow::Owned(fingerprint)),
                     device: Some(device.clone()),
+                    accept: vec![crate::protocol::ACCEPT_SNAPSHOT_ROWS.to_owned()],
                 };
                 out.push(Instruction::Send(hello.to_json()));
                 self.reported = Some((device, self.replica.now_ms()?));
@@ -555,18 +556,13 @@ impl SyncEngine {
             ServerMsg::Snapshot { rows_done, rows, diff, .. } => {
                 let diff = diff.decode(self.replica.schema())?;
                 self.replica.apply_snapshot_chunk(&diff)?;
-                // A first sync shows its rows as they arrive.
-                if self.replica.first_snapshot() {
-                    let tables = tables_of(&diff);
-                    let tenth = rows_done.saturating_mul(10) / rows.max(1);
-                    if tenth > self.shown.1 || tables.iter().any(|t| !self.shown.0.contains(t)) {
-                        self.shown.0.extend(tables.iter().cloned());
-                        self.shown.1 = tenth;
-                        out.push(Instruction::TablesChanged(tables));
-                    }
-                }
-                self.phase = Phase::Syncing;
-                self.progress = (rows_done, rows);
+                self.snapshot_progress(tables_of(&diff), rows_done, rows, out);
+            }
+            ServerMsg::SnapshotRows { rows_done, rows, tables, .. } => {
+                let groups = tables.decode_rows(self.replica.schema())?;
+                self.replica.apply_snapshot_rows(&groups)?;
+                let tables = groups.into_iter().map(|g| g.table).collect::<BTreeSet<_>>();
+                self.snapshot_progress(tables.into_iter().collect(), rows_done, rows, out);
             }
             ServerMsg::SnapshotEnd { channel, version } => {
                 self.replica.finish_snapshot(&channel, version)?;
@@ -634,6 +630,29 @@ impl SyncEngine {
     /// The tables a pending mutation touches (what changes when it is settled).
     fn settled_tables(&self, mutation_id: &str) -> Result<Vec<String>> {
         Ok(self.replica.pending_mutation(mutation_id)?.map(|m| tables_of(&m.diff)).unwrap_or_default())
+    }
+}
+
+impl SyncEngine {
+    /// After a snapshot chunk of `tables`: the progress, and in a first sync the rows shown as they
+    /// arrive (when a table first has rows, and at each tenth).
+    fn snapshot_progress(
+        &mut self,
+        tables: Vec<String>,
+        rows_done: u64,
+        rows: u64,
+        out: &mut Vec<Instruction>,
+    ) {
+        if self.replica.first_snapshot() {
+            let tenth = rows_done.saturating_mul(10) / rows.max(1);
+            if tenth > self.shown.1 || tables.iter().any(|t| !self.shown.0.contains(t)) {
+                self.shown.0.extend(tables.iter().cloned());
+                self.shown.1 = tenth;
+                out.push(Instruction::TablesChanged(tables));
+            }
+        }
+        self.phase = Phase::Syncing;
+        self.progress = (rows_done, rows);
     }
 }
 

@@ -239,6 +239,7 @@ async fn sync_for(cluster: &Cluster, store: &Arc<Store>, body: &[u8]) -> SyncAns
         profile,
         limits: Arc::clone(&cluster.limits),
         metrics: Arc::clone(&cluster.metrics),
+        rows: req.rows,
     };
     let mut out = RelayOut { client: cluster.client.clone(), deliver: req.deliver, batch: Vec::new() };
     match initial(&job, &mut out, req.cursor).await {

@@ -240,7 +240,12 @@ impl Remote {
 
     /// Runs the session's initial sync on the owner, writing each frame it sends to the socket;
     /// returns the version the client has after it.
-    pub(crate) async fn sync(self: Arc<Self>, conn: &mut Conn, cursor: Option<i64>) -> Result<i64, End> {
+    pub(crate) async fn sync(
+        self: Arc<Self>,
+        conn: &mut Conn,
+        cursor: Option<i64>,
+        rows: bool,
+    ) -> Result<i64, End> {
         self.metrics.cluster_syncs_relayed.inc();
         self.interest
             .lock()
@@ -255,6 +260,7 @@ impl Remote {
             cursor,
             deliver,
             fingerprint: conn.model.fingerprint.clone(),
+            rows,
         };
         let body = serde_json::to_vec(&req).expect("sync requests serialise");
         let ask = client.send_request(

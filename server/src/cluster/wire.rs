@@ -130,6 +130,9 @@ pub(crate) struct SyncReq {
     pub(crate) deliver: String,
     /// The model the session started on (the owner's must be the same).
     pub(crate) fingerprint: String,
+    /// The client takes snapshot chunks as `snapshot_rows`.
+    #[serde(default)]
+    pub(crate) rows: bool,
 }
 
 /// How a relayed initial sync (or a call) ended.

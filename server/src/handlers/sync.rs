@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rusqlite::TransactionBehavior;
 use serde_json::value::RawValue;
-use sqlite_ext::DiffWriter;
+use sqlite_ext::{DiffWriter, RowsWriter};
 use tokio::sync::mpsc;
 
 use crate::cluster::Backend;
@@ -39,13 +39,15 @@ pub(crate) struct Job {
     pub(crate) profile: Profile,
     pub(crate) limits: Arc<Limits>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Snapshot chunks as `snapshot_rows` (the client accepts them), else as `snapshot` diffs.
+    pub(crate) rows: bool,
 }
 
 const CATCH_UP_BATCH: usize = 512;
 
 /// The session's initial sync: read here when this node holds the tenant, else run by its owner and
-/// relayed frame by frame.
-pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>) -> Result<(), End> {
+/// relayed frame by frame. `rows`: the client takes `snapshot_rows`.
+pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>, rows: bool) -> Result<(), End> {
     conn.sent = match &conn.tenant {
         Backend::Local(store) => {
             let job = Job {
@@ -54,10 +56,11 @@ pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>) -> Result<(), En
                 profile: conn.profile.clone(),
                 limits: Arc::clone(&conn.state.limits),
                 metrics: Arc::clone(&conn.state.metrics),
+                rows,
             };
             initial(&job, conn, cursor).await?
         }
-        Backend::Remote(remote) => Arc::clone(remote).sync(conn, cursor).await?,
+        Backend::Remote(remote) => Arc::clone(remote).sync(conn, cursor, rows).await?,
     };
     Ok(())
 }
@@ -127,6 +130,7 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
         (Arc::clone(&job.model.schema), Arc::clone(&job.model.rules), job.profile.clone());
     let chunk_rows = job.limits.snapshot_chunk_rows.max(1);
     let chunk_bytes = job.limits.snapshot_chunk_bytes;
+    let as_rows = job.rows;
     // The reader streams chunks from one read transaction, so the snapshot is consistent as of its
     // version; the channel is bounded, so a slow client holds two chunks in memory, not the table.
     let store = Arc::clone(&job.store);
@@ -149,9 +153,9 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                 let gone = || crate::error::Error::Unavailable("client went away".into());
                 tx.blocking_send(Part::Begin(total)).map_err(|_| gone())?;
                 let mut done = 0u64;
-                // A chunk is written as it fills, `{"changes":[...]}` as `Diff` serialises, and ends
-                // at `chunk_rows` rows or past `chunk_bytes` bytes, whichever comes first.
-                let mut chunk = DiffWriter::default();
+                // A chunk is written as it fills (as a diff or as rows), and ends at `chunk_rows`
+                // rows or past `chunk_bytes` bytes, whichever comes first.
+                let mut chunk = Chunk::new(as_rows);
                 let route: Vec<sqlite_ext::Value> = profile.route.clone();
                 for (_, table) in tables {
                     table.scan(&t, &filter, |row| -> crate::error::Result<()> {
@@ -160,7 +164,7 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                         }
                         if chunk.changes() >= chunk_rows || chunk.len() >= chunk_bytes {
                             done += chunk.changes() as u64;
-                            let json = std::mem::take(&mut chunk).finish();
+                            let json = std::mem::replace(&mut chunk, Chunk::new(as_rows)).finish();
                             tx.blocking_send(Part::Chunk(done, json)).map_err(|_| gone())?;
                         }
                         Ok(())
@@ -185,12 +189,11 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                     .await?;
             }
             Part::Chunk(rows_done, json) => {
-                let diff = RawValue::from_string(json).expect("a diff's JSON is valid JSON");
-                let msg = ServerMsg::Snapshot {
-                    channel: channel.as_str().into(),
-                    rows_done,
-                    rows,
-                    diff: DiffJson::Encoded(&diff),
+                let json = RawValue::from_string(json).expect("a chunk's JSON is valid JSON");
+                let (channel, json) = (channel.as_str().into(), DiffJson::Encoded(&json));
+                let msg = match job.rows {
+                    true => ServerMsg::SnapshotRows { channel, rows_done, rows, tables: json },
+                    false => ServerMsg::Snapshot { channel, rows_done, rows, diff: json },
                 };
                 out.text(msg.to_json()).await?;
             }
@@ -205,5 +208,52 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
         Ok(Ok(())) => Ok(sent),
         Ok(Err(e)) => Err(storage(e)),
         Err(_) => Err(End::Close(close::INTERNAL, "snapshot failed".into())),
+    }
+}
+
+/// A snapshot chunk being written: a diff of inserts, or rows (`snapshot_rows`).
+enum Chunk {
+    Diff(DiffWriter),
+    Rows(RowsWriter),
+}
+
+impl Chunk {
+    fn new(rows: bool) -> Chunk {
+        match rows {
+            true => Chunk::Rows(RowsWriter::default()),
+            false => Chunk::Diff(DiffWriter::default()),
+        }
+    }
+
+    fn push(&mut self, change: &sqlite_ext::Change) {
+        match self {
+            Chunk::Diff(w) => w.push(change),
+            Chunk::Rows(w) => w.push(change),
+        }
+    }
+
+    fn changes(&self) -> usize {
+        match self {
+            Chunk::Diff(w) => w.changes(),
+            Chunk::Rows(w) => w.rows(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Diff(w) => w.len(),
+            Chunk::Rows(w) => w.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.changes() == 0
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Chunk::Diff(w) => w.finish(),
+            Chunk::Rows(w) => w.finish(),
+        }
     }
 }
