@@ -248,3 +248,50 @@ fn names_from_callers_are_checked_against_the_schema() {
     ));
     assert_eq!(r.pending_count().unwrap(), 0);
 }
+
+/// The rows of `ids` as a snapshot chunk of inserts (the server's log holds them as inserts).
+fn chunk_of(server: &ModelServer, ids: &[&str]) -> Diff {
+    let mut diff = server.log[0].clone();
+    diff.changes
+        .retain(|c| c.table == "jobs" && ids.iter().any(|id| c.pk.get("id") == Some(&Value::from(*id))));
+    diff
+}
+
+#[test]
+fn a_first_snapshot_fills_the_projection_first_and_the_golden_state_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::new(Schema::demo(), JOB);
+    let mut r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
+    r.begin_snapshot("c").unwrap();
+    assert!(r.first_snapshot());
+    r.apply_snapshot_chunk(&chunk_of(&server, &["job-1"])).unwrap();
+    // Shown at once; the golden state is filled at the end, in one copy.
+    assert_eq!(col(r.row("jobs", &id("job-1")).unwrap(), "status"), Value::from("open"));
+    r.apply_snapshot_chunk(&chunk_of(&server, &["job-2"])).unwrap();
+    r.finish_snapshot("c", 1).unwrap();
+    for key in ["job-1", "job-2"] {
+        assert_eq!(r.server_row("jobs", &id(key)).unwrap(), r.row("jobs", &id(key)).unwrap(), "{key}");
+    }
+    assert!(r.server_row("jobs", &id("job-2")).unwrap().is_some());
+    assert_eq!(r.cursor("c").unwrap(), Some(1));
+}
+
+#[test]
+fn an_edit_during_a_first_snapshot_is_kept_over_the_servers_row_and_its_base_is_the_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::new(Schema::demo(), JOB);
+    let mut r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
+    r.begin_snapshot("c").unwrap();
+    r.apply_snapshot_chunk(&chunk_of(&server, &["job-1"])).unwrap();
+    // The user edits a row already shown: the golden state catches up first, so the edit's base
+    // and the server's row stay the server's.
+    let m = r.update("jobs", &id("job-1"), &fields([("status", "done".into())])).unwrap().unwrap();
+    assert_eq!(m.diff.changes[0].cols.get("status").unwrap().old, Some(Value::from("open")));
+    r.apply_snapshot_chunk(&chunk_of(&server, &["job-2"])).unwrap();
+    r.finish_snapshot("c", 1).unwrap();
+    assert_eq!(col(r.server_row("jobs", &id("job-1")).unwrap(), "status"), Value::from("open"));
+    assert_eq!(col(r.row("jobs", &id("job-1")).unwrap(), "status"), Value::from("done"), "the edit is kept");
+    assert_eq!(col(r.server_row("jobs", &id("job-2")).unwrap(), "title"), Value::from("Inspect AC"));
+    assert_eq!(col(r.row("jobs", &id("job-2")).unwrap(), "title"), Value::from("Inspect AC"));
+    assert_eq!(r.pending().unwrap().len(), 1);
+}
