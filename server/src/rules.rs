@@ -333,18 +333,24 @@ impl Rules {
         if route != profile.route.as_slice() {
             return None;
         }
-        let hidden = profile.role.hidden.get(&change.table);
-        let Some(hidden) = hidden else { return Some(change.clone()) };
-        let mut out = change.clone();
+        self.view_owned(profile, change.clone(), route)
+    }
+
+    /// [`view`](Self::view) of a change the caller gives up (a snapshot's row): not copied.
+    pub fn view_owned(&self, profile: &Profile, mut change: Change, route: &[Value]) -> Option<Change> {
+        if route != profile.route.as_slice() {
+            return None;
+        }
+        let Some(hidden) = profile.role.hidden.get(&change.table) else { return Some(change) };
         match change.op {
             Op::Update => {
-                out.cols.0.retain(|(name, _)| !hidden.contains(name));
-                if out.cols.0.is_empty() {
+                change.cols.0.retain(|(name, _)| !hidden.contains(name));
+                if change.cols.0.is_empty() {
                     return None;
                 }
             }
             Op::Insert | Op::Delete => {
-                for (name, cc) in &mut out.cols.0 {
+                for (name, cc) in &mut change.cols.0 {
                     if hidden.contains(name) {
                         for v in [&mut cc.old, &mut cc.new].into_iter().flatten() {
                             *v = Value::Null;
@@ -353,7 +359,7 @@ impl Rules {
                 }
             }
         }
-        Some(out)
+        Some(change)
     }
 
     /// The conflicts a profile may see: hidden columns are removed.

@@ -25,6 +25,22 @@ async fn company_b_never_sees_company_a_and_technicians_never_see_hidden_columns
     assert!(text_of(&a_snapshot).contains("thin margin"), "admins see internal notes");
     assert!(!text_of(&t_snapshot).contains("thin margin"), "{}", text_of(&t_snapshot));
     assert!(t_snapshot.iter().any(|f| f.to_string().contains("\"internal_notes\":{\"new\":null}")));
+    // The same as rows (`snapshot_rows`, what the Moat clients accept): NULL where the column is hidden.
+    let rows_hello = json!({"type": "hello", "protocol": 1, "token": token("tom", "company-a", "technician"),
+                            "client_id": "tom-rows", "accept": ["snapshot_rows"]});
+    let mut tom_rows = Client::hello(&url, rows_hello).await;
+    let (_, r_snapshot) = tom_rows.until("synced").await;
+    assert!(!text_of(&r_snapshot).contains("thin margin"), "{}", text_of(&r_snapshot));
+    let jobs = r_snapshot
+        .iter()
+        .filter(|f| f["type"] == "snapshot_rows")
+        .flat_map(|f| f["tables"].as_array().unwrap().iter().filter(|g| g["table"] == "jobs"))
+        .collect::<Vec<_>>();
+    assert!(!jobs.is_empty() && r_snapshot.iter().all(|f| f["type"] != "snapshot"));
+    for g in jobs {
+        let at = g["columns"].as_array().unwrap().iter().position(|c| c == "internal_notes").unwrap();
+        assert!(g["rows"].as_array().unwrap().iter().all(|r| r[at].is_null()), "{g}");
+    }
     let b_text = text_of(&b_snapshot);
     assert!(
         b_text.contains("job-b1") && !b_text.contains("company-a") && !b_text.contains("job-a"),

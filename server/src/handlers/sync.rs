@@ -159,7 +159,7 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                 let route: Vec<sqlite_ext::Value> = profile.route.clone();
                 for (_, table) in tables {
                     table.scan(&t, &filter, |row| -> crate::error::Result<()> {
-                        if let Some(change) = rules.view(&profile, &table.insert_change(row), &route) {
+                        if let Some(change) = rules.view_owned(&profile, table.insert_change(row), &route) {
                             chunk.push(&change);
                         }
                         if chunk.changes() >= chunk_rows || chunk.len() >= chunk_bytes {
