@@ -582,18 +582,6 @@ async fn killing_the_owner_pauses_writes_for_a_lease_and_other_nodes_resync() {
 }
 
 /// `POST path` with a bearer token to a node; the whole HTTP answer.
-async fn post(addr: &str, path: &str, token: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_migration_asked_of_any_node_is_run_by_the_owner() {
     let (_dir, data, nats) = setup();
@@ -611,7 +599,9 @@ async fn a_live_migration_asked_of_any_node_is_run_by_the_owner() {
     let (channel, cursor) = (on3.welcome["channels"][0].as_str().unwrap().to_owned(), on3.cursor);
 
     // Asked of node 1, run by node 2 (the owner); every node's sessions move onto the new schema.
-    let answer = post(&n1.addr, "/admin/migrate?tenant=company-a", &token("ops", "*", "operator")).await;
+    let answer =
+        support::post(n1.addr.as_str(), "/admin/migrate?tenant=company-a", &token("ops", "*", "operator"))
+            .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("0002_vehicles applied"), "{answer}");
     assert_eq!(lease_of(&nats, "company-a").as_deref(), Some("n2"));

@@ -194,18 +194,6 @@ fn tampered_destructive_and_failing_migrations_are_refused() {
     assert!(migrate::new_file(&mdir, "bad name").is_err());
 }
 
-async fn post(server: &TestServer, path: &str, token: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,10 +206,10 @@ async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
     bella.until("synced").await;
 
     // Only an operator may migrate.
-    let refused = post(&server, "/admin/migrate", &token("alice", "company-a", "admin")).await;
+    let refused = support::post(server.addr, "/admin/migrate", &token("alice", "company-a", "admin")).await;
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let ops = token("ops", "*", "operator");
-    let answer = post(&server, "/admin/migrate?tenant=company-a", &ops).await;
+    let answer = support::post(server.addr, "/admin/migrate?tenant=company-a", &ops).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("[2/2] 0002_vehicles applied"), "{answer}");
 
@@ -260,7 +248,7 @@ async fn a_live_migration_moves_connected_clients_onto_the_new_schema() {
     assert!(ack["conflicts"].as_array().unwrap().is_empty(), "{ack}");
 
     // Every tenant: company-a has nothing left to apply; company-b now migrates and reconnects.
-    let answer = post(&server, "/admin/migrate", &ops).await;
+    let answer = support::post(server.addr, "/admin/migrate", &ops).await;
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     assert!(body.starts_with("company-a: nothing to apply\n"), "{body}");
     assert!(body.contains("company-b: 2 migration(s) applied"), "{body}");

@@ -49,13 +49,20 @@ impl NatsRelay {
     fn send(&self, subject: String, headers: Option<HeaderMap>, payload: Bytes) {
         let client = self.client.clone();
         let publish = async move {
+            let mut headers = headers;
             let most = client.server_info().max_payload;
             for (piece, more) in wire::pieces(&payload, most) {
                 let piece = payload.slice_ref(piece);
-                let mut headers = headers.clone();
-                if more {
-                    headers.get_or_insert_with(HeaderMap::new).insert(wire::HEADER_MORE, "1");
-                }
+                // Only a piece with more to come needs headers of its own (nearly every message is
+                // one piece: no copy).
+                let headers = match more {
+                    true => {
+                        let mut h = headers.clone().unwrap_or_default();
+                        h.insert(wire::HEADER_MORE, "1");
+                        Some(h)
+                    }
+                    false => headers.take(),
+                };
                 let _ = match headers {
                     Some(h) => client.publish_with_headers(subject.clone(), h, piece).await,
                     None => client.publish(subject.clone(), piece).await,

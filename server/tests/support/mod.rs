@@ -270,6 +270,19 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// One HTTP POST with a bearer token and no body: the whole response, head and body.
+pub async fn post(addr: impl tokio::net::ToSocketAddrs, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 /// The real `moat` binary, serving: `moat serve --listen 127.0.0.1:0 --data DATA` plus `args`, with the
 /// test secret and quiet logs. Killed when dropped (a failed test leaves no server behind).
 pub struct Moat {
