@@ -8,20 +8,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::auth::{Claims, now_secs};
 use crate::cluster::Backend;
 use crate::handlers;
-use crate::hub::Frame;
+use crate::hub::Subscription;
 use crate::model::Model;
 use crate::protocol::{ClientMsg, PROTOCOL_VERSION, SchemaInfo, ServerMsg, close};
 use crate::rules::Profile;
 use crate::server::AppState;
+use crate::socket::{Failed, Recv, Socket};
 use crate::store::PushReply;
+use crate::ws::{self, Bad, Incoming};
 
 /// Why a connection ends.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ pub(crate) enum End {
 
 /// A connection after a good hello.
 pub(crate) struct Conn {
-    pub(crate) ws: WebSocket,
+    pub(crate) socket: Socket,
     pub(crate) state: AppState,
     /// The tenant's database, schema and channels: here, or on the node that owns the tenant.
     pub(crate) tenant: Backend,
@@ -49,45 +49,27 @@ pub(crate) struct Conn {
     pub(crate) replies: mpsc::Sender<Box<PushReply>>,
 }
 
-/// A burst of channel frames is written with one flush (one `send`) up to this many bytes (the
-/// WebSocket's write buffer keeps its largest size, so this bounds what a busy connection holds)...
-pub(crate) const BURST_BYTES: usize = 4 * 1024;
-/// ...or this many frames.
-const BURST_FRAMES: usize = 16;
-
-/// Runs a socket operation, giving it `limit` only if it cannot complete at once. Most writes
-/// complete at once (the socket has room): no timer for those. Only a write that has to wait gets a
-/// deadline, so a client that stopped reading cannot hold its task.
-async fn within<F>(limit: Duration, op: F) -> Result<Result<(), axum::Error>, tokio::time::error::Elapsed>
-where
-    F: Future<Output = Result<(), axum::Error>>,
-{
-    tokio::pin!(op);
-    match futures_util::poll!(&mut op) {
-        std::task::Poll::Ready(r) => Ok(r),
-        std::task::Poll::Pending => timeout(limit, op).await,
-    }
-}
-
 impl Conn {
     fn send_limit(&self) -> Duration {
         Duration::from_millis(self.state.limits.send_timeout_ms)
     }
 
-    /// The outcome of a socket operation: a failed one means the peer is gone, a late one that the
-    /// client does not read.
-    fn outcome(&self, r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> Result<(), End> {
-        match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(self.slow()),
+    /// Writes everything queued on the socket; a client that does not take it in time is cut off.
+    pub(crate) async fn flush(&mut self) -> Result<(), End> {
+        let limit = self.send_limit();
+        match self.socket.flush(limit).await {
+            Ok(()) => Ok(()),
+            Err(Failed::Gone) => Err(End::Gone),
+            Err(Failed::Late) => Err(self.slow()),
         }
     }
 
-    /// Sends a text frame, cutting off a client that does not take it in time.
-    pub(crate) async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), End> {
-        let r = within(self.send_limit(), self.ws.send(Message::Text(text.into()))).await;
-        self.outcome(r)
+    /// Sends a text frame (after the channel frames already queued).
+    pub(crate) async fn send_text(&mut self, text: String) -> Result<(), End> {
+        for part in ws::text(text) {
+            self.socket.put(part);
+        }
+        self.flush().await
     }
 
     /// Sends a server message.
@@ -95,69 +77,9 @@ impl Conn {
         self.send_text(msg.to_json()).await
     }
 
-    /// Sends channel frames: `first`, then those already waiting behind it in the channel buffer,
-    /// as one burst (one write), skipping versions this connection already has. Under load a
-    /// subscriber thus gets several frames per system call instead of one.
-    pub(crate) async fn forward(
-        &mut self,
-        first: Arc<Frame>,
-        rx: &mut broadcast::Receiver<Arc<Frame>>,
-    ) -> Result<(), End> {
-        let limit = self.send_limit();
-        let mut published = [None; BURST_FRAMES];
-        let (mut frames, mut bytes) = (0, 0);
-        let mut next = Some(first);
-        while let Some(frame) = next.take() {
-            if frame.version > self.sent {
-                let r = within(limit, self.ws.feed(Message::Text(frame.text.clone()))).await;
-                self.outcome(r)?;
-                self.sent = frame.version;
-                published[frames] = Some(frame.published);
-                frames += 1;
-                bytes += frame.text.len();
-            }
-            if frames < BURST_FRAMES && bytes < BURST_BYTES {
-                next = match rx.try_recv() {
-                    Ok(frame) => Some(frame),
-                    // Closed: the live loop's next receive sees it and closes the session.
-                    Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
-                        None
-                    }
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(self.slow()),
-                };
-            }
-        }
-        if frames > 0 {
-            let r = within(limit, self.ws.flush()).await;
-            self.outcome(r)?;
-            let metrics = &self.state.metrics;
-            metrics.deliveries.add(frames as u64);
-            for at in published.iter().flatten() {
-                metrics.fanout_latency.observe(at.elapsed());
-            }
-        }
-        Ok(())
-    }
-
-    /// Forwards every frame already waiting in the channel buffer.
-    pub(crate) async fn drain(&mut self, rx: &mut broadcast::Receiver<Arc<Frame>>) -> Result<(), End> {
-        loop {
-            match rx.try_recv() {
-                Ok(frame) => self.forward(frame, rx).await?,
-                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
-                    return Ok(());
-                }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(self.slow()),
-            }
-        }
-    }
-
     fn slow(&self) -> End {
-        self.state.metrics.slow_consumers.inc();
-        End::Close(
-            close::SLOW_CONSUMER,
-            "too far behind the channel: reconnect to resume from your cursor".into(),
-        )
+        let (code, reason) = self.socket.sink.cut_off(&self.state.metrics);
+        End::Close(code, reason.into())
     }
 
     /// An error frame; the connection stays open.
@@ -175,13 +97,15 @@ impl Conn {
     }
 }
 
-/// The 1009 close for a read that failed because the peer's frame or message is above
-/// `max_frame_bytes` (the WebSocket layer stops at the frame's header, so the socket can still take
-/// the close frame); `None` for any other failure.
-fn too_big(e: &axum::Error, max_frame_bytes: usize) -> Option<End> {
-    let text = e.to_string();
-    (text.contains("Message too long") || text.contains("Space limit exceeded"))
-        .then(|| End::Close(close::TOO_BIG, format!("a frame above {max_frame_bytes} bytes")))
+/// The close for a client's frame the reader refused: 1009 for one above `max_frame_bytes` (the
+/// reader stops at its header, so the socket can still take the close frame), 4002 for one that is
+/// not RFC 6455 WebSocket.
+fn refused(bad: Bad, max_frame_bytes: usize) -> End {
+    match bad {
+        Bad::TooBig => End::Close(close::TOO_BIG, format!("a frame above {max_frame_bytes} bytes")),
+        Bad::Protocol(why) => End::Close(close::PROTOCOL, format!("not a WebSocket frame: {why}")),
+        Bad::NotUtf8 => End::Close(close::PROTOCOL, "a text frame that is not UTF-8".into()),
+    }
 }
 
 /// Counts a tenant's open session for as long as it lives, and marks its device disconnected after.
@@ -201,11 +125,11 @@ impl handlers::sync::Out for Conn {
 }
 
 /// Serves one upgraded socket until it ends.
-pub(crate) async fn run(ws: WebSocket, state: AppState) {
+pub(crate) async fn run(socket: Socket, state: AppState) {
     state.metrics.connections.add(1);
     let metrics = Arc::clone(&state.metrics);
-    let mut ws = ws;
-    let end = match Box::pin(hello(&mut ws, &state)).await {
+    let mut socket = socket;
+    let end = match Box::pin(hello(&mut socket, &state)).await {
         Ok(Hello { claims, client_id, cursors, schema: client_schema, device, rows }) => {
             match admit(&state, &claims, client_schema.is_none()).await {
                 Err(end) => end,
@@ -214,7 +138,7 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
                     let _session = Session(tenant.clone(), client_id.clone());
                     let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
                     let mut conn = Conn {
-                        ws,
+                        socket,
                         state,
                         tenant,
                         claims,
@@ -226,17 +150,21 @@ pub(crate) async fn run(ws: WebSocket, state: AppState) {
                         replies,
                     };
                     let end = session(&mut conn, cursors, client_schema, rows, replies_rx).await;
-                    ws = conn.ws;
+                    socket = conn.socket;
                     end
                 }
             }
         }
         Err(end) => end,
     };
-    if let End::Close(code, reason) = end {
-        tracing::debug!(code, %reason, "closing connection");
-        let _ = close_with(&mut ws, code, &reason).await;
-    }
+    let close = match end {
+        End::Close(code, reason) => {
+            tracing::debug!(code, %reason, "closing connection");
+            Some(ws::close_frame(code, &reason))
+        }
+        End::Gone => None,
+    };
+    socket.close(close).await;
     metrics.connections.add(-1);
 }
 
@@ -294,20 +222,6 @@ async fn admit(
     Ok((store, model, profile))
 }
 
-async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {
-    // A close reason is at most 123 bytes.
-    let mut reason = reason.to_owned();
-    while reason.len() > 123 {
-        reason.pop();
-    }
-    // A client that does not read may never take the close frame: do not wait for it.
-    let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-    match timeout(Duration::from_secs(2), ws.send(frame)).await {
-        Ok(r) => r,
-        Err(_) => Ok(()),
-    }
-}
-
 type Cursors = std::collections::BTreeMap<String, i64>;
 
 /// A good hello.
@@ -322,16 +236,15 @@ struct Hello {
 }
 
 /// Waits for the hello and checks it.
-async fn hello(ws: &mut WebSocket, state: &AppState) -> Result<Hello, End> {
+async fn hello(socket: &mut Socket, state: &AppState) -> Result<Hello, End> {
     let wait = Duration::from_millis(state.limits.hello_timeout_ms);
     let protocol_error = |m: &str| End::Close(close::PROTOCOL, m.to_owned());
-    let text = match timeout(wait, ws.next()).await {
+    let text = match timeout(wait, socket.recv()).await {
         Err(_) => return Err(protocol_error("no hello in time")),
-        Ok(Some(Err(e))) => return Err(too_big(&e, state.limits.max_frame_bytes).unwrap_or(End::Gone)),
-        Ok(None) => return Err(End::Gone),
-        Ok(Some(Ok(Message::Text(t)))) => t,
-        Ok(Some(Ok(Message::Close(_)))) => return Err(End::Gone),
-        Ok(Some(Ok(_))) => return Err(protocol_error("the first frame must be a text hello")),
+        Ok(Err(Recv::Bad(bad))) => return Err(refused(bad, state.limits.max_frame_bytes)),
+        Ok(Err(Recv::Gone) | Ok(Incoming::Close(_))) => return Err(End::Gone),
+        Ok(Ok(Incoming::Text(t))) => t,
+        Ok(Ok(_)) => return Err(protocol_error("the first frame must be a text hello")),
     };
     let msg: ClientMsg =
         serde_json::from_str(&text).map_err(|e| protocol_error(&format!("bad hello: {e}")))?;
@@ -364,7 +277,7 @@ async fn session(
     rows: bool,
     mut replies: mpsc::Receiver<Box<PushReply>>,
 ) -> End {
-    let mut rx = conn.tenant.hub().subscribe(&conn.profile);
+    let sub = conn.tenant.hub().subscribe(&conn.profile, &conn.socket.sink);
     // A live migration between this session's hello and its subscription: start again on the new model.
     if !Arc::ptr_eq(&conn.model, &conn.tenant.models().get()) {
         return End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into());
@@ -400,7 +313,8 @@ async fn session(
         }
         // Boxed: the initial sync's state is large and short-lived; the live loop's stays small.
         Box::pin(handlers::sync::start(conn, cursors.get(&profile.channel).copied(), rows)).await?;
-        live(conn, &mut rx, &mut replies).await
+        sub.go_live(conn.sent);
+        live(conn, &sub, &mut replies).await
     }
     .await;
     match result {
@@ -411,7 +325,7 @@ async fn session(
 
 async fn live(
     conn: &mut Conn,
-    rx: &mut broadcast::Receiver<Arc<Frame>>,
+    sub: &Subscription,
     replies: &mut mpsc::Receiver<Box<PushReply>>,
 ) -> Result<(), End> {
     // One timer and one shutdown watch for the whole session, not one per frame.
@@ -427,6 +341,7 @@ async fn live(
     let ping_at = sleep_until(Instant::now() + every);
     tokio::pin!(ping_at);
     let mut awaiting_pong = false;
+    let sink = Arc::clone(&conn.socket.sink);
     loop {
         tokio::select! {
             biased;
@@ -441,37 +356,35 @@ async fn live(
                     conn.state.metrics.slow_consumers.inc();
                     return Err(End::Close(close::SLOW_CONSUMER, "no answer to the server's ping: reconnect to resume from your cursor".into()));
                 }
-                let r = within(conn.send_limit(), conn.ws.send(Message::Ping(Default::default()))).await;
-                conn.outcome(r)?;
+                conn.socket.put(ws::frame(ws::PING, b""));
+                conn.flush().await?;
                 awaiting_pong = true;
                 ping_at.as_mut().reset(Instant::now() + every);
             }
-            frame = rx.recv() => match frame {
-                Ok(frame) => conn.forward(frame, rx).await?,
-                Err(broadcast::error::RecvError::Lagged(_)) => return Err(conn.slow()),
-                // The hub dropped the channel: the server's model changed (a live migration), or
-                // the tenant moved to another node.
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(End::Close(close::SCHEMA_CHANGED, conn.tenant.hub().reset_reason().into()));
-                }
+            // Channel frames the socket could not take at once, or the hub closing the session (a
+            // live migration, the tenant moving, a subscriber too far behind).
+            _ = sink.wake.notified() => match sink.ended() {
+                Some((code, reason)) => return Err(End::Close(code, reason.into())),
+                None => conn.flush().await?,
             },
             // Polled only while pushes are out: an idle channel is not polled on every frame.
             Some(reply) = replies.recv(), if conn.inflight > 0 => {
-                conn.drain(rx).await?;
+                // The writer published before it answered: its diff goes out before its ack.
+                sub.catch_up();
                 Box::pin(handlers::push::answer(conn, *reply)).await?;
             }
-            msg = conn.ws.next() => match msg {
-                Some(Err(e)) => match too_big(&e, conn.state.limits.max_frame_bytes) {
-                    Some(end) => return Err(end),
-                    None => return Ok(()),
-                },
-                None | Some(Ok(Message::Close(_))) => return Ok(()),
-                Some(Ok(Message::Text(text))) => Box::pin(handlers::dispatch(conn, &text)).await?,
-                Some(Ok(Message::Binary(_))) => {
+            msg = conn.socket.recv() => match msg {
+                Err(Recv::Bad(bad)) => return Err(refused(bad, conn.state.limits.max_frame_bytes)),
+                Err(Recv::Gone) | Ok(Incoming::Close(_)) => return Ok(()),
+                Ok(Incoming::Text(text)) => Box::pin(handlers::dispatch(conn, &text)).await?,
+                Ok(Incoming::Binary) => {
                     conn.error(&crate::error::Error::Protocol("binary frames are not part of the protocol".into())).await?
                 }
-                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
-                Some(Ok(Message::Ping(_))) => {}
+                Ok(Incoming::Pong) => awaiting_pong = false,
+                Ok(Incoming::Ping(payload)) => {
+                    conn.socket.put(ws::frame(ws::PONG, &payload));
+                    conn.flush().await?;
+                }
             },
         }
     }

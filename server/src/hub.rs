@@ -1,53 +1,199 @@
 //! Channels and fan-out. A channel is shared by every connection of one profile; each change is
-//! turned into the channel's view and serialised once, and the same bytes go to every subscriber.
-//! Each subscriber reads from a bounded broadcast buffer: one that falls too far behind is cut off
-//! (it reconnects and resumes from its cursor) instead of growing the server's memory or slowing
-//! the others.
+//! turned into the channel's view, serialised and framed (RFC 6455) once, and the same bytes go to
+//! every subscriber.
+//!
+//! A channel keeps its last `capacity` frames in a ring. Publishing adds to the ring and wakes the
+//! channel's fan-out tasks (a few per channel, each with a share of its subscribers), which write
+//! the new frames to each subscriber's socket with one non-blocking write ([`Sink::offer`]): no
+//! task per subscriber wakes for a frame its socket takes at once. A subscriber whose socket is full
+//! has the frames queued and its session woken to write them; one that falls `capacity` frames
+//! behind, or needs a frame the ring no longer holds, is cut off (it reconnects and resumes from its
+//! cursor) instead of growing the server's memory or slowing the others. A session in its initial
+//! sync takes no frame; it takes the ring's newer frames when it goes live, and again before each
+//! ack it sends, so a writer always gets its own diff before its ack.
 //!
 //! In a cluster the owner's hub also hands each frame of a channel that other nodes' sessions want
 //! to a [`Relay`] (NATS: encoded once, sent once per node), and another node's hub of the same
 //! tenant takes those frames in through [`Hub::deliver`] for its own sockets.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use sqlite_ext::Diff;
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-use crate::protocol::{DiffJson, ServerMsg};
+use crate::protocol::{DiffJson, ServerMsg, close};
 use crate::rules::{Profile, Rules};
+use crate::socket::Sink;
 use crate::store::LogEntry;
+use crate::ws;
 
-/// One encoded `diff` frame of a channel.
+/// One `diff` frame of a channel, framed for the socket.
 #[derive(Debug)]
 pub(crate) struct Frame {
     pub(crate) version: i64,
-    pub(crate) text: Utf8Bytes,
+    /// The whole WebSocket frame: header and JSON text.
+    pub(crate) wire: Bytes,
     pub(crate) published: Instant,
+}
+
+impl Frame {
+    /// The frame carrying `text` for `version`.
+    pub(crate) fn new(version: i64, text: &[u8]) -> Arc<Frame> {
+        Arc::new(Frame { version, wire: ws::frame(ws::TEXT, text), published: Instant::now() })
+    }
+
+    /// The JSON text (no copy).
+    pub(crate) fn text(&self) -> Bytes {
+        self.wire.slice(ws::payload_at(&self.wire)..)
+    }
+}
+
+/// Fan-out tasks per channel: each writes to a share of the channel's subscribers.
+fn shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
+/// A channel's recent frames.
+#[derive(Debug, Default)]
+struct Ring {
+    frames: VecDeque<Arc<Frame>>,
+    /// The newest version dropped from the ring (a subscriber behind it missed a frame).
+    evicted: i64,
+}
+
+/// A fan-out task's share of a channel's subscribers.
+#[derive(Debug, Default)]
+struct Shard {
+    sinks: Mutex<HashMap<u64, Arc<Sink>>>,
+    wake: Arc<Notify>,
 }
 
 #[derive(Debug)]
 struct Channel {
     profile: Profile,
-    tx: broadcast::Sender<Arc<Frame>>,
+    ring: Mutex<Ring>,
+    capacity: usize,
+    shards: Box<[Shard]>,
+    /// Subscribers, over the shards.
+    subscribers: AtomicUsize,
+    next_id: AtomicU64,
     /// Until when sessions on other nodes want this channel's frames ([`mono_ms`]; 0: none do).
     remote_until: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Channel {
     fn wanted(&self, now: u64) -> bool {
-        self.tx.receiver_count() > 0 || self.remote_until.load(Ordering::Relaxed) > now
+        self.subscribers.load(Ordering::Relaxed) > 0 || self.remote_until.load(Ordering::Relaxed) > now
+    }
+
+    /// Adds a frame to the ring (the fan-out tasks are woken by the caller).
+    fn push(&self, frame: Arc<Frame>) {
+        let mut ring = self.ring.lock().expect("ring lock");
+        if ring.frames.len() >= self.capacity
+            && let Some(old) = ring.frames.pop_front()
+        {
+            ring.evicted = old.version;
+        }
+        ring.frames.push_back(frame);
+    }
+
+    fn wake(&self) {
+        for shard in &self.shards {
+            shard.wake.notify_one();
+        }
+    }
+
+    /// Gives `sink` the ring's frames it does not have yet.
+    fn catch_up(&self, sink: &Sink) {
+        let ring = self.ring.lock().expect("ring lock");
+        let (frames, _) = ring.frames.as_slices();
+        // The ring's frames in order, as one slice when they are (the common case), else copied.
+        if frames.len() == ring.frames.len() {
+            sink.offer(frames, ring.evicted, self.capacity, &self.metrics);
+        } else {
+            let all: Vec<Arc<Frame>> = ring.frames.iter().cloned().collect();
+            sink.offer(&all, ring.evicted, self.capacity, &self.metrics);
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // Each fan-out task wakes, finds the channel gone, and ends.
+        self.wake();
+    }
+}
+
+/// Writes a channel's new frames to one shard of its subscribers, until the channel is dropped.
+async fn fan_out(channel: Weak<Channel>, shard: usize, wake: Arc<Notify>) {
+    // The newest version this task has handed out.
+    let mut done = 0;
+    loop {
+        wake.notified().await;
+        loop {
+            let Some(ch) = channel.upgrade() else { return };
+            let (frames, evicted) = {
+                let ring = ch.ring.lock().expect("ring lock");
+                let fresh: Vec<Arc<Frame>> =
+                    ring.frames.iter().filter(|f| f.version > done).cloned().collect();
+                (fresh, ring.evicted)
+            };
+            let Some(last) = frames.last() else { break };
+            done = last.version;
+            let sinks: Vec<Arc<Sink>> =
+                ch.shards[shard].sinks.lock().expect("shard lock").values().cloned().collect();
+            for (i, sink) in sinks.iter().enumerate() {
+                sink.offer(&frames, evicted, ch.capacity, &ch.metrics);
+                // Other tasks (a writer's session, a reader) get the thread now and then.
+                if i % 512 == 511 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
+/// A session's place in a channel: it takes the channel's frames through its sink from
+/// [`go_live`](Self::go_live) on, and leaves the channel when dropped.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    channel: Arc<Channel>,
+    shard: usize,
+    id: u64,
+    sink: Arc<Sink>,
+}
+
+impl Subscription {
+    /// The initial sync ended at version `sent`: the channel's newer frames go to the socket from now.
+    pub(crate) fn go_live(&self, sent: i64) {
+        self.sink.go_live(sent);
+        self.channel.catch_up(&self.sink);
+    }
+
+    /// Writes (or queues) the channel's frames this session does not have yet: before an ack, the
+    /// writer's own diff.
+    pub(crate) fn catch_up(&self) {
+        self.channel.catch_up(&self.sink);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.channel.shards[self.shard].sinks.lock().expect("shard lock").remove(&self.id);
+        self.channel.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Where an owner's frames go for the sessions of other nodes (the cluster's NATS subjects).
 pub(crate) trait Relay: Send + Sync + std::fmt::Debug {
     /// A channel's frame.
-    fn frame(&self, channel: &str, version: i64, text: &Utf8Bytes);
+    fn frame(&self, channel: &str, version: i64, text: Bytes);
     /// Every frame up to `version` has been handed over.
     fn watermark(&self, version: i64);
     /// The tenant's model changed or it moved (`reason`): other nodes' sessions must reconnect.
@@ -66,8 +212,7 @@ pub(crate) struct Hub {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
     capacity: usize,
     relay: Mutex<Option<Arc<dyn Relay>>>,
-    /// Why the channels were last dropped (what their sessions' close says).
-    reason: Mutex<&'static str>,
+    metrics: Arc<Metrics>,
 }
 
 /// A [`Hub::reset`] for a live migration or a customization.
@@ -83,30 +228,44 @@ pub(crate) fn diff_frame(channel: &str, version: i64, diff: &Diff) -> String {
 
 impl Hub {
     /// A hub whose subscribers may each fall `capacity` frames behind.
-    pub(crate) fn new(capacity: usize) -> Hub {
+    pub(crate) fn new(capacity: usize, metrics: Arc<Metrics>) -> Hub {
         Hub {
             channels: Mutex::new(HashMap::new()),
-            capacity,
+            capacity: capacity.max(1),
             relay: Mutex::new(None),
-            reason: Mutex::new(SCHEMA_CHANGED),
+            metrics,
         }
     }
 
     fn channel(&self, profile: &Profile) -> Arc<Channel> {
         let mut channels = self.channels.lock().expect("hub lock");
         let channel = channels.entry(profile.channel.clone()).or_insert_with(|| {
-            Arc::new(Channel {
+            let channel = Arc::new(Channel {
                 profile: profile.clone(),
-                tx: broadcast::channel(self.capacity).0,
+                ring: Mutex::new(Ring::default()),
+                capacity: self.capacity,
+                shards: (0..shards()).map(|_| Shard::default()).collect(),
+                subscribers: AtomicUsize::new(0),
+                next_id: AtomicU64::new(0),
                 remote_until: AtomicU64::new(0),
-            })
+                metrics: Arc::clone(&self.metrics),
+            });
+            for (i, shard) in channel.shards.iter().enumerate() {
+                tokio::spawn(fan_out(Arc::downgrade(&channel), i, Arc::clone(&shard.wake)));
+            }
+            channel
         });
         Arc::clone(channel)
     }
 
-    /// Joins the profile's channel.
-    pub(crate) fn subscribe(&self, profile: &Profile) -> broadcast::Receiver<Arc<Frame>> {
-        self.channel(profile).tx.subscribe()
+    /// Joins the profile's channel, writing to `sink` once it goes live.
+    pub(crate) fn subscribe(&self, profile: &Profile, sink: &Arc<Sink>) -> Subscription {
+        let channel = self.channel(profile);
+        let id = channel.next_id.fetch_add(1, Ordering::Relaxed);
+        let shard = id as usize % channel.shards.len();
+        channel.subscribers.fetch_add(1, Ordering::Relaxed);
+        channel.shards[shard].sinks.lock().expect("shard lock").insert(id, Arc::clone(sink));
+        Subscription { channel, shard, id, sink: Arc::clone(sink) }
     }
 
     /// Sessions on other nodes want the profile's channel for `for_ms` more (the owner's hub).
@@ -122,13 +281,20 @@ impl Hub {
 
     /// Whether this node's sessions subscribe to `channel`.
     pub(crate) fn has_subscribers(&self, channel: &str) -> bool {
-        self.channels.lock().expect("hub lock").get(channel).is_some_and(|c| c.tx.receiver_count() > 0)
+        self.channels
+            .lock()
+            .expect("hub lock")
+            .get(channel)
+            .is_some_and(|c| c.subscribers.load(Ordering::Relaxed) > 0)
     }
 
     /// Hands a frame the owner encoded to this node's subscribers of `channel` (another node's hub).
     pub(crate) fn deliver(&self, channel: &str, frame: Arc<Frame>) -> bool {
-        let tx = self.channels.lock().expect("hub lock").get(channel).map(|c| c.tx.clone());
-        tx.is_some_and(|tx| tx.send(frame).is_ok())
+        let found = self.channels.lock().expect("hub lock").get(channel).cloned();
+        let Some(channel) = found.filter(|c| c.subscribers.load(Ordering::Relaxed) > 0) else { return false };
+        channel.push(frame);
+        channel.wake();
+        true
     }
 
     /// Sends frames wanted elsewhere to `relay` too (`None`: no more).
@@ -136,36 +302,42 @@ impl Hub {
         std::mem::replace(&mut *self.relay.lock().expect("hub lock"), relay)
     }
 
-    /// Drops every channel: each subscriber's stream ends, and its session closes (1012) so that the
-    /// client reconnects onto the server's new model (after a live migration). Other nodes' sessions
-    /// are told through the relay.
+    /// Drops every channel and closes its sessions (1012) so that their clients reconnect onto the
+    /// server's new model (after a live migration). Other nodes' sessions are told through the relay.
     pub(crate) fn reset(&self) {
         self.reset_for(SCHEMA_CHANGED);
     }
 
     /// [`reset`](Self::reset), saying why.
     pub(crate) fn reset_for(&self, reason: &'static str) {
-        *self.reason.lock().expect("hub lock") = reason;
-        self.channels.lock().expect("hub lock").clear();
+        let dropped: Vec<Arc<Channel>> =
+            self.channels.lock().expect("hub lock").drain().map(|(_, c)| c).collect();
+        for channel in dropped {
+            for shard in &channel.shards {
+                for sink in shard.sinks.lock().expect("shard lock").values() {
+                    sink.end(close::SCHEMA_CHANGED, reason);
+                }
+            }
+        }
         let relay = self.relay.lock().expect("hub lock").clone();
         if let Some(relay) = relay {
             relay.reset(reason);
         }
     }
 
-    /// Why the channels were last dropped.
-    pub(crate) fn reset_reason(&self) -> &'static str {
-        *self.reason.lock().expect("hub lock")
-    }
-
     /// How many channels have subscribers.
     pub(crate) fn channel_count(&self) -> usize {
-        self.channels.lock().expect("hub lock").values().filter(|c| c.tx.receiver_count() > 0).count()
+        self.channels
+            .lock()
+            .expect("hub lock")
+            .values()
+            .filter(|c| c.subscribers.load(Ordering::Relaxed) > 0)
+            .count()
     }
 
-    /// Sends committed entries, in order, to every channel that sees some of them: one view and one
-    /// encoding per entry per channel. The channel list is taken once per batch; channels nobody
-    /// listens to any more are dropped here.
+    /// Sends committed entries, in order, to every channel that sees some of them: one view, one
+    /// encoding and one framing per entry per channel. The channel list is taken once per batch;
+    /// channels nobody listens to any more are dropped here.
     pub(crate) fn publish(&self, rules: &Rules, entries: &[LogEntry], metrics: &Metrics) {
         if entries.is_empty() {
             return;
@@ -178,20 +350,29 @@ impl Hub {
         };
         let relay = self.relay.lock().expect("hub lock").clone();
         let relay = relay.filter(|_| active.iter().any(|c| c.remote_until.load(Ordering::Relaxed) > now));
+        let mut woken = vec![false; active.len()];
         for entry in entries {
-            for channel in &active {
+            for (channel, woken) in active.iter().zip(&mut woken) {
                 let Some(diff) = entry.view(rules, &channel.profile) else { continue };
-                let text: Utf8Bytes = diff_frame(&channel.profile.channel, entry.version, &diff).into();
+                let frame = Frame::new(
+                    entry.version,
+                    diff_frame(&channel.profile.channel, entry.version, &diff).as_bytes(),
+                );
                 metrics.encodes.inc();
                 if let Some(relay) = &relay
                     && channel.remote_until.load(Ordering::Relaxed) > now
                 {
-                    relay.frame(&channel.profile.channel, entry.version, &text);
+                    relay.frame(&channel.profile.channel, entry.version, frame.text());
                 }
-                if channel.tx.receiver_count() > 0 {
-                    let frame = Arc::new(Frame { version: entry.version, text, published: Instant::now() });
-                    let _ = channel.tx.send(frame);
+                if channel.subscribers.load(Ordering::Relaxed) > 0 {
+                    channel.push(frame);
+                    *woken = true;
                 }
+            }
+        }
+        for (channel, woken) in active.iter().zip(woken) {
+            if woken {
+                channel.wake();
             }
         }
         if let (Some(relay), Some(last)) = (relay, entries.last()) {

@@ -35,10 +35,12 @@ mod model;
 pub mod protocol;
 pub mod rules;
 pub mod server;
+mod socket;
 pub mod split;
 mod store;
 pub mod tenants;
 pub mod tls;
+mod ws;
 
 pub use config::Config;
 pub use error::{Error, Result};

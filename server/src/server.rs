@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -398,14 +398,54 @@ pub fn app(state: AppState) -> Router {
     router.with_state(state)
 }
 
-async fn sync(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    let limits = &state.limits;
-    ws.max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes)
-        .read_buffer_size(1024)
-        // Frames are buffered until a flush, so a burst of channel frames goes out in one write.
-        .write_buffer_size(crate::connection::BURST_BYTES)
-        .on_upgrade(move |socket| crate::connection::run(socket, state))
+/// The WebSocket handshake (RFC 6455): a GET asking to upgrade, version 13, with a key. The socket
+/// is then the session's ([`crate::socket::Socket`]).
+async fn sync(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    use axum::http::{HeaderValue, Method, header};
+    let (mut parts, _) = request.into_parts();
+    let headers = &parts.headers;
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    };
+    let refuse = |why: &'static str| (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
+    if parts.method != Method::GET {
+        return refuse("a WebSocket handshake is a GET");
+    }
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return refuse("this is Moat's WebSocket endpoint: ask to upgrade to websocket");
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))],
+            "WebSocket version 13 only\n",
+        )
+            .into_response();
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return refuse("a WebSocket handshake needs a Sec-WebSocket-Key");
+    };
+    let accept = crate::ws::accept_key(key.as_bytes());
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return refuse("this connection cannot be upgraded");
+    };
+    let max = state.limits.max_frame_bytes;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => crate::connection::run(crate::socket::Socket::new(upgraded, max), state).await,
+            Err(e) => tracing::debug!(error = %e, "a WebSocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a header value"));
+    response
 }
 
 /// Liveness: the process answers.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_nats::HeaderMap;
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -77,16 +76,12 @@ impl NatsRelay {
 }
 
 impl Relay for NatsRelay {
-    fn frame(&self, channel: &str, version: i64, text: &Utf8Bytes) {
+    fn frame(&self, channel: &str, version: i64, text: Bytes) {
         let mut headers = HeaderMap::new();
         headers.insert(wire::HEADER_CHANNEL, channel);
         headers.insert(wire::HEADER_VERSION, version.to_string().as_str());
         self.metrics.cluster_frames_out.inc();
-        self.send(
-            wire::channel(&self.tenant, channel),
-            Some(headers),
-            Bytes::copy_from_slice(text.as_bytes()),
-        );
+        self.send(wire::channel(&self.tenant, channel), Some(headers), text);
     }
 
     fn watermark(&self, version: i64) {

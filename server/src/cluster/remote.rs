@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -146,7 +145,7 @@ impl Remote {
             .await
             .map_err(|e| Error::Unavailable(format!("subscribing to {tenant}: {e}")))?;
         let wait = send_wait(&cluster.limits);
-        let hub = Arc::new(Hub::new(cluster.limits.channel_buffer));
+        let hub = Arc::new(Hub::new(cluster.limits.channel_buffer, Arc::clone(&cluster.metrics)));
         let link = Arc::new(Link {
             tenant: tenant.to_owned(),
             owner: owner.to_owned(),
@@ -387,9 +386,11 @@ async fn listen(mut l: Listener) {
                     let (Some(channel), Some(version)) = (channel, version) else { continue };
                     // A frame too large for one NATS message comes in pieces.
                     let Some(whole) = l.joiner.join(&channel, Some(headers), &msg.payload) else { continue };
-                    let Ok(text) = String::from_utf8(whole) else { continue };
+                    if std::str::from_utf8(&whole).is_err() {
+                        continue;
+                    }
                     l.metrics.cluster_frames_in.inc();
-                    let frame = Arc::new(Frame { version, text: Utf8Bytes::from(text), published: Instant::now() });
+                    let frame = Frame::new(version, &whole);
                     l.hub.deliver(&channel, frame);
                 }
             }

@@ -227,7 +227,7 @@ impl Store {
             path: path.to_owned(),
             conn: Mutex::new(conn),
             models,
-            hub: Arc::new(Hub::new(shared.channel_buffer)),
+            hub: Arc::new(Hub::new(shared.channel_buffer, Arc::clone(&shared.metrics))),
             metrics: Arc::clone(&shared.metrics),
             config: shared.writer.clone(),
             writer: shared.writers.queue_for(tenant),
