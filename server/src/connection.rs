@@ -131,7 +131,8 @@ pub(crate) async fn run(socket: Socket, state: AppState) {
     let mut socket = socket;
     let end = match Box::pin(hello(&mut socket, &state)).await {
         Ok(Hello { claims, client_id, cursors, schema: client_schema, device, rows }) => {
-            match admit(&state, &claims, client_schema.is_none()).await {
+            // Boxed: opening a tenant is short-lived work; the session's future stays small.
+            match Box::pin(admit(&state, &claims, client_schema.is_none())).await {
                 Err(end) => end,
                 Ok((tenant, model, profile)) => {
                     tenant.seen(&claims, &client_id, client_schema.as_deref(), device);
@@ -269,6 +270,40 @@ async fn hello(socket: &mut Socket, state: &AppState) -> Result<Hello, End> {
     Ok(Hello { claims, client_id: client_id.into_owned(), cursors, schema, device, rows })
 }
 
+/// The welcome, revokes and the initial sync.
+async fn start(
+    conn: &mut Conn,
+    cursors: Cursors,
+    client_schema: Option<String>,
+    rows: bool,
+) -> Result<(), End> {
+    let profile = conn.profile.clone();
+    let claims = conn.claims.clone();
+    let model = Arc::clone(&conn.model);
+    conn.send(&ServerMsg::Welcome {
+        protocol: PROTOCOL_VERSION,
+        user: claims.sub.as_str().into(),
+        tenant: claims.tenant.as_str().into(),
+        role: claims.role.as_str().into(),
+        channels: vec![profile.channel.clone()],
+        max_inflight_pushes: conn.state.limits.max_inflight_pushes,
+        // A client that names no schema is on the base one (else hello closed it with 4010).
+        schema: client_schema.filter(|c| *c != model.fingerprint).map(|_| SchemaInfo {
+            fingerprint: model.fingerprint.as_str().into(),
+            sql: model.schema.sql().into(),
+        }),
+        admin: profile.role.admin,
+        rights: profile.role.rights.clone(),
+        route: model.rules.route_of(&profile).collect(),
+    })
+    .await?;
+    // Data of channels this user no longer has leaves the device.
+    for channel in cursors.keys().filter(|c| **c != profile.channel) {
+        conn.send(&ServerMsg::Revoke { channel: channel.into() }).await?;
+    }
+    handlers::sync::start(conn, cursors.get(&profile.channel).copied(), rows).await
+}
+
 /// After a good hello: welcome, revokes, initial sync, then the live loop.
 async fn session(
     conn: &mut Conn,
@@ -286,37 +321,14 @@ async fn session(
         user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
         client_id = %conn.client_id, channel = %conn.profile.channel, "connected"
     );
-    let result: Result<(), End> = async {
-        let profile = conn.profile.clone();
-        let claims = conn.claims.clone();
-        let model = Arc::clone(&conn.model);
-        conn.send(&ServerMsg::Welcome {
-            protocol: PROTOCOL_VERSION,
-            user: claims.sub.as_str().into(),
-            tenant: claims.tenant.as_str().into(),
-            role: claims.role.as_str().into(),
-            channels: vec![profile.channel.clone()],
-            max_inflight_pushes: conn.state.limits.max_inflight_pushes,
-            // A client that names no schema is on the base one (else hello closed it with 4010).
-            schema: client_schema.filter(|c| *c != model.fingerprint).map(|_| SchemaInfo {
-                fingerprint: model.fingerprint.as_str().into(),
-                sql: model.schema.sql().into(),
-            }),
-            admin: profile.role.admin,
-            rights: profile.role.rights.clone(),
-            route: model.rules.route_of(&profile).collect(),
-        })
-        .await?;
-        // Data of channels this user no longer has leaves the device.
-        for channel in cursors.keys().filter(|c| **c != profile.channel) {
-            conn.send(&ServerMsg::Revoke { channel: channel.into() }).await?;
+    // Boxed: the welcome and the initial sync are large and short-lived; the live loop stays small.
+    let result = match Box::pin(start(conn, cursors, client_schema, rows)).await {
+        Ok(()) => {
+            sub.go_live(conn.sent);
+            live(conn, &sub, &mut replies).await
         }
-        // Boxed: the initial sync's state is large and short-lived; the live loop's stays small.
-        Box::pin(handlers::sync::start(conn, cursors.get(&profile.channel).copied(), rows)).await?;
-        sub.go_live(conn.sent);
-        live(conn, &sub, &mut replies).await
-    }
-    .await;
+        Err(end) => Err(end),
+    };
     match result {
         Ok(()) => End::Gone,
         Err(end) => end,

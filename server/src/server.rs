@@ -230,22 +230,15 @@ impl Server {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
             crate::tls::tune(tcp)
         });
-        let plain = axum::serve(listener, router.clone().into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stopped());
+        let plain = serve_http(listener, router.clone(), stopped());
         let secure = async {
             match tls {
-                // Sockets are tuned before their handshake; `tap_io` only gives the connect info.
-                Some(tls) => {
-                    let tls = axum::serve::ListenerExt::tap_io(tls, |_| {});
-                    axum::serve(tls, router.into_make_service_with_connect_info::<SocketAddr>())
-                        .with_graceful_shutdown(stopped())
-                        .await
-                }
-                None => Ok(()),
+                // Sockets are tuned before their handshake.
+                Some(tls) => serve_http(tls, router, stopped()).await,
+                None => {}
             }
         };
-        let (plain, secure, ()) = tokio::join!(plain.into_future(), secure, notify);
-        plain.and(secure).map_err(|e| Error::Unavailable(format!("serve: {e}")))?;
+        tokio::join!(plain, secure, notify);
         // Upgraded WebSockets are not the HTTP server's to wait for: each session saw the shutdown
         // and is sending its 1001 close frame (all in parallel). Wait for them, within a bound, so
         // that no socket ends with a bare FIN because the process went away first.
@@ -376,6 +369,49 @@ pub fn mint(auth: &Auth, user: &str, tenant: &str, role: &str, ttl_secs: u64) ->
         exp: now + ttl_secs,
         iat: now,
     })
+}
+
+/// Serves HTTP/1.1 on `listener` until `stop` resolves, then ends each connection's keep-alive and
+/// waits for the requests under way. Each request carries its peer's address (`ConnectInfo`). A
+/// WebSocket upgrade hands the connection's own stream to the session (no HTTP layer under it).
+async fn serve_http<L>(mut listener: L, router: Router, stop: impl Future<Output = ()>)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use hyper_util::rt::TokioIo;
+    let (stopping, stopping_rx) = watch::channel(false);
+    let (done, _) = watch::channel(());
+    tokio::pin!(stop);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(
+            tower_http::add_extension::AddExtension::new(router.clone(), axum::extract::ConnectInfo(addr)),
+        );
+        let (mut stopping, held) = (stopping_rx.clone(), done.subscribe());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let stopped = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+            drop(held);
+        });
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    done.closed().await;
 }
 
 /// The router: everything the server answers.

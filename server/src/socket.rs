@@ -349,8 +349,7 @@ impl Socket {
             (None, Some(tls)) => {
                 let _ = timeout(linger, async {
                     let _ = tls.1.shutdown().await;
-                    let mut discard = [0u8; 4096];
-                    while matches!(tls.0.read(&mut discard).await, Ok(n) if n > 0) {}
+                    let _ = tokio::io::copy(&mut tls.0, &mut tokio::io::sink()).await;
                 })
                 .await;
             }
