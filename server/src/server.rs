@@ -232,10 +232,9 @@ impl Server {
         });
         let plain = serve_http(listener, router.clone(), stopped());
         let secure = async {
-            match tls {
-                // Sockets are tuned before their handshake.
-                Some(tls) => serve_http(tls, router, stopped()).await,
-                None => {}
+            // Sockets are tuned before their handshake.
+            if let Some(tls) = tls {
+                serve_http(tls, router, stopped()).await;
             }
         };
         tokio::join!(plain, secure, notify);

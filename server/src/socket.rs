@@ -91,7 +91,7 @@ impl Sink {
                             n -= front.len();
                             out.queue.pop_front();
                         } else {
-                            let _ = bytes::Buf::advance(front, n);
+                            bytes::Buf::advance(front, n);
                             n = 0;
                         }
                     }
@@ -190,12 +190,15 @@ impl Sink {
     }
 }
 
+/// A TLS stream's reading and writing halves.
+type Tls = (ReadHalf<TokioIo<Upgraded>>, WriteHalf<TokioIo<Upgraded>>);
+
 /// A session's socket: the sink, and the reading side.
 pub(crate) struct Socket {
     pub(crate) sink: Arc<Sink>,
     reader: Reader,
     /// A TLS socket's halves (the session reads and writes them itself).
-    tls: Option<Box<(ReadHalf<TokioIo<Upgraded>>, WriteHalf<TokioIo<Upgraded>>)>>,
+    tls: Option<Box<Tls>>,
     /// The largest frame or message a client may send.
     max: usize,
 }
