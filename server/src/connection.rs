@@ -46,7 +46,11 @@ pub(crate) struct Conn {
     /// The last version sent on this connection's channel.
     pub(crate) sent: i64,
     pub(crate) inflight: usize,
-    pub(crate) replies: mpsc::Sender<Box<PushReply>>,
+    /// Where the answers to this session's pushes come (made at its first push: a session that only
+    /// reads holds no channel).
+    replies: Option<mpsc::Sender<Box<PushReply>>>,
+    /// The receiving end of `replies`, until the live loop takes it.
+    new_replies: Option<mpsc::Receiver<Box<PushReply>>>,
 }
 
 impl Conn {
@@ -70,6 +74,19 @@ impl Conn {
             self.socket.put(part);
         }
         self.flush().await
+    }
+
+    /// Where a push's answer is to be sent.
+    pub(crate) fn reply_to(&mut self) -> mpsc::Sender<Box<PushReply>> {
+        let limit = self.state.limits.max_inflight_pushes.max(1);
+        let new_replies = &mut self.new_replies;
+        self.replies
+            .get_or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(limit);
+                *new_replies = Some(rx);
+                tx
+            })
+            .clone()
     }
 
     /// Sends a server message.
@@ -137,7 +154,6 @@ pub(crate) async fn run(socket: Socket, state: AppState) {
                 Ok((tenant, model, profile)) => {
                     tenant.seen(&claims, &client_id, client_schema.as_deref(), device);
                     let _session = Session(tenant.clone(), client_id.clone());
-                    let (replies, replies_rx) = mpsc::channel(state.limits.max_inflight_pushes.max(1));
                     let mut conn = Conn {
                         socket,
                         state,
@@ -148,9 +164,10 @@ pub(crate) async fn run(socket: Socket, state: AppState) {
                         profile,
                         sent: 0,
                         inflight: 0,
-                        replies,
+                        replies: None,
+                        new_replies: None,
                     };
-                    let end = session(&mut conn, cursors, client_schema, rows, replies_rx).await;
+                    let end = session(&mut conn, cursors, client_schema, rows).await;
                     socket = conn.socket;
                     end
                 }
@@ -310,7 +327,6 @@ async fn session(
     cursors: Cursors,
     client_schema: Option<String>,
     rows: bool,
-    mut replies: mpsc::Receiver<Box<PushReply>>,
 ) -> End {
     let sub = conn.tenant.hub().subscribe(&conn.profile, &conn.socket.sink);
     // A live migration between this session's hello and its subscription: start again on the new model.
@@ -325,7 +341,7 @@ async fn session(
     let result = match Box::pin(start(conn, cursors, client_schema, rows)).await {
         Ok(()) => {
             sub.go_live(conn.sent);
-            live(conn, &sub, &mut replies).await
+            live(conn, &sub).await
         }
         Err(end) => Err(end),
     };
@@ -335,11 +351,16 @@ async fn session(
     }
 }
 
-async fn live(
-    conn: &mut Conn,
-    sub: &Subscription,
-    replies: &mut mpsc::Receiver<Box<PushReply>>,
-) -> Result<(), End> {
+/// The next answer to a push, once there is a channel for them.
+async fn next_reply(replies: &mut Option<mpsc::Receiver<Box<PushReply>>>) -> Option<Box<PushReply>> {
+    match replies {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
+    let mut replies = None;
     // One timer and one shutdown watch for the whole session, not one per frame.
     let expiry =
         sleep_until(Instant::now() + Duration::from_secs(conn.claims.exp.saturating_sub(now_secs())));
@@ -355,6 +376,9 @@ async fn live(
     let mut awaiting_pong = false;
     let sink = Arc::clone(&conn.socket.sink);
     loop {
+        if let Some(rx) = conn.new_replies.take() {
+            replies = Some(rx);
+        }
         tokio::select! {
             biased;
             _ = &mut stopping => {
@@ -380,7 +404,7 @@ async fn live(
                 None => conn.flush().await?,
             },
             // Polled only while pushes are out: an idle channel is not polled on every frame.
-            Some(reply) = replies.recv(), if conn.inflight > 0 => {
+            Some(reply) = next_reply(&mut replies), if conn.inflight > 0 => {
                 // The writer published before it answered: its diff goes out before its ack.
                 sub.catch_up();
                 Box::pin(handlers::push::answer(conn, *reply)).await?;

@@ -32,11 +32,12 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
     if conn.inflight >= conn.state.limits.max_inflight_pushes {
         return Err(End::Close(close::FLOOD, "too many pushes waiting for acks".into()));
     }
+    let replies = conn.reply_to();
     let store = match &conn.tenant {
         Backend::Local(store) => Arc::clone(store),
         // Another node owns the tenant: it merges and commits; the answer comes back the same way.
         Backend::Remote(remote) => {
-            remote.push(&conn.claims, mutation_id, &diff, conn.replies.clone(), &conn.state.limits);
+            remote.push(&conn.claims, mutation_id, &diff, replies, &conn.state.limits);
             conn.inflight += 1;
             return Ok(());
         }
@@ -46,7 +47,7 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
         profile: conn.profile.clone(),
         mutation_id: mutation_id.clone(),
         diff,
-        reply: conn.replies.clone(),
+        reply: replies,
     };
     match queue(&store, push, Duration::from_millis(conn.state.limits.send_timeout_ms)).await {
         Ok(()) => {
