@@ -322,12 +322,7 @@ async fn start(
 }
 
 /// After a good hello: welcome, revokes, initial sync, then the live loop.
-async fn session(
-    conn: &mut Conn,
-    cursors: Cursors,
-    client_schema: Option<String>,
-    rows: bool,
-) -> End {
+async fn session(conn: &mut Conn, cursors: Cursors, client_schema: Option<String>, rows: bool) -> End {
     let sub = conn.tenant.hub().subscribe(&conn.profile, &conn.socket.sink);
     // A live migration between this session's hello and its subscription: start again on the new model.
     if !Arc::ptr_eq(&conn.model, &conn.tenant.models().get()) {

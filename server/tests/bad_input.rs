@@ -130,3 +130,47 @@ async fn a_token_that_expires_while_connected_ends_the_session() {
     let (code, reason) = c.closed().await;
     assert_eq!((code, reason.as_str()), (4001, "token expired"));
 }
+
+/// The server's WebSocket layer as RFC 6455 has it: a message in fragments is one message, a
+/// client's ping gets its pong, and a frame that breaks the framing rules (here a reserved bit,
+/// with no extension agreed) closes only its connection, with 4002 and the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_framing_fragments_pings_and_bad_frames() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start().await;
+    let mut bystander = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
+    bystander.until("synced").await;
+    let mut c = Client::connect(&server.url(), &token("alice", "company-a", "admin"), json!({})).await;
+    c.until("synced").await;
+
+    let push = json!({"type": "push", "mutation_id": "in-pieces",
+        "diff": update("jobs", "job-a1", "status", json!("open"), json!("done"))})
+    .to_string();
+    let (a, rest) = push.as_bytes().split_at(10);
+    let (b, d) = rest.split_at(rest.len() / 2);
+    for (piece, op, last) in [(a, Data::Text, false), (b, Data::Continue, false), (d, Data::Continue, true)] {
+        c.ws.send(Message::Frame(Frame::message(piece.to_vec(), OpCode::Data(op), last))).await.unwrap();
+    }
+    let (ack, _) = c.until("ack").await;
+    assert_eq!(ack["mutation_id"], "in-pieces");
+    bystander.until("diff").await;
+
+    c.ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    let pong = loop {
+        match futures_util::StreamExt::next(&mut c.ws).await.unwrap().unwrap() {
+            Message::Pong(p) => break p,
+            _ => continue,
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+
+    let mut reserved = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+    reserved.header_mut().rsv1 = true;
+    c.ws.send(Message::Frame(reserved)).await.unwrap();
+    let (code, reason) = c.closed().await;
+    assert_eq!(code, 4002, "{reason}");
+    assert!(reason.contains("reserved bit"), "{reason}");
+    assert!(bystander.settle().await.is_empty(), "the others are untouched");
+    assert_eq!(db_value(&server, "SELECT status FROM jobs WHERE id = 'job-a1'"), "done".to_owned().into());
+}
