@@ -70,9 +70,7 @@ impl Conn {
 
     /// Sends a text frame (after the channel frames already queued).
     pub(crate) async fn send_text(&mut self, text: String) -> Result<(), End> {
-        for part in ws::text(text) {
-            self.socket.put(part);
-        }
+        self.socket.put(ws::text(text));
         self.flush().await
     }
 
@@ -387,7 +385,7 @@ async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
                     conn.state.metrics.slow_consumers.inc();
                     return Err(End::Close(close::SLOW_CONSUMER, "no answer to the server's ping: reconnect to resume from your cursor".into()));
                 }
-                conn.socket.put(ws::frame(ws::PING, b""));
+                conn.socket.put([ws::frame(ws::PING, b"")]);
                 conn.flush().await?;
                 awaiting_pong = true;
                 ping_at.as_mut().reset(Instant::now() + every);
@@ -413,7 +411,7 @@ async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
                 }
                 Ok(Incoming::Pong) => awaiting_pong = false,
                 Ok(Incoming::Ping(payload)) => {
-                    conn.socket.put(ws::frame(ws::PONG, &payload));
+                    conn.socket.put([ws::frame(ws::PONG, &payload)]);
                     conn.flush().await?;
                 }
             },

@@ -410,7 +410,8 @@ where
     }
     drop(listener);
     let _ = stopping.send(true);
-    done.closed().await;
+    // A request under way finishes; a client that never completes one does not hold the stop.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, done.closed()).await;
 }
 
 /// The router: everything the server answers.

@@ -263,10 +263,11 @@ impl Socket {
         }
     }
 
-    /// Queues a frame of the session's own (after any channel frame queued before it).
-    pub(crate) fn put(&self, bytes: Bytes) {
+    /// Queues a frame of the session's own (after any channel frame queued before it): its buffers
+    /// together, so no channel frame comes between them.
+    pub(crate) fn put(&self, frame: impl IntoIterator<Item = Bytes>) {
         let mut out = self.sink.out.lock().expect("sink lock");
-        self.sink.put(&mut out, std::iter::once(bytes));
+        self.sink.put(&mut out, frame.into_iter());
     }
 
     /// Writes everything queued, each wait for the socket bounded by `limit`.
@@ -318,8 +319,10 @@ impl Socket {
     /// had sent and the server did not read does not reset the connection before the close frame
     /// is read.
     pub(crate) async fn close(mut self, frame: Option<Bytes>) {
+        // No channel frame after the close frame.
+        self.sink.out.lock().expect("sink lock").end.get_or_insert((close::GOING_AWAY, "closing"));
         if let Some(frame) = frame {
-            self.put(frame);
+            self.put([frame]);
             // A client that does not read may never take the close frame: do not wait for it.
             if self.flush(Duration::from_secs(2)).await.is_err() {
                 return;

@@ -50,3 +50,52 @@ async fn one_encoding_per_channel_however_many_subscribers() {
     }
     assert_eq!(server.metrics.encodes.get() - encodes, 1, "one channel, one encoding");
 }
+
+/// Two writers push without waiting while the server writes each of them the other's diffs from
+/// the channel's fan-out and its own acks from its session: every frame arrives whole (the two
+/// never interleave inside a frame), every ack comes after its own diff, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_frames_and_a_sessions_own_frames_never_interleave() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let mut writers = Vec::new();
+    for user in ["alice", "amy", "alice", "amy"] {
+        let mut c = Client::connect(&url, &token(user, "company-a", "admin"), json!({})).await;
+        c.until("synced").await;
+        writers.push(c);
+    }
+    let n = 300;
+    let mut tasks = Vec::new();
+    for (w, mut c) in writers.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            // Long values: a frame takes several socket writes' worth of bytes.
+            let long = "x".repeat(3000);
+            for i in 0..n {
+                let diff = json!({"changes": [{"table": "jobs", "op": "insert",
+                    "pk": {"id": format!("w{w}-{i}")},
+                    "cols": {"tenant_id": {"new": "company-a"}, "title": {"new": format!("{long}{i}")},
+                             "status": {"new": "open"}, "price_cents": {"new": i}, "notes": {"new": null},
+                             "internal_notes": {"new": null}, "line_items": {"new": "[]"}, "assignee": {"new": null},
+                             "customer_id": {"new": null}, "scheduled_date": {"new": null}}}]});
+                c.push(&format!("w{w}-{i}"), diff).await;
+            }
+            let (mut acks, mut diffs) = (std::collections::HashMap::new(), 0);
+            while acks.len() < n {
+                let v = c.recv().await;
+                match v["type"].as_str() {
+                    Some("diff") => diffs += 1,
+                    Some("ack") => {
+                        let id = v["mutation_id"].as_str().unwrap().to_owned();
+                        assert!(acks.insert(id, v["version"].as_i64().unwrap()).is_none(), "one ack each");
+                        assert!(c.cursor >= v["version"].as_i64().unwrap(), "its diff came before its ack");
+                    }
+                    other => panic!("unexpected {other:?}: {v}"),
+                }
+            }
+            diffs
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap() >= n, "at least its own diffs");
+    }
+}
