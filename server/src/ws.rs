@@ -225,21 +225,17 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
 mod tests {
     use super::*;
 
-    /// A client frame (masked), as a browser sends it.
+    /// A client frame (masked), as a browser sends it: the server's header with FIN as given and
+    /// the mask bit set, then the key and the masked payload.
     fn client(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 65535 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
+        let mut head = [0; 10];
+        let n = header(opcode, payload.len(), &mut head);
+        if !fin {
+            head[0] &= 0x7F;
         }
+        head[1] |= 0x80;
+        let mut out = head[..n].to_vec();
         out.extend_from_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         out
