@@ -60,8 +60,15 @@ impl Conn {
 
     /// Writes everything queued on the socket; a client that does not take it in time is cut off.
     pub(crate) async fn flush(&mut self) -> Result<(), End> {
+        // Most writes are taken at once; only one that has to wait builds (and boxes) the waiting,
+        // so an idle session's future does not carry it.
+        match self.socket.try_flush() {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(_)) => return Err(End::Gone),
+            None => {}
+        }
         let limit = self.send_limit();
-        match self.socket.flush(limit).await {
+        match Box::pin(self.socket.flush(limit)).await {
             Ok(()) => Ok(()),
             Err(Failed::Gone) => Err(End::Gone),
             Err(Failed::Late) => Err(self.slow()),
@@ -355,17 +362,19 @@ async fn next_reply(replies: &mut Option<mpsc::Receiver<Box<PushReply>>>) -> Opt
 async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
     let mut replies = None;
     // One timer and one shutdown watch for the whole session, not one per frame.
-    let expiry =
-        sleep_until(Instant::now() + Duration::from_secs(conn.claims.exp.saturating_sub(now_secs())));
-    tokio::pin!(expiry);
     let mut shutdown = conn.state.shutdown.clone();
     let stopping = shutdown.changed();
     tokio::pin!(stopping);
-    // The ping deadline: one timer per session, reset on each ping.
+    // One timer for the session: the token's expiry or the next ping, whichever comes first.
+    let now = Instant::now();
+    let expires = now
+        .checked_add(Duration::from_secs(conn.claims.exp.saturating_sub(now_secs())))
+        .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
     let every = Duration::from_millis(conn.state.limits.ping_interval_ms);
-    let pinging = !every.is_zero();
-    let ping_at = sleep_until(Instant::now() + every);
-    tokio::pin!(ping_at);
+    let mut ping_due = (!every.is_zero()).then(|| now + every);
+    let next = |ping_due: Option<Instant>| ping_due.map_or(expires, |p| p.min(expires));
+    let timer = sleep_until(next(ping_due));
+    tokio::pin!(timer);
     let mut awaiting_pong = false;
     let sink = Arc::clone(&conn.socket.sink);
     loop {
@@ -377,18 +386,22 @@ async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
             _ = &mut stopping => {
                 return Err(End::Close(close::GOING_AWAY, "server shutting down".into()));
             }
-            _ = &mut expiry => {
-                return Err(End::Close(close::UNAUTHORIZED, "token expired".into()));
-            }
-            _ = &mut ping_at, if pinging => {
-                if awaiting_pong {
-                    conn.state.metrics.slow_consumers.inc();
-                    return Err(End::Close(close::SLOW_CONSUMER, "no answer to the server's ping: reconnect to resume from your cursor".into()));
+            _ = &mut timer => {
+                let now = Instant::now();
+                if now >= expires {
+                    return Err(End::Close(close::UNAUTHORIZED, "token expired".into()));
                 }
-                conn.socket.put([ws::frame(ws::PING, b"")]);
-                conn.flush().await?;
-                awaiting_pong = true;
-                ping_at.as_mut().reset(Instant::now() + every);
+                if ping_due.is_some_and(|due| now >= due) {
+                    if awaiting_pong {
+                        conn.state.metrics.slow_consumers.inc();
+                        return Err(End::Close(close::SLOW_CONSUMER, "no answer to the server's ping: reconnect to resume from your cursor".into()));
+                    }
+                    conn.socket.put([ws::frame(ws::PING, b"")]);
+                    conn.flush().await?;
+                    awaiting_pong = true;
+                    ping_due = Some(now + every);
+                }
+                timer.as_mut().reset(next(ping_due));
             }
             // Channel frames the socket could not take at once, or the hub closing the session (a
             // live migration, the tenant moving, a subscriber too far behind).

@@ -270,6 +270,15 @@ impl Socket {
         self.sink.put(&mut out, frame.into_iter());
     }
 
+    /// Writes what is queued if the socket takes all of it now: `Some(Ok)` when it did, `Some(Err)`
+    /// when the socket failed, `None` when the rest has to wait ([`flush`](Self::flush)).
+    pub(crate) fn try_flush(&self) -> Option<Result<(), Failed>> {
+        let tcp = self.sink.tcp.as_ref()?;
+        let mut out = self.sink.out.lock().expect("sink lock");
+        Sink::write_queue(tcp, &mut out);
+        if out.broken { Some(Err(Failed::Gone)) } else { out.queue.is_empty().then_some(Ok(())) }
+    }
+
     /// Writes everything queued, each wait for the socket bounded by `limit`.
     pub(crate) async fn flush(&mut self, limit: Duration) -> Result<(), Failed> {
         loop {
