@@ -1,9 +1,10 @@
 //! One WebSocket connection: hello and authentication, catch-up or snapshot, then the live loop
 //! that forwards the channel's frames and dispatches the client's frames to their handlers.
 //!
-//! The socket is only ever written from this task, so frame order is this task's order: a writer's
-//! own broadcast diff is always sent before its ack (the writer thread publishes before it answers,
-//! and this loop drains the channel before sending an ack).
+//! The socket is written by this task (its own frames) and by its channel's fan-out (channel frames),
+//! always under the sink's lock, a frame at a time, so the socket has one order: a writer's own diff
+//! is always sent before its ack (the writer thread publishes before it answers, and this loop hands
+//! the socket the channel's newer frames before it sends an ack).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,7 +11,9 @@
 //! - [`backup`]: consistent copies of tenant databases, kept and restored.
 //! - [`tenants`]: one SQLite database per tenant, the platform's registry, opening and closing.
 //! - `store`: one tenant's database, the pool of writer threads and their group commits, the log.
-//! - `hub`: channels and fan-out, one encoding per change per channel.
+//! - `hub`: channels and fan-out, one encoding (framed once) per change per channel, written by
+//!   the channel's fan-out tasks straight to the subscribers' sockets.
+//! - `ws` and `socket`: the server's own RFC 6455 layer after the handshake, and a session's socket.
 //! - `connection` and `handlers`: one WebSocket session and one handler per message.
 //! - [`server`]: the router and `serve`.
 //! - [`cluster`]: several nodes over NATS, one writer per tenant by lease (`docs/scaling.md`).
