@@ -7,10 +7,11 @@
 //! the socket the channel's newer frames before it sends an ack).
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::timeout;
 
 use crate::auth::{Claims, now_secs};
 use crate::cluster::Backend;
@@ -20,7 +21,7 @@ use crate::model::Model;
 use crate::protocol::{ClientMsg, PROTOCOL_VERSION, SchemaInfo, ServerMsg, close};
 use crate::rules::Profile;
 use crate::server::AppState;
-use crate::socket::{Failed, Recv, Socket};
+use crate::socket::{Failed, Recv, Registered, SinkEvent, Socket};
 use crate::store::PushReply;
 use crate::ws::{self, Bad, Incoming};
 
@@ -131,13 +132,11 @@ fn refused(bad: Bad, max_frame_bytes: usize) -> End {
     }
 }
 
-/// Counts a tenant's open session for as long as it lives, and marks its device disconnected after.
-struct Session(Backend, String);
-
-impl Drop for Session {
+impl Drop for Conn {
+    /// The tenant counts one session less, and the device is marked disconnected.
     fn drop(&mut self) {
-        self.0.connections().fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.gone(&self.1);
+        self.tenant.connections().fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.tenant.gone(&self.client_id);
     }
 }
 
@@ -147,49 +146,115 @@ impl handlers::sync::Out for Conn {
     }
 }
 
-/// Serves one upgraded socket until it ends.
-pub(crate) async fn run(socket: Socket, state: AppState) {
-    state.metrics.connections.add(1);
+/// A session after its initial sync: what it holds while it lives.
+struct Live {
+    conn: Conn,
+    sub: Subscription,
+    _registered: Registered,
+}
+
+/// How the opening of a session ended.
+enum Opened {
+    /// The HTTP upgrade failed: there is no socket.
+    NoSocket,
+    /// Refused before the session started (hello, token, tenant, limits).
+    Refused(Socket, End),
+    /// Ended during its welcome or initial sync.
+    Ended(Conn, End),
+    /// Live.
+    Live(Live),
+}
+
+/// Serves one WebSocket from its upgrade until it ends. The upgrade, hello, admission, initial sync
+/// and close run boxed (large and short-lived); what an idle session keeps in memory is its
+/// [`Conn`], its subscription and the few words of [`live`]'s loop.
+pub(crate) async fn run(upgrade: hyper::upgrade::OnUpgrade, state: AppState) {
     let metrics = Arc::clone(&state.metrics);
-    let mut socket = socket;
-    let end = match Box::pin(hello(&mut socket, &state)).await {
-        Ok(Hello { claims, client_id, cursors, schema: client_schema, device, rows }) => {
-            // Boxed: opening a tenant is short-lived work; the session's future stays small.
-            match Box::pin(admit(&state, &claims, client_schema.is_none())).await {
-                Err(end) => end,
-                Ok((tenant, model, profile)) => {
-                    tenant.seen(&claims, &client_id, client_schema.as_deref(), device);
-                    let _session = Session(tenant.clone(), client_id.clone());
-                    let mut conn = Conn {
-                        socket,
-                        state,
-                        tenant,
-                        claims,
-                        model,
-                        client_id,
-                        profile,
-                        sent: 0,
-                        inflight: 0,
-                        replies: None,
-                        new_replies: None,
-                    };
-                    let end = session(&mut conn, cursors, client_schema, rows).await;
-                    socket = conn.socket;
-                    end
-                }
-            }
-        }
-        Err(end) => end,
-    };
-    let close = match end {
+    let Some(mut session) = Box::pin(open_or_refuse(upgrade, state)).await else { return };
+    let end = live(&mut session.conn, &session.sub).await.err().unwrap_or(End::Gone);
+    Box::pin(finish(&mut session.conn.socket, end)).await;
+    drop(session);
+    metrics.connections.add(-1);
+}
+
+/// [`open`], closing the socket of a session refused or ended before it went live.
+async fn open_or_refuse(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Option<Live> {
+    let metrics = Arc::clone(&state.metrics);
+    match open(upgrade, state).await {
+        Opened::Live(session) => return Some(session),
+        Opened::NoSocket => return None,
+        Opened::Refused(mut socket, end) => finish(&mut socket, end).await,
+        Opened::Ended(mut conn, end) => finish(&mut conn.socket, end).await,
+    }
+    metrics.connections.add(-1);
+    None
+}
+
+/// Closes the socket: with a close frame saying why, unless the peer is gone.
+async fn finish(socket: &mut Socket, end: End) {
+    let frame = match end {
         End::Close(code, reason) => {
             tracing::debug!(code, %reason, "closing connection");
             Some(ws::close_frame(code, &reason))
         }
         End::Gone => None,
     };
-    socket.close(close).await;
-    metrics.connections.add(-1);
+    socket.close(frame).await;
+}
+
+/// The upgrade, the hello, admission, the subscription, the welcome and the initial sync.
+async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(error = %e, "a WebSocket upgrade failed");
+            return Opened::NoSocket;
+        }
+    };
+    state.metrics.connections.add(1);
+    let mut socket = Socket::new(upgraded, state.limits.max_frame_bytes);
+    let Hello { claims, client_id, cursors, schema: client_schema, device, rows } =
+        match hello(&mut socket, &state).await {
+            Ok(hello) => hello,
+            Err(end) => return Opened::Refused(socket, end),
+        };
+    let (tenant, model, profile) = match admit(&state, &claims, client_schema.is_none()).await {
+        Ok(admitted) => admitted,
+        Err(end) => return Opened::Refused(socket, end),
+    };
+    tenant.seen(&claims, &client_id, client_schema.as_deref(), device);
+    let ttl = claims.exp.saturating_sub(now_secs());
+    let mut conn = Conn {
+        socket,
+        state,
+        tenant,
+        claims,
+        model,
+        client_id,
+        profile,
+        sent: 0,
+        inflight: 0,
+        replies: None,
+        new_replies: None,
+    };
+    let sub = conn.tenant.hub().subscribe(&conn.profile, &conn.socket.sink);
+    let registered = conn.state.sessions.register(&conn.socket.sink, ttl);
+    // A live migration between this session's hello and its subscription: start again on the new model.
+    if !Arc::ptr_eq(&conn.model, &conn.tenant.models().get()) {
+        let end = End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into());
+        return Opened::Ended(conn, end);
+    }
+    tracing::info!(
+        user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
+        client_id = %conn.client_id, channel = %conn.profile.channel, "connected"
+    );
+    match start(&mut conn, cursors, client_schema, rows).await {
+        Ok(()) => {
+            sub.go_live(conn.sent);
+            Opened::Live(Live { conn, sub, _registered: registered })
+        }
+        Err(end) => Opened::Ended(conn, end),
+    }
 }
 
 /// After a good hello: the tenant's database (the token's tenant; nothing else is ever read for this
@@ -327,103 +392,62 @@ async fn start(
     handlers::sync::start(conn, cursors.get(&profile.channel).copied(), rows).await
 }
 
-/// After a good hello: welcome, revokes, initial sync, then the live loop.
-async fn session(conn: &mut Conn, cursors: Cursors, client_schema: Option<String>, rows: bool) -> End {
-    let sub = conn.tenant.hub().subscribe(&conn.profile, &conn.socket.sink);
-    // A live migration between this session's hello and its subscription: start again on the new model.
-    if !Arc::ptr_eq(&conn.model, &conn.tenant.models().get()) {
-        return End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into());
-    }
-    tracing::info!(
-        user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
-        client_id = %conn.client_id, channel = %conn.profile.channel, "connected"
-    );
-    // Boxed: the welcome and the initial sync are large and short-lived; the live loop stays small.
-    let result = match Box::pin(start(conn, cursors, client_schema, rows)).await {
-        Ok(()) => {
-            sub.go_live(conn.sent);
-            live(conn, &sub).await
-        }
-        Err(end) => Err(end),
-    };
-    match result {
-        Ok(()) => End::Gone,
-        Err(end) => end,
-    }
+/// What wakes a live session.
+enum Event {
+    Sink(SinkEvent),
+    Reply(Box<PushReply>),
+    Read(Result<Incoming, Recv>),
 }
 
-/// The next answer to a push, once there is a channel for them.
-async fn next_reply(replies: &mut Option<mpsc::Receiver<Box<PushReply>>>) -> Option<Box<PushReply>> {
-    match replies {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+/// The next thing a live session has to do, in this order: close or write what its sink holds,
+/// send a push's answer, read the client. Registers the session to be woken for each.
+fn next_event(
+    conn: &mut Conn,
+    replies: &mut Option<mpsc::Receiver<Box<PushReply>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Event> {
+    if let Poll::Ready(event) = conn.socket.sink.poll_event(cx) {
+        return Poll::Ready(Event::Sink(event));
     }
+    // Polled only while pushes are out.
+    if conn.inflight > 0
+        && let Some(rx) = replies
+        && let Poll::Ready(Some(reply)) = rx.poll_recv(cx)
+    {
+        return Poll::Ready(Event::Reply(reply));
+    }
+    conn.socket.poll_recv(cx).map(Event::Read)
 }
 
+/// The live loop. Between events it holds no future of its own: a session's pings, token expiry
+/// and the server's shutdown come through its sink (from [`Sessions`](crate::socket::Sessions)).
 async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
     let mut replies = None;
-    // One timer and one shutdown watch for the whole session, not one per frame.
-    let mut shutdown = conn.state.shutdown.clone();
-    let stopping = shutdown.changed();
-    tokio::pin!(stopping);
-    // One timer for the session: the token's expiry or the next ping, whichever comes first.
-    let now = Instant::now();
-    let expires = now
-        .checked_add(Duration::from_secs(conn.claims.exp.saturating_sub(now_secs())))
-        .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
-    let every = Duration::from_millis(conn.state.limits.ping_interval_ms);
-    let mut ping_due = (!every.is_zero()).then(|| now + every);
-    let next = |ping_due: Option<Instant>| ping_due.map_or(expires, |p| p.min(expires));
-    let timer = sleep_until(next(ping_due));
-    tokio::pin!(timer);
-    let mut awaiting_pong = false;
-    let sink = Arc::clone(&conn.socket.sink);
     loop {
         if let Some(rx) = conn.new_replies.take() {
             replies = Some(rx);
         }
-        tokio::select! {
-            biased;
-            _ = &mut stopping => {
-                return Err(End::Close(close::GOING_AWAY, "server shutting down".into()));
-            }
-            _ = &mut timer => {
-                let now = Instant::now();
-                if now >= expires {
-                    return Err(End::Close(close::UNAUTHORIZED, "token expired".into()));
-                }
-                if ping_due.is_some_and(|due| now >= due) {
-                    if awaiting_pong {
-                        conn.state.metrics.slow_consumers.inc();
-                        return Err(End::Close(close::SLOW_CONSUMER, "no answer to the server's ping: reconnect to resume from your cursor".into()));
-                    }
-                    conn.socket.put([ws::frame(ws::PING, b"")]);
-                    conn.flush().await?;
-                    awaiting_pong = true;
-                    ping_due = Some(now + every);
-                }
-                timer.as_mut().reset(next(ping_due));
-            }
-            // Channel frames the socket could not take at once, or the hub closing the session (a
-            // live migration, the tenant moving, a subscriber too far behind).
-            _ = sink.wake.notified() => match sink.ended() {
-                Some((code, reason)) => return Err(End::Close(code, reason.into())),
-                None => conn.flush().await?,
-            },
-            // Polled only while pushes are out: an idle channel is not polled on every frame.
-            Some(reply) = next_reply(&mut replies), if conn.inflight > 0 => {
+        match std::future::poll_fn(|cx| next_event(conn, &mut replies, cx)).await {
+            // The hub, the ticker or the shutdown closing the session (a live migration, the tenant
+            // moving, a subscriber too far behind, an unanswered ping, the token's expiry).
+            Event::Sink(SinkEvent::End(code, reason)) => return Err(End::Close(code, reason.into())),
+            // Frames the socket could not take at once, or the ticker's ping.
+            Event::Sink(SinkEvent::Flush) => conn.flush().await?,
+            Event::Reply(reply) => {
                 // The writer published before it answered: its diff goes out before its ack.
                 sub.catch_up();
                 Box::pin(handlers::push::answer(conn, *reply)).await?;
             }
-            msg = conn.socket.recv() => match msg {
+            Event::Read(msg) => match msg {
                 Err(Recv::Bad(bad)) => return Err(refused(bad, conn.state.limits.max_frame_bytes)),
                 Err(Recv::Gone) | Ok(Incoming::Close(_)) => return Ok(()),
                 Ok(Incoming::Text(text)) => Box::pin(handlers::dispatch(conn, &text)).await?,
                 Ok(Incoming::Binary) => {
-                    conn.error(&crate::error::Error::Protocol("binary frames are not part of the protocol".into())).await?
+                    let e =
+                        crate::error::Error::Protocol("binary frames are not part of the protocol".into());
+                    Box::pin(conn.error(&e)).await?
                 }
-                Ok(Incoming::Pong) => awaiting_pong = false,
+                Ok(Incoming::Pong) => conn.socket.sink.pong(),
                 Ok(Incoming::Ping(payload)) => {
                     conn.socket.put([ws::frame(ws::PONG, &payload)]);
                     conn.flush().await?;

@@ -46,9 +46,21 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The tenants `--demo` creates (with the demo data) when they do not exist yet.
 pub const DEMO_TENANTS: [&str; 2] = ["company-a", "company-b"];
 
-/// Everything a connection needs, shared.
+/// Everything a connection needs, shared (one pointer: a session holds it for its whole life).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<StateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+#[derive(Debug)]
+pub struct StateInner {
     /// The tenants, each its own database, schema, rules and channels.
     pub(crate) tenants: Arc<Tenants>,
     pub(crate) auth: Arc<Auth>,
@@ -62,6 +74,8 @@ pub struct AppState {
     backup: crate::config::BackupConfig,
     /// This node's place in a cluster (`None`: a single node).
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The sessions' sockets, for their pings, token expiry and the shutdown's close.
+    pub(crate) sessions: Arc<crate::socket::Sessions>,
 }
 
 /// A server, opened and ready to serve.
@@ -127,7 +141,8 @@ impl Server {
             },
         )?);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = AppState {
+        let sessions = crate::socket::Sessions::new(&limits, &metrics);
+        let state = AppState(Arc::new(StateInner {
             tenants,
             auth,
             migrations: config.migrations.clone(),
@@ -138,7 +153,8 @@ impl Server {
             web_root: config.web_root.clone(),
             backup: config.backup.clone(),
             cluster: None,
-        };
+            sessions,
+        }));
         Ok(Server { state, shutdown, lock, tls: None })
     }
 
@@ -148,8 +164,9 @@ impl Server {
         let s = &self.state;
         let (tenants, limits, metrics) =
             (Arc::clone(&s.tenants), Arc::clone(&s.limits), Arc::clone(&s.metrics));
-        self.state.cluster =
-            Some(crate::cluster::Cluster::join(&config.cluster, tenants, limits, metrics).await?);
+        let cluster = crate::cluster::Cluster::join(&config.cluster, tenants, limits, metrics).await?;
+        Arc::get_mut(&mut self.state.0).expect("the state is not shared before the server serves").cluster =
+            Some(cluster);
         Ok(self)
     }
 
@@ -206,6 +223,8 @@ impl Server {
             );
             tokio::spawn(scheduled_backups(tenants, metrics, dir, every, keep))
         });
+        let pinger = tokio::spawn(Arc::clone(&state.sessions).run());
+        let sessions = Arc::clone(&state.sessions);
         let stopped = state.shutdown.clone();
         let draining = Arc::clone(&state.tenants);
         let cluster = state.cluster.clone();
@@ -220,6 +239,7 @@ impl Server {
             }
             tracing::info!("shutting down: closing connections");
             let _ = shutdown.send(true);
+            sessions.close_all(crate::protocol::close::GOING_AWAY, "server shutting down");
         };
         let stopped = move || {
             let mut rx = stopped.clone();
@@ -261,6 +281,7 @@ impl Server {
         // An empty queue can still have its last batch in the middle of its commit: wait for it.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, draining.settle()).await;
         reaper.abort();
+        pinger.abort();
         if let Some(b) = backups {
             b.abort();
         }
@@ -468,13 +489,7 @@ async fn sync(State(state): State<AppState>, request: axum::extract::Request) ->
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse("this connection cannot be upgraded");
     };
-    let max = state.limits.max_frame_bytes;
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => crate::connection::run(crate::socket::Socket::new(upgraded, max), state).await,
-            Err(e) => tracing::debug!(error = %e, "a WebSocket upgrade failed"),
-        }
-    });
+    tokio::spawn(crate::connection::run(on_upgrade, state));
     let mut response = Response::new(axum::body::Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();

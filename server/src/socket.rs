@@ -5,28 +5,34 @@
 //! once for every subscriber) with a non-blocking write straight from the fan-out task. No session
 //! task wakes for a channel frame the socket takes at once; only what the socket cannot take yet is
 //! queued, and the session is woken to write it when the socket has room, within the send timeout.
-//! An idle connection holds no read or write buffer.
+//! An idle connection holds no read or write buffer, and its session no timer: the [`Sessions`]
+//! ticker pings every live socket in its turn, ends one whose token expired or that did not answer
+//! its last ping, and closes them all when the server stops.
 //!
 //! A TLS socket (each connection encrypts its own bytes) is written by its session only: the fan-out
 //! queues the frames and wakes it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::timeout;
 
-use crate::hub::Frame;
+use crate::config::Limits;
+use crate::hub::{Frame, mono_ms};
 use crate::metrics::Metrics;
 use crate::protocol::close;
-use crate::ws::{Bad, Incoming, Reader};
+use crate::ws::{self, Bad, Incoming, Reader};
 
 /// Why a write or read ended the session.
 #[derive(Debug)]
@@ -53,6 +59,12 @@ struct Out {
     end: Option<(u16, &'static str)>,
     /// A write failed: the session ends at its next look.
     broken: bool,
+    /// When the token runs out ([`mono_ms`]; 0 until the session is registered).
+    expires: u64,
+    /// When the next ping is due ([`mono_ms`]).
+    ping_due: u64,
+    /// A ping went out and no pong came back yet.
+    awaiting_pong: bool,
 }
 
 /// The writing side of a session's socket.
@@ -62,7 +74,15 @@ pub(crate) struct Sink {
     tcp: Option<TcpStream>,
     out: Mutex<Out>,
     /// Wakes the session: something is queued, or it is to close.
-    pub(crate) wake: Notify,
+    waker: AtomicWaker,
+}
+
+/// What the session is to do about its sink.
+pub(crate) enum SinkEvent {
+    /// Close with this code and reason.
+    End(u16, &'static str),
+    /// Write what is queued.
+    Flush,
 }
 
 /// The close of a subscriber that fell too far behind its channel.
@@ -136,7 +156,7 @@ impl Sink {
         if sent < evicted {
             Self::cut(&mut out, metrics);
             drop(out);
-            self.wake.notify_one();
+            self.waker.wake();
             return 0;
         }
         let Some(last) = new.last() else { return 0 };
@@ -147,7 +167,7 @@ impl Sink {
         }
         drop(out);
         if waiting {
-            self.wake.notify_one();
+            self.waker.wake();
         }
         metrics.deliveries.add(new.len() as u64);
         for f in new {
@@ -181,12 +201,138 @@ impl Sink {
     /// Closes the session with `code` and `reason` (at its next look).
     pub(crate) fn end(&self, code: u16, reason: &'static str) {
         self.out.lock().expect("sink lock").end.get_or_insert((code, reason));
-        self.wake.notify_one();
+        self.waker.wake();
     }
 
-    /// Why the session is to close, if it is.
-    pub(crate) fn ended(&self) -> Option<(u16, &'static str)> {
-        self.out.lock().expect("sink lock").end
+    /// Whether the session is to close or to write what waits; else registers to be woken when it is.
+    pub(crate) fn poll_event(&self, cx: &mut Context<'_>) -> Poll<SinkEvent> {
+        self.waker.register(cx.waker());
+        let out = self.out.lock().expect("sink lock");
+        if let Some((code, reason)) = out.end {
+            Poll::Ready(SinkEvent::End(code, reason))
+        } else if out.broken || !out.queue.is_empty() {
+            Poll::Ready(SinkEvent::Flush)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The client answered the server's ping.
+    pub(crate) fn pong(&self) {
+        self.out.lock().expect("sink lock").awaiting_pong = false;
+    }
+
+    /// The ticker's look at a live session at `now`: ends it if its token expired or its last ping
+    /// went unanswered, else pings it when its ping is due (`every`: ping interval, 0 for none).
+    fn tick(&self, now: u64, every: u64, metrics: &Metrics) {
+        let mut out = self.out.lock().expect("sink lock");
+        if !out.live || out.end.is_some() || out.broken {
+            return;
+        }
+        if now >= out.expires {
+            out.end = Some((close::UNAUTHORIZED, "token expired"));
+        } else if every > 0 && now >= out.ping_due {
+            if out.awaiting_pong {
+                metrics.slow_consumers.inc();
+                out.end = Some((
+                    close::SLOW_CONSUMER,
+                    "no answer to the server's ping: reconnect to resume from your cursor",
+                ));
+            } else {
+                out.awaiting_pong = true;
+                out.ping_due = now + every;
+                if !self.put(&mut out, std::iter::once(Bytes::from_static(PING))) {
+                    return;
+                }
+            }
+        } else {
+            return;
+        }
+        drop(out);
+        self.waker.wake();
+    }
+}
+
+/// The server's ping: an empty ping frame (the same two bytes for every socket).
+const PING: &[u8] = &[0x80 | ws::PING, 0];
+
+/// Every session's sink, for the ticker (pings, token expiry) and the shutdown's close.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    sinks: Mutex<HashMap<u64, Arc<Sink>>>,
+    next: AtomicU64,
+    /// Set when the server stops: every session, and any that registers after, closes so.
+    closing: Mutex<Option<(u16, &'static str)>>,
+    /// The ping interval in ms (0: no pings).
+    every: u64,
+    metrics: Arc<Metrics>,
+}
+
+/// A session's place in [`Sessions`] (left when dropped).
+pub(crate) struct Registered {
+    sessions: Arc<Sessions>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.sessions.sinks.lock().expect("sessions lock").remove(&self.id);
+    }
+}
+
+impl Sessions {
+    pub(crate) fn new(limits: &Limits, metrics: &Arc<Metrics>) -> Arc<Sessions> {
+        Arc::new(Sessions {
+            sinks: Mutex::default(),
+            next: AtomicU64::new(0),
+            closing: Mutex::new(None),
+            every: limits.ping_interval_ms,
+            metrics: Arc::clone(metrics),
+        })
+    }
+
+    /// Registers a session's sink: its token runs out `ttl_secs` from now, its first ping is due
+    /// one interval after it goes live.
+    pub(crate) fn register(self: &Arc<Self>, sink: &Arc<Sink>, ttl_secs: u64) -> Registered {
+        let now = mono_ms();
+        {
+            let mut out = sink.out.lock().expect("sink lock");
+            out.expires = now.saturating_add(ttl_secs.saturating_mul(1000));
+            out.ping_due = now.saturating_add(self.every);
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.sinks.lock().expect("sessions lock").insert(id, Arc::clone(sink));
+        if let Some((code, reason)) = *self.closing.lock().expect("sessions lock") {
+            sink.end(code, reason);
+        }
+        Registered { sessions: Arc::clone(self), id }
+    }
+
+    /// Closes every session with `code` and `reason`, and any that registers from now on.
+    pub(crate) fn close_all(&self, code: u16, reason: &'static str) {
+        *self.closing.lock().expect("sessions lock") = Some((code, reason));
+        for sink in self.all() {
+            sink.end(code, reason);
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Sink>> {
+        self.sinks.lock().expect("sessions lock").values().cloned().collect()
+    }
+
+    /// Pings the live sessions as their pings fall due and ends those whose token expired or that
+    /// did not answer; runs until aborted. It looks twice per ping interval (at most every second).
+    pub(crate) async fn run(self: Arc<Self>) {
+        let period = if self.every == 0 { 1000 } else { (self.every / 2).clamp(10, 1000) };
+        let mut tick = tokio::time::interval(Duration::from_millis(period));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = mono_ms();
+            for sink in self.all() {
+                sink.tick(now, self.every, &self.metrics);
+            }
+        }
     }
 }
 
@@ -230,35 +376,43 @@ impl Socket {
             }
             Err(upgraded) => (None, Some(Box::new(tokio::io::split(TokioIo::new(upgraded))))),
         };
-        let sink = Arc::new(Sink { tcp, out: Mutex::new(Out::default()), wake: Notify::new() });
+        let sink = Arc::new(Sink { tcp, out: Mutex::new(Out::default()), waker: AtomicWaker::new() });
         Socket { sink, reader, tls, max }
     }
 
     /// The client's next message. Cancel-safe: what was read stays in the reader.
     pub(crate) async fn recv(&mut self) -> Result<Incoming, Recv> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The client's next message, if the socket has it; else registers to be woken when it may.
+    /// No future is kept between polls, so an idle session holds nothing for its reads.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming, Recv>> {
         loop {
             if let Some(m) = self.reader.next(self.max).map_err(Recv::Bad)? {
-                return Ok(m);
+                return Poll::Ready(Ok(m));
             }
-            match (&self.sink.tcp, &mut self.tls) {
+            let mut chunk = [0u8; 16 * 1024];
+            let read = match (&self.sink.tcp, &mut self.tls) {
                 (Some(tcp), _) => {
-                    tcp.readable().await.map_err(|_| Recv::Gone)?;
-                    match read_plain(tcp, &mut self.reader) {
-                        Ok(0) => return Err(Recv::Gone),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => return Err(Recv::Gone),
+                    if std::task::ready!(tcp.poll_read_ready(cx)).is_err() {
+                        return Poll::Ready(Err(Recv::Gone));
+                    }
+                    match tcp.try_read(&mut chunk) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => r,
                     }
                 }
                 (None, Some(tls)) => {
-                    let buf = self.reader.buffer();
-                    buf.reserve(16 * 1024);
-                    match tls.0.read_buf(buf).await {
-                        Ok(0) | Err(_) => return Err(Recv::Gone),
-                        Ok(_) => {}
-                    }
+                    let mut buf = ReadBuf::new(&mut chunk);
+                    std::task::ready!(Pin::new(&mut tls.0).poll_read(cx, &mut buf))
+                        .map(|()| buf.filled().len())
                 }
                 (None, None) => unreachable!("a socket is plain or TLS"),
+            };
+            match read {
+                Ok(0) | Err(_) => return Poll::Ready(Err(Recv::Gone)),
+                Ok(n) => self.reader.feed(&chunk[..n]),
             }
         }
     }
@@ -327,7 +481,7 @@ impl Socket {
     /// server's writing, then a short wait for the client's side to end, so that what the client
     /// had sent and the server did not read does not reset the connection before the close frame
     /// is read.
-    pub(crate) async fn close(mut self, frame: Option<Bytes>) {
+    pub(crate) async fn close(&mut self, frame: Option<Bytes>) {
         // No channel frame after the close frame.
         self.sink.out.lock().expect("sink lock").end.get_or_insert((close::GOING_AWAY, "closing"));
         if let Some(frame) = frame {

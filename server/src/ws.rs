@@ -119,11 +119,6 @@ impl Reader {
         self.buf.extend_from_slice(data);
     }
 
-    /// Room for the next read (only a TLS socket reads into the reader itself).
-    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
-    }
-
     /// The next whole message, if the bytes so far hold one. `max` bounds a frame's payload and a
     /// message's; the header is enough to refuse one above it.
     pub(crate) fn next(&mut self, max: usize) -> Result<Option<Incoming>, Bad> {
