@@ -44,7 +44,7 @@ pub(crate) struct Conn {
     /// The schema and rules this session runs on (taken at hello; a live migration closes it).
     pub(crate) model: Arc<Model>,
     pub(crate) client_id: String,
-    pub(crate) profile: Profile,
+    pub(crate) profile: Arc<Profile>,
     /// The last version sent on this connection's channel.
     pub(crate) sent: i64,
     pub(crate) inflight: usize,
@@ -218,12 +218,14 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
             Ok(hello) => hello,
             Err(end) => return Opened::Refused(socket, end),
         };
-    let (tenant, model, profile) = match admit(&state, &claims, client_schema.is_none()).await {
+    // Each step boxed: a session waiting for its hello holds only that step's future.
+    let (tenant, model, profile) = match Box::pin(admit(&state, &claims, client_schema.is_none())).await {
         Ok(admitted) => admitted,
         Err(end) => return Opened::Refused(socket, end),
     };
     tenant.seen(&claims, &client_id, client_schema.as_deref(), device);
-    let ttl = claims.exp.saturating_sub(now_secs());
+    let sub = tenant.hub().subscribe(&profile, &socket.sink);
+    let registered = state.sessions.register(&socket.sink, claims.exp.saturating_sub(now_secs()));
     let mut conn = Conn {
         socket,
         state,
@@ -231,14 +233,13 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
         claims,
         model,
         client_id,
-        profile,
+        // The channel's: every session of the profile shares one.
+        profile: Arc::clone(sub.profile()),
         sent: 0,
         inflight: 0,
         replies: None,
         new_replies: None,
     };
-    let sub = conn.tenant.hub().subscribe(&conn.profile, &conn.socket.sink);
-    let registered = conn.state.sessions.register(&conn.socket.sink, ttl);
     // A live migration between this session's hello and its subscription: start again on the new model.
     if !Arc::ptr_eq(&conn.model, &conn.tenant.models().get()) {
         let end = End::Close(close::SCHEMA_CHANGED, "the server's schema changed; reconnect".into());
@@ -248,7 +249,7 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
         user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
         client_id = %conn.client_id, channel = %conn.profile.channel, "connected"
     );
-    match start(&mut conn, cursors, client_schema, rows).await {
+    match Box::pin(start(&mut conn, cursors, client_schema, rows)).await {
         Ok(()) => {
             sub.go_live(conn.sent);
             Opened::Live(Live { conn, sub, _registered: registered })
@@ -351,8 +352,9 @@ async fn hello(socket: &mut Socket, state: &AppState) -> Result<Hello, End> {
     if let Some(Err(e)) = device.as_ref().map(|d| d.check()) {
         return Err(protocol_error(&format!("bad device report: {e}")));
     }
-    let claims =
-        state.auth.verify(&token).await.map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
+    let claims = Box::pin(state.auth.verify(&token))
+        .await
+        .map_err(|e| End::Close(close::UNAUTHORIZED, e.to_string()))?;
     let schema = schema.map(|s| s.into_owned());
     let rows = accept.iter().any(|a| a == sqlite_ext::protocol::ACCEPT_SNAPSHOT_ROWS);
     Ok(Hello { claims, client_id: client_id.into_owned(), cursors, schema, device, rows })

@@ -75,7 +75,8 @@ struct Shard {
 
 #[derive(Debug)]
 struct Channel {
-    profile: Profile,
+    /// The profile every subscriber shares (their sessions hold this one).
+    profile: Arc<Profile>,
     ring: Mutex<Ring>,
     capacity: usize,
     shards: Box<[Shard]>,
@@ -170,6 +171,11 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
+    /// The channel's profile, shared by its subscribers.
+    pub(crate) fn profile(&self) -> &Arc<Profile> {
+        &self.channel.profile
+    }
+
     /// The initial sync ended at version `sent`: the channel's newer frames go to the socket from now.
     pub(crate) fn go_live(&self, sent: i64) {
         self.sink.go_live(sent);
@@ -241,7 +247,7 @@ impl Hub {
         let mut channels = self.channels.lock().expect("hub lock");
         let channel = channels.entry(profile.channel.clone()).or_insert_with(|| {
             let channel = Arc::new(Channel {
-                profile: profile.clone(),
+                profile: Arc::new(profile.clone()),
                 ring: Mutex::new(Ring::default()),
                 capacity: self.capacity,
                 shards: (0..shards()).map(|_| Shard::default()).collect(),

@@ -53,7 +53,7 @@ pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>, rows: bool) -> R
             let job = Job {
                 store: Arc::clone(store),
                 model: Arc::clone(&conn.model),
-                profile: conn.profile.clone(),
+                profile: Profile::clone(&conn.profile),
                 limits: Arc::clone(&conn.state.limits),
                 metrics: Arc::clone(&conn.state.metrics),
                 rows,

@@ -22,7 +22,8 @@ const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS moat_devices (
 /// A tenant's devices.
 #[derive(Debug, Default)]
 pub(crate) struct Devices {
-    map: Mutex<HashMap<String, DeviceRecord>>,
+    /// Boxed: a record is large and most of the table's slots are empty.
+    map: Mutex<HashMap<String, Box<DeviceRecord>>>,
     /// Changed since the last write to the database.
     dirty: Mutex<HashSet<String>>,
 }
@@ -40,7 +41,7 @@ impl Devices {
             for json in stmt.query_map([], |r| r.get::<_, String>(0))? {
                 if let Ok(mut record) = serde_json::from_str::<DeviceRecord>(&json?) {
                     record.connected = false;
-                    map.insert(record.client_id.clone(), record);
+                    map.insert(record.client_id.clone(), Box::new(record));
                 }
             }
         }
@@ -59,20 +60,22 @@ impl Devices {
     ) {
         let now = super::now_ms();
         let mut map = self.map.lock().expect("devices lock");
-        let record = map.entry(client_id.to_owned()).or_insert_with(|| DeviceRecord {
-            client_id: client_id.to_owned(),
-            user: user.to_owned(),
-            role: role.to_owned(),
-            app_version: String::new(),
-            platform: String::new(),
-            schema: None,
-            pending: 0,
-            oldest_pending_ms: None,
-            rejected: 0,
-            conflicts: 0,
-            last_error: None,
-            connected,
-            last_seen_ms: now,
+        let record = map.entry(client_id.to_owned()).or_insert_with(|| {
+            Box::new(DeviceRecord {
+                client_id: client_id.to_owned(),
+                user: user.to_owned(),
+                role: role.to_owned(),
+                app_version: String::new(),
+                platform: String::new(),
+                schema: None,
+                pending: 0,
+                oldest_pending_ms: None,
+                rejected: 0,
+                conflicts: 0,
+                last_error: None,
+                connected,
+                last_seen_ms: now,
+            })
         });
         (record.user, record.role) = (user.to_owned(), role.to_owned());
         if let Some(s) = schema {
@@ -101,7 +104,8 @@ impl Devices {
 
     /// The devices, most recently seen first (connected ones first among equals).
     pub(crate) fn list(&self) -> Vec<DeviceRecord> {
-        let mut all: Vec<DeviceRecord> = self.map.lock().expect("devices lock").values().cloned().collect();
+        let mut all: Vec<DeviceRecord> =
+            self.map.lock().expect("devices lock").values().map(|r| DeviceRecord::clone(r)).collect();
         all.sort_by_key(|d| std::cmp::Reverse((d.connected, d.last_seen_ms)));
         all.truncate(FLEET_MAX);
         all
@@ -111,7 +115,7 @@ impl Devices {
     pub(crate) fn take_dirty(&self) -> Vec<DeviceRecord> {
         let dirty: Vec<String> = self.dirty.lock().expect("devices lock").drain().collect();
         let map = self.map.lock().expect("devices lock");
-        dirty.iter().filter_map(|id| map.get(id).cloned()).collect()
+        dirty.iter().filter_map(|id| map.get(id).map(|r| DeviceRecord::clone(r))).collect()
     }
 
     /// Figures for `/metrics`: connected devices, writes pending on them, the oldest pending write's
