@@ -152,8 +152,9 @@ pub struct Limits {
     pub log_retention: i64,
     /// Rows per snapshot chunk, at most.
     pub snapshot_chunk_rows: usize,
-    /// Bytes of JSON per snapshot chunk, about (a chunk ends at the first row past it). The socket's
-    /// write buffer keeps the size of the largest frame it sent, for the connection's life.
+    /// Bytes of JSON per snapshot chunk, about (a chunk ends at the first row past it). A client in
+    /// its snapshot holds up to three chunks on the server (read ahead, being written), freed once
+    /// the socket took them.
     pub snapshot_chunk_bytes: usize,
     /// Most writes in one group commit.
     pub max_batch: usize,
