@@ -153,7 +153,7 @@ pub struct Limits {
     /// Rows per snapshot chunk, at most.
     pub snapshot_chunk_rows: usize,
     /// Bytes of JSON per snapshot chunk, about (a chunk ends at the first row past it). A client in
-    /// its snapshot holds up to three chunks on the server (read ahead, being written), freed once
+    /// its snapshot holds a few chunks on the server (read ahead, being written), each freed once
     /// the socket took them.
     pub snapshot_chunk_bytes: usize,
     /// Most writes in one group commit.
