@@ -526,3 +526,72 @@ impl Socket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink with no socket of its own (as a TLS session's): what the ticker writes stays queued.
+    fn sink() -> Arc<Sink> {
+        Arc::new(Sink { tcp: None, out: Mutex::new(Out::default()), waker: AtomicWaker::new() })
+    }
+
+    fn sessions(ping_ms: u64) -> Arc<Sessions> {
+        let limits = Limits { ping_interval_ms: ping_ms, ..Limits::default() };
+        Sessions::new(&limits, &Arc::new(Metrics::default()))
+    }
+
+    fn queued(sink: &Sink) -> Vec<Bytes> {
+        std::mem::take(&mut sink.out.lock().unwrap().queue).into()
+    }
+
+    #[test]
+    fn the_ticker_pings_when_due_and_ends_a_session_that_did_not_answer() {
+        let sessions = sessions(1_000);
+        let s = sink();
+        let _registered = sessions.register(&s, 3_600);
+        let now = mono_ms();
+        // In its initial sync a session is not pinged (it is not reading its socket).
+        s.tick(now + 5_000, 1_000, &sessions.metrics);
+        assert!(queued(&s).is_empty());
+        s.go_live(0);
+        s.tick(now + 500, 1_000, &sessions.metrics);
+        assert!(queued(&s).is_empty(), "not due yet");
+        s.tick(now + 1_000, 1_000, &sessions.metrics);
+        assert_eq!(queued(&s), vec![Bytes::from_static(PING)]);
+        // Answered: the next one goes out an interval later.
+        s.pong();
+        s.tick(now + 1_500, 1_000, &sessions.metrics);
+        assert!(queued(&s).is_empty());
+        s.tick(now + 2_000, 1_000, &sessions.metrics);
+        assert_eq!(queued(&s), vec![Bytes::from_static(PING)]);
+        // Not answered by the next one: the session ends, counted as a slow consumer.
+        s.tick(now + 3_000, 1_000, &sessions.metrics);
+        assert!(queued(&s).is_empty());
+        assert_eq!(s.out.lock().unwrap().end.map(|(code, _)| code), Some(close::SLOW_CONSUMER));
+        assert_eq!(sessions.metrics.slow_consumers.get(), 1);
+    }
+
+    #[test]
+    fn the_ticker_ends_a_session_whose_token_expired_and_the_shutdown_ends_all() {
+        let sessions = sessions(0);
+        let (a, b) = (sink(), sink());
+        let _ra = sessions.register(&a, 2);
+        let _rb = sessions.register(&b, 3_600);
+        a.go_live(0);
+        b.go_live(0);
+        let now = mono_ms();
+        a.tick(now + 1_000, 0, &sessions.metrics);
+        assert_eq!(a.out.lock().unwrap().end, None, "no pings at interval 0, and not expired yet");
+        a.tick(now + 2_000, 0, &sessions.metrics);
+        assert_eq!(a.out.lock().unwrap().end, Some((close::UNAUTHORIZED, "token expired")));
+        sessions.close_all(close::GOING_AWAY, "server shutting down");
+        assert_eq!(b.out.lock().unwrap().end.map(|(code, _)| code), Some(close::GOING_AWAY));
+        // A session that registers after the shutdown began is ended at once.
+        let late = sink();
+        let _rl = sessions.register(&late, 3_600);
+        assert_eq!(late.out.lock().unwrap().end.map(|(code, _)| code), Some(close::GOING_AWAY));
+        drop((_ra, _rb, _rl));
+        assert!(sessions.all().is_empty(), "a session leaves the ticker when it ends");
+    }
+}
