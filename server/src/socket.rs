@@ -241,7 +241,7 @@ impl Sink {
             } else {
                 out.awaiting_pong = true;
                 out.ping_due = now + every;
-                if !self.put(&mut out, std::iter::once(Bytes::from_static(PING))) {
+                if !self.put(&mut out, std::iter::once(Bytes::from_static(ws::EMPTY_PING))) {
                     return;
                 }
             }
@@ -252,9 +252,6 @@ impl Sink {
         self.waker.wake();
     }
 }
-
-/// The server's ping: an empty ping frame (the same two bytes for every socket).
-const PING: &[u8] = &[0x80 | ws::PING, 0];
 
 /// Every session's sink, for the ticker (pings, token expiry) and the shutdown's close.
 #[derive(Debug)]
@@ -392,27 +389,28 @@ impl Socket {
             if let Some(m) = self.reader.next(self.max).map_err(Recv::Bad)? {
                 return Poll::Ready(Ok(m));
             }
-            let mut chunk = [0u8; 16 * 1024];
             let read = match (&self.sink.tcp, &mut self.tls) {
                 (Some(tcp), _) => {
                     if std::task::ready!(tcp.poll_read_ready(cx)).is_err() {
                         return Poll::Ready(Err(Recv::Gone));
                     }
-                    match tcp.try_read(&mut chunk) {
+                    match read_plain(tcp, &mut self.reader) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         r => r,
                     }
                 }
                 (None, Some(tls)) => {
+                    let mut chunk = [0u8; 16 * 1024];
                     let mut buf = ReadBuf::new(&mut chunk);
-                    std::task::ready!(Pin::new(&mut tls.0).poll_read(cx, &mut buf))
-                        .map(|()| buf.filled().len())
+                    std::task::ready!(Pin::new(&mut tls.0).poll_read(cx, &mut buf)).map(|()| {
+                        self.reader.feed(buf.filled());
+                        buf.filled().len()
+                    })
                 }
                 (None, None) => unreachable!("a socket is plain or TLS"),
             };
-            match read {
-                Ok(0) | Err(_) => return Poll::Ready(Err(Recv::Gone)),
-                Ok(n) => self.reader.feed(&chunk[..n]),
+            if matches!(read, Ok(0) | Err(_)) {
+                return Poll::Ready(Err(Recv::Gone));
             }
         }
     }
@@ -558,13 +556,13 @@ mod tests {
         s.tick(now + 500, 1_000, &sessions.metrics);
         assert!(queued(&s).is_empty(), "not due yet");
         s.tick(now + 1_000, 1_000, &sessions.metrics);
-        assert_eq!(queued(&s), vec![Bytes::from_static(PING)]);
+        assert_eq!(queued(&s), vec![Bytes::from_static(ws::EMPTY_PING)]);
         // Answered: the next one goes out an interval later.
         s.pong();
         s.tick(now + 1_500, 1_000, &sessions.metrics);
         assert!(queued(&s).is_empty());
         s.tick(now + 2_000, 1_000, &sessions.metrics);
-        assert_eq!(queued(&s), vec![Bytes::from_static(PING)]);
+        assert_eq!(queued(&s), vec![Bytes::from_static(ws::EMPTY_PING)]);
         // Not answered by the next one: the session ends, counted as a slow consumer.
         s.tick(now + 3_000, 1_000, &sessions.metrics);
         assert!(queued(&s).is_empty());

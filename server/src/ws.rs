@@ -53,6 +53,9 @@ pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Bytes {
     out.into()
 }
 
+/// The server's ping: an empty ping frame, the same two bytes for every socket ([`frame`]`(PING, b"")`).
+pub(crate) const EMPTY_PING: &[u8] = &[0x80 | PING, 0];
+
 /// A text frame as two buffers, its header and `text` (not copied).
 pub(crate) fn text(text: String) -> [Bytes; 2] {
     let mut head = [0; 10];
@@ -220,6 +223,11 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_empty_ping_is_the_framed_empty_ping() {
+        assert_eq!(EMPTY_PING, &frame(PING, b"")[..]);
+    }
 
     /// A client frame (masked), as a browser sends it: the server's header with FIN as given and
     /// the mask bit set, then the key and the masked payload.
