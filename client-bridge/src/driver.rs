@@ -162,6 +162,9 @@ pub struct Driver {
     changed: BTreeSet<String>,
     /// A snapshot's chunks are held in an open transaction, begun at this many rows.
     held: Option<u64>,
+    /// The tables whose first rows of the snapshot under way the app was told of: more rows of
+    /// theirs are told at each commit.
+    snapshot_told: BTreeSet<String>,
     /// Committing what was held failed outside a run: the next run ends the session.
     failed: Option<String>,
 }
@@ -183,6 +186,7 @@ impl Driver {
             raised: false,
             changed: BTreeSet::new(),
             held: None,
+            snapshot_told: BTreeSet::new(),
             failed: None,
         })
     }
@@ -211,11 +215,20 @@ impl Driver {
             self.fail(message, &mut out);
         }
         let held = self.held.take();
+        // A batch of frames holds server data only (the user's writes commit what is held first):
+        // it commits without waiting for the disk.
+        let frames = self.queue.iter().all(|i| matches!(i, Input::Frame(_)));
         let batch = held.is_some()
             || ((self.queue.len() > 1 || self.engine.snapshot_rows().is_some())
-                && self.engine.replica().begin_batch().is_ok());
+                && if frames {
+                    self.engine.replica().begin_server_batch().is_ok()
+                } else {
+                    self.engine.replica().begin_batch().is_ok()
+                });
         let since = held.or(self.engine.snapshot_rows()).unwrap_or(0);
+        let mut only_frames = true;
         while let Some(input) = self.queue.pop_front() {
+            only_frames &= matches!(input, Input::Frame(_));
             match self.engine.handle(input.event()) {
                 Ok(instructions) => {
                     for i in instructions {
@@ -232,14 +245,29 @@ impl Driver {
         // While a snapshot arrives its chunks are committed every `HOLD_ROWS` rows, not at every
         // run: each commit waits for the disk, and a snapshot cut short starts again anyway. The
         // user's own writes commit what is held first (`Driver::settle`).
-        if batch && self.engine.snapshot_rows().is_some_and(|rows| rows < since + HOLD_ROWS) {
+        let snapshot = self.engine.snapshot_rows();
+        if batch && snapshot.is_some_and(|rows| rows < since + HOLD_ROWS) {
             self.held = Some(since);
         }
         // A failed commit undoes the batch: a new session resends what it needs.
         else if batch && let Err(e) = self.engine.replica().end_batch() {
             self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
         }
-        let changed = std::mem::take(&mut self.changed);
+        // While a snapshot arrives, the app hears of a table's rows with its first chunk (the list
+        // the user lands on shows at once) and then at each commit, not at every run of frames: each
+        // time, the open views read their pages again, and before the list's indexes exist (they are
+        // built once the rows are in) a page of a growing table costs a sort of all of it. A run with
+        // anything else in it (the user's edit) is told at once.
+        let hold_back = only_frames
+            && snapshot.is_some()
+            && self.held.is_some()
+            && self.changed.is_subset(&self.snapshot_told);
+        if snapshot.is_none() {
+            self.snapshot_told.clear();
+        } else if !hold_back {
+            self.snapshot_told.extend(self.changed.iter().cloned());
+        }
+        let changed = if hold_back { BTreeSet::new() } else { std::mem::take(&mut self.changed) };
         if !changed.is_empty() {
             // New metadata may sort or filter lists by other fields: index them on the device. Not
             // during a first sync: they are built once its rows are in (a bulk build writes each page
@@ -674,8 +702,14 @@ mod tests {
             "the chunks are held, not yet committed"
         );
 
+        let synchronous = |d: &Driver| -> i64 {
+            d.replica().connection().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(synchronous(&d), 1, "a snapshot's batch commits without waiting for the disk");
+
         // The user edits a row they can already see: what was held is committed first, then the edit.
         d.update_row("jobs", "job-1", "status".into(), FieldValue::Text { value: "done".into() }).unwrap();
+        assert_eq!(synchronous(&d), 2, "the user's write waits for the disk");
         assert_eq!(committed("SELECT count(*) FROM server_data_jobs"), 2);
         assert_eq!(
             committed("SELECT count(*) FROM overlays WHERE state = 'pending'"),
@@ -701,5 +735,48 @@ mod tests {
         assert_eq!(committed("SELECT value FROM moat_meta WHERE key = 'cursor:company-a/admin'"), 7);
         drop(d);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+    /// The tables a run's effects tell the app of.
+    fn told(effects: &[Effect]) -> Vec<String> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notify(ClientEvent::Tables { tables }) => Some(tables.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_tells_the_app_of_a_tables_first_rows_then_once_per_commit_and_a_write_at_once() {
+        let mut d = driver();
+        d.run();
+        d.feed(Input::Connected);
+        d.run();
+        d.feed(Input::Frame(
+            r#"{"type":"welcome","protocol":1,"user":"alice","tenant":"company-a","role":"admin","channels":["company-a/admin"],"max_inflight_pushes":16}"#.into(),
+        ));
+        d.feed(Input::Frame(r#"{"type":"snapshot_begin","channel":"company-a/admin","rows":30000}"#.into()));
+        d.feed(Input::Frame(chunk(&["job-1"], 1)));
+        assert_eq!(told(&d.run()), ["jobs"], "the first rows show at once");
+        d.feed(Input::Frame(chunk(&["job-2"], 2)));
+        assert!(told(&d.run()).is_empty(), "more rows of a table the app was told of wait");
+        d.feed(Input::Frame(chunk(&["job-3"], 3)));
+        d.feed(Input::LocalWrite);
+        assert_eq!(told(&d.run()), ["jobs"], "a run with the user's own input is told at once");
+        d.feed(Input::Frame(chunk(&["job-4"], 4)));
+        assert!(told(&d.run()).is_empty());
+        // A commit (every `HOLD_ROWS` rows) tells what waited.
+        d.feed(Input::Frame(chunk(&["job-5"], 4 + HOLD_ROWS)));
+        assert_eq!(told(&d.run()), ["jobs"], "told at the commit");
+        d.feed(Input::Frame(chunk(&["job-6"], 5 + HOLD_ROWS)));
+        assert!(told(&d.run()).is_empty());
+        d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
+        assert!(told(&d.run()).contains(&"jobs".to_owned()), "the end tells the rest");
+        let rows: i64 =
+            d.replica().connection().query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 6);
     }
 }

@@ -87,6 +87,8 @@ pub struct Replica {
     golden_behind: bool,
     /// A snapshot is under way (between [`Replica::begin_snapshot`] and its end).
     snapshot_open: bool,
+    /// The batch open commits without waiting for the disk; the level to set back after it.
+    synchronous: std::cell::Cell<Option<i64>>,
 }
 
 impl Replica {
@@ -160,6 +162,7 @@ impl Replica {
             first_snapshot: false,
             golden_behind: false,
             snapshot_open: false,
+            synchronous: std::cell::Cell::new(None),
         })
     }
 
@@ -262,13 +265,30 @@ impl Replica {
         Ok(())
     }
 
+    /// As [`Replica::begin_batch`], for a batch of server data only (a snapshot's chunks): its commit
+    /// does not wait for the disk when every commit otherwise does (`synchronous = FULL`, WAL). A new
+    /// session sends such data again if a power cut takes it, and WAL keeps commits in order, so what
+    /// is lost is a tail, never a hole; the next commit that waits (any write of the user's) or
+    /// checkpoint makes it durable too. [`Replica::end_batch`] sets the level back.
+    pub fn begin_server_batch(&self) -> Result<()> {
+        let level: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        if level >= 2 {
+            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            self.synchronous.set(Some(level));
+        }
+        self.begin_batch()
+    }
+
     /// Commits the writes since [`Replica::begin_batch`]; if the commit fails, none of them stays.
     pub fn end_batch(&self) -> Result<()> {
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        let done = self.conn.execute_batch("COMMIT");
+        if done.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(e.into());
         }
-        Ok(())
+        if let Some(level) = self.synchronous.take() {
+            self.conn.execute_batch(&format!("PRAGMA synchronous = {level}"))?;
+        }
+        Ok(done?)
     }
 
     /// This replica's client id, made once when the file was created.

@@ -17,6 +17,10 @@ let channel: BroadcastChannel | null = null;
 let ownerReady = false;
 /** The page said the browser has no network: a database this tab opens starts held offline. */
 let heldOffline = false;
+/** Another tab of this database has spoken (it asked who owns it, or called): events are relayed
+ * to the others only then (a post to a BroadcastChannel costs the owner a trip through the browser,
+ * at every event of a first sync). */
+let othersHeard = false;
 /** Calls made before anyone could answer them (no owner yet), replayed when one is. */
 let waiting: { id: number; method: Method; args: unknown[] }[] = [];
 
@@ -31,7 +35,7 @@ function toWire(e: unknown): WireError {
 
 function onEvent(event: SdkEvent): void {
   post({ kind: "event", event });
-  channel?.postMessage({ kind: "event", event } satisfies Between);
+  if (othersHeard) channel?.postMessage({ kind: "event", event } satisfies Between);
 }
 
 /** Runs a call on the local core (this tab owns the database). */
@@ -133,6 +137,7 @@ async function becomeOwner(options: OpenOptions): Promise<void> {
 function listen(ch: BroadcastChannel): void {
   ch.onmessage = (ev: MessageEvent<Between>) => {
     const m = ev.data;
+    if (m.kind === "who-owns" || m.kind === "call") othersHeard = true;
     switch (m.kind) {
       case "who-owns":
         if (client) ch.postMessage({ kind: "owner-ready" } satisfies Between);
@@ -182,6 +187,7 @@ async function open(options: OpenOptions): Promise<void> {
         // Wait in line; when the owner's tab closes, take over.
         void navigator.locks.request(name, async () => {
           ownerReady = false;
+          othersHeard = true; // the tabs that waited beside this one may not have been heard by it
           await becomeOwner(options);
           await new Promise(() => {});
         });
