@@ -165,6 +165,8 @@ pub struct Driver {
     /// The tables whose first rows of the snapshot under way the app was told of: more rows of
     /// theirs are told at each commit.
     snapshot_told: BTreeSet<String>,
+    /// ...at this many rows of it.
+    snapshot_told_rows: u64,
     /// Committing what was held failed outside a run: the next run ends the session.
     failed: Option<String>,
 }
@@ -187,6 +189,7 @@ impl Driver {
             changed: BTreeSet::new(),
             held: None,
             snapshot_told: BTreeSet::new(),
+            snapshot_told_rows: 0,
             failed: None,
         })
     }
@@ -254,18 +257,25 @@ impl Driver {
             self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
         }
         // While a snapshot arrives, the app hears of a table's rows with its first chunk (the list
-        // the user lands on shows at once) and then at each commit, not at every run of frames: each
-        // time, the open views read their pages again, and before the list's indexes exist (they are
-        // built once the rows are in) a page of a growing table costs a sort of all of it. A run with
-        // anything else in it (the user's edit) is told at once.
+        // the user lands on shows at once), then at a commit once the rows have doubled since it was
+        // last told, and at the end; not at every run of frames: each time, the open views read their
+        // pages again, and before the list's indexes exist (they are built once the rows are in) a
+        // page of a growing table costs a sort of all of it, so the views' reads add up to about two
+        // such sorts of the whole snapshot. A run with anything else in it (the user's edit) is told
+        // at once.
         let hold_back = only_frames
-            && snapshot.is_some()
-            && self.held.is_some()
+            && snapshot.is_some_and(|rows| self.held.is_some() || rows < 2 * self.snapshot_told_rows)
             && self.changed.is_subset(&self.snapshot_told);
-        if snapshot.is_none() {
-            self.snapshot_told.clear();
-        } else if !hold_back {
-            self.snapshot_told.extend(self.changed.iter().cloned());
+        match snapshot {
+            None => {
+                self.snapshot_told.clear();
+                self.snapshot_told_rows = 0;
+            }
+            Some(rows) if !hold_back => {
+                self.snapshot_told.extend(self.changed.iter().cloned());
+                self.snapshot_told_rows = rows;
+            }
+            Some(_) => {}
         }
         let changed = if hold_back { BTreeSet::new() } else { std::mem::take(&mut self.changed) };
         if !changed.is_empty() {
@@ -767,16 +777,22 @@ mod tests {
         assert_eq!(told(&d.run()), ["jobs"], "a run with the user's own input is told at once");
         d.feed(Input::Frame(chunk(&["job-4"], 4)));
         assert!(told(&d.run()).is_empty());
-        // A commit (every `HOLD_ROWS` rows) tells what waited.
+        // A commit (every `HOLD_ROWS` rows) tells what waited, once the rows have doubled.
         d.feed(Input::Frame(chunk(&["job-5"], 4 + HOLD_ROWS)));
         assert_eq!(told(&d.run()), ["jobs"], "told at the commit");
         d.feed(Input::Frame(chunk(&["job-6"], 5 + HOLD_ROWS)));
+        assert!(told(&d.run()).is_empty());
+        d.feed(Input::Frame(chunk(&["job-7"], 5 + 2 * HOLD_ROWS)));
+        assert!(told(&d.run()).is_empty(), "a commit before the rows doubled tells nothing");
+        d.feed(Input::Frame(chunk(&["job-8"], 8 + 3 * HOLD_ROWS)));
+        assert_eq!(told(&d.run()), ["jobs"], "a commit at twice the rows told last");
+        d.feed(Input::Frame(chunk(&["job-9"], 9 + 3 * HOLD_ROWS)));
         assert!(told(&d.run()).is_empty());
         d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
         d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
         assert!(told(&d.run()).contains(&"jobs".to_owned()), "the end tells the rest");
         let rows: i64 =
             d.replica().connection().query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, 6);
+        assert_eq!(rows, 9);
     }
 }
