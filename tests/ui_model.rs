@@ -371,3 +371,33 @@ fn the_full_text_index_finds_what_the_scan_finds_and_follows_every_change() {
     assert_eq!(searched(&r, "zanzibar").1, ["job-a-00007"]);
     assert_eq!(searched(&r, "quokka").0, 0, "the notes column is gone");
 }
+
+#[test]
+fn an_index_is_built_whole_or_not_at_all() {
+    let (_server, r) = device();
+    let missing = ui::missing_indexes(r.connection(), r.schema()).unwrap();
+    assert!(
+        matches!(missing.last(), Some(ui::IndexJob::Search { .. })),
+        "the list indexes come first, the full-text index last: {missing:?}"
+    );
+    // A search field the table lacks: the full-text table and its triggers would be made before the
+    // fill fails; none of them stays (left there, its triggers would refuse every write to jobs).
+    let bad = ui::IndexJob::Search {
+        object_type: "jobs".into(),
+        table: "jobs".into(),
+        fields: vec!["no_such".into()],
+    };
+    assert!(bad.build(r.connection()).is_err());
+    let left: i64 = r
+        .connection()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE 'moat_fts_jobs%'", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(left, 0, "nothing of it is left");
+    r.connection()
+        .execute_batch("UPDATE jobs SET title = 'still writable' WHERE id = 'job-a-00001'")
+        .unwrap();
+    assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), missing.len());
+    assert!(ui::missing_indexes(r.connection(), r.schema()).unwrap().is_empty());
+}

@@ -1107,21 +1107,86 @@ impl Where {
     }
 }
 
-/// Creates the indexes the lists of every object type need on the device, derived from the metadata:
-/// its default sort (with the key, so a page is read in order), its assignee (`mine`) field with the
-/// sort (Assigned to me), and each choice list column (filters and their counts). Idempotent and
-/// cheap when they exist; called when the metadata changes. An index the metadata no longer asks for
-/// stays until its table goes. Each object type with search fields also gets its full-text index
-/// (FTS5, trigram), made again when the fields change. Returns how many were created.
+/// Creates the indexes the lists of every object type need on the device, derived from the metadata
+/// ([`missing_indexes`]), each in its own transaction. Idempotent and cheap when they exist; called
+/// when the metadata changes. Returns how many were created.
 pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
+    let jobs = missing_indexes(conn, schema)?;
+    for job in &jobs {
+        job.build(conn)?;
+    }
+    Ok(jobs.len())
+}
+
+/// One index the metadata asks for that the device does not have yet (see [`missing_indexes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexJob {
+    /// A list index (`CREATE INDEX`).
+    List {
+        /// The index's name (`moat_ix_<table>_<columns>`).
+        name: String,
+        /// Its table.
+        table: String,
+        /// Its columns, in order.
+        columns: Vec<String>,
+    },
+    /// An object type's full-text index, made (again) with its triggers and filled in one pass.
+    Search {
+        /// The object type.
+        object_type: String,
+        /// Its table.
+        table: String,
+        /// Its search fields.
+        fields: Vec<String>,
+    },
+}
+
+impl IndexJob {
+    /// Makes the index, in one transaction: a device that stops halfway has none (and makes it
+    /// again), never a part of one.
+    pub fn build(&self, conn: &Connection) -> Result<()> {
+        conn.execute_batch("SAVEPOINT moat_index")?;
+        let done = match self {
+            IndexJob::List { name, table, columns } => {
+                let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+                conn.execute_batch(&format!(
+                    "CREATE INDEX {} ON {} ({})",
+                    quote(name),
+                    quote(table),
+                    list.join(", ")
+                ))
+                .map_err(Into::into)
+            }
+            IndexJob::Search { object_type, table, fields } => {
+                build_search_index(conn, object_type, table, fields)
+            }
+        };
+        match done {
+            Ok(()) => conn.execute_batch("RELEASE moat_index")?,
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO moat_index; RELEASE moat_index")?;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The indexes the lists of every object type need on the device, derived from the metadata, that
+/// it does not have yet: its default sort (with the key, so a page is read in order), its assignee
+/// (`mine`) field with the sort (Assigned to me), and each choice list column (filters and their
+/// counts); then each object type's full-text index of its search fields (FTS5, trigram), made
+/// again when the fields change. The list indexes come first (they are quick, and the first page
+/// uses them); an index the metadata no longer asks for stays until its table goes.
+pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJob>> {
     if schema.table("object_metadata").is_err() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let types: Vec<String> = conn
         .prepare("SELECT DISTINCT object_type FROM object_metadata")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut made = 0;
+    let (mut lists, mut searches) = (Vec::new(), Vec::new());
     for ot in types {
         // Metadata this client cannot read is reported where it is drawn, not here.
         let Ok(meta) = object_meta(conn, schema, &ot) else { continue };
@@ -1138,8 +1203,12 @@ pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
                 wanted.push(vec![c.as_str()]);
             }
         }
-        if !meta.search_fields.is_empty() && ensure_search_index(conn, &ot, &t.name, &meta.search_fields)? {
-            made += 1;
+        if !meta.search_fields.is_empty() && !has_search_index(conn, &ot, &t.name, &meta.search_fields)? {
+            searches.push(IndexJob::Search {
+                object_type: ot.clone(),
+                table: t.name.clone(),
+                fields: meta.search_fields.clone(),
+            });
         }
         for cols in wanted {
             let name = format!("moat_ix_{}_{}", t.name, cols.join("_"));
@@ -1147,19 +1216,17 @@ pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
                 .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1")?
                 .query_row([&name], |r| r.get::<_, i64>(0))?
                 > 0;
-            if !exists {
-                let list: Vec<String> = cols.iter().map(|c| quote(c)).collect();
-                conn.execute_batch(&format!(
-                    "CREATE INDEX {} ON {} ({})",
-                    quote(&name),
-                    quote(&t.name),
-                    list.join(", ")
-                ))?;
-                made += 1;
+            if !exists && !lists.iter().any(|j| matches!(j, IndexJob::List { name: n, .. } if *n == name)) {
+                lists.push(IndexJob::List {
+                    name,
+                    table: t.name.clone(),
+                    columns: cols.iter().map(|c| (*c).to_owned()).collect(),
+                });
             }
         }
     }
-    Ok(made)
+    lists.extend(searches);
+    Ok(lists)
 }
 
 /// The full-text index of an object type's search fields: an FTS5 table with the trigram tokenizer
@@ -1178,12 +1245,9 @@ fn search_index(object_type: &str, table: &str, fields: &[String]) -> (String, S
     (name, ddl)
 }
 
-/// Makes the full-text index of `object_type`'s search fields, unless it is there as wanted: the
-/// virtual table, three triggers, then one bulk build from the rows. The build buffers up to 8 MiB
-/// of terms before it writes a segment (FTS5's `hashsize`; 1 MiB by default): a 100,000-row build
-/// then writes a few segments instead of dozens merged again and again (~15% less time natively,
-/// more in a browser, where each merge's pages go through OPFS).
-fn ensure_search_index(conn: &Connection, object_type: &str, table: &str, fields: &[String]) -> Result<bool> {
+/// Whether `object_type`'s full-text index is there as wanted (its table as the fields ask, its
+/// three triggers).
+fn has_search_index(conn: &Connection, object_type: &str, table: &str, fields: &[String]) -> Result<bool> {
     let (name, ddl) = search_index(object_type, table, fields);
     let current = table_sql(conn, &name)?;
     let triggers: i64 = conn.query_row(
@@ -1191,9 +1255,16 @@ fn ensure_search_index(conn: &Connection, object_type: &str, table: &str, fields
         [format!("{}\\_%", name.replace('_', "\\_"))],
         |r| r.get(0),
     )?;
-    if current.as_deref() == Some(ddl.as_str()) && triggers == 3 {
-        return Ok(false);
-    }
+    Ok(current.as_deref() == Some(ddl.as_str()) && triggers == 3)
+}
+
+/// Makes the full-text index of `object_type`'s search fields (dropping one made for other fields):
+/// the virtual table, three triggers, then one bulk build from the rows. The build buffers up to
+/// 8 MiB of terms before it writes a segment (FTS5's `hashsize`; 1 MiB by default): a 100,000-row
+/// build then writes a few segments instead of dozens merged again and again (~15% less time
+/// natively, more in a browser, where each merge's pages go through OPFS).
+fn build_search_index(conn: &Connection, object_type: &str, table: &str, fields: &[String]) -> Result<()> {
+    let (name, ddl) = search_index(object_type, table, fields);
     drop_search_index(conn, &name)?;
     let cols: Vec<String> = fields.iter().map(|f| quote(f)).collect();
     let of = |row: &str| fields.iter().map(|f| format!("{row}.{}", quote(f))).collect::<Vec<_>>().join(", ");
@@ -1219,7 +1290,7 @@ fn ensure_search_index(conn: &Connection, object_type: &str, table: &str, fields
         new = of("new"),
         old = of("old"),
     ))?;
-    Ok(true)
+    Ok(())
 }
 
 /// The SQL a table (a virtual table too) was created with, if it exists.
