@@ -4,7 +4,7 @@
 //! through the tenant's writer), so "last seen" survives restarts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension};
 use sqlite_ext::protocol::{DeviceRecord, DeviceReport};
@@ -22,10 +22,73 @@ const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS moat_devices (
 /// A tenant's devices.
 #[derive(Debug, Default)]
 pub(crate) struct Devices {
-    /// Boxed: a record is large and most of the table's slots are empty.
-    map: Mutex<HashMap<String, Box<DeviceRecord>>>,
-    /// Changed since the last write to the database.
-    dirty: Mutex<HashSet<String>>,
+    map: Mutex<Registry>,
+}
+
+/// The records, by client id, and what changed since the last write to the database.
+#[derive(Debug, Default)]
+struct Registry {
+    /// Boxed: most of the table's slots are empty.
+    devices: HashMap<Arc<str>, Box<Device>>,
+    dirty: HashSet<Arc<str>>,
+    /// The texts many devices share (users, roles, app versions, platforms, schema fingerprints),
+    /// held once.
+    texts: HashSet<Arc<str>>,
+}
+
+impl Registry {
+    fn text(&mut self, s: &str) -> Arc<str> {
+        if let Some(t) = self.texts.get(s) {
+            return Arc::clone(t);
+        }
+        let t: Arc<str> = Arc::from(s);
+        self.texts.insert(Arc::clone(&t));
+        t
+    }
+
+    fn device(&mut self, client_id: &str) -> Option<(Arc<str>, &mut Device)> {
+        let id = Arc::clone(self.devices.get_key_value(client_id)?.0);
+        Some((id, self.devices.get_mut(client_id)?))
+    }
+}
+
+/// A device's record as the registry holds it (a [`DeviceRecord`] without its own copy of the texts
+/// devices share): ~150 bytes and its id, where a `DeviceRecord` is ~220 bytes and five or six
+/// texts of its own.
+#[derive(Debug)]
+struct Device {
+    user: Arc<str>,
+    role: Arc<str>,
+    app_version: Arc<str>,
+    platform: Arc<str>,
+    schema: Option<Arc<str>>,
+    pending: u64,
+    oldest_pending_ms: Option<u64>,
+    rejected: u64,
+    conflicts: u64,
+    last_error: Option<Box<str>>,
+    connected: bool,
+    last_seen_ms: u64,
+}
+
+impl Device {
+    fn record(&self, client_id: &str) -> DeviceRecord {
+        DeviceRecord {
+            client_id: client_id.to_owned(),
+            user: self.user.to_string(),
+            role: self.role.to_string(),
+            app_version: self.app_version.to_string(),
+            platform: self.platform.to_string(),
+            schema: self.schema.as_deref().map(str::to_owned),
+            pending: self.pending,
+            oldest_pending_ms: self.oldest_pending_ms,
+            rejected: self.rejected,
+            conflicts: self.conflicts,
+            last_error: self.last_error.as_deref().map(str::to_owned),
+            connected: self.connected,
+            last_seen_ms: self.last_seen_ms,
+        }
+    }
 }
 
 impl Devices {
@@ -35,17 +98,30 @@ impl Devices {
             .query_row("SELECT 1 FROM sqlite_schema WHERE name = 'moat_devices'", [], |_| Ok(()))
             .optional()?
             .is_some();
-        let mut map = HashMap::new();
+        let mut reg = Registry::default();
         if exists {
             let mut stmt = conn.prepare("SELECT record FROM moat_devices")?;
             for json in stmt.query_map([], |r| r.get::<_, String>(0))? {
-                if let Ok(mut record) = serde_json::from_str::<DeviceRecord>(&json?) {
-                    record.connected = false;
-                    map.insert(record.client_id.clone(), Box::new(record));
+                if let Ok(r) = serde_json::from_str::<DeviceRecord>(&json?) {
+                    let device = Device {
+                        user: reg.text(&r.user),
+                        role: reg.text(&r.role),
+                        app_version: reg.text(&r.app_version),
+                        platform: reg.text(&r.platform),
+                        schema: r.schema.as_deref().map(|s| reg.text(s)),
+                        pending: r.pending,
+                        oldest_pending_ms: r.oldest_pending_ms,
+                        rejected: r.rejected,
+                        conflicts: r.conflicts,
+                        last_error: r.last_error.map(String::into_boxed_str),
+                        connected: false,
+                        last_seen_ms: r.last_seen_ms,
+                    };
+                    reg.devices.insert(Arc::from(r.client_id), Box::new(device));
                 }
             }
         }
-        Ok(Devices { map: Mutex::new(map), dirty: Mutex::new(HashSet::new()) })
+        Ok(Devices { map: Mutex::new(reg) })
     }
 
     /// A device connected (`report` from its hello, if it sent one) or reported.
@@ -59,14 +135,17 @@ impl Devices {
         connected: bool,
     ) {
         let now = super::now_ms();
-        let mut map = self.map.lock().expect("devices lock");
-        let record = map.entry(client_id.to_owned()).or_insert_with(|| {
-            Box::new(DeviceRecord {
-                client_id: client_id.to_owned(),
-                user: user.to_owned(),
-                role: role.to_owned(),
-                app_version: String::new(),
-                platform: String::new(),
+        let mut reg = self.map.lock().expect("devices lock");
+        let (user, role) = (reg.text(user), reg.text(role));
+        let schema = schema.map(|s| reg.text(s));
+        let report = report.map(|r| (r, reg.text(&r.app_version), reg.text(&r.platform)));
+        if reg.device(client_id).is_none() {
+            let empty = reg.text("");
+            let device = Device {
+                user: Arc::clone(&user),
+                role: Arc::clone(&role),
+                app_version: Arc::clone(&empty),
+                platform: empty,
                 schema: None,
                 pending: 0,
                 oldest_pending_ms: None,
@@ -75,54 +154,55 @@ impl Devices {
                 last_error: None,
                 connected,
                 last_seen_ms: now,
-            })
-        });
-        (record.user, record.role) = (user.to_owned(), role.to_owned());
-        if let Some(s) = schema {
-            record.schema = Some(s.to_owned());
+            };
+            reg.devices.insert(Arc::from(client_id), Box::new(device));
         }
-        if let Some(r) = report {
-            record.app_version.clone_from(&r.app_version);
-            record.platform.clone_from(&r.platform);
+        let (id, record) = reg.device(client_id).expect("inserted above");
+        (record.user, record.role) = (user, role);
+        if schema.is_some() {
+            record.schema = schema;
+        }
+        if let Some((r, app_version, platform)) = report {
+            (record.app_version, record.platform) = (app_version, platform);
             (record.pending, record.oldest_pending_ms) = (r.pending, r.oldest_pending_ms);
             (record.rejected, record.conflicts) = (r.rejected, r.conflicts);
-            record.last_error.clone_from(&r.last_error);
+            record.last_error = r.last_error.as_deref().map(Box::from);
         }
         record.connected = connected;
         record.last_seen_ms = now;
-        self.dirty.lock().expect("devices lock").insert(client_id.to_owned());
+        reg.dirty.insert(id);
     }
 
     /// A device's session ended.
     pub(crate) fn gone(&self, client_id: &str) {
-        if let Some(r) = self.map.lock().expect("devices lock").get_mut(client_id) {
+        let mut reg = self.map.lock().expect("devices lock");
+        if let Some((id, r)) = reg.device(client_id) {
             r.connected = false;
             r.last_seen_ms = super::now_ms();
-            self.dirty.lock().expect("devices lock").insert(client_id.to_owned());
+            reg.dirty.insert(id);
         }
     }
 
     /// The devices, most recently seen first (connected ones first among equals).
     pub(crate) fn list(&self) -> Vec<DeviceRecord> {
-        let mut all: Vec<DeviceRecord> =
-            self.map.lock().expect("devices lock").values().map(|r| DeviceRecord::clone(r)).collect();
-        all.sort_by_key(|d| std::cmp::Reverse((d.connected, d.last_seen_ms)));
-        all.truncate(FLEET_MAX);
-        all
+        let reg = self.map.lock().expect("devices lock");
+        let mut all: Vec<(&Arc<str>, &Device)> = reg.devices.iter().map(|(id, d)| (id, &**d)).collect();
+        all.sort_by_key(|(_, d)| std::cmp::Reverse((d.connected, d.last_seen_ms)));
+        all.into_iter().take(FLEET_MAX).map(|(id, d)| d.record(id)).collect()
     }
 
     /// What changed since the last call, to write.
     pub(crate) fn take_dirty(&self) -> Vec<DeviceRecord> {
-        let dirty: Vec<String> = self.dirty.lock().expect("devices lock").drain().collect();
-        let map = self.map.lock().expect("devices lock");
-        dirty.iter().filter_map(|id| map.get(id).map(|r| DeviceRecord::clone(r))).collect()
+        let mut reg = self.map.lock().expect("devices lock");
+        let dirty = std::mem::take(&mut reg.dirty);
+        dirty.iter().filter_map(|id| reg.devices.get(id).map(|d| d.record(id))).collect()
     }
 
     /// Figures for `/metrics`: connected devices, writes pending on them, the oldest pending write's
     /// age (ms), devices whose last report carries an error.
     pub(crate) fn figures(&self) -> (u64, u64, u64, u64) {
-        let map = self.map.lock().expect("devices lock");
-        map.values().filter(|d| d.connected).fold((0, 0, 0, 0), |(n, p, o, e), d| {
+        let reg = self.map.lock().expect("devices lock");
+        reg.devices.values().filter(|d| d.connected).fold((0, 0, 0, 0), |(n, p, o, e), d| {
             (
                 n + 1,
                 p + d.pending,
