@@ -162,11 +162,6 @@ pub struct Driver {
     changed: BTreeSet<String>,
     /// A snapshot's chunks are held in an open transaction, begun at this many rows.
     held: Option<u64>,
-    /// The tables whose first rows of the snapshot under way the app was told of: more rows of
-    /// theirs are told at each commit.
-    snapshot_told: BTreeSet<String>,
-    /// ...at this many rows of it.
-    snapshot_told_rows: u64,
     /// Committing what was held failed outside a run: the next run ends the session.
     failed: Option<String>,
 }
@@ -188,8 +183,6 @@ impl Driver {
             raised: false,
             changed: BTreeSet::new(),
             held: None,
-            snapshot_told: BTreeSet::new(),
-            snapshot_told_rows: 0,
             failed: None,
         })
     }
@@ -229,9 +222,7 @@ impl Driver {
                     self.engine.replica().begin_batch().is_ok()
                 });
         let since = held.or(self.engine.snapshot_rows()).unwrap_or(0);
-        let mut only_frames = true;
         while let Some(input) = self.queue.pop_front() {
-            only_frames &= matches!(input, Input::Frame(_));
             match self.engine.handle(input.event()) {
                 Ok(instructions) => {
                     for i in instructions {
@@ -248,36 +239,14 @@ impl Driver {
         // While a snapshot arrives its chunks are committed every `HOLD_ROWS` rows, not at every
         // run: each commit waits for the disk, and a snapshot cut short starts again anyway. The
         // user's own writes commit what is held first (`Driver::settle`).
-        let snapshot = self.engine.snapshot_rows();
-        if batch && snapshot.is_some_and(|rows| rows < since + HOLD_ROWS) {
+        if batch && self.engine.snapshot_rows().is_some_and(|rows| rows < since + HOLD_ROWS) {
             self.held = Some(since);
         }
         // A failed commit undoes the batch: a new session resends what it needs.
         else if batch && let Err(e) = self.engine.replica().end_batch() {
             self.fail(format!("the local database could not save changes from the server: {e}"), &mut out);
         }
-        // While a snapshot arrives, the app hears of a table's rows with its first chunk (the list
-        // the user lands on shows at once), then at a commit once the rows have doubled since it was
-        // last told, and at the end; not at every run of frames: each time, the open views read their
-        // pages again, and before the list's indexes exist (they are built once the rows are in) a
-        // page of a growing table costs a sort of all of it, so the views' reads add up to about two
-        // such sorts of the whole snapshot. A run with anything else in it (the user's edit) is told
-        // at once.
-        let hold_back = only_frames
-            && snapshot.is_some_and(|rows| self.held.is_some() || rows < 2 * self.snapshot_told_rows)
-            && self.changed.is_subset(&self.snapshot_told);
-        match snapshot {
-            None => {
-                self.snapshot_told.clear();
-                self.snapshot_told_rows = 0;
-            }
-            Some(rows) if !hold_back => {
-                self.snapshot_told.extend(self.changed.iter().cloned());
-                self.snapshot_told_rows = rows;
-            }
-            Some(_) => {}
-        }
-        let changed = if hold_back { BTreeSet::new() } else { std::mem::take(&mut self.changed) };
+        let changed = std::mem::take(&mut self.changed);
         if !changed.is_empty() {
             // New metadata may sort or filter lists by other fields: index them on the device. Not
             // during a first sync: they are built once its rows are in (a bulk build writes each page
@@ -759,7 +728,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_tells_the_app_of_a_tables_first_rows_then_once_per_commit_and_a_write_at_once() {
+    fn a_first_sync_tells_the_app_of_a_tables_first_rows_then_when_they_have_doubled() {
         let mut d = driver();
         d.run();
         d.feed(Input::Connected);
@@ -767,32 +736,24 @@ mod tests {
         d.feed(Input::Frame(
             r#"{"type":"welcome","protocol":1,"user":"alice","tenant":"company-a","role":"admin","channels":["company-a/admin"],"max_inflight_pushes":16}"#.into(),
         ));
-        d.feed(Input::Frame(r#"{"type":"snapshot_begin","channel":"company-a/admin","rows":30000}"#.into()));
-        d.feed(Input::Frame(chunk(&["job-1"], 1)));
+        d.feed(Input::Frame(r#"{"type":"snapshot_begin","channel":"company-a/admin","rows":100}"#.into()));
+        d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
         assert_eq!(told(&d.run()), ["jobs"], "the first rows show at once");
-        d.feed(Input::Frame(chunk(&["job-2"], 2)));
-        assert!(told(&d.run()).is_empty(), "more rows of a table the app was told of wait");
         d.feed(Input::Frame(chunk(&["job-3"], 3)));
-        d.feed(Input::LocalWrite);
-        assert_eq!(told(&d.run()), ["jobs"], "a run with the user's own input is told at once");
+        assert!(told(&d.run()).is_empty(), "more rows of a table the app was told of wait");
         d.feed(Input::Frame(chunk(&["job-4"], 4)));
-        assert!(told(&d.run()).is_empty());
-        // A commit (every `HOLD_ROWS` rows) tells what waited, once the rows have doubled.
-        d.feed(Input::Frame(chunk(&["job-5"], 4 + HOLD_ROWS)));
-        assert_eq!(told(&d.run()), ["jobs"], "told at the commit");
-        d.feed(Input::Frame(chunk(&["job-6"], 5 + HOLD_ROWS)));
-        assert!(told(&d.run()).is_empty());
-        d.feed(Input::Frame(chunk(&["job-7"], 5 + 2 * HOLD_ROWS)));
-        assert!(told(&d.run()).is_empty(), "a commit before the rows doubled tells nothing");
-        d.feed(Input::Frame(chunk(&["job-8"], 8 + 3 * HOLD_ROWS)));
-        assert_eq!(told(&d.run()), ["jobs"], "a commit at twice the rows told last");
-        d.feed(Input::Frame(chunk(&["job-9"], 9 + 3 * HOLD_ROWS)));
-        assert!(told(&d.run()).is_empty());
+        assert_eq!(told(&d.run()), ["jobs"], "twice the rows told last");
+        for (n, id) in (5..=7).zip(["job-5", "job-6", "job-7"]) {
+            d.feed(Input::Frame(chunk(&[id], n)));
+            assert!(told(&d.run()).is_empty(), "{n} rows");
+        }
+        d.feed(Input::Frame(chunk(&["job-8"], 8)));
+        assert_eq!(told(&d.run()), ["jobs"]);
         d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
         d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
         assert!(told(&d.run()).contains(&"jobs".to_owned()), "the end tells the rest");
         let rows: i64 =
             d.replica().connection().query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, 9);
+        assert_eq!(rows, 8);
     }
 }
