@@ -646,13 +646,13 @@ impl SyncEngine {
         rows: u64,
         out: &mut Vec<Instruction>,
     ) {
-        if self.replica.first_snapshot() {
-            if rows_done >= self.shown.1.saturating_mul(2) || tables.iter().any(|t| !self.shown.0.contains(t))
-            {
-                self.shown.0.extend(tables.iter().cloned());
-                self.shown.1 = rows_done;
-                out.push(Instruction::TablesChanged(tables));
-            }
+        if self.replica.first_snapshot()
+            && (rows_done >= self.shown.1.saturating_mul(2)
+                || tables.iter().any(|t| !self.shown.0.contains(t)))
+        {
+            self.shown.0.extend(tables.iter().cloned());
+            self.shown.1 = rows_done;
+            out.push(Instruction::TablesChanged(tables));
         }
         self.phase = Phase::Syncing;
         self.progress = (rows_done, rows);
