@@ -1231,13 +1231,14 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
 
 /// The full-text index of an object type's search fields: an FTS5 table with the trigram tokenizer
 /// (so a search still finds any part of a word, case-insensitively, as `LIKE '%…%'` did), over the
-/// projection's rows (external content), kept in step by triggers. Its name and the columns it
-/// indexes, as its DDL.
+/// projection's rows (external content), kept in step by triggers. No per-row sizes
+/// (`columnsize=0`: only ranking reads them, and a list sorts by its own fields; ~8% less time to
+/// build). Its name and the columns it indexes, as its DDL.
 fn search_index(object_type: &str, table: &str, fields: &[String]) -> (String, String) {
     let name = format!("moat_fts_{object_type}");
     let cols: Vec<String> = fields.iter().map(|f| quote(f)).collect();
     let ddl = format!(
-        "CREATE VIRTUAL TABLE {} USING fts5({}, content={}, content_rowid='rowid', tokenize='trigram')",
+        "CREATE VIRTUAL TABLE {} USING fts5({}, content={}, content_rowid='rowid', tokenize='trigram', columnsize=0)",
         quote(&name),
         cols.join(", "),
         quote(table).replace('"', "'")
