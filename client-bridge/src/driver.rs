@@ -630,6 +630,20 @@ mod tests {
         );
     }
 
+    /// Connects, is welcomed as alice (admin of company-a) and queues the start of a snapshot of
+    /// `rows` rows.
+    fn begin_snapshot(d: &mut Driver, rows: u64) {
+        d.run();
+        d.feed(Input::Connected);
+        d.run();
+        d.feed(Input::Frame(
+            r#"{"type":"welcome","protocol":1,"user":"alice","tenant":"company-a","role":"admin","channels":["company-a/admin"],"max_inflight_pushes":16}"#.into(),
+        ));
+        d.feed(Input::Frame(format!(
+            r#"{{"type":"snapshot_begin","channel":"company-a/admin","rows":{rows}}}"#
+        )));
+    }
+
     /// A job's insert, as a snapshot chunk carries it.
     fn job_insert(id: &str) -> String {
         format!(
@@ -658,13 +672,7 @@ mod tests {
         let other = rusqlite::Connection::open(&path).unwrap();
         let committed = |sql: &str| -> i64 { other.query_row(sql, [], |r| r.get(0)).unwrap() };
 
-        d.run();
-        d.feed(Input::Connected);
-        d.run();
-        d.feed(Input::Frame(
-            r#"{"type":"welcome","protocol":1,"user":"alice","tenant":"company-a","role":"admin","channels":["company-a/admin"],"max_inflight_pushes":16}"#.into(),
-        ));
-        d.feed(Input::Frame(r#"{"type":"snapshot_begin","channel":"company-a/admin","rows":3}"#.into()));
+        begin_snapshot(&mut d, 3);
         d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
         let out = d.run();
         assert!(
@@ -730,13 +738,7 @@ mod tests {
     #[test]
     fn a_first_sync_tells_the_app_of_a_tables_first_rows_then_when_they_have_doubled() {
         let mut d = driver();
-        d.run();
-        d.feed(Input::Connected);
-        d.run();
-        d.feed(Input::Frame(
-            r#"{"type":"welcome","protocol":1,"user":"alice","tenant":"company-a","role":"admin","channels":["company-a/admin"],"max_inflight_pushes":16}"#.into(),
-        ));
-        d.feed(Input::Frame(r#"{"type":"snapshot_begin","channel":"company-a/admin","rows":100}"#.into()));
+        begin_snapshot(&mut d, 100);
         d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
         assert_eq!(told(&d.run()), ["jobs"], "the first rows show at once");
         d.feed(Input::Frame(chunk(&["job-3"], 3)));
