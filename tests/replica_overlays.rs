@@ -295,3 +295,23 @@ fn an_edit_during_a_first_snapshot_is_kept_over_the_servers_row_and_its_base_is_
     assert_eq!(col(r.row("jobs", &id("job-2")).unwrap(), "title"), Value::from("Inspect AC"));
     assert_eq!(r.pending().unwrap().len(), 1);
 }
+
+#[test]
+fn a_server_batch_commits_without_a_flush_and_sets_the_level_back_even_when_it_cannot_begin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, r) = server_and_replica(dir.path());
+    let level =
+        |r: &Replica| -> i64 { r.connection().query_row("PRAGMA synchronous", [], |x| x.get(0)).unwrap() };
+    assert_eq!(level(&r), 2, "a replica waits for the disk at every commit");
+    r.begin_server_batch().unwrap();
+    assert_eq!(level(&r), 1, "a batch of server data does not");
+    r.end_batch().unwrap();
+    assert_eq!(level(&r), 2, "and the level is set back at its end");
+    // A batch that cannot begin (another connection is writing the file) leaves the level as it was.
+    let other = rusqlite::Connection::open(dir.path().join("client.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    r.connection().busy_timeout(std::time::Duration::from_millis(10)).unwrap();
+    assert!(r.begin_server_batch().is_err());
+    assert_eq!(level(&r), 2, "the next write waits for the disk");
+    other.execute_batch("ROLLBACK").unwrap();
+}

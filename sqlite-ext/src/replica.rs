@@ -276,7 +276,13 @@ impl Replica {
             self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
             self.synchronous.set(Some(level));
         }
-        self.begin_batch()
+        let begun = self.begin_batch();
+        if begun.is_err()
+            && let Some(level) = self.synchronous.take()
+        {
+            self.conn.execute_batch(&format!("PRAGMA synchronous = {level}"))?;
+        }
+        begun
     }
 
     /// Commits the writes since [`Replica::begin_batch`]; if the commit fails, none of them stays.
