@@ -723,6 +723,7 @@ mod tests {
         drop(d);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
     /// The tables a run's effects tell the app of.
     fn told(effects: &[Effect]) -> Vec<String> {
         effects

@@ -265,11 +265,12 @@ impl Replica {
         Ok(())
     }
 
-    /// As [`Replica::begin_batch`], for a batch of server data only (a snapshot's chunks): its commit
-    /// does not wait for the disk when every commit otherwise does (`synchronous = FULL`, WAL). A new
-    /// session sends such data again if a power cut takes it, and WAL keeps commits in order, so what
-    /// is lost is a tail, never a hole; the next commit that waits (any write of the user's) or
-    /// checkpoint makes it durable too. [`Replica::end_batch`] sets the level back.
+    /// As [`Replica::begin_batch`], for a batch of server data only (frames: a snapshot's chunks,
+    /// diffs, acks): its commit does not wait for the disk when every commit otherwise does
+    /// (`synchronous = FULL`, WAL). A new session sends such data again if a power cut takes it (an
+    /// ack too: the server answers a push again with the outcome it stored), and WAL keeps commits in
+    /// order, so what is lost is a tail, never a hole; the next commit that waits (any write of the
+    /// user's) or checkpoint makes it durable too. [`Replica::end_batch`] sets the level back.
     pub fn begin_server_batch(&self) -> Result<()> {
         let level: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
         if level >= 2 {
@@ -277,12 +278,18 @@ impl Replica {
             self.synchronous.set(Some(level));
         }
         let begun = self.begin_batch();
-        if begun.is_err()
-            && let Some(level) = self.synchronous.take()
-        {
-            self.conn.execute_batch(&format!("PRAGMA synchronous = {level}"))?;
+        if begun.is_err() {
+            self.restore_synchronous()?;
         }
         begun
+    }
+
+    /// Sets back the level a server batch lowered (none lowered: nothing to do).
+    fn restore_synchronous(&self) -> Result<()> {
+        if let Some(level) = self.synchronous.take() {
+            self.conn.execute_batch(&format!("PRAGMA synchronous = {level}"))?;
+        }
+        Ok(())
     }
 
     /// Commits the writes since [`Replica::begin_batch`]; if the commit fails, none of them stays.
@@ -291,9 +298,7 @@ impl Replica {
         if done.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-        if let Some(level) = self.synchronous.take() {
-            self.conn.execute_batch(&format!("PRAGMA synchronous = {level}"))?;
-        }
+        self.restore_synchronous()?;
         Ok(done?)
     }
 

@@ -22,7 +22,7 @@ const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS moat_devices (
 /// A tenant's devices.
 #[derive(Debug, Default)]
 pub(crate) struct Devices {
-    map: Mutex<Registry>,
+    registry: Mutex<Registry>,
 }
 
 /// The records, by client id, and what changed since the last write to the database.
@@ -121,7 +121,7 @@ impl Devices {
                 }
             }
         }
-        Ok(Devices { map: Mutex::new(reg) })
+        Ok(Devices { registry: Mutex::new(reg) })
     }
 
     /// A device connected (`report` from its hello, if it sent one) or reported.
@@ -135,7 +135,7 @@ impl Devices {
         connected: bool,
     ) {
         let now = super::now_ms();
-        let mut reg = self.map.lock().expect("devices lock");
+        let mut reg = self.registry.lock().expect("devices lock");
         let (user, role) = (reg.text(user), reg.text(role));
         let schema = schema.map(|s| reg.text(s));
         let report = report.map(|r| (r, reg.text(&r.app_version), reg.text(&r.platform)));
@@ -175,7 +175,7 @@ impl Devices {
 
     /// A device's session ended.
     pub(crate) fn gone(&self, client_id: &str) {
-        let mut reg = self.map.lock().expect("devices lock");
+        let mut reg = self.registry.lock().expect("devices lock");
         if let Some((id, r)) = reg.device(client_id) {
             r.connected = false;
             r.last_seen_ms = super::now_ms();
@@ -185,7 +185,7 @@ impl Devices {
 
     /// The devices, most recently seen first (connected ones first among equals).
     pub(crate) fn list(&self) -> Vec<DeviceRecord> {
-        let reg = self.map.lock().expect("devices lock");
+        let reg = self.registry.lock().expect("devices lock");
         let mut all: Vec<(&Arc<str>, &Device)> = reg.devices.iter().map(|(id, d)| (id, &**d)).collect();
         all.sort_by_key(|(_, d)| std::cmp::Reverse((d.connected, d.last_seen_ms)));
         all.into_iter().take(FLEET_MAX).map(|(id, d)| d.record(id)).collect()
@@ -193,7 +193,7 @@ impl Devices {
 
     /// What changed since the last call, to write.
     pub(crate) fn take_dirty(&self) -> Vec<DeviceRecord> {
-        let mut reg = self.map.lock().expect("devices lock");
+        let mut reg = self.registry.lock().expect("devices lock");
         let dirty = std::mem::take(&mut reg.dirty);
         dirty.iter().filter_map(|id| reg.devices.get(id).map(|d| d.record(id))).collect()
     }
@@ -201,7 +201,7 @@ impl Devices {
     /// Figures for `/metrics`: connected devices, writes pending on them, the oldest pending write's
     /// age (ms), devices whose last report carries an error.
     pub(crate) fn figures(&self) -> (u64, u64, u64, u64) {
-        let reg = self.map.lock().expect("devices lock");
+        let reg = self.registry.lock().expect("devices lock");
         reg.devices.values().filter(|d| d.connected).fold((0, 0, 0, 0), |(n, p, o, e), d| {
             (
                 n + 1,
