@@ -578,16 +578,27 @@ pub async fn leases(url: &str) -> Result<Vec<(String, String)>> {
         async_nats::connect(url).await.map_err(|e| Error::Config(format!("cannot connect to {url}: {e}")))?;
     let js = async_nats::jetstream::new(client);
     let Ok(bucket) = js.get_key_value(wire::LEASES).await else { return Ok(Vec::new()) };
-    let mut keys = bucket.keys().await.map_err(nats("listing leases"))?;
-    let mut out = Vec::new();
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(nats("listing leases"))?;
-        if let Ok(Some(node)) = bucket.get(&key).await {
-            out.push((key, String::from_utf8_lossy(&node).into_owned()));
+    // A key listing can wait forever for the end of a consumer whose bucket changed under it (seen
+    // once in CI, while a node was stopped): each try is bounded, and a stuck one starts again.
+    for _ in 0..3 {
+        let listed = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut keys = bucket.keys().await.map_err(nats("listing leases"))?;
+            let mut out = Vec::new();
+            while let Some(key) = keys.next().await {
+                let key = key.map_err(nats("listing leases"))?;
+                if let Ok(Some(node)) = bucket.get(&key).await {
+                    out.push((key, String::from_utf8_lossy(&node).into_owned()));
+                }
+            }
+            out.sort();
+            Ok::<_, Error>(out)
+        })
+        .await;
+        if let Ok(out) = listed {
+            return out;
         }
     }
-    out.sort();
-    Ok(out)
+    Err(Error::Unavailable("listing the leases did not finish in 3 tries of 3 s".into()))
 }
 
 /// The limits a relayed request waits within.
