@@ -27,3 +27,13 @@ CREATE TABLE IF NOT EXISTS conflicts (
     conflict    TEXT NOT NULL,
     created_ms  INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
 ) STRICT;
+
+-- Full-text indexes still being filled, a step at a time (`ui::fill_search_step`): a new one holds
+-- the rows of its `source` table up to rowid `upto`, and its triggers keep exactly those in step. The
+-- row goes when the index holds every row (the lists search it from then on).
+CREATE TABLE IF NOT EXISTS moat_search_fill (
+    name   TEXT PRIMARY KEY NOT NULL,
+    source TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    upto   INTEGER NOT NULL
+) STRICT;

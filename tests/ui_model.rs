@@ -401,3 +401,49 @@ fn an_index_is_built_whole_or_not_at_all() {
     assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), missing.len());
     assert!(ui::missing_indexes(r.connection(), r.schema()).unwrap().is_empty());
 }
+
+#[test]
+fn a_search_index_filled_a_step_at_a_time_holds_every_row_written_meanwhile() {
+    let (_server, r) = device();
+    let conn = r.connection();
+    let boilers = searched(&r, "boiler");
+    assert!(boilers.0 > 0);
+    assert!(ui::make_indexes(conn, r.schema()).unwrap() > 0);
+    assert!(ui::search_fill_pending(conn).unwrap(), "the full-text index is made empty");
+    // After each of the first steps (1,000 rows each, in rowid order), a write to rows it took and to
+    // rows it had not reached yet.
+    let writes = [
+        "UPDATE jobs SET title = 'Zanzibar valve' WHERE rowid = (SELECT rowid FROM jobs ORDER BY rowid LIMIT 1 OFFSET 9)",
+        "UPDATE jobs SET title = 'Zanzibar pump' WHERE rowid = (SELECT rowid FROM jobs ORDER BY rowid LIMIT 1 OFFSET 3999)",
+        "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs ORDER BY rowid LIMIT 1 OFFSET 10)
+           OR rowid IN (SELECT rowid FROM jobs ORDER BY rowid LIMIT 1 OFFSET 4000)",
+        "CREATE TEMP TABLE w AS SELECT * FROM jobs WHERE rowid = (SELECT max(rowid) FROM jobs);
+         UPDATE w SET id = 'job-new', title = 'Walrus gasket';
+         INSERT INTO jobs SELECT * FROM w; DROP TABLE w",
+        "UPDATE jobs SET notes = 'Walrus on site' WHERE rowid = (SELECT rowid FROM jobs ORDER BY rowid LIMIT 1 OFFSET 19)",
+    ];
+    let mut steps = 0;
+    while ui::fill_search_step(conn, 1000).unwrap() {
+        if let Some(w) = writes.get(steps) {
+            conn.execute_batch(w).unwrap();
+        }
+        steps += 1;
+        // Meanwhile the lists scan: the whole answer, never the part indexed so far.
+        assert_eq!(searched(&r, "boiler"), boilers, "after step {steps}");
+    }
+    assert!(steps >= writes.len(), "{steps} steps");
+    assert!(!ui::search_fill_pending(conn).unwrap());
+    // The index holds exactly the table's rows (FTS5 checks it against its content table).
+    conn.execute_batch("INSERT INTO moat_fts_jobs (moat_fts_jobs, rank) VALUES ('integrity-check', 1)")
+        .unwrap();
+    let matching = |text: &str| -> i64 {
+        conn.query_row("SELECT count(*) FROM moat_fts_jobs WHERE moat_fts_jobs MATCH ?1", [text], |row| {
+            row.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!((matching("zanzibar"), matching("walrus")), (2, 2));
+    assert_eq!(searched(&r, "boiler"), boilers, "the index finds what the scan found");
+    assert_eq!(searched(&r, "walrus").0, 2);
+    assert_eq!(ui::ensure_indexes(conn, r.schema()).unwrap(), 0, "made once");
+}

@@ -15,7 +15,7 @@ use sqlite_ext::ui::{
     self, ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldInput, ListQuery, ListViewModel,
     ObjectTypeView, PendingView, ReferenceOption, RejectedView,
 };
-use sqlite_ext::{Event, FieldValue, Fields, Instruction, Replica, Status, SyncEngine, Value};
+use sqlite_ext::{Event, FieldValue, Fields, Instruction, Phase, Replica, Status, SyncEngine, Value};
 
 type Result<T> = std::result::Result<T, sqlite_ext::Error>;
 
@@ -57,11 +57,15 @@ pub enum Input {
         /// What to do.
         request: sqlite_ext::protocol::CustomizeRequest,
     },
+    /// Nothing else waited (asked for by [`Effect::Idle`]): a step of background work, such as
+    /// filling a full-text index.
+    Idle,
 }
 
 impl Input {
-    fn event(&self) -> Event<'_> {
-        match self {
+    /// The engine's event, or none for the driver's own background work.
+    fn event(&self) -> Option<Event<'_>> {
+        Some(match self {
             Input::Start => Event::Start,
             Input::Connected => Event::Connected,
             Input::Frame(t) => Event::Frame(t),
@@ -73,7 +77,8 @@ impl Input {
             Input::RequestFleet => Event::RequestFleet,
             Input::RequestHistory { table, id } => Event::RequestHistory { table, id },
             Input::Customize { id, request } => Event::Customize { id, request },
-        }
+            Input::Idle => return None,
+        })
     }
 }
 
@@ -147,6 +152,10 @@ pub enum Effect {
     SetTimer(u64),
     /// Tell the app.
     Notify(ClientEvent),
+    /// Feed [`Input::Idle`] after this many milliseconds, once the inputs and calls already waiting
+    /// have had their turn: the driver has background work, done a step at a time so that the app
+    /// stays responsive.
+    Idle(u64),
 }
 
 /// The engine, its queue, and what the app was last told of the status.
@@ -164,7 +173,17 @@ pub struct Driver {
     held: Option<u64>,
     /// Committing what was held failed outside a run: the next run ends the session.
     failed: Option<String>,
+    /// A full-text index may still be filling (`ui::fill_search_step`): checked at the end of a run.
+    filling: bool,
+    /// An [`Effect::Idle`] is out: its [`Input::Idle`] will come.
+    idle_asked: bool,
+    /// How long the next background step waits: at the start, a moment (the app opening draws its
+    /// first screen first), once work is under way or was made in this session, nothing.
+    idle_delay: u64,
 }
+
+/// How long background work left from an earlier session waits after the start.
+const SETTLE_MS: u64 = 1_000;
 
 /// Rows of a snapshot committed together.
 const HOLD_ROWS: u64 = 20_000;
@@ -184,6 +203,9 @@ impl Driver {
             changed: BTreeSet::new(),
             held: None,
             failed: None,
+            filling: true,
+            idle_asked: false,
+            idle_delay: SETTLE_MS,
         })
     }
 
@@ -211,9 +233,10 @@ impl Driver {
             self.fail(message, &mut out);
         }
         let held = self.held.take();
-        // A batch of frames holds server data only (the user's writes commit what is held first):
-        // it commits without waiting for the disk.
-        let frames = self.queue.iter().all(|i| matches!(i, Input::Frame(_)));
+        // A batch of frames holds server data only (the user's writes commit what is held first),
+        // and a full-text fill's step what can be derived again: it commits without waiting for the
+        // disk.
+        let frames = self.queue.iter().all(|i| matches!(i, Input::Frame(_) | Input::Idle));
         let batch = held.is_some()
             || ((self.queue.len() > 1 || self.engine.snapshot_rows().is_some())
                 && if frames {
@@ -223,7 +246,12 @@ impl Driver {
                 });
         let since = held.or(self.engine.snapshot_rows()).unwrap_or(0);
         while let Some(input) = self.queue.pop_front() {
-            match self.engine.handle(input.event()) {
+            let Some(event) = input.event() else {
+                (self.idle_asked, self.idle_delay) = (false, 0);
+                self.fill_step(&mut out);
+                continue;
+            };
+            match self.engine.handle(event) {
                 Ok(instructions) => {
                     for i in instructions {
                         self.carry_out(i, &mut out);
@@ -252,11 +280,14 @@ impl Driver {
             // during a first sync: they are built once its rows are in (a bulk build writes each page
             // once; kept up row by row, random inserts dirty most of an index's pages at every
             // commit, which cost seconds on a browser's storage).
+            // The full-text indexes are made empty and filled a step at a time after (`filling`):
+            // the lists scan meanwhile.
             if changed.contains("object_metadata") && !self.engine.replica().first_snapshot() {
                 let r = self.engine.replica();
-                if let Err(e) = ui::ensure_indexes(r.connection(), r.schema()) {
+                if let Err(e) = ui::make_indexes(r.connection(), r.schema()) {
                     out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
                 }
+                (self.filling, self.idle_delay) = (true, 0);
             }
             out.push(Effect::Notify(ClientEvent::Tables { tables: changed.into_iter().collect() }));
         }
@@ -264,7 +295,32 @@ impl Driver {
             self.carry_out(Instruction::ConflictsRaised(Vec::new()), &mut out);
         }
         self.report_status(&mut out, true);
+        // Not while a session opens or catches up: the app's first reads (the list it reopens on)
+        // and the server's frames go first.
+        let settled =
+            self.reported.as_ref().is_some_and(|s| !matches!(s.phase, Phase::Connecting | Phase::Syncing));
+        if self.filling && !self.idle_asked && settled {
+            self.filling = ui::search_fill_pending(self.engine.replica().connection()).unwrap_or(false);
+            if self.filling {
+                self.idle_asked = true;
+                out.push(Effect::Idle(self.idle_delay));
+            }
+        }
         out
+    }
+
+    /// One step of filling a full-text index, in the run's transaction when it has one.
+    fn fill_step(&mut self, out: &mut Vec<Effect>) {
+        match ui::fill_search_step(self.engine.replica().connection(), ui::FILL_ROWS) {
+            Ok(more) => self.filling = more,
+            Err(e) => {
+                // Left for the next start (an index the lists do not use until it is whole).
+                self.filling = false;
+                out.push(Effect::Notify(ClientEvent::Error {
+                    message: format!("the search index could not be built: {e}"),
+                }));
+            }
+        }
     }
 
     /// Tells the app the status when it changed since it was last told; a change of a snapshot's
@@ -758,5 +814,58 @@ mod tests {
         let rows: i64 =
             d.replica().connection().query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 8);
+    }
+
+    #[test]
+    fn a_search_index_is_filled_a_step_per_idle_turn_once_the_session_settles_and_goes_on_at_the_next_start()
+    {
+        let replica = Replica::open(":memory:", sqlite_ext::Schema::demo()).unwrap();
+        replica
+            .connection()
+            .execute_batch(
+                r#"INSERT INTO object_metadata (id, tenant_id, object_type, table_name, label, label_plural,
+                       title_field, list_columns, search_fields, default_sort, fields)
+                   VALUES ('a:jobs', 'company-a', 'jobs', 'jobs', 'Job', 'Jobs', 'title', '["title"]',
+                       '["title","notes"]', '{"field":"title","dir":"asc"}',
+                       '[{"name":"title","label":"Title","type":"text"},{"name":"notes","label":"Notes","type":"multiline"}]');
+                   WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000)
+                   INSERT INTO jobs (id, tenant_id, title, status, price_cents, line_items)
+                   SELECT 'job-' || i, 'company-a', 'Boiler ' || i, 'open', 100, '[]' FROM n;"#,
+            )
+            .unwrap();
+        ui::make_indexes(replica.connection(), replica.schema()).unwrap();
+        let pending = |d: &Driver| ui::search_fill_pending(d.replica().connection()).unwrap();
+        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let mut d = Driver::new(replica, token).unwrap();
+        let idle = |out: &[Effect]| out.iter().filter(|e| matches!(e, Effect::Idle(_))).count();
+        assert_eq!(idle(&d.run()), 0, "not while the session opens: the app's first reads go first");
+        d.feed(Input::GoOffline);
+        assert_eq!(
+            d.run().last(),
+            Some(&Effect::Idle(SETTLE_MS)),
+            "a fill left from before goes on, after a moment"
+        );
+        assert_eq!(idle(&d.run()), 0, "asked once until it comes");
+        let mut steps = 1;
+        loop {
+            d.feed(Input::Idle);
+            if idle(&d.run()) == 0 {
+                break;
+            }
+            assert!(pending(&d));
+            steps += 1;
+        }
+        assert_eq!(steps, 3, "25,000 rows, {} a step", ui::FILL_ROWS);
+        assert!(!pending(&d));
+        let found: i64 = d
+            .replica()
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM moat_fts_jobs WHERE moat_fts_jobs MATCH ?1",
+                ["\"Boiler 299\""],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 11, "Boiler 299 and 2990 to 2999");
     }
 }

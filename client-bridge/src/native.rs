@@ -357,6 +357,8 @@ async fn sync_loop(
 ) {
     let mut ws: Option<Ws> = None;
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // The driver asked for an `Input::Idle` (background work, a step at a time), not before then.
+    let mut idle: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         loop {
             let effects = lock(&driver).run();
@@ -393,6 +395,7 @@ async fn sync_loop(
                         timer = Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms))))
                     }
                     Effect::Notify(event) => notify(listener.as_ref(), event),
+                    Effect::Idle(ms) => idle = Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms)))),
                 }
             }
         }
@@ -420,6 +423,12 @@ async fn sync_loop(
             _ = async { match timer.as_mut() { Some(t) => t.await, None => std::future::pending().await } } => {
                 timer = None;
                 lock(&driver).feed(Input::Timer);
+            }
+            // After a yield, so that what is already waiting (the app's calls on the driver, frames)
+            // goes first.
+            _ = async { match idle.as_mut() { Some(t) => { t.await; tokio::task::yield_now().await } None => std::future::pending().await } } => {
+                idle = None;
+                lock(&driver).feed(Input::Idle);
             }
         }
     }

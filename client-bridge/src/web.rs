@@ -63,6 +63,8 @@ struct Inner {
     on_drain: Closure<dyn FnMut()>,
     /// A run is scheduled (frames that arrive together are applied together).
     drain_scheduled: Cell<bool>,
+    /// Feeds `Input::Idle` (the driver's background work), after what already waits.
+    on_idle: Closure<dyn FnMut()>,
 }
 
 /// One browser's Moat client, living in a dedicated Worker.
@@ -226,6 +228,8 @@ impl WebClient {
                 feed(&w, Input::Timer);
             });
             let w = weak.clone();
+            let on_idle = Closure::new(move || feed(&w, Input::Idle));
+            let w = weak.clone();
             let on_drain = Closure::new(move || {
                 if let Some(inner) = w.upgrade() {
                     inner.drain_scheduled.set(false);
@@ -246,6 +250,7 @@ impl WebClient {
                 on_timer,
                 on_drain,
                 drain_scheduled: Cell::new(false),
+                on_idle,
             }
         });
         run(&inner);
@@ -558,5 +563,12 @@ fn carry_out(inner: &Inner, effect: Effect) {
             }
         }
         Effect::Notify(event) => emit(inner, &event),
+        // A task of its own: the page's calls and the frames already queued go first.
+        Effect::Idle(ms) => {
+            let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(
+                inner.on_idle.as_ref().unchecked_ref(),
+                i32::try_from(ms).unwrap_or(i32::MAX),
+            );
+        }
     }
 }

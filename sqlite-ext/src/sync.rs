@@ -81,6 +81,9 @@ pub struct Status {
     pub message: Option<String>,
     /// The user administers the tenant (the server said so at welcome): offer the admin's pages.
     pub admin: bool,
+    /// A search index is being built on the device (after a first sync, or new search fields):
+    /// searches scan the rows meanwhile, slower.
+    pub indexing: bool,
 }
 
 /// Something that happened, fed to [`SyncEngine::handle`].
@@ -340,6 +343,7 @@ impl SyncEngine {
             rejected: self.replica.rejected_count()?,
             last_sync_ms: self.replica.last_sync_ms()?,
             admin: self.admin,
+            indexing: crate::ui::search_fill_pending(self.replica.connection())?,
         })
     }
 

@@ -1108,14 +1108,87 @@ impl Where {
 }
 
 /// Creates the indexes the lists of every object type need on the device, derived from the metadata
-/// ([`missing_indexes`]), each in its own transaction. Idempotent and cheap when they exist; called
-/// when the metadata changes. Returns how many were created.
+/// ([`missing_indexes`]), each in its own transaction, and fills the full-text ones
+/// ([`fill_search_step`]) to the end. Idempotent and cheap when they exist. Returns how many were
+/// created. A shell that must stay responsive makes them with [`make_indexes`] and fills a step at a
+/// time.
 pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
+    let made = make_indexes(conn, schema)?;
+    while fill_search_step(conn, FILL_ROWS)? {}
+    Ok(made)
+}
+
+/// Creates the indexes [`missing_indexes`] lists, each in its own transaction: the list indexes
+/// built, the full-text indexes made empty, to be filled by [`fill_search_step`] (the lists scan with
+/// `LIKE` until then). Returns how many were created.
+pub fn make_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
     let jobs = missing_indexes(conn, schema)?;
     for job in &jobs {
         job.build(conn)?;
     }
     Ok(jobs.len())
+}
+
+/// Rows a step of a full-text fill indexes (~30 ms natively for the demo's jobs, a few times that in
+/// a browser: what a call of the app's may wait behind; each step writes one segment, which FTS5
+/// merges as they add up).
+pub const FILL_ROWS: usize = 10_000;
+
+/// Indexes up to `rows` more rows of a full-text index still being filled (the first one listed in
+/// `moat_search_fill`), in one transaction. Returns whether any index still has rows to take.
+pub fn fill_search_step(conn: &Connection, rows: usize) -> Result<bool> {
+    let next: Option<(String, String, String, i64)> = conn
+        .prepare_cached("SELECT name, source, fields, upto FROM moat_search_fill ORDER BY name LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((name, source, fields, upto)) = next else { return Ok(false) };
+    let fields: Vec<String> = serde_json::from_str(&fields).map_err(|e| Error::Malformed(e.to_string()))?;
+    let list = fields.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ");
+    // Named with their table: a double-quoted name that is no column would be read as a string.
+    let values =
+        fields.iter().map(|f| format!("{}.{}", quote(&source), quote(f))).collect::<Vec<_>>().join(", ");
+    let limit = i64::try_from(rows).unwrap_or(i64::MAX);
+    conn.execute_batch("SAVEPOINT moat_fill")?;
+    let step = (|| -> Result<()> {
+        // The last rowid of this step: the triggers keep every row up to it from here on.
+        let (last, taken): (Option<i64>, i64) = conn.query_row(
+            &format!(
+                "SELECT max(rowid), count(*) FROM (SELECT rowid FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+                quote(&source)
+            ),
+            (upto, limit),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some(last) = last {
+            conn.execute(
+                &format!(
+                    "INSERT INTO {} (rowid, {list}) SELECT rowid, {values} FROM {} WHERE rowid > ?1 AND rowid <= ?2",
+                    quote(&name),
+                    quote(&source)
+                ),
+                (upto, last),
+            )?;
+        }
+        if taken < limit {
+            conn.execute("DELETE FROM moat_search_fill WHERE name = ?1", [&name])?;
+        } else {
+            conn.execute("UPDATE moat_search_fill SET upto = ?2 WHERE name = ?1", (&name, last))?;
+        }
+        Ok(())
+    })();
+    match step {
+        Ok(()) => conn.execute_batch("RELEASE moat_fill")?,
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO moat_fill; RELEASE moat_fill")?;
+            return Err(e);
+        }
+    }
+    search_fill_pending(conn)
+}
+
+/// Whether a full-text index is still being filled.
+pub fn search_fill_pending(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM moat_search_fill)", [], |r| r.get(0))?)
 }
 
 /// One index the metadata asks for that the device does not have yet (see [`missing_indexes`]).
@@ -1130,7 +1203,8 @@ pub enum IndexJob {
         /// Its columns, in order.
         columns: Vec<String>,
     },
-    /// An object type's full-text index, made (again) with its triggers and filled in one pass.
+    /// An object type's full-text index, made (again) with its triggers, empty: filled by
+    /// [`fill_search_step`].
     Search {
         /// The object type.
         object_type: String,
@@ -1259,31 +1333,44 @@ fn has_search_index(conn: &Connection, object_type: &str, table: &str, fields: &
     Ok(current.as_deref() == Some(ddl.as_str()) && triggers == 3)
 }
 
-/// Makes the full-text index of `object_type`'s search fields (dropping one made for other fields):
-/// the virtual table, three triggers, then one bulk build from the rows. The build buffers up to
-/// 8 MiB of terms before it writes a segment (FTS5's `hashsize`; 1 MiB by default): a 100,000-row
-/// build then writes a few segments instead of dozens merged again and again (~15% less time
-/// natively, more in a browser, where each merge's pages go through OPFS).
+/// Makes the full-text index of `object_type`'s search fields (dropping one made for other fields),
+/// empty: the virtual table, its row in `moat_search_fill` (nothing indexed yet) and three triggers
+/// that keep the rows it holds in step (each acts on a row only up to the fill's `upto`; a row past
+/// it is indexed by a later step, as it is then). [`fill_search_step`] then fills it, rows in rowid
+/// order. Each step buffers up to 8 MiB of terms before it writes a segment (FTS5's `hashsize`;
+/// 1 MiB by default): fewer segments merged again and again (~15% less time natively, more in a
+/// browser, where each merge's pages go through OPFS).
 fn build_search_index(conn: &Connection, object_type: &str, table: &str, fields: &[String]) -> Result<()> {
     let (name, ddl) = search_index(object_type, table, fields);
     drop_search_index(conn, &name)?;
     let cols: Vec<String> = fields.iter().map(|f| quote(f)).collect();
     let of = |row: &str| fields.iter().map(|f| format!("{row}.{}", quote(f))).collect::<Vec<_>>().join(", ");
     let (fts, list) = (quote(&name), cols.join(", "));
+    let upto = format!(
+        "coalesce((SELECT upto FROM moat_search_fill WHERE name = '{}'), 9223372036854775807)",
+        name.replace('\'', "''")
+    );
+    // The fields must be columns of the table: checked here (reading none), not by the first write's
+    // trigger, which would refuse it.
+    // (Named with their table: a double-quoted name that is no column would be read as a string.)
+    conn.prepare(&format!("SELECT {} FROM {} WHERE 0", of(&quote(table)), quote(table)))?;
+    conn.execute(
+        "INSERT INTO moat_search_fill (name, source, fields, upto) VALUES (?1, ?2, ?3, 0)",
+        (&name, table, serde_json::to_string(fields).expect("names serialise")),
+    )?;
     conn.execute_batch(&format!(
         "{ddl};
          CREATE TRIGGER {ai} AFTER INSERT ON {t} BEGIN
-           INSERT INTO {fts} (rowid, {list}) VALUES (new.rowid, {new});
+           INSERT INTO {fts} (rowid, {list}) SELECT new.rowid, {new} WHERE new.rowid <= {upto};
          END;
          CREATE TRIGGER {ad} AFTER DELETE ON {t} BEGIN
-           INSERT INTO {fts} ({fts}, rowid, {list}) VALUES ('delete', old.rowid, {old});
+           INSERT INTO {fts} ({fts}, rowid, {list}) SELECT 'delete', old.rowid, {old} WHERE old.rowid <= {upto};
          END;
          CREATE TRIGGER {au} AFTER UPDATE ON {t} BEGIN
-           INSERT INTO {fts} ({fts}, rowid, {list}) VALUES ('delete', old.rowid, {old});
-           INSERT INTO {fts} (rowid, {list}) VALUES (new.rowid, {new});
+           INSERT INTO {fts} ({fts}, rowid, {list}) SELECT 'delete', old.rowid, {old} WHERE old.rowid <= {upto};
+           INSERT INTO {fts} (rowid, {list}) SELECT new.rowid, {new} WHERE new.rowid <= {upto};
          END;
-         INSERT INTO {fts} ({fts}, rank) VALUES ('hashsize', 8388608);
-         INSERT INTO {fts} ({fts}) VALUES ('rebuild');",
+         INSERT INTO {fts} ({fts}, rank) VALUES ('hashsize', 8388608);",
         t = quote(table),
         ai = quote(&format!("{name}_ai")),
         ad = quote(&format!("{name}_ad")),
@@ -1302,11 +1389,19 @@ fn table_sql(conn: &Connection, name: &str) -> Result<Option<String>> {
         .optional()?)
 }
 
+/// Whether the full-text index `name` does not hold every row yet.
+fn filling(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM moat_search_fill WHERE name = ?1)")?
+        .query_row([name], |r| r.get(0))?)
+}
+
 fn drop_search_index(conn: &Connection, name: &str) -> Result<()> {
     for suffix in ["_ai", "_ad", "_au"] {
         conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&format!("{name}{suffix}"))))?;
     }
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(name)))?;
+    conn.execute("DELETE FROM moat_search_fill WHERE name = ?1", [name])?;
     Ok(())
 }
 
@@ -1332,8 +1427,8 @@ pub(crate) fn drop_derived(conn: &Connection) -> Result<()> {
 }
 
 /// The condition that finds `text` in the search fields through the full-text index, when there is
-/// one as the metadata wants it and the text is long enough for trigrams (3 characters); else none
-/// (the caller scans with `LIKE`).
+/// one as the metadata wants it, holding every row, and the text is long enough for trigrams (3
+/// characters); else none (the caller scans with `LIKE`).
 fn search_condition(
     conn: &Connection,
     object_type: &str,
@@ -1344,7 +1439,7 @@ fn search_condition(
         return Ok(None);
     }
     let (name, ddl) = search_index(object_type, &meta.table.name, &meta.search_fields);
-    if table_sql(conn, &name)?.as_deref() != Some(ddl.as_str()) {
+    if table_sql(conn, &name)?.as_deref() != Some(ddl.as_str()) || filling(conn, &name)? {
         return Ok(None);
     }
     // One phrase: the text as typed, found anywhere in a field (a quote is doubled inside it). The

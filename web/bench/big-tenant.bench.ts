@@ -33,8 +33,11 @@ interface FirstSync {
   live: number;
   rows: number;
   /** From live to the answer of a search asked at once: what a user who searches as soon as the
-   * data is there waits for (the list's and search's indexes are built before live). */
+   * data is there waits for (the list indexes are built before live; the search index is filled
+   * after it, a step at a time, and a search scans until it is whole). */
   searchAtLive: number;
+  /** Sign-in → the search index holds every row (the status no longer says `indexing`). */
+  indexed: number;
 }
 
 /** Clicks the demo user's sign-in and times, in the page: the first list row, the first progress, live. */
@@ -44,7 +47,7 @@ async function signInTimed(page: Page, user: string): Promise<FirstSync> {
     const q = (s: string) => document.querySelector(s);
     (q(`[data-testid="signin-${user}"]`) as HTMLElement).click();
     const t0 = performance.now();
-    const out = { firstList: 0, firstProgress: 0, live: 0, rows: 0, searchAtLive: 0 };
+    const out = { firstList: 0, firstProgress: 0, live: 0, rows: 0, searchAtLive: 0, indexed: 0 };
     while (!out.live) {
       const now = performance.now() - t0;
       if (!out.firstList && q('[data-testid="list"] tbody tr')) out.firstList = now;
@@ -63,6 +66,9 @@ async function signInTimed(page: Page, user: string): Promise<FirstSync> {
     const t = performance.now();
     await window.moat!.listView({ object_type: "jobs", search: "boiler", limit: 50 });
     out.searchAtLive = performance.now() - t;
+    // Asked of the worker, not read off the page: its answer comes between two of its runs.
+    while ((await window.moat!.status()).indexing) await new Promise((r) => setTimeout(r, 5));
+    out.indexed = performance.now() - t0;
     return out;
   }, user);
 }
@@ -134,7 +140,7 @@ test(`a tenant of ${jobs.toLocaleString("en")} jobs in the browser`, async () =>
         `run ${run + 1}: first list ${Math.round(sync.firstList)} ms, live ${Math.round(sync.live)} ms, ` +
           `${sync.rows.toLocaleString("en")} rows, ` +
           `${Math.round((sync.rows * 1000) / Math.max(1, sync.live - sync.firstProgress)).toLocaleString("en")} rows/s, ` +
-          `a search asked at live answered in ${Math.round(sync.searchAtLive)} ms`,
+          `a search asked at live answered in ${Math.round(sync.searchAtLive)} ms, search index whole at ${Math.round(sync.indexed)} ms`,
       );
       reopen.push(await reopenTimed(page));
       await page.getByTestId("status").and(page.locator('[data-phase="live"]')).waitFor({ timeout: 600_000 });
@@ -160,6 +166,7 @@ test(`a tenant of ${jobs.toLocaleString("en")} jobs in the browser`, async () =>
     ),
   );
   console.log(line("a search asked the moment it is live", first.map((s) => s.searchAtLive)));
+  console.log(line("sign-in → search index whole (filled after live)", first.map((s) => s.indexed)));
   console.log(line("reopen with data cached → first list (from navigation)", reopen));
   for (const [name] of cases) {
     console.log(line(`listView: ${name} (${totals[name]!.toLocaleString("en")} records)`, timed[name]!));

@@ -49,6 +49,11 @@ export function StatusBar({
         </span>
       )}
       {status?.message && <span className="muted small" data-testid="status-message">{status.message}</span>}
+      {status?.indexing && (
+        <span className="muted small" data-testid="status-indexing" title="Searches work meanwhile, a little slower">
+          Preparing search…
+        </span>
+      )}
       {error && (
         <span className="muted small" role="status" data-testid="status-error">
           {error}

@@ -724,7 +724,12 @@ message: string | null,
 /**
  * The user administers the tenant (the server said so at welcome): offer the admin's pages.
  */
-admin: boolean, };
+admin: boolean, 
+/**
+ * A search index is being built on the device (after a first sync, or new search fields):
+ * searches scan the rows meanwhile, slower.
+ */
+indexing: boolean, };
 
 /**
  * One device of a tenant as the server knows it: its last report, who uses it, when it was seen.

@@ -3314,6 +3314,11 @@ public struct Status: Equatable, Hashable {
      * The user administers the tenant (the server said so at welcome): offer the admin's pages.
      */
     public var admin: Bool
+    /**
+     * A search index is being built on the device (after a first sync, or new search fields):
+     * searches scan the rows meanwhile, slower.
+     */
+    public var indexing: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3347,7 +3352,11 @@ public struct Status: Equatable, Hashable {
          */message: String?, 
         /**
          * The user administers the tenant (the server said so at welcome): offer the admin's pages.
-         */admin: Bool) {
+         */admin: Bool, 
+        /**
+         * A search index is being built on the device (after a first sync, or new search fields):
+         * searches scan the rows meanwhile, slower.
+         */indexing: Bool) {
         self.phase = phase
         self.label = label
         self.rowsDone = rowsDone
@@ -3358,6 +3367,7 @@ public struct Status: Equatable, Hashable {
         self.lastSyncMs = lastSyncMs
         self.message = message
         self.admin = admin
+        self.indexing = indexing
     }
 
     
@@ -3385,7 +3395,8 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
                 rejected: FfiConverterInt64.read(from: &buf), 
                 lastSyncMs: FfiConverterOptionInt64.read(from: &buf), 
                 message: FfiConverterOptionString.read(from: &buf), 
-                admin: FfiConverterBool.read(from: &buf)
+                admin: FfiConverterBool.read(from: &buf), 
+                indexing: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -3400,6 +3411,7 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.lastSyncMs, into: &buf)
         FfiConverterOptionString.write(value.message, into: &buf)
         FfiConverterBool.write(value.admin, into: &buf)
+        FfiConverterBool.write(value.indexing, into: &buf)
     }
 }
 
