@@ -35,11 +35,11 @@ pub use changeset::Op;
 pub use diff::{Change, ColumnChange, Diff, DiffWriter, Fields, capture};
 pub use error::{Error, Result};
 pub use replica::{Mutation, Rejected, Replica, Resolution, StoredConflict};
-pub use rows::{RowsWriter, TableRows};
+pub use rows::{Row, RowsWriter, read_rows};
 pub use schema::{Column, ColumnType, Schema, Table};
 pub use sync::{Event, Instruction, Phase, Status, SyncEngine};
 pub use ui::FieldValue;
-pub use value::Value;
+pub use value::{FrameValue, Value};
 
 #[cfg(feature = "uniffi")]
 uniffi::setup_scaffolding!();

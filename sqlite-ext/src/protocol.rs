@@ -102,11 +102,11 @@ impl DiffJson<'_> {
         }
     }
 
-    /// A `snapshot_rows` chunk's table groups, checked against `schema`.
-    pub fn decode_rows(self, schema: &crate::Schema) -> crate::Result<Vec<crate::rows::TableRows>> {
+    /// Its JSON text (as it came, when it came encoded).
+    pub fn json(&self) -> Cow<'_, str> {
         match self {
-            DiffJson::Encoded(raw) => crate::rows::TableRows::from_json(raw.get(), schema),
-            DiffJson::Tree(v) => crate::rows::TableRows::from_json(&v.to_string(), schema),
+            DiffJson::Encoded(raw) => Cow::Borrowed(raw.get()),
+            DiffJson::Tree(v) => Cow::Owned(v.to_string()),
         }
     }
 }
@@ -478,7 +478,7 @@ pub enum ServerMsg<'a> {
         rows_done: u64,
         /// Rows in the whole snapshot.
         rows: u64,
-        /// The rows, a list of table groups (decoded with [`DiffJson::decode_rows`]).
+        /// The rows, a list of table groups (read by [`crate::rows::read_rows`]).
         tables: DiffJson<'a>,
     },
     /// The snapshot is complete and consistent as of `version`.

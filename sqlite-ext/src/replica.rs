@@ -14,7 +14,7 @@
 //! replayed over them ("rebase"), so a local edit is never lost under a server update. Every public
 //! method that changes something is one transaction: a crash leaves the file before or after it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
@@ -25,7 +25,6 @@ use crate::changeset;
 use crate::changeset::Op;
 use crate::diff::{Diff, Fields, key_json};
 use crate::error::{Error, Result};
-use crate::rows::TableRows;
 use crate::schema::{SERVER_DATA_PREFIX, Schema, Table, quote};
 use crate::value::Value;
 
@@ -643,25 +642,30 @@ impl Replica {
         Ok(())
     }
 
-    /// One chunk of a snapshot as rows (`snapshot_rows`, checked by [`TableRows::from_json`]): as
-    /// [`Replica::apply_snapshot_chunk`], without a change per row.
-    pub fn apply_snapshot_rows(&mut self, groups: &[TableRows]) -> Result<()> {
+    /// One chunk of a snapshot as rows (`snapshot_rows`: its JSON, read and checked row by row by
+    /// [`crate::rows::read_rows`], each row inserted as it is read): as
+    /// [`Replica::apply_snapshot_chunk`], without a change per row. All of it or nothing. Returns the
+    /// tables it wrote to.
+    pub fn apply_snapshot_rows(&mut self, json: &str) -> Result<BTreeSet<String>> {
         let tx = self.conn.savepoint()?;
-        let mut values: Vec<&Value> = Vec::new();
-        for g in groups {
-            let table = self.schema.table(&g.table)?;
-            let at = g.positions(table)?;
-            for sql in snapshot_inserts(table, !self.golden_behind, self.first_snapshot) {
-                let mut insert = tx.prepare_cached(&sql)?;
-                for row in &g.rows {
-                    values.clear();
-                    values.extend(at.iter().map(|&i| &row[i]));
-                    insert.execute(params_from_iter(values.iter()))?;
-                }
+        let (golden, projection) = (!self.golden_behind, self.first_snapshot);
+        // The open group's table and its insert statements.
+        let mut inserts: Option<(String, Vec<rusqlite::CachedStatement<'_>>)> = None;
+        let tables = crate::rows::read_rows(json, &self.schema, &mut |table, row| {
+            if inserts.as_ref().is_none_or(|(name, _)| *name != table.name) {
+                let statements = snapshot_inserts(table, golden, projection)
+                    .map(|sql| tx.prepare_cached(&sql))
+                    .collect::<rusqlite::Result<_>>()?;
+                inserts = Some((table.name.clone(), statements));
             }
-        }
+            for insert in inserts.iter_mut().flat_map(|(_, s)| s.iter_mut()) {
+                insert.execute(params_from_iter(row.values()))?;
+            }
+            Ok(())
+        })?;
+        drop(inserts);
         tx.commit()?;
-        Ok(())
+        Ok(tables)
     }
 
     /// The snapshot is complete as of `version`: the projection becomes the golden state with the

@@ -566,9 +566,7 @@ impl SyncEngine {
                 self.snapshot_progress(tables_of(&diff), rows_done, rows, out);
             }
             ServerMsg::SnapshotRows { rows_done, rows, tables, .. } => {
-                let groups = tables.decode_rows(self.replica.schema())?;
-                self.replica.apply_snapshot_rows(&groups)?;
-                let tables = groups.into_iter().map(|g| g.table).collect::<BTreeSet<_>>();
+                let tables = self.replica.apply_snapshot_rows(&tables.json())?;
                 self.snapshot_progress(tables.into_iter().collect(), rows_done, rows, out);
             }
             ServerMsg::SnapshotEnd { channel, version } => {

@@ -15,6 +15,7 @@
 //! A bare JSON number is therefore always an exact integer, and anything that is not canonical (a bare
 //! `1.5`, `{"int": "5"}`, a tagged object with extra keys) is refused by the decoder.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -142,6 +143,108 @@ fn tagged<S: Serializer, T: Serialize + ?Sized>(s: S, tag: &str, v: &T) -> Resul
     let mut m = s.serialize_map(Some(1))?;
     m.serialize_entry(tag, v)?;
     m.end()
+}
+
+/// A value as a frame holds it, read without copying: text with no escape in it is borrowed from the
+/// frame (a snapshot's rows are read this way, `crate::rows::read_rows`, rather than as a `String`
+/// per value). The same canonical JSON as [`Value`], checked the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameValue<'a> {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit signed integer.
+    Integer(i64),
+    /// An IEEE double.
+    Real(f64),
+    /// UTF-8 text.
+    Text(Cow<'a, str>),
+    /// Raw bytes.
+    Blob(Vec<u8>),
+}
+
+impl FrameValue<'_> {
+    /// The same value, owned.
+    pub fn to_value(&self) -> Value {
+        match self {
+            FrameValue::Null => Value::Null,
+            FrameValue::Integer(i) => Value::Integer(*i),
+            FrameValue::Real(r) => Value::Real(*r),
+            FrameValue::Text(t) => Value::Text(t.clone().into_owned()),
+            FrameValue::Blob(b) => Value::Blob(b.clone()),
+        }
+    }
+
+    /// Its storage class, as the value of that class (text and blob empty), for type checks.
+    pub(crate) fn class(&self) -> Value {
+        match self {
+            FrameValue::Null => Value::Null,
+            FrameValue::Integer(i) => Value::Integer(*i),
+            FrameValue::Real(r) => Value::Real(*r),
+            FrameValue::Text(_) => Value::Text(String::new()),
+            FrameValue::Blob(_) => Value::Blob(Vec::new()),
+        }
+    }
+}
+
+impl From<Value> for FrameValue<'_> {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null => FrameValue::Null,
+            Value::Integer(i) => FrameValue::Integer(i),
+            Value::Real(r) => FrameValue::Real(r),
+            Value::Text(t) => FrameValue::Text(Cow::Owned(t)),
+            Value::Blob(b) => FrameValue::Blob(b),
+        }
+    }
+}
+
+impl rusqlite::ToSql for FrameValue<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            FrameValue::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            FrameValue::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            FrameValue::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
+            FrameValue::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            FrameValue::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FrameValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FrameValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                ValueVisitor.expecting(f)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(FrameValue::Null)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FrameValue::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FrameValue::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(FrameValue::Text(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                ValueVisitor.visit_i64(v).map(FrameValue::from)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                ValueVisitor.visit_u64(v).map(FrameValue::from)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                ValueVisitor.visit_f64(v).map(FrameValue::from)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                ValueVisitor.visit_map(map).map(FrameValue::from)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for Value {
