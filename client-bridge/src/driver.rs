@@ -173,8 +173,11 @@ pub struct Driver {
     held: Option<u64>,
     /// Committing what was held failed outside a run: the next run ends the session.
     failed: Option<String>,
-    /// A full-text index may still be filling (`ui::fill_search_step`): checked at the end of a run.
-    filling: bool,
+    /// Index work may be left (`ui::index_step`: list indexes past the first page's, full-text
+    /// fills): checked at the end of a run.
+    indexing: bool,
+    /// `object_metadata` changed and the indexes it asks for are not made yet.
+    metadata_changed: bool,
     /// An [`Effect::Idle`] is out: its [`Input::Idle`] will come.
     idle_asked: bool,
     /// How long the next background step waits: at the start, a moment (the app opening draws its
@@ -203,7 +206,8 @@ impl Driver {
             changed: BTreeSet::new(),
             held: None,
             failed: None,
-            filling: true,
+            indexing: true,
+            metadata_changed: false,
             idle_asked: false,
             idle_delay: SETTLE_MS,
         })
@@ -248,7 +252,7 @@ impl Driver {
         while let Some(input) = self.queue.pop_front() {
             let Some(event) = input.event() else {
                 (self.idle_asked, self.idle_delay) = (false, 0);
-                self.fill_step(&mut out);
+                self.index_step(&mut out);
                 continue;
             };
             match self.engine.handle(event) {
@@ -258,6 +262,21 @@ impl Driver {
                     }
                 }
                 Err(e) => self.fail(format!("the local database failed: {e}"), &mut out),
+            }
+            // New metadata may sort or filter lists by other fields: index them on the device,
+            // before the status is told (it says whether indexes are being built). Not during a
+            // first sync: they are built once its rows are in (a bulk build writes each page once;
+            // kept up row by row, random inserts dirty most of an index's pages at every commit,
+            // which cost seconds on a browser's storage). What the first page needs now; the other
+            // list indexes and the full-text fills a step at a time after (`indexing`): the lists
+            // scan meanwhile.
+            if self.metadata_changed && !self.engine.replica().first_snapshot() {
+                self.metadata_changed = false;
+                let r = self.engine.replica();
+                if let Err(e) = ui::make_indexes(r.connection(), r.schema()) {
+                    out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
+                }
+                (self.indexing, self.idle_delay) = (true, 0);
             }
             // After every input, not once per run: each step the user took (an edit, going offline)
             // and each phase of the session shows, however the inputs were queued; a snapshot's
@@ -276,19 +295,6 @@ impl Driver {
         }
         let changed = std::mem::take(&mut self.changed);
         if !changed.is_empty() {
-            // New metadata may sort or filter lists by other fields: index them on the device. Not
-            // during a first sync: they are built once its rows are in (a bulk build writes each page
-            // once; kept up row by row, random inserts dirty most of an index's pages at every
-            // commit, which cost seconds on a browser's storage).
-            // The full-text indexes are made empty and filled a step at a time after (`filling`):
-            // the lists scan meanwhile.
-            if changed.contains("object_metadata") && !self.engine.replica().first_snapshot() {
-                let r = self.engine.replica();
-                if let Err(e) = ui::make_indexes(r.connection(), r.schema()) {
-                    out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
-                }
-                (self.filling, self.idle_delay) = (true, 0);
-            }
             out.push(Effect::Notify(ClientEvent::Tables { tables: changed.into_iter().collect() }));
         }
         if std::mem::take(&mut self.raised) {
@@ -299,9 +305,10 @@ impl Driver {
         // and the server's frames go first.
         let settled =
             self.reported.as_ref().is_some_and(|s| !matches!(s.phase, Phase::Connecting | Phase::Syncing));
-        if self.filling && !self.idle_asked && settled {
-            self.filling = ui::search_fill_pending(self.engine.replica().connection()).unwrap_or(false);
-            if self.filling {
+        if self.indexing && !self.idle_asked && settled {
+            let r = self.engine.replica();
+            self.indexing = ui::indexes_pending(r.connection(), r.schema()).unwrap_or(false);
+            if self.indexing {
                 self.idle_asked = true;
                 out.push(Effect::Idle(self.idle_delay));
             }
@@ -309,13 +316,16 @@ impl Driver {
         out
     }
 
-    /// One step of filling a full-text index, in the run's transaction when it has one.
-    fn fill_step(&mut self, out: &mut Vec<Effect>) {
-        match ui::fill_search_step(self.engine.replica().connection(), ui::FILL_ROWS) {
-            Ok(more) => self.filling = more,
+    /// One step of index work (a list index, or a part of a full-text fill), in the run's
+    /// transaction when it has one.
+    fn index_step(&mut self, out: &mut Vec<Effect>) {
+        let r = self.engine.replica();
+        match ui::index_step(r.connection(), r.schema(), ui::FILL_ROWS) {
+            Ok(more) => self.indexing = more,
             Err(e) => {
-                // Left for the next start (an index the lists do not use until it is whole).
-                self.filling = false;
+                // Left for the next start (the lists scan without it; a full-text index is not used
+                // until it is whole).
+                self.indexing = false;
                 out.push(Effect::Notify(ClientEvent::Error {
                     message: format!("the search index could not be built: {e}"),
                 }));
@@ -356,6 +366,7 @@ impl Driver {
             // Told once a run, after its commit (a first sync's chunks each change some tables,
             // and a run applies many).
             Instruction::TablesChanged(tables) => {
+                self.metadata_changed |= tables.iter().any(|t| t == "object_metadata");
                 self.changed.extend(tables);
                 return;
             }
@@ -825,18 +836,32 @@ mod tests {
             .execute_batch(
                 r#"INSERT INTO object_metadata (id, tenant_id, object_type, table_name, label, label_plural,
                        title_field, list_columns, search_fields, default_sort, fields)
-                   VALUES ('a:jobs', 'company-a', 'jobs', 'jobs', 'Job', 'Jobs', 'title', '["title"]',
+                   VALUES ('a:jobs', 'company-a', 'jobs', 'jobs', 'Job', 'Jobs', 'title', '["title","status"]',
                        '["title","notes"]', '{"field":"title","dir":"asc"}',
-                       '[{"name":"title","label":"Title","type":"text"},{"name":"notes","label":"Notes","type":"multiline"}]');
+                       '[{"name":"title","label":"Title","type":"text"},{"name":"notes","label":"Notes","type":"multiline"},
+                         {"name":"status","label":"Status","type":"choice","options":[{"value":"open","label":"Open"}]}]');
                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000)
                    INSERT INTO jobs (id, tenant_id, title, status, price_cents, line_items)
                    SELECT 'job-' || i, 'company-a', 'Boiler ' || i, 'open', 100, '[]' FROM n;"#,
             )
             .unwrap();
+        // What a first page needs: the default sort's index; the status filter's is left for later.
         ui::make_indexes(replica.connection(), replica.schema()).unwrap();
+        let has_index = |d: &Driver, name: &str| -> bool {
+            d.replica()
+                .connection()
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                    [name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap()
+                > 0
+        };
         let pending = |d: &Driver| ui::search_fill_pending(d.replica().connection()).unwrap();
         let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
         let mut d = Driver::new(replica, token).unwrap();
+        assert!(has_index(&d, "moat_ix_jobs_title_id") && !has_index(&d, "moat_ix_jobs_status"));
         let idle = |out: &[Effect]| out.iter().filter(|e| matches!(e, Effect::Idle(_))).count();
         assert_eq!(idle(&d.run()), 0, "not while the session opens: the app's first reads go first");
         d.feed(Input::GoOffline);
@@ -855,7 +880,8 @@ mod tests {
             assert!(pending(&d));
             steps += 1;
         }
-        assert_eq!(steps, 3, "25,000 rows, {} a step", ui::FILL_ROWS);
+        assert_eq!(steps, 4, "the status index, then 25,000 rows, {} a step", ui::FILL_ROWS);
+        assert!(has_index(&d, "moat_ix_jobs_title_id") && has_index(&d, "moat_ix_jobs_status"));
         assert!(!pending(&d));
         let found: i64 = d
             .replica()

@@ -1108,25 +1108,48 @@ impl Where {
 }
 
 /// Creates the indexes the lists of every object type need on the device, derived from the metadata
-/// ([`missing_indexes`]), each in its own transaction, and fills the full-text ones
-/// ([`fill_search_step`]) to the end. Idempotent and cheap when they exist. Returns how many were
-/// created. A shell that must stay responsive makes them with [`make_indexes`] and fills a step at a
-/// time.
+/// ([`missing_indexes`]), each in its own transaction, and fills the full-text ones to the end.
+/// Idempotent and cheap when they exist. Returns how many were created. A shell that must stay
+/// responsive calls [`make_indexes`], then [`index_step`] at its idle turns.
 pub fn ensure_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
-    let made = make_indexes(conn, schema)?;
-    while fill_search_step(conn, FILL_ROWS)? {}
-    Ok(made)
+    let missing = missing_indexes(conn, schema)?.len();
+    make_indexes(conn, schema)?;
+    while index_step(conn, schema, FILL_ROWS)? {}
+    Ok(missing)
 }
 
-/// Creates the indexes [`missing_indexes`] lists, each in its own transaction: the list indexes
-/// built, the full-text indexes made empty, to be filled by [`fill_search_step`] (the lists scan with
-/// `LIKE` until then). Returns how many were created.
+/// What a first page needs, at once: of the indexes [`missing_indexes`] lists, the lists' default
+/// sorts built, and the full-text indexes made empty (a list scans with `LIKE` until its index is
+/// filled). The others (the assignee's and the choice columns': lists count and filter without them,
+/// scanning) are left to [`index_step`]. Each in its own transaction. Returns how many were made.
 pub fn make_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
     let jobs = missing_indexes(conn, schema)?;
-    for job in &jobs {
+    let now: Vec<&IndexJob> = jobs
+        .iter()
+        .filter(|j| matches!(j, IndexJob::List { first: true, .. } | IndexJob::Search { .. }))
+        .collect();
+    for job in &now {
         job.build(conn)?;
     }
-    Ok(jobs.len())
+    Ok(now.len())
+}
+
+/// One step of the index work [`make_indexes`] left: the next list index still missing, or up to
+/// `rows` rows of a full-text index being filled ([`fill_search_step`]). Returns whether any work may
+/// be left.
+pub fn index_step(conn: &Connection, schema: &Schema, rows: usize) -> Result<bool> {
+    if let Some(job) = missing_indexes(conn, schema)?.into_iter().find(|j| matches!(j, IndexJob::List { .. }))
+    {
+        job.build(conn)?;
+        return Ok(true);
+    }
+    fill_search_step(conn, rows)
+}
+
+/// Whether index work is left for [`index_step`].
+pub fn indexes_pending(conn: &Connection, schema: &Schema) -> Result<bool> {
+    Ok(search_fill_pending(conn)?
+        || missing_indexes(conn, schema)?.iter().any(|j| matches!(j, IndexJob::List { .. })))
 }
 
 /// Rows a step of a full-text fill indexes (~30 ms natively for the demo's jobs, a few times that in
@@ -1198,6 +1221,8 @@ pub enum IndexJob {
     List {
         /// The index's name (`moat_ix_<table>_<columns>`).
         name: String,
+        /// The list's default sort (with the key): its first page reads it, so it is made first.
+        first: bool,
         /// Its table.
         table: String,
         /// Its columns, in order.
@@ -1221,7 +1246,7 @@ impl IndexJob {
     pub fn build(&self, conn: &Connection) -> Result<()> {
         conn.execute_batch("SAVEPOINT moat_index")?;
         let done = match self {
-            IndexJob::List { name, table, columns } => {
+            IndexJob::List { name, table, columns, .. } => {
                 let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
                 conn.execute_batch(&format!(
                     "CREATE INDEX {} ON {} ({})",
@@ -1284,7 +1309,7 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
                 fields: meta.search_fields.clone(),
             });
         }
-        for cols in wanted {
+        for (i, cols) in wanted.into_iter().enumerate() {
             let name = format!("moat_ix_{}_{}", t.name, cols.join("_"));
             let exists: bool = conn
                 .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1")?
@@ -1293,6 +1318,7 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
             if !exists && !lists.iter().any(|j| matches!(j, IndexJob::List { name: n, .. } if *n == name)) {
                 lists.push(IndexJob::List {
                     name,
+                    first: i == 0,
                     table: t.name.clone(),
                     columns: cols.iter().map(|c| (*c).to_owned()).collect(),
                 });

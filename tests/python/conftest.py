@@ -2,6 +2,7 @@
 tokens from `moat token`, and real native clients (the uniffi bindings over client-bridge) on real
 SQLite files. `scripts/test` builds the library and generates the bindings into target/python."""
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,22 @@ import client_bridge as cb  # noqa: E402
 import sqlite_ext as core  # noqa: E402  (the view models, status and values: the core's own types)
 
 MOAT = os.path.join(ROOT, "target", "debug", "moat")
+
+
+def replica_rows(path, sql):
+    """The rows of `sql` on a client's replica file, read by another process. Not in this one: a
+    second copy of SQLite here (Python's, beside the client library's) would drop the client's locks
+    when it closes the file (POSIX locks belong to the process) and could take the log the client
+    has mapped from under it: https://www.sqlite.org/howtocorrupt.html, section 2.2.1. (A test that
+    did so while the client built its indexes saw "database disk image is malformed" and a bus
+    error.)"""
+    script = ("import json, sqlite3, sys\n"
+              "db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True)\n"
+              "print(json.dumps(db.execute(sys.argv[2]).fetchall()))\n"
+              "db.close()")
+    out = subprocess.run([sys.executable, "-c", script, str(path), sql],
+                         check=True, capture_output=True, text=True).stdout
+    return [tuple(row) for row in json.loads(out)]
 
 
 class Server:
@@ -147,7 +164,13 @@ class Device:
         self.listener.wait("live", live)
 
     def value(self, object_type, record_id, field):
-        for section in self.client.detail_view(object_type, record_id).sections:
+        """The field's value on this device, or None while the record is not (yet) there: a wait for a
+        record another device wrote may look before its change has arrived."""
+        try:
+            detail = self.client.detail_view(object_type, record_id)
+        except cb.MoatError.NotFound:
+            return None
+        for section in detail.sections:
             for f in section.fields:
                 if f.field == field:
                     return f.cell.value

@@ -10,7 +10,7 @@ import time
 
 import client_bridge as cb
 import pytest
-from conftest import Device, core, integer, text
+from conftest import Device, core, integer, replica_rows, text
 
 JOB = "job-a-00042"
 
@@ -138,13 +138,10 @@ def test_metadata_and_layout_changes_reach_a_connected_client(device):
 
 
 def test_a_role_change_removes_the_old_channels_rows(server, tmp_path):
-    import sqlite3
-
     path = tmp_path / "tom.db"
 
     def stored(sql):
-        with sqlite3.connect(path) as db:
-            return db.execute(sql).fetchall()
+        return replica_rows(path, sql)
 
     tom = Device(server, path, "tom", "company-a", "admin")
     tom.wait_live()
@@ -270,9 +267,7 @@ def test_a_stored_value_the_rules_no_longer_allow_is_shown_as_invalid_not_a_cras
     status = {f.field: f for s in alice.client.detail_view("jobs", JOB).sections for f in s.fields}["status"]
     held = status.cell.value.value
     assert status.problem is None
-    db = sqlite3.connect(f"file:{alice.path}?mode=ro", uri=True)
-    [(fields,)] = db.execute("SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'").fetchall()
-    db.close()
+    [(fields,)] = replica_rows(alice.path, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'")
     fields = _json.loads(fields)
     for f in fields:
         if f["name"] == "status":

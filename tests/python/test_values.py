@@ -4,11 +4,10 @@ the web app and the Swift app make. A scale of 0 and of 3 round-trip through an 
 arrive on another."""
 
 import json
-import sqlite3
 
 import client_bridge as cb
 import pytest
-from conftest import core, integer
+from conftest import core, integer, replica_rows
 
 JOB = "job-a-00077"
 
@@ -30,11 +29,7 @@ def set_scale(admin, scale):
 
 def metadata_fields(device):
     """The jobs' field definitions as the device holds them (read from its database file)."""
-    db = sqlite3.connect(f"file:{device.path}?mode=ro", uri=True)
-    try:
-        [(fields,)] = db.execute("SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'").fetchall()
-    finally:
-        db.close()
+    [(fields,)] = replica_rows(device.path, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'")
     return fields
 
 

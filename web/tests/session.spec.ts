@@ -24,7 +24,8 @@ test("the scripted session reports what the native client reports", async ({ pag
   const status = () => page.evaluate(() => window.moat!.status());
   const until = async (what: string, ok: (s: SyncStatus) => boolean) =>
     expect.poll(async () => ok(await status()), { message: what, timeout: 20_000 }).toBe(true);
-  await until("live", (s) => s.phase === "live" && s.pending === 0);
+  // Indexes built too (the status says when they are): the script starts from a quiet device.
+  await until("live", (s) => s.phase === "live" && s.pending === 0 && !s.indexing);
   // Events the worker sent before this call's answer have reached the page: record from here on.
   await page.evaluate(async () => {
     await window.moat!.status();
