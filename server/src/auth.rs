@@ -70,19 +70,26 @@ impl ClaimMap {
             .or_else(|| self.default_role.clone())
             .ok_or_else(|| missing("role", &self.role))?;
         let number = |k: &str| claims.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Ok(Claims { sub: user, tenant, role, exp: number("exp"), iat: number("iat") })
+        Ok(Claims {
+            sub: user.into(),
+            tenant: tenant.into(),
+            role: role.into(),
+            exp: number("exp"),
+            iat: number("iat"),
+        })
     }
 }
 
-/// What a token says about its bearer.
+/// What a token says about its bearer. Its texts are shared: a session holds the copies its
+/// tenant's device registry keeps for every device (`Backend::seen`), not its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
-    pub sub: String,
+    pub sub: Arc<str>,
     /// The tenant (company) the user belongs to.
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// The user's role within the tenant.
-    pub role: String,
+    pub role: Arc<str>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     /// Issued at, seconds since the Unix epoch.
@@ -295,7 +302,7 @@ mod tests {
 
         let verifier =
             Auth::hs256(b"0123456789abcdef0123").unwrap().with_ed25519_public_pem(&public).unwrap();
-        assert_eq!(verifier.verify(&token).await.unwrap().sub, "alice");
+        assert_eq!(verifier.verify(&token).await.unwrap().sub.as_ref(), "alice");
         let hs_only = Auth::hs256(b"0123456789abcdef0123").unwrap();
         assert!(hs_only.verify(&token).await.unwrap_err().to_string().contains("no key for algorithm"));
         // An HS256 token signed with the public key's bytes (the classic confusion attack) is refused.
@@ -318,7 +325,7 @@ mod tests {
             ..ClaimMap::default()
         });
         let c = mapped.verify(&token).await.unwrap();
-        assert_eq!((c.sub.as_str(), c.tenant.as_str(), c.role.as_str()), ("u-1", "company-a", "technician"));
+        assert_eq!((c.sub.as_ref(), c.tenant.as_ref(), c.role.as_ref()), ("u-1", "company-a", "technician"));
         let no_role =
             sign(serde_json::json!({"sub": "u-1", "exp": exp, "https://moat.example/org": "company-a"}));
         let e = mapped.verify(&no_role).await.unwrap_err().to_string();
@@ -330,7 +337,7 @@ mod tests {
         });
         let bare = sign(serde_json::json!({"sub": "u-2", "exp": exp}));
         let c = defaulted.verify(&bare).await.unwrap();
-        assert_eq!((c.tenant.as_str(), c.role.as_str()), ("solo", "viewer"));
+        assert_eq!((c.tenant.as_ref(), c.role.as_ref()), ("solo", "viewer"));
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 //! is always sent before its ack (the writer thread publishes before it answers, and this loop hands
 //! the socket the channel's newer frames before it sends an ack).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,7 +45,8 @@ pub(crate) struct Conn {
     pub(crate) claims: Claims,
     /// The schema and rules this session runs on (taken at hello; a live migration closes it).
     pub(crate) model: Arc<Model>,
-    pub(crate) client_id: String,
+    /// The device's id (the tenant's device registry's copy).
+    pub(crate) client_id: Arc<str>,
     pub(crate) profile: Arc<Profile>,
     /// The last version sent on this connection's channel.
     pub(crate) sent: i64,
@@ -169,10 +172,10 @@ enum Opened {
 /// and close run boxed (large and short-lived); what an idle session keeps in memory is its
 /// [`Conn`], its subscription and the few words of [`live`]'s loop.
 pub(crate) async fn run(upgrade: hyper::upgrade::OnUpgrade, state: AppState) {
-    let metrics = Arc::clone(&state.metrics);
     let Some(mut session) = Box::pin(open_or_refuse(upgrade, state)).await else { return };
     let end = live(&mut session.conn, &session.sub).await.err().unwrap_or(End::Gone);
     Box::pin(finish(&mut session.conn.socket, end)).await;
+    let metrics = Arc::clone(&session.conn.state.metrics);
     drop(session);
     metrics.connections.add(-1);
 }
@@ -213,7 +216,7 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
     };
     state.metrics.connections.add(1);
     let mut socket = Socket::new(upgraded, state.limits.max_frame_bytes);
-    let Hello { claims, client_id, cursors, schema: client_schema, device, rows } =
+    let Hello { mut claims, client_id, cursors, schema: client_schema, device, rows } =
         match hello(&mut socket, &state).await {
             Ok(hello) => hello,
             Err(end) => return Opened::Refused(socket, end),
@@ -223,7 +226,7 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
         Ok(admitted) => admitted,
         Err(end) => return Opened::Refused(socket, end),
     };
-    tenant.seen(&claims, &client_id, client_schema.as_deref(), device);
+    let client_id = tenant.seen(&mut claims, &client_id, client_schema.as_deref(), device);
     let sub = tenant.hub().subscribe(&profile, &socket.sink);
     let registered = state.sessions.register(&socket.sink, claims.exp.saturating_sub(now_secs()));
     let mut conn = Conn {
@@ -372,9 +375,9 @@ async fn start(
     let model = Arc::clone(&conn.model);
     conn.send(&ServerMsg::Welcome {
         protocol: PROTOCOL_VERSION,
-        user: claims.sub.as_str().into(),
-        tenant: claims.tenant.as_str().into(),
-        role: claims.role.as_str().into(),
+        user: claims.sub.as_ref().into(),
+        tenant: claims.tenant.as_ref().into(),
+        role: claims.role.as_ref().into(),
         channels: vec![profile.channel.clone()],
         max_inflight_pushes: conn.state.limits.max_inflight_pushes,
         // A client that names no schema is on the base one (else hello closed it with 4010).
@@ -421,40 +424,65 @@ fn next_event(
     conn.socket.poll_recv(cx).map(Event::Read)
 }
 
+/// What a live session's event leaves to do.
+enum Step<'a> {
+    /// Nothing: wait for the next event.
+    Done,
+    /// The session ends (`Ok`: the client left).
+    End(Result<(), End>),
+    /// Work that has to wait (a write, a handler): boxed, so the loop's own state stays a few words.
+    Wait(Pin<Box<dyn Future<Output = Result<(), End>> + Send + 'a>>),
+}
+
 /// The live loop. Between events it holds no future of its own: a session's pings, token expiry
 /// and the server's shutdown come through its sink (from [`Sessions`](crate::socket::Sessions)).
+/// What an event asks is started by [`step`] and anything that has to wait is boxed, so the task of
+/// an idle session is its [`Conn`] and a few words (its future was 520 bytes, 192 of them this loop's;
+/// `docs/server.md`).
 async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
     let mut replies = None;
     loop {
         if let Some(rx) = conn.new_replies.take() {
             replies = Some(rx);
         }
-        match std::future::poll_fn(|cx| next_event(conn, &mut replies, cx)).await {
-            // The hub, the ticker or the shutdown closing the session (a live migration, the tenant
-            // moving, a subscriber too far behind, an unanswered ping, the token's expiry).
-            Event::Sink(SinkEvent::End(code, reason)) => return Err(End::Close(code, reason.into())),
-            // Frames the socket could not take at once, or the ticker's ping.
-            Event::Sink(SinkEvent::Flush) => conn.flush().await?,
-            Event::Reply(reply) => {
-                // The writer published before it answered: its diff goes out before its ack.
-                sub.catch_up();
-                Box::pin(handlers::push::answer(conn, *reply)).await?;
-            }
-            Event::Read(msg) => match msg {
-                Err(Recv::Bad(bad)) => return Err(refused(bad, conn.state.limits.max_frame_bytes)),
-                Err(Recv::Gone) | Ok(Incoming::Close(_)) => return Ok(()),
-                Ok(Incoming::Text(text)) => Box::pin(handlers::dispatch(conn, &text)).await?,
-                Ok(Incoming::Binary) => {
-                    let e =
-                        crate::error::Error::Protocol("binary frames are not part of the protocol".into());
-                    Box::pin(conn.error(&e)).await?
-                }
-                Ok(Incoming::Pong) => conn.socket.sink.pong(),
-                Ok(Incoming::Ping(payload)) => {
-                    conn.socket.put([ws::frame(ws::PONG, &payload)]);
-                    conn.flush().await?;
-                }
-            },
+        let event = std::future::poll_fn(|cx| next_event(conn, &mut replies, cx)).await;
+        match step(conn, sub, event) {
+            Step::Done => {}
+            Step::End(end) => return end,
+            Step::Wait(work) => work.await?,
+        }
+    }
+}
+
+/// Starts what a live session's event asks.
+fn step<'a>(conn: &'a mut Conn, sub: &'a Subscription, event: Event) -> Step<'a> {
+    match event {
+        // The hub, the ticker or the shutdown closing the session (a live migration, the tenant
+        // moving, a subscriber too far behind, an unanswered ping, the token's expiry).
+        Event::Sink(SinkEvent::End(code, reason)) => Step::End(Err(End::Close(code, reason.into()))),
+        // Frames the socket could not take at once, or the ticker's ping.
+        Event::Sink(SinkEvent::Flush) => Step::Wait(Box::pin(conn.flush())),
+        Event::Reply(reply) => {
+            // The writer published before it answered: its diff goes out before its ack.
+            sub.catch_up();
+            Step::Wait(Box::pin(handlers::push::answer(conn, *reply)))
+        }
+        Event::Read(Err(Recv::Bad(bad))) => Step::End(Err(refused(bad, conn.state.limits.max_frame_bytes))),
+        Event::Read(Err(Recv::Gone) | Ok(Incoming::Close(_))) => Step::End(Ok(())),
+        Event::Read(Ok(Incoming::Text(text))) => {
+            Step::Wait(Box::pin(async move { handlers::dispatch(conn, &text).await }))
+        }
+        Event::Read(Ok(Incoming::Binary)) => Step::Wait(Box::pin(async move {
+            let e = crate::error::Error::Protocol("binary frames are not part of the protocol".into());
+            conn.error(&e).await
+        })),
+        Event::Read(Ok(Incoming::Pong)) => {
+            conn.socket.sink.pong();
+            Step::Done
+        }
+        Event::Read(Ok(Incoming::Ping(payload))) => {
+            conn.socket.put([ws::frame(ws::PONG, &payload)]);
+            Step::Wait(Box::pin(conn.flush()))
         }
     }
 }

@@ -249,7 +249,7 @@ pub(crate) fn render_tenants(out: &mut String, open: &[std::sync::Arc<crate::sto
         .iter()
         .map(|s| {
             let (c, d, q) = s.figures();
-            (s.tenant.clone(), c, d, q)
+            (s.tenant.to_string(), c, d, q)
         })
         .collect();
     rows.sort_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2)).then_with(|| a.0.cmp(&b.0)));

@@ -183,7 +183,7 @@ impl Rules {
     pub fn profile(&self, claims: &Claims) -> Result<Profile> {
         let role = self
             .roles
-            .get(&claims.role)
+            .get(&*claims.role)
             .ok_or_else(|| Error::Unauthorized(format!("role {:?} has no sync rules", claims.role)))?;
         let mut channel = self.channel.clone();
         for c in CLAIMS {

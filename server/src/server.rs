@@ -489,7 +489,10 @@ async fn sync(State(state): State<AppState>, request: axum::extract::Request) ->
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse("this connection cannot be upgraded");
     };
-    tokio::spawn(crate::connection::run(on_upgrade, state));
+    let fut = crate::connection::run(on_upgrade, state);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("SIZE future {}", std::mem::size_of_val(&fut)));
+    tokio::spawn(fut);
     let mut response = Response::new(axum::body::Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
@@ -612,7 +615,7 @@ async fn operator_only(
         _ => None,
     };
     match claims {
-        Some(claims) if claims.role == "operator" => None,
+        Some(claims) if &*claims.role == "operator" => None,
         _ => {
             let msg = "an operator token is needed (moat token --role operator)\n";
             Some((StatusCode::UNAUTHORIZED, msg).into_response())
@@ -703,7 +706,7 @@ async fn admin_tenants(
         // The server knows who is connected: a tenant that is not open has no one.
         list.iter_mut().for_each(|t| t.connections = Some(0));
         for store in tenants.open_now_list() {
-            if let Some(t) = list.iter_mut().find(|t| t.name == store.tenant) {
+            if let Some(t) = list.iter_mut().find(|t| *t.name == *store.tenant) {
                 t.connections = Some(store.connections.load(std::sync::atomic::Ordering::Relaxed));
             }
         }
@@ -738,7 +741,7 @@ async fn admin_delete_tenant(
     if let Some(refused) = single_node_only(&state, "deleting a tenant") {
         return refused;
     }
-    if let Some(store) = state.tenants.open_now_list().into_iter().find(|s| s.tenant == name) {
+    if let Some(store) = state.tenants.open_now_list().into_iter().find(|s| *s.tenant == *name) {
         let n = store.connections.load(std::sync::atomic::Ordering::Relaxed);
         if n > 0 && !q.force {
             let msg = format!("{name} has {n} connected client(s); stop them first or use --force\n");

@@ -77,25 +77,34 @@ impl Backend {
         }
     }
 
-    /// A device connected (with its hello's schema and report) or reported.
+    /// A device connected (with its hello's schema and report) or reported. Returns its client id,
+    /// and `claims` hold the texts the tenant keeps for every device (user, role, tenant) rather
+    /// than copies of their own: a session keeps them for its whole life.
     pub(crate) fn seen(
         &self,
-        claims: &Claims,
+        claims: &mut Claims,
         client_id: &str,
         schema: Option<&str>,
         device: Option<DeviceReport>,
-    ) {
+    ) -> Arc<str> {
         match self {
             Backend::Local(s) => {
-                s.devices.seen(client_id, &claims.sub, &claims.role, schema, device.as_ref(), true);
+                let shared =
+                    s.devices.seen(client_id, &claims.sub, &claims.role, schema, device.as_ref(), true);
                 s.touch();
+                (claims.sub, claims.role) = (shared.user, shared.role);
+                claims.tenant = Arc::clone(&s.tenant);
+                shared.client_id
             }
-            Backend::Remote(r) => r.tell(Call::Seen {
-                claims: claims.clone(),
-                client_id: client_id.to_owned(),
-                schema: schema.map(str::to_owned),
-                device,
-            }),
+            Backend::Remote(r) => {
+                r.tell(Call::Seen {
+                    claims: claims.clone(),
+                    client_id: client_id.to_owned(),
+                    schema: schema.map(str::to_owned),
+                    device,
+                });
+                Arc::from(client_id)
+            }
         }
     }
 

@@ -163,7 +163,7 @@ async fn push_for(cluster: &Cluster, store: &Arc<Store>, body: &[u8]) -> PushAns
         }
     };
     let (reply, mut answer) = mpsc::channel(1);
-    let push = Push { user: req.claims.sub, profile, mutation_id: req.mutation_id, diff, reply };
+    let push = Push { user: req.claims.sub.to_string(), profile, mutation_id: req.mutation_id, diff, reply };
     if let Err(e) = push::queue(store, push, send_wait(&cluster.limits)).await {
         return error(&e);
     }

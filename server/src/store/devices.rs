@@ -32,36 +32,69 @@ struct Registry {
     devices: HashMap<Arc<str>, Box<Device>>,
     dirty: HashSet<Arc<str>>,
     /// The texts many devices share (users, roles, app versions, platforms, schema fingerprints),
-    /// held once.
-    texts: HashSet<Arc<str>>,
+    /// held once; a record names them by their place here ([`Text`]).
+    texts: Vec<Arc<str>>,
+    places: HashMap<Arc<str>, Text>,
 }
 
+/// A text's place in [`Registry::texts`]: 4 bytes in a record, where an `Arc<str>` is 16.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Text(u32);
+
+/// No schema fingerprint (a device that never said one).
+const NO_SCHEMA: Text = Text(u32::MAX);
+
 impl Registry {
-    fn text(&mut self, s: &str) -> Arc<str> {
-        if let Some(t) = self.texts.get(s) {
-            return Arc::clone(t);
+    fn text(&mut self, s: &str) -> Text {
+        if let Some(&t) = self.places.get(s) {
+            return t;
         }
-        let t: Arc<str> = Arc::from(s);
-        self.texts.insert(Arc::clone(&t));
+        let t = Text(u32::try_from(self.texts.len()).expect("fewer than 4G distinct texts"));
+        let shared: Arc<str> = Arc::from(s);
+        self.texts.push(Arc::clone(&shared));
+        self.places.insert(shared, t);
         t
+    }
+
+    fn get(&self, t: Text) -> &Arc<str> {
+        &self.texts[t.0 as usize]
     }
 
     fn device(&mut self, client_id: &str) -> Option<(Arc<str>, &mut Device)> {
         let id = Arc::clone(self.devices.get_key_value(client_id)?.0);
         Some((id, self.devices.get_mut(client_id)?))
     }
+
+    fn record(&self, client_id: &str, d: &Device) -> DeviceRecord {
+        DeviceRecord {
+            client_id: client_id.to_owned(),
+            user: self.get(d.user).to_string(),
+            role: self.get(d.role).to_string(),
+            app_version: self.get(d.app_version).to_string(),
+            platform: self.get(d.platform).to_string(),
+            schema: (d.schema != NO_SCHEMA).then(|| self.get(d.schema).to_string()),
+            pending: d.pending,
+            oldest_pending_ms: d.oldest_pending_ms,
+            rejected: d.rejected,
+            conflicts: d.conflicts,
+            last_error: d.last_error.as_deref().map(str::to_owned),
+            connected: d.connected,
+            last_seen_ms: d.last_seen_ms,
+        }
+    }
 }
 
-/// A device's record as the registry holds it (a [`DeviceRecord`] without its own copy of the texts
-/// devices share): ~150 bytes and its id, where a `DeviceRecord` is ~220 bytes and five or six
-/// texts of its own.
+/// A device's record as the registry holds it (a [`DeviceRecord`] whose texts devices share are
+/// places in the registry's table): 88 bytes and its id, where a `DeviceRecord` is ~220 bytes and
+/// five or six texts of its own.
 #[derive(Debug)]
 struct Device {
-    user: Arc<str>,
-    role: Arc<str>,
-    app_version: Arc<str>,
-    platform: Arc<str>,
-    schema: Option<Arc<str>>,
+    user: Text,
+    role: Text,
+    app_version: Text,
+    platform: Text,
+    /// [`NO_SCHEMA`] when the device never said one.
+    schema: Text,
     pending: u64,
     oldest_pending_ms: Option<u64>,
     rejected: u64,
@@ -71,24 +104,11 @@ struct Device {
     last_seen_ms: u64,
 }
 
-impl Device {
-    fn record(&self, client_id: &str) -> DeviceRecord {
-        DeviceRecord {
-            client_id: client_id.to_owned(),
-            user: self.user.to_string(),
-            role: self.role.to_string(),
-            app_version: self.app_version.to_string(),
-            platform: self.platform.to_string(),
-            schema: self.schema.as_deref().map(str::to_owned),
-            pending: self.pending,
-            oldest_pending_ms: self.oldest_pending_ms,
-            rejected: self.rejected,
-            conflicts: self.conflicts,
-            last_error: self.last_error.as_deref().map(str::to_owned),
-            connected: self.connected,
-            last_seen_ms: self.last_seen_ms,
-        }
-    }
+/// The texts of a device's record that its session holds too: one copy, the registry's.
+pub(crate) struct Shared {
+    pub(crate) client_id: Arc<str>,
+    pub(crate) user: Arc<str>,
+    pub(crate) role: Arc<str>,
 }
 
 impl Devices {
@@ -108,7 +128,7 @@ impl Devices {
                         role: reg.text(&r.role),
                         app_version: reg.text(&r.app_version),
                         platform: reg.text(&r.platform),
-                        schema: r.schema.as_deref().map(|s| reg.text(s)),
+                        schema: r.schema.as_deref().map_or(NO_SCHEMA, |s| reg.text(s)),
                         pending: r.pending,
                         oldest_pending_ms: r.oldest_pending_ms,
                         rejected: r.rejected,
@@ -124,7 +144,8 @@ impl Devices {
         Ok(Devices { registry: Mutex::new(reg) })
     }
 
-    /// A device connected (`report` from its hello, if it sent one) or reported.
+    /// A device connected (`report` from its hello, if it sent one) or reported. Returns the
+    /// registry's copies of its id, user and role, for a session to hold rather than its own.
     pub(crate) fn seen(
         &self,
         client_id: &str,
@@ -133,7 +154,7 @@ impl Devices {
         schema: Option<&str>,
         report: Option<&DeviceReport>,
         connected: bool,
-    ) {
+    ) -> Shared {
         let now = super::now_ms();
         let mut reg = self.registry.lock().expect("devices lock");
         let (user, role) = (reg.text(user), reg.text(role));
@@ -142,11 +163,11 @@ impl Devices {
         if reg.device(client_id).is_none() {
             let empty = reg.text("");
             let device = Device {
-                user: Arc::clone(&user),
-                role: Arc::clone(&role),
-                app_version: Arc::clone(&empty),
+                user,
+                role,
+                app_version: empty,
                 platform: empty,
-                schema: None,
+                schema: NO_SCHEMA,
                 pending: 0,
                 oldest_pending_ms: None,
                 rejected: 0,
@@ -159,7 +180,7 @@ impl Devices {
         }
         let (id, record) = reg.device(client_id).expect("inserted above");
         (record.user, record.role) = (user, role);
-        if schema.is_some() {
+        if let Some(schema) = schema {
             record.schema = schema;
         }
         if let Some((r, app_version, platform)) = report {
@@ -170,7 +191,8 @@ impl Devices {
         }
         record.connected = connected;
         record.last_seen_ms = now;
-        reg.dirty.insert(id);
+        reg.dirty.insert(Arc::clone(&id));
+        Shared { client_id: id, user: Arc::clone(reg.get(user)), role: Arc::clone(reg.get(role)) }
     }
 
     /// A device's session ended.
@@ -188,14 +210,14 @@ impl Devices {
         let reg = self.registry.lock().expect("devices lock");
         let mut all: Vec<(&Arc<str>, &Device)> = reg.devices.iter().map(|(id, d)| (id, &**d)).collect();
         all.sort_by_key(|(_, d)| std::cmp::Reverse((d.connected, d.last_seen_ms)));
-        all.into_iter().take(FLEET_MAX).map(|(id, d)| d.record(id)).collect()
+        all.into_iter().take(FLEET_MAX).map(|(id, d)| reg.record(id, d)).collect()
     }
 
     /// What changed since the last call, to write.
     pub(crate) fn take_dirty(&self) -> Vec<DeviceRecord> {
         let mut reg = self.registry.lock().expect("devices lock");
         let dirty = std::mem::take(&mut reg.dirty);
-        dirty.iter().filter_map(|id| reg.devices.get(id).map(|d| d.record(id))).collect()
+        dirty.iter().filter_map(|id| reg.devices.get(id).map(|d| reg.record(id, d))).collect()
     }
 
     /// Figures for `/metrics`: connected devices, writes pending on them, the oldest pending write's
@@ -225,4 +247,41 @@ pub(crate) fn save(conn: &Connection, records: &[DeviceRecord]) -> Result<()> {
         stmt.execute((&r.client_id, json))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_names_the_texts_devices_share_and_a_session_holds_the_registrys_copies() {
+        let devices = Devices::default();
+        let report = DeviceReport {
+            app_version: "1.2.0".into(),
+            platform: "ios".into(),
+            pending: 3,
+            oldest_pending_ms: Some(40),
+            rejected: 1,
+            conflicts: 0,
+            last_error: Some("disk full".into()),
+        };
+        let a = devices.seen("dev-a", "u-1", "technician", Some("f1"), Some(&report), true);
+        let b = devices.seen("dev-b", "u-1", "technician", None, None, true);
+        assert!(Arc::ptr_eq(&a.user, &b.user) && Arc::ptr_eq(&a.role, &b.role), "one copy per text");
+        assert_eq!((&*a.client_id, &*b.client_id), ("dev-a", "dev-b"));
+        devices.gone("dev-b");
+        let list = devices.list();
+        let a = list.iter().find(|r| r.client_id == "dev-a").unwrap();
+        assert_eq!(
+            (a.user.as_str(), a.role.as_str(), a.schema.as_deref()),
+            ("u-1", "technician", Some("f1"))
+        );
+        assert_eq!((a.app_version.as_str(), a.platform.as_str(), a.pending), ("1.2.0", "ios", 3));
+        assert_eq!((a.last_error.as_deref(), a.connected), (Some("disk full"), true));
+        let b = list.iter().find(|r| r.client_id == "dev-b").unwrap();
+        assert_eq!((b.schema.as_deref(), b.app_version.as_str(), b.connected), (None, "", false));
+        assert_eq!(devices.take_dirty().len(), 2);
+        // A record per device the tenant ever saw stays in memory: kept small.
+        assert!(std::mem::size_of::<Device>() <= 88, "{} bytes", std::mem::size_of::<Device>());
+    }
 }

@@ -87,7 +87,7 @@ pub(crate) enum WriteReq {
 #[derive(Debug)]
 pub struct Store {
     /// The tenant's name (its file is `tenants/<name>.db`).
-    pub(crate) tenant: String,
+    pub(crate) tenant: Arc<str>,
     path: PathBuf,
     /// Locked only by the writer thread this tenant is assigned to (a migration too goes through it).
     conn: Mutex<Connection>,
@@ -223,7 +223,7 @@ impl Store {
         let models = Arc::new(Models::new(shared.base.clone(), schema, shared.rules_text.clone())?);
         let devices = devices::Devices::load(&conn)?;
         Ok(Arc::new(Store {
-            tenant: tenant.to_owned(),
+            tenant: Arc::from(tenant),
             path: path.to_owned(),
             conn: Mutex::new(conn),
             models,
