@@ -489,10 +489,7 @@ async fn sync(State(state): State<AppState>, request: axum::extract::Request) ->
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse("this connection cannot be upgraded");
     };
-    let fut = crate::connection::run(on_upgrade, state);
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| eprintln!("SIZE future {}", std::mem::size_of_val(&fut)));
-    tokio::spawn(fut);
+    tokio::spawn(crate::connection::run(on_upgrade, state));
     let mut response = Response::new(axum::body::Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
