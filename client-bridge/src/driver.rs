@@ -264,7 +264,7 @@ impl Driver {
                 Err(e) => self.fail(format!("the local database failed: {e}"), &mut out),
             }
             // New metadata may sort or filter lists by other fields: index them on the device,
-            // before the status is told (it says whether indexes are being built). Not during a
+            // before the status is told (it says whether a search index is being filled). Not during a
             // first sync: they are built once its rows are in (a bulk build writes each page once;
             // kept up row by row, random inserts dirty most of an index's pages at every commit,
             // which cost seconds on a browser's storage). What the first page needs now; the other

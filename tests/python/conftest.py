@@ -36,6 +36,12 @@ def replica_rows(path, sql):
     return [tuple(row) for row in json.loads(out)]
 
 
+def jobs_fields(device):
+    """The jobs' field definitions (JSON text) as `device` holds them, read from its database file."""
+    [(fields,)] = replica_rows(device.path, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'")
+    return fields
+
+
 class Server:
     def __init__(self, tmp, web_root=None, listen="127.0.0.1:0", tls=None):
         """`tls`: (certificate file, key file) for a TLS listener beside the plain one."""

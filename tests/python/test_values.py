@@ -7,7 +7,7 @@ import json
 
 import client_bridge as cb
 import pytest
-from conftest import core, integer, replica_rows
+from conftest import core, integer, jobs_fields
 
 JOB = "job-a-00077"
 
@@ -18,19 +18,13 @@ def price_field(device):
 
 def set_scale(admin, scale):
     # The metadata row is synced data: the admin rewrites the field's scale like any other write.
-    fields = json.loads(metadata_fields(admin))
+    fields = json.loads(jobs_fields(admin))
     for f in fields:
         if f["name"] == "price_cents":
             f["scale"] = scale
             # The demo's prices are at least 0; these cases show negative amounts too.
             f.pop("min", None)
     admin.client.update_row("object_metadata", "company-a:jobs", "fields", core.FieldValue.TEXT(json.dumps(fields)))
-
-
-def metadata_fields(device):
-    """The jobs' field definitions as the device holds them (read from its database file)."""
-    [(fields,)] = replica_rows(device.path, "SELECT fields FROM object_metadata WHERE id = 'company-a:jobs'")
-    return fields
 
 
 @pytest.mark.parametrize("scale, typed, stored, shown, edit_text", [

@@ -44,8 +44,8 @@ pub(crate) async fn dispatch(conn: &mut Conn, text: &str) -> Result<(), End> {
         ClientMsg::Ping { id } => conn.send(&ServerMsg::Pong { id }).await,
         ClientMsg::Report { device } => match device.check() {
             Ok(()) => {
-                conn.client_id =
-                    conn.tenant.seen(&mut conn.claims, &conn.client_id.clone(), None, Some(device));
+                let id = Arc::clone(&conn.client_id);
+                conn.client_id = conn.tenant.seen(&mut conn.claims, &id, None, Some(device));
                 Ok(())
             }
             Err(e) => conn.error(&Error::Protocol(format!("bad device report: {e}"))).await,
