@@ -285,8 +285,13 @@ impl Driver {
         }
         // While a snapshot arrives its chunks are committed every `HOLD_ROWS` rows, not at every
         // run: each commit waits for the disk, and a snapshot cut short starts again anyway. The
-        // user's own writes commit what is held first (`Driver::settle`).
-        if batch && self.engine.snapshot_rows().is_some_and(|rows| rows < since + HOLD_ROWS) {
+        // user's own writes commit what is held first (`Driver::settle`). A first sync that will be
+        // written through a rollback journal commits its first run: the switch waits for no
+        // transaction to be open.
+        if batch
+            && self.engine.snapshot_rows().is_some_and(|rows| rows < since + HOLD_ROWS)
+            && !self.engine.replica().wants_journal()
+        {
             self.held = Some(since);
         }
         // A failed commit undoes the batch: a new session resends what it needs.
@@ -788,6 +793,73 @@ mod tests {
         );
         assert_eq!(committed("SELECT value FROM moat_meta WHERE key = 'cursor:company-a/admin'"), 7);
         drop(d);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_first_sync_on_a_file_of_its_own_goes_through_a_rollback_journal_and_back_to_the_log() {
+        let dir = std::env::temp_dir().join(format!("moat-driver-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("replica.db");
+        // As the web shell opens its file: no other connection, WAL, every commit waits for the disk.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL",
+        )
+        .unwrap();
+        let mut replica = Replica::from_connection_latest(conn, sqlite_ext::Schema::demo()).unwrap();
+        replica.journal_first_sync();
+        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let mut d = Driver::new(replica, token).unwrap();
+        let pragma = |d: &Driver, name: &str| -> String {
+            d.replica()
+                .connection()
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Text(t) => t,
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    v => format!("{v:?}"),
+                })
+                .unwrap()
+        };
+
+        begin_snapshot(&mut d, 3);
+        d.run();
+        assert!(
+            d.held.is_none(),
+            "the run that began a first sync commits: the switch needs no transaction open"
+        );
+        assert_eq!(pragma(&d, "journal_mode"), "truncate", "switched after that commit");
+
+        d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
+        d.run();
+        assert_eq!(pragma(&d, "journal_mode"), "truncate", "the chunks go through a rollback journal");
+        assert!(d.held.is_some(), "and are held as before");
+        assert_eq!(pragma(&d, "synchronous"), "2", "a batch on the journal still waits for the disk");
+
+        // The user edits meanwhile: committed with what was held, on the journal.
+        d.update_row("jobs", "job-1", "status".into(), FieldValue::Text { value: "done".into() }).unwrap();
+        assert!(d.held.is_none());
+        assert_eq!(pragma(&d, "journal_mode"), "truncate");
+
+        d.feed(Input::Frame(chunk(&["job-3"], 3)));
+        d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
+        d.run();
+        assert_eq!(pragma(&d, "journal_mode"), "wal", "back to the log once the first sync is whole");
+        drop(d);
+
+        // What the file holds for the next start.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        let committed = |sql: &str| -> i64 { other.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(committed("SELECT count(*) FROM jobs"), 3);
+        assert_eq!(committed("SELECT count(*) FROM server_data_jobs"), 3);
+        assert_eq!(committed("SELECT count(*) FROM jobs WHERE id = 'job-1' AND status = 'done'"), 1);
+        assert_eq!(committed("SELECT count(*) FROM overlays WHERE state = 'pending'"), 1, "the edit is kept");
+        let mode: String = other.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        drop(other);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -190,7 +190,10 @@ impl WebClient {
         // spilled to the log before they commit (see `docs/web-client.md`, Big tenants).
         conn.execute_batch("PRAGMA cache_size = -65536").map_err(|e| js_error(e.into()))?;
         // A new database starts with no tables: the server's welcome brings the schema.
-        let replica = Replica::from_connection_latest(conn, Schema::empty()).map_err(js_error)?;
+        let mut replica = Replica::from_connection_latest(conn, Schema::empty()).map_err(js_error)?;
+        // No other connection reads this file: a first sync goes through a rollback journal
+        // (fewer storage writes than the log; see `docs/web-client.md`, Big tenants).
+        replica.journal_first_sync();
         let mut driver = Driver::new(replica, token).map_err(js_error)?;
         driver.set_app(env!("CARGO_PKG_VERSION"), "web");
         if offline {
