@@ -315,3 +315,48 @@ fn a_server_batch_commits_without_a_flush_and_sets_the_level_back_even_when_it_c
     assert_eq!(level(&r), 2, "the next write waits for the disk");
     other.execute_batch("ROLLBACK").unwrap();
 }
+
+#[test]
+fn a_first_sync_leaves_its_golden_copy_for_later_and_a_restart_or_a_change_from_the_server_keeps_it_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ModelServer::new(Schema::demo(), JOB);
+    let golden = |r: &Replica| -> i64 {
+        r.connection().query_row("SELECT count(*) FROM server_data_jobs", [], |x| x.get(0)).unwrap()
+    };
+    let mut r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
+    r.begin_snapshot("c").unwrap();
+    r.apply_snapshot_chunk(&chunk_of(&server, &["job-1", "job-2"])).unwrap();
+    r.finish_snapshot("c", 1).unwrap();
+    assert!(r.golden_behind(), "the end of a first sync does not wait for the copy");
+    assert_eq!(golden(&r), 0);
+    assert_eq!(col(r.server_row("jobs", &id("job-2")).unwrap(), "title"), Value::from("Inspect AC"));
+    drop(r);
+
+    // A restart knows the copy is still to make.
+    let mut r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
+    assert!(r.golden_behind());
+    // A slice at an idle turn...
+    assert!(r.catch_up_golden_step(1).unwrap(), "one row of two: some is left");
+    assert_eq!(golden(&r), 1);
+    // ...and the rest before a change from the server.
+    let diff = server_edit(&mut server, "UPDATE jobs SET title = 'Inspect AC unit' WHERE id = 'job-2'");
+    r.apply_server_diff_at("c", 2, &diff).unwrap();
+    assert!(!r.golden_behind(), "a change from the server makes the copy first");
+    assert_eq!(golden(&r), 2);
+    assert_eq!(col(r.server_row("jobs", &id("job-2")).unwrap(), "title"), Value::from("Inspect AC unit"));
+    assert_eq!(col(r.server_row("jobs", &id("job-1")).unwrap(), "title"), Value::from("Fix boiler"));
+    drop(r);
+    let r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
+    assert!(!r.golden_behind(), "and the file says so");
+
+    // A write after a first sync makes it too, and the edit's base is the server's row.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
+    r.begin_snapshot("c").unwrap();
+    r.apply_snapshot_chunk(&chunk_of(&server, &["job-1"])).unwrap();
+    r.finish_snapshot("c", 1).unwrap();
+    r.update("jobs", &id("job-1"), &fields([("status", "done".into())])).unwrap().unwrap();
+    assert!(!r.golden_behind());
+    assert_eq!(col(r.server_row("jobs", &id("job-1")).unwrap(), "status"), Value::from("open"));
+    assert_eq!(col(r.row("jobs", &id("job-1")).unwrap(), "status"), Value::from("done"));
+}

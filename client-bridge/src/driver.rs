@@ -310,10 +310,11 @@ impl Driver {
         // and the server's frames go first.
         let settled =
             self.reported.as_ref().is_some_and(|s| !matches!(s.phase, Phase::Connecting | Phase::Syncing));
-        if self.indexing && !self.idle_asked && settled {
+        let golden_behind = self.engine.replica().golden_behind();
+        if (self.indexing || golden_behind) && !self.idle_asked && settled {
             let r = self.engine.replica();
             self.indexing = ui::indexes_pending(r.connection(), r.schema()).unwrap_or(false);
-            if self.indexing {
+            if self.indexing || golden_behind {
                 self.idle_asked = true;
                 out.push(Effect::Idle(self.idle_delay));
             }
@@ -321,9 +322,21 @@ impl Driver {
         out
     }
 
-    /// One step of index work (a list index, or a part of a full-text fill), in the run's
-    /// transaction when it has one.
+    /// One step of background work, in the run's transaction when it has one: a list index or a
+    /// part of a full-text fill (what the user may ask for first), then a slice of the golden copy a
+    /// first sync left (a change from the server or a write makes the rest first if it comes before).
     fn index_step(&mut self, out: &mut Vec<Effect>) {
+        if !self.indexing {
+            let r = self.engine.replica_mut();
+            if r.golden_behind()
+                && !r.snapshot_open()
+                && let Err(e) = r.catch_up_golden_step(ui::FILL_ROWS)
+            {
+                // The next write or change from the server tries again (and fails with it).
+                out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));
+            }
+            return;
+        }
         let r = self.engine.replica();
         match ui::index_step(r.connection(), r.schema(), ui::FILL_ROWS) {
             Ok(more) => self.indexing = more,

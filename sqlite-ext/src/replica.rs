@@ -81,9 +81,15 @@ pub struct Replica {
     /// The snapshot under way started on a device with no synced rows and no pending writes: its
     /// chunks go into the projection, so the app shows them as they arrive.
     first_snapshot: bool,
-    /// ...and only there, until the user writes or the snapshot ends: then the golden state is
-    /// copied from the projection in one statement per table (cheaper than a second insert per row).
+    /// ...and only there, until the user writes, the server sends a change, or the driver's idle
+    /// turn after it: then the golden state is copied from the projection in one statement per
+    /// table (cheaper than a second insert per row). A first sync that ended with nothing written
+    /// meanwhile leaves the copy for later (`golden_behind` in `moat_meta`, so a restart knows):
+    /// "live" does not wait for it.
     golden_behind: bool,
+    /// How far [`Replica::catch_up_golden_step`] copied: a table's place in the schema and the last
+    /// rowid copied from it. In memory only: after a restart the copy starts again (it replaces).
+    golden_at: (usize, i64),
     /// A snapshot is under way (between [`Replica::begin_snapshot`] and its end).
     snapshot_open: bool,
     /// The batch open commits without waiting for the disk; the level to set back after it.
@@ -169,13 +175,18 @@ impl Replica {
         }
         let client_id: String =
             tx.query_row("SELECT value FROM moat_meta WHERE key = 'client_id'", [], |r| r.get(0))?;
+        let golden_behind =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM moat_meta WHERE key = 'golden_behind')", [], |r| {
+                r.get(0)
+            })?;
         tx.commit()?;
         Ok(Replica {
             conn,
             schema,
             client_id,
             first_snapshot: false,
-            golden_behind: false,
+            golden_behind,
+            golden_at: (0, 0),
             snapshot_open: false,
             synchronous: std::cell::Cell::new(None),
             journal_first_sync: false,
@@ -228,6 +239,7 @@ impl Replica {
     /// not dropped: it becomes rejected, with the reason, and its rows show the server's state again.
     /// Returns those (mutation id, reason) pairs. The server's snapshot that follows refills the rows.
     pub fn migrate_schema(&mut self, new: Schema) -> Result<Vec<(String, String)>> {
+        self.catch_up_golden()?;
         let old = self.schema.clone();
         let tx = self.conn.savepoint()?;
         // The lists' indexes and search tables are derived from the metadata and built again after
@@ -426,7 +438,9 @@ impl Replica {
     /// One row of the golden state (what the server last confirmed).
     pub fn server_row(&self, table: &str, pk: &Fields<Value>) -> Result<Option<Fields<Value>>> {
         let t = self.schema.table(table)?;
-        read_row(&self.conn, t, &t.server_data_name(), pk)
+        // Not copied yet: the projection is the golden state (nothing was written since).
+        let name = if self.golden_behind { t.name.clone() } else { t.server_data_name() };
+        read_row(&self.conn, t, &name, pk)
     }
 
     /// The pending mutations, oldest first: what to send, in this order.
@@ -512,6 +526,7 @@ impl Replica {
     }
 
     fn apply_server_diff_inner(&mut self, diff: &Diff, cursor: Option<(&str, i64)>) -> Result<()> {
+        self.catch_up_golden()?;
         // One pass checks the diff and builds the changeset; the golden copy gets the same changes
         // under its own table names.
         let mut raw = diff.to_raw(&self.schema, |t| t.name.clone())?;
@@ -621,6 +636,8 @@ impl Replica {
     pub fn begin_snapshot(&mut self, channel: &str) -> Result<()> {
         let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
+        // The golden state is refilled from the snapshot (a copy left behind is not needed).
+        tx.execute("DELETE FROM moat_meta WHERE key = 'golden_behind'", [])?;
         let mut empty = !has_overlays(&tx)?;
         for t in self.schema.tables() {
             tx.execute_batch(&format!("DELETE FROM {}", quote(&t.server_data_name())))?;
@@ -630,28 +647,73 @@ impl Replica {
                 })?;
         }
         tx.commit()?;
-        (self.first_snapshot, self.golden_behind) = (empty, empty);
+        (self.first_snapshot, self.golden_behind, self.golden_at) = (empty, empty, (0, 0));
         self.snapshot_open = true;
         Ok(())
     }
 
-    /// During a first snapshot whose rows went only into the projection: copies them into the
-    /// golden state, and from here on chunks go into both.
-    fn catch_up_golden(&mut self) -> Result<()> {
-        if !std::mem::take(&mut self.golden_behind) {
-            return Ok(());
+    /// Whether the golden state is still to be copied from the projection (after or during a first
+    /// sync; see [`Replica::catch_up_golden`]).
+    pub fn golden_behind(&self) -> bool {
+        self.golden_behind
+    }
+
+    /// After or during a first snapshot whose rows went only into the projection: copies them into
+    /// the golden state (and from here on chunks go into both). Every write and server change does
+    /// it first; a shell makes it a slice at a time at idle turns after a first sync
+    /// ([`Replica::catch_up_golden_step`]), so that the next change from the server does not wait.
+    pub fn catch_up_golden(&mut self) -> Result<()> {
+        while self.catch_up_golden_step(usize::MAX)? {}
+        Ok(())
+    }
+
+    /// Copies up to `rows` more rows of the golden copy a first sync left (in rowid order, table by
+    /// table; nothing changes the projection meanwhile, since every write and server change makes
+    /// the whole copy first). Returns whether some is left.
+    pub fn catch_up_golden_step(&mut self, rows: usize) -> Result<bool> {
+        if !self.golden_behind {
+            return Ok(false);
         }
+        let (mut table, mut after) = self.golden_at;
+        let mut left = i64::try_from(rows).unwrap_or(i64::MAX);
+        let tables = self.schema.tables();
         let tx = self.conn.savepoint()?;
-        for t in self.schema.tables() {
-            tx.execute_batch(&format!(
-                "INSERT OR REPLACE INTO {golden} ({cols}) SELECT {cols} FROM {name}",
-                name = quote(&t.name),
-                golden = quote(&t.server_data_name()),
-                cols = t.column_list()
-            ))?;
+        while let Some(t) = tables.get(table)
+            && left > 0
+        {
+            let last: Option<i64> = tx.query_row(
+                &format!(
+                    "SELECT max(rowid) FROM (SELECT rowid FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+                    quote(&t.name)
+                ),
+                (after, left),
+                |r| r.get(0),
+            )?;
+            let Some(last) = last else {
+                (table, after) = (table + 1, 0);
+                continue;
+            };
+            let copied = tx.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO {golden} ({cols}) SELECT {cols} FROM {name} \
+                     WHERE rowid > ?1 AND rowid <= ?2",
+                    name = quote(&t.name),
+                    golden = quote(&t.server_data_name()),
+                    cols = t.column_list()
+                ),
+                (after, last),
+            )?;
+            left -= copied as i64;
+            after = last;
+        }
+        let done = table >= tables.len();
+        if done {
+            tx.execute("DELETE FROM moat_meta WHERE key = 'golden_behind'", [])?;
         }
         tx.commit()?;
-        Ok(())
+        self.golden_at = (table, after);
+        self.golden_behind = !done;
+        Ok(!done)
     }
 
     /// Whether a snapshot is under way: begun, not yet complete (its chunks need no commit of their
@@ -732,11 +794,18 @@ impl Replica {
     /// pending overlays replayed over it, and the cursor is stored, in one transaction.
     pub fn finish_snapshot(&mut self, channel: &str, version: i64) -> Result<()> {
         self.snapshot_open = false;
-        self.catch_up_golden()?;
+        // A first sync wrote its rows into the projection as they came; unless the user wrote
+        // meanwhile, the projection is the golden state, and the golden copy waits (see
+        // `golden_behind`).
+        let copied = self.first_snapshot && !has_overlays(&self.conn)?;
+        if !copied {
+            self.catch_up_golden()?;
+        }
+        self.first_snapshot = false;
         let tx = self.conn.savepoint()?;
-        // A first sync wrote its rows into the projection as they came (and into the golden state
-        // in one copy, above); unless the user wrote meanwhile, the projection is the golden state.
-        let copied = std::mem::take(&mut self.first_snapshot) && !has_overlays(&tx)?;
+        if self.golden_behind {
+            tx.execute("INSERT OR REPLACE INTO moat_meta (key, value) VALUES ('golden_behind', 1)", [])?;
+        }
         if !copied {
             // The lists' and search's indexes are made again after, in one pass each
             // (`ui::ensure_indexes`), instead of row by row through the copy.
@@ -769,6 +838,7 @@ impl Replica {
         (self.snapshot_open, self.first_snapshot, self.golden_behind) = (false, false, false);
         let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM moat_meta WHERE key = 'cursor:' || ?1", [channel])?;
+        tx.execute("DELETE FROM moat_meta WHERE key = 'golden_behind'", [])?;
         for t in self.schema.tables() {
             tx.execute_batch(&format!(
                 "DELETE FROM {}; DELETE FROM {}",
@@ -811,6 +881,7 @@ impl Replica {
 
     /// Takes a pending overlay out of the projection (`f` says how) and rebases its rows.
     fn settle(&mut self, mutation_id: &str, f: impl FnOnce(&Connection) -> Result<()>) -> Result<bool> {
+        self.catch_up_golden()?;
         let tx = self.conn.savepoint()?;
         let diff: Option<String> = tx
             .query_row(
