@@ -969,7 +969,7 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         let (c, v) = mine_cond
             .clone()
             .ok_or_else(|| Error::Invalid(format!("{} are not assigned to anyone", meta.label_plural)))?;
-        scope.push(c, [v]);
+        scope.push_column(c, [v]);
     }
     // Facets count within the scope (search, mine); the filters narrow the rows.
     let mut facets = Vec::new();
@@ -1010,13 +1010,12 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         for (text, op) in [(&flt.equals, "="), (&flt.min, ">="), (&flt.max, "<=")] {
             let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) else { continue };
             let v = parse_input(f, text)?;
-            filtered.push(format!("{col} {op} ?"), [v]);
+            filtered.push_column(format!("{col} {op} ?"), [v]);
         }
     }
-    let (cond, args) = (filtered.sql(), filtered.args);
     let total: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM {}{cond}", quote(&t.name)),
-        params_from_iter(&args),
+        &format!("SELECT count(*) FROM {}{}", quote(&t.name), filtered.sql()),
+        params_from_iter(&filtered.args),
         |r| r.get(0),
     )?;
     let all_count = t.count(conn, &[])?;
@@ -1032,19 +1031,27 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
     let mut select: Vec<&str> = pk_cols.clone();
     select.push(&meta.title_field);
     select.extend(meta.list_columns.iter().map(String::as_str));
-    let order_pk: Vec<String> = pk_cols.iter().map(|c| quote(c)).collect();
+    // Ties in the key's order, the same way (an index of the sort field and the key reads both).
+    let dir = if asc { "ASC" } else { "DESC" };
+    let order_pk: Vec<String> = pk_cols.iter().map(|c| format!("{} {dir}", quote(c))).collect();
+    let (limit, offset) = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0).max(0));
+    // The page: SQLite (with no statistics) would read every row the filters match through their
+    // index and sort them all; when they match many, walking the sort field's index and checking
+    // each row reads far fewer (20,000 of 100,000 jobs, page 10: ~40 → ~0.5 ms natively). Rows
+    // walked to fill the page ≈ (offset + limit) × all / matched, against `matched` read and sorted.
+    let walk = !filtered.terms.is_empty()
+        && i128::from(offset + limit) * i128::from(all_count) < i128::from(total) * i128::from(total)
+        && sort_indexed(conn, &t.name, &sort_field)?;
     let sql = format!(
-        "SELECT {} FROM {}{cond} ORDER BY {} {}, {} LIMIT {} OFFSET {}",
+        "SELECT {} FROM {}{} ORDER BY {} {dir}, {} LIMIT {limit} OFFSET {offset}",
         select.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
         quote(&t.name),
+        if walk { filtered.sql_unindexed() } else { filtered.sql() },
         quote(&sort_field),
-        if asc { "ASC" } else { "DESC" },
         order_pk.join(", "),
-        q.limit.unwrap_or(50).clamp(1, 500),
-        q.offset.unwrap_or(0).max(0)
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(&args))?;
+    let mut rows = stmt.query(params_from_iter(&filtered.args))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let values: Vec<Value> = (0..select.len()).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
@@ -1092,19 +1099,48 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
 #[derive(Debug, Clone, Default)]
 struct Where {
     terms: Vec<String>,
+    /// Each term as `terms` has it, or written so that no index serves it (`+col = ?`).
+    unindexed: Vec<String>,
     args: Vec<Value>,
 }
 
 impl Where {
     fn push(&mut self, term: String, args: impl IntoIterator<Item = Value>) {
+        self.unindexed.push(term.clone());
+        self.terms.push(term);
+        self.args.extend(args);
+    }
+
+    /// A term `"col" op ?` on one column.
+    fn push_column(&mut self, term: String, args: impl IntoIterator<Item = Value>) {
+        self.unindexed.push(format!("+{term}"));
         self.terms.push(term);
         self.args.extend(args);
     }
 
     /// ` WHERE a AND b`, or nothing.
     fn sql(&self) -> String {
-        if self.terms.is_empty() { String::new() } else { format!(" WHERE {}", self.terms.join(" AND ")) }
+        Self::joined(&self.terms)
     }
+
+    /// As [`Where::sql`], with the column terms out of the planner's reach for their indexes.
+    fn sql_unindexed(&self) -> String {
+        Self::joined(&self.unindexed)
+    }
+
+    fn joined(terms: &[String]) -> String {
+        if terms.is_empty() { String::new() } else { format!(" WHERE {}", terms.join(" AND ")) }
+    }
+}
+
+/// Whether an index of `table` starts with `column` (so a list sorted by it can read in order).
+fn sort_indexed(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) AS l, pragma_index_info(l.name) AS i \
+             WHERE i.seqno = 0 AND i.name = ?2)",
+        )?
+        .query_row([table, column], |r| r.get(0))?)
 }
 
 /// Creates the indexes the lists of every object type need on the device, derived from the metadata
@@ -1300,6 +1336,12 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
         for c in &meta.list_columns {
             if meta.field(c).is_some_and(|f| f.kind == FieldKind::Choice) {
                 wanted.push(vec![c.as_str()]);
+            }
+        }
+        // A list sorts by any of its columns (its header): one index starting with each.
+        for c in &meta.list_columns {
+            if t.column_index(c).is_some() && !wanted.iter().any(|w| w[0] == c.as_str()) {
+                wanted.push([vec![c.as_str()], pk.clone()].concat());
             }
         }
         if !meta.search_fields.is_empty() && !has_search_index(conn, &ot, &t.name, &meta.search_fields)? {
