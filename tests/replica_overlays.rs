@@ -335,9 +335,14 @@ fn a_first_sync_leaves_its_golden_copy_for_later_and_a_restart_or_a_change_from_
     // A restart knows the copy is still to make.
     let mut r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
     assert!(r.golden_behind());
-    // A slice at an idle turn...
+    // A slice at an idle turn, where a restart goes on from...
     assert!(r.catch_up_golden_step(1).unwrap(), "one row of two: some is left");
     assert_eq!(golden(&r), 1);
+    drop(r);
+    let mut r = Replica::open(dir.path().join("client.db"), Schema::demo()).unwrap();
+    r.catch_up_golden_step(1).unwrap();
+    assert_eq!(golden(&r), 2, "the second row, not the first again");
+    assert!(r.golden_behind(), "the tables after the jobs are still to look at");
     // ...and the rest before a change from the server.
     let diff = server_edit(&mut server, "UPDATE jobs SET title = 'Inspect AC unit' WHERE id = 'job-2'");
     r.apply_server_diff_at("c", 2, &diff).unwrap();

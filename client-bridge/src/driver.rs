@@ -191,6 +191,10 @@ const SETTLE_MS: u64 = 1_000;
 /// Rows of a snapshot committed together.
 const HOLD_ROWS: u64 = 20_000;
 
+/// Rows of a first sync's golden copy made per idle turn (~10 ms in a browser's worker: what a call
+/// of the app's may wait behind).
+const GOLDEN_ROWS: usize = 2_000;
+
 impl Driver {
     /// A driver over `replica`, syncing as the bearer of `token` (a JWT whose `role` picks the
     /// layouts drawn). It starts at once: the first [`Driver::run`] asks for a connection.
@@ -330,7 +334,7 @@ impl Driver {
             let r = self.engine.replica_mut();
             if r.golden_behind()
                 && !r.snapshot_open()
-                && let Err(e) = r.catch_up_golden_step(ui::FILL_ROWS)
+                && let Err(e) = r.catch_up_golden_step(GOLDEN_ROWS)
             {
                 // The next write or change from the server tries again (and fails with it).
                 out.push(Effect::Notify(ClientEvent::Error { message: e.to_string() }));

@@ -88,7 +88,8 @@ pub struct Replica {
     /// "live" does not wait for it.
     golden_behind: bool,
     /// How far [`Replica::catch_up_golden_step`] copied: a table's place in the schema and the last
-    /// rowid copied from it. In memory only: after a restart the copy starts again (it replaces).
+    /// rowid copied from it (kept as `golden_behind`'s value, `"<place>:<rowid>"`, so a restart goes
+    /// on from there).
     golden_at: (usize, i64),
     /// A snapshot is under way (between [`Replica::begin_snapshot`] and its end).
     snapshot_open: bool,
@@ -175,18 +176,25 @@ impl Replica {
         }
         let client_id: String =
             tx.query_row("SELECT value FROM moat_meta WHERE key = 'client_id'", [], |r| r.get(0))?;
-        let golden_behind =
-            tx.query_row("SELECT EXISTS (SELECT 1 FROM moat_meta WHERE key = 'golden_behind')", [], |r| {
-                r.get(0)
-            })?;
+        let golden: Option<rusqlite::types::Value> = tx
+            .query_row("SELECT value FROM moat_meta WHERE key = 'golden_behind'", [], |r| r.get(0))
+            .optional()?;
+        // Where the copy stopped; from the beginning if that cannot be read (it replaces rows).
+        let golden_at = match &golden {
+            Some(rusqlite::types::Value::Text(at)) => at
+                .split_once(':')
+                .and_then(|(t, r)| Some((t.parse().ok()?, r.parse().ok()?)))
+                .unwrap_or((0, 0)),
+            _ => (0, 0),
+        };
         tx.commit()?;
         Ok(Replica {
             conn,
             schema,
             client_id,
             first_snapshot: false,
-            golden_behind,
-            golden_at: (0, 0),
+            golden_behind: golden.is_some(),
+            golden_at,
             snapshot_open: false,
             synchronous: std::cell::Cell::new(None),
             journal_first_sync: false,
@@ -709,6 +717,11 @@ impl Replica {
         let done = table >= tables.len();
         if done {
             tx.execute("DELETE FROM moat_meta WHERE key = 'golden_behind'", [])?;
+        } else {
+            tx.execute(
+                "UPDATE moat_meta SET value = ?1 WHERE key = 'golden_behind'",
+                [format!("{table}:{after}")],
+            )?;
         }
         tx.commit()?;
         self.golden_at = (table, after);
@@ -804,7 +817,7 @@ impl Replica {
         self.first_snapshot = false;
         let tx = self.conn.savepoint()?;
         if self.golden_behind {
-            tx.execute("INSERT OR REPLACE INTO moat_meta (key, value) VALUES ('golden_behind', 1)", [])?;
+            tx.execute("INSERT OR REPLACE INTO moat_meta (key, value) VALUES ('golden_behind', '0:0')", [])?;
         }
         if !copied {
             // The lists' and search's indexes are made again after, in one pass each
