@@ -315,11 +315,18 @@ fn lists_are_indexed_on_the_device_as_the_metadata_sorts_and_filters_them() {
             .unwrap();
         stmt.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
     };
-    // Seven list indexes, and the full-text index of each of the four object types' search fields.
-    assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 7 + 4);
+    // Fifteen list indexes (each object type's sort, "mine" and filter fields, and each list column
+    // with the key), and the full-text index of each of the four object types' search fields.
+    assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 15 + 4);
     assert_eq!(
         indexes(&r),
-        ["moat_ix_jobs_assignee_scheduled_date_id", "moat_ix_jobs_scheduled_date_id", "moat_ix_jobs_status"]
+        [
+            "moat_ix_jobs_assignee_scheduled_date_id",
+            "moat_ix_jobs_price_cents_id",
+            "moat_ix_jobs_scheduled_date_id",
+            "moat_ix_jobs_status",
+            "moat_ix_jobs_title_id"
+        ]
     );
     assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 0, "idempotent");
     let plan: String = r
@@ -331,15 +338,17 @@ fn lists_are_indexed_on_the_device_as_the_metadata_sorts_and_filters_them() {
         )
         .unwrap();
     assert!(plan.contains("moat_ix_jobs_assignee_scheduled_date_id"), "{plan}");
-    // The metadata sorts jobs by price now: the device indexes that too.
+    // The metadata sorts jobs by customer now (no list column): the device indexes that too, alone
+    // and after "mine".
     let d = server.edit(|c| {
         c.execute(
-            "UPDATE object_metadata SET default_sort = '{\"field\":\"price_cents\",\"dir\":\"asc\"}' WHERE id = 'company-a:jobs'",
+            "UPDATE object_metadata SET default_sort = '{\"field\":\"customer_id\",\"dir\":\"asc\"}' WHERE id = 'company-a:jobs'",
             [],
         )
         .unwrap();
     });
     r.apply_server_diff(&d).unwrap();
     assert_eq!(ui::ensure_indexes(r.connection(), r.schema()).unwrap(), 2);
-    assert!(indexes(&r).contains(&"moat_ix_jobs_price_cents_id".to_owned()));
+    assert!(indexes(&r).contains(&"moat_ix_jobs_customer_id_id".to_owned()));
+    assert!(indexes(&r).contains(&"moat_ix_jobs_assignee_customer_id_id".to_owned()));
 }
