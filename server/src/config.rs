@@ -170,6 +170,9 @@ pub struct Limits {
     pub tenant_idle_secs: u64,
     /// Tenants labelled by name in `/metrics` (the most connected; the rest are summed as `_other`).
     pub metrics_tenants: usize,
+    /// Fan-out sends a frame to many sockets with one system call through io_uring where the kernel
+    /// allows it (Linux); `false` writes each socket with its own call. For the whole process.
+    pub fanout_io_uring: bool,
 }
 
 impl Config {
@@ -241,6 +244,7 @@ impl Default for Limits {
             tenant_max_database_mb: 0,
             tenant_idle_secs: 60,
             metrics_tenants: 20,
+            fanout_io_uring: true,
         }
     }
 }

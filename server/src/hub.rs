@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use crate::metrics::Metrics;
 use crate::protocol::{DiffJson, ServerMsg, close};
 use crate::rules::{Profile, Rules};
-use crate::socket::Sink;
+use crate::socket::{self, Sink};
 use crate::store::LogEntry;
 use crate::ws;
 
@@ -149,12 +149,12 @@ async fn fan_out(channel: Weak<Channel>, shard: usize, wake: Arc<Notify>) {
             done = last.version;
             let sinks: Vec<Arc<Sink>> =
                 ch.shards[shard].sinks.lock().expect("shard lock").values().cloned().collect();
-            for (i, sink) in sinks.iter().enumerate() {
-                sink.offer(&frames, evicted, ch.capacity, &ch.metrics);
+            for (i, group) in sinks.chunks(512).enumerate() {
                 // Other tasks (a writer's session, a reader) get the thread now and then.
-                if i % 512 == 511 {
+                if i > 0 {
                     tokio::task::yield_now().await;
                 }
+                socket::offer_all(group, &frames, evicted, ch.capacity, &ch.metrics);
             }
         }
     }

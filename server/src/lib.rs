@@ -42,6 +42,22 @@ pub mod split;
 mod store;
 pub mod tenants;
 pub mod tls;
+#[cfg(target_os = "linux")]
+mod uring;
+/// Elsewhere than Linux, fan-out writes each socket itself.
+#[cfg(not(target_os = "linux"))]
+mod uring {
+    pub(crate) fn disable() {}
+    pub(crate) fn available() -> bool {
+        false
+    }
+    pub(crate) fn send_all(
+        _: &[std::os::fd::RawFd],
+        _: &bytes::Bytes,
+    ) -> Option<Vec<std::io::Result<usize>>> {
+        None
+    }
+}
 mod ws;
 
 pub use config::Config;

@@ -142,6 +142,9 @@ impl Server {
         )?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let sessions = crate::socket::Sessions::new(&limits, &metrics);
+        if !limits.fanout_io_uring {
+            crate::uring::disable();
+        }
         let state = AppState(Arc::new(StateInner {
             tenants,
             auth,

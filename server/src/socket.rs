@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use crate::config::Limits;
 use crate::hub::{Frame, mono_ms};
 use crate::metrics::Metrics;
 use crate::protocol::close;
+use crate::uring;
 use crate::ws::{self, Bad, Incoming, Reader};
 
 /// Why a write or read ended the session.
@@ -136,10 +137,44 @@ impl Sink {
         !out.queue.is_empty() || out.broken
     }
 
+    /// The channel's `frames` (in version order) a subscriber is to get now: none while it is in
+    /// its initial sync or ending. A frame it needs that the channel no longer holds (newer than its
+    /// last, at most `evicted`) cuts it off.
+    fn fresh<'f>(
+        &self,
+        out: &mut Out,
+        frames: &'f [Arc<Frame>],
+        evicted: i64,
+        metrics: &Metrics,
+    ) -> &'f [Arc<Frame>] {
+        if !out.live || out.end.is_some() || out.broken {
+            return &[];
+        }
+        if out.sent < evicted {
+            Self::cut(out, metrics);
+            self.waker.wake();
+            return &[];
+        }
+        let sent = out.sent;
+        frames.iter().position(|f| f.version > sent).map_or(&[][..], |i| &frames[i..])
+    }
+
+    /// After a write to a subscriber: more than `capacity` buffers waiting cut it off; the session
+    /// is woken if something is left for it.
+    fn settle(&self, mut out: MutexGuard<'_, Out>, capacity: usize, metrics: &Metrics) {
+        let waiting = !out.queue.is_empty() || out.broken;
+        if out.queue.len() > capacity {
+            Self::cut(&mut out, metrics);
+        }
+        drop(out);
+        if waiting {
+            self.waker.wake();
+        }
+    }
+
     /// Gives a subscriber its channel's `frames` (in version order) that it does not have yet,
-    /// unless it is still in its initial sync. A frame it needs that the channel no longer holds
-    /// (newer than its last, at most `evicted`), or more than `capacity` frames waiting, cut it off.
-    /// Returns how many frames it was given.
+    /// unless it is still in its initial sync ([`fresh`](Self::fresh)); more than `capacity`
+    /// frames waiting cut it off. Returns how many frames it was given.
     pub(crate) fn offer(
         &self,
         frames: &[Arc<Frame>],
@@ -148,31 +183,23 @@ impl Sink {
         metrics: &Metrics,
     ) -> usize {
         let mut out = self.out.lock().expect("sink lock");
-        if !out.live || out.end.is_some() || out.broken {
-            return 0;
-        }
-        let sent = out.sent;
-        let new = frames.iter().position(|f| f.version > sent).map_or(&[][..], |i| &frames[i..]);
-        if sent < evicted {
-            Self::cut(&mut out, metrics);
-            drop(out);
-            self.waker.wake();
-            return 0;
-        }
+        let new = self.fresh(&mut out, frames, evicted, metrics);
+        self.deliver(out, new, capacity, metrics)
+    }
+
+    /// Writes (or queues) `new`, the frames a subscriber is to get, and counts them.
+    fn deliver(
+        &self,
+        mut out: MutexGuard<'_, Out>,
+        new: &[Arc<Frame>],
+        capacity: usize,
+        metrics: &Metrics,
+    ) -> usize {
         let Some(last) = new.last() else { return 0 };
         out.sent = last.version;
-        let waiting = self.put(&mut out, new.iter().map(|f| f.wire.clone()));
-        if out.queue.len() > capacity {
-            Self::cut(&mut out, metrics);
-        }
-        drop(out);
-        if waiting {
-            self.waker.wake();
-        }
-        metrics.deliveries.add(new.len() as u64);
-        for f in new {
-            metrics.fanout_latency.observe(f.published.elapsed());
-        }
+        self.put(&mut out, new.iter().map(|f| f.wire.clone()));
+        self.settle(out, capacity, metrics);
+        count(new, 1, metrics);
         new.len()
     }
 
@@ -250,6 +277,120 @@ impl Sink {
         }
         drop(out);
         self.waker.wake();
+    }
+}
+
+/// Counts `sinks` deliveries of each of `frames`, written now.
+fn count(frames: &[Arc<Frame>], sinks: usize, metrics: &Metrics) {
+    metrics.deliveries.add((frames.len() * sinks) as u64);
+    for f in frames {
+        metrics.fanout_latency.observe_n(f.published.elapsed(), sinks as u64);
+    }
+}
+
+/// Gives each of `sinks` the channel's `frames` it does not have yet, as [`Sink::offer`] does. The
+/// plain sockets that lack exactly `frames` and have nothing waiting (nearly all of them, as a rule)
+/// are sent the frames' bytes together, with one system call per [`uring::ENTRIES`] sockets where the
+/// thread has an io_uring; each stays locked until its send is done, so nothing comes between.
+pub(crate) fn offer_all(
+    sinks: &[Arc<Sink>],
+    frames: &[Arc<Frame>],
+    evicted: i64,
+    capacity: usize,
+    metrics: &Metrics,
+) {
+    offer_all_via(uring::available(), sinks, frames, evicted, capacity, metrics);
+}
+
+/// [`offer_all`], through the thread's io_uring if `ring`, else with a write per socket.
+fn offer_all_via(
+    ring: bool,
+    sinks: &[Arc<Sink>],
+    frames: &[Arc<Frame>],
+    evicted: i64,
+    capacity: usize,
+    metrics: &Metrics,
+) {
+    let Some(last) = frames.last() else { return };
+    if !ring {
+        for sink in sinks {
+            sink.offer(frames, evicted, capacity, metrics);
+        }
+        return;
+    }
+    for group in sinks.chunks(uring::ENTRIES) {
+        let mut held: Vec<(&Sink, MutexGuard<'_, Out>)> = Vec::with_capacity(group.len());
+        let mut fds = Vec::with_capacity(group.len());
+        for sink in group {
+            let mut out = sink.out.lock().expect("sink lock");
+            let new = sink.fresh(&mut out, frames, evicted, metrics);
+            match &sink.tcp {
+                _ if new.is_empty() => {}
+                Some(tcp) if new.len() == frames.len() && out.queue.is_empty() => {
+                    out.sent = last.version;
+                    fds.push(std::os::fd::AsRawFd::as_raw_fd(tcp));
+                    held.push((sink, out));
+                }
+                _ => {
+                    sink.deliver(out, new, capacity, metrics);
+                }
+            }
+        }
+        if held.is_empty() {
+            continue;
+        }
+        let wire = joined(frames);
+        match uring::send_all(&fds, &wire) {
+            Some(sent) => {
+                for ((_, out), sent) in held.iter_mut().zip(sent) {
+                    match sent {
+                        Ok(n) if n == wire.len() => {}
+                        Ok(0) => out.broken = true,
+                        // What the socket did not take waits, a frame a buffer as ever (the channel's
+                        // buffer counts them).
+                        Ok(n) => out.queue.extend(unsent(frames, n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            out.queue.extend(unsent(frames, 0))
+                        }
+                        Err(_) => out.broken = true,
+                    }
+                }
+            }
+            // The thread's ring failed before: each socket written as ever.
+            None => {
+                for (sink, out) in &mut held {
+                    sink.put(out, frames.iter().map(|f| f.wire.clone()));
+                }
+            }
+        }
+        let n = held.len();
+        for (sink, out) in held {
+            sink.settle(out, capacity, metrics);
+        }
+        count(frames, n, metrics);
+    }
+}
+
+/// The frames' bytes past the first `sent` of them all, a buffer per frame.
+fn unsent(frames: &[Arc<Frame>], mut sent: usize) -> impl Iterator<Item = Bytes> + '_ {
+    frames.iter().filter_map(move |f| {
+        let skip = sent.min(f.wire.len());
+        sent -= skip;
+        (skip < f.wire.len()).then(|| f.wire.slice(skip..))
+    })
+}
+
+/// The frames' bytes, one after the other (one frame: its own bytes, no copy).
+fn joined(frames: &[Arc<Frame>]) -> Bytes {
+    match frames {
+        [one] => one.wire.clone(),
+        _ => {
+            let mut all = Vec::with_capacity(frames.iter().map(|f| f.wire.len()).sum());
+            for f in frames {
+                all.extend_from_slice(&f.wire);
+            }
+            all.into()
+        }
     }
 }
 
@@ -623,5 +764,125 @@ mod tests {
         assert_eq!(late.out.lock().unwrap().end.map(|(code, _)| code), Some(close::GOING_AWAY));
         drop((_ra, _rb, _rl));
         assert!(sessions.all().is_empty(), "a session leaves the ticker when it ends");
+    }
+    /// `n` plain sockets on loopback: the server's sides as sinks, and the clients' sides.
+    async fn plain(n: usize) -> (Vec<Arc<Sink>>, Vec<TcpStream>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mut sinks, mut clients) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            sinks.push(Arc::new(Sink {
+                tcp: Some(server),
+                out: Mutex::default(),
+                waker: AtomicWaker::new(),
+            }));
+            clients.push(client);
+        }
+        (sinks, clients)
+    }
+
+    async fn read_exactly(client: &mut TcpStream, n: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = vec![0; n];
+        timeout(Duration::from_secs(10), client.read_exact(&mut got)).await.unwrap().unwrap();
+        got
+    }
+
+    fn frames(versions: std::ops::Range<i64>, size: usize) -> Vec<Arc<Frame>> {
+        versions.map(|v| Frame::new(v, format!("{v}:{}", "x".repeat(size)).as_bytes())).collect()
+    }
+
+    fn wire(frames: &[Arc<Frame>]) -> Vec<u8> {
+        frames.iter().flat_map(|f| f.wire.to_vec()).collect()
+    }
+
+    #[tokio::test]
+    async fn fan_out_gives_every_subscriber_the_frames_it_lacks_in_order_through_the_ring_or_not() {
+        for ring in [true, false] {
+            // More subscribers than one io_uring submission takes.
+            let (sinks, mut clients) = plain(uring::ENTRIES + 44).await;
+            let metrics = Metrics::default();
+            let ring = ring && uring::available();
+            for s in &sinks {
+                s.go_live(0);
+            }
+            // One has a frame already, one is in its initial sync, one has its own message waiting.
+            sinks[1].out.lock().unwrap().sent = 1;
+            sinks[2].out.lock().unwrap().live = false;
+            sinks[3].out.lock().unwrap().queue.push_back(Bytes::from_static(b"mine"));
+            let all = frames(1..4, 200);
+            offer_all_via(ring, &sinks, &all, -5, 64, &metrics);
+            let fresh = wire(&all);
+            for (i, client) in clients.iter_mut().enumerate() {
+                match i {
+                    1 => assert_eq!(
+                        read_exactly(client, fresh.len() - all[0].wire.len()).await,
+                        wire(&all[1..])
+                    ),
+                    2 => {}
+                    3 => {
+                        // The session writes its own queue (ahead of the frames) when woken.
+                        {
+                            let mut out = sinks[3].out.lock().unwrap();
+                            Sink::write_queue(sinks[3].tcp.as_ref().unwrap(), &mut out);
+                        }
+                        assert_eq!(
+                            read_exactly(client, 4 + fresh.len()).await,
+                            [&b"mine"[..], &fresh].concat()
+                        );
+                    }
+                    _ => assert_eq!(read_exactly(client, fresh.len()).await, fresh, "subscriber {i}"),
+                }
+            }
+            let delivered = (3 * (sinks.len() - 2) + 2) as u64;
+            assert_eq!(metrics.deliveries.get(), delivered, "ring {ring}");
+            assert_eq!(sinks[2].out.lock().unwrap().sent, 0, "no frame in an initial sync");
+            // Given again, nobody gets a frame twice.
+            offer_all_via(ring, &sinks, &all, -5, 64, &metrics);
+            assert_eq!(metrics.deliveries.get(), delivered);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_keeps_the_rest_queued_in_order_and_one_too_far_behind_is_cut() {
+        for ring in [true, false] {
+            let ring = ring && uring::available();
+            let (sinks, mut clients) = plain(2).await;
+            let metrics = Metrics::default();
+            for s in &sinks {
+                s.go_live(0);
+            }
+            // The clients read nothing while 8 MB of frames go out: the sockets fill up.
+            let all = frames(1..129, 64 * 1024);
+            for chunk in all.chunks(8) {
+                offer_all_via(ring, &sinks, chunk, 0, 1024, &metrics);
+            }
+            let queued = sinks[0].out.lock().unwrap().queue.len();
+            assert!(queued > 0, "ring {ring}: the socket took it all");
+            // What was queued goes out after what was sent, as the session flushes.
+            let expected = wire(&all);
+            let reader = async {
+                let got = read_exactly(&mut clients[0], expected.len()).await;
+                assert!(got == expected, "ring {ring}: the bytes came out of order");
+            };
+            let mut socket =
+                Socket { sink: Arc::clone(&sinks[0]), reader: Reader::default(), tls: None, max: 1 << 20 };
+            let flush = async { socket.flush(Duration::from_secs(10)).await.unwrap() };
+            tokio::join!(reader, flush);
+            // A subscriber with more frames waiting than the channel's buffer is cut off, if they
+            // came in one go too.
+            let (sinks, _clients) = plain(2).await;
+            for s in &sinks {
+                s.go_live(0);
+            }
+            offer_all_via(ring, &sinks[..1], &frames(1..9, 64 * 1024), 0, 1024, &metrics);
+            offer_all_via(ring, &sinks[1..], &frames(1..129, 64 * 1024), 0, 4, &metrics);
+            assert_eq!(sinks[0].out.lock().unwrap().end, None);
+            let end = sinks[1].out.lock().unwrap().end;
+            assert_eq!(end.map(|(code, _)| code), Some(close::SLOW_CONSUMER), "ring {ring}");
+            assert_eq!(metrics.slow_consumers.get(), 1);
+        }
     }
 }
