@@ -559,9 +559,6 @@ fn inventory_push_padded(i: usize, pad: usize) -> String {
     .to_string()
 }
 
-/// Fan-out to `subscribers` of one channel. `window` pushes are kept in flight: 1 publishes one at a
-/// time (each waits until every subscriber has the one before), more keeps a steady stream going,
-/// where the server may send a subscriber several frames in one write.
 /// Memory per connection once each has taken the initial snapshot of a seeded channel (the demo's
 /// company-a), and stays subscribed.
 async fn memory_after_snapshot(connections: usize) {
@@ -584,6 +581,9 @@ async fn memory_after_snapshot(connections: usize) {
     drop(sockets);
 }
 
+/// Fan-out to `subscribers` of one channel. `window` pushes are kept in flight: 1 publishes one at a
+/// time (each waits until every subscriber has the one before), more keeps a steady stream going,
+/// where the server may send a subscriber several frames in one write.
 async fn fanout(subscribers: usize, publishes: usize, window: usize) {
     let mode =
         if window == 1 { "one push at a time".to_owned() } else { format!("{window} pushes in flight") };

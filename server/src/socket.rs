@@ -318,9 +318,11 @@ fn offer_all_via(
         }
         return;
     }
+    let mut sent = Vec::with_capacity(uring::ENTRIES);
+    let mut fds = Vec::with_capacity(uring::ENTRIES);
     for group in sinks.chunks(uring::ENTRIES) {
         let mut held: Vec<(&Sink, MutexGuard<'_, Out>)> = Vec::with_capacity(group.len());
-        let mut fds = Vec::with_capacity(group.len());
+        fds.clear();
         for sink in group {
             let mut out = sink.out.lock().expect("sink lock");
             let new = sink.fresh(&mut out, frames, evicted, metrics);
@@ -340,27 +342,21 @@ fn offer_all_via(
             continue;
         }
         let wire = joined(frames);
-        match uring::send_all(&fds, &wire) {
-            Some(sent) => {
-                for ((_, out), sent) in held.iter_mut().zip(sent) {
-                    match sent {
-                        Ok(n) if n == wire.len() => {}
-                        Ok(0) => out.broken = true,
-                        // What the socket did not take waits, a frame a buffer as ever (the channel's
-                        // buffer counts them).
-                        Ok(n) => out.queue.extend(unsent(frames, n)),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            out.queue.extend(unsent(frames, 0))
-                        }
-                        Err(_) => out.broken = true,
-                    }
+        if uring::send_all(&fds, &wire, &mut sent) {
+            for ((_, out), &sent) in held.iter_mut().zip(&sent) {
+                match sent {
+                    n if n as usize == wire.len() => {}
+                    // What the socket did not take waits, a frame a buffer as ever (the channel's
+                    // buffer counts them).
+                    n if n > 0 => out.queue.extend(unsent(frames, n as usize)),
+                    n if n == -libc::EAGAIN => out.queue.extend(unsent(frames, 0)),
+                    _ => out.broken = true,
                 }
             }
+        } else {
             // The thread's ring failed before: each socket written as ever.
-            None => {
-                for (sink, out) in &mut held {
-                    sink.put(out, frames.iter().map(|f| f.wire.clone()));
-                }
+            for (sink, out) in &mut held {
+                sink.put(out, frames.iter().map(|f| f.wire.clone()));
             }
         }
         let n = held.len();

@@ -45,7 +45,7 @@ pub(crate) fn available() -> bool {
     RING.with(|cell| {
         let Ok(mut ring) = cell.try_borrow_mut() else { return false };
         if matches!(*ring, Ring::Untried) {
-            *ring = match IoUring::new(ENTRIES as u32) {
+            *ring = match make() {
                 Ok(r) => Ring::Ready(Box::new(r)),
                 Err(e) => {
                     tracing::info!(error = %e, "no io_uring on this thread: fan-out writes each socket");
@@ -57,26 +57,38 @@ pub(crate) fn available() -> bool {
     })
 }
 
-/// Sends `bytes` to every socket of `fds` without waiting for any: for each, how many bytes it
-/// took (maybe fewer than all, or `WouldBlock` when it had no room) or why it failed. `None` when
-/// this thread has no ring: nothing was sent. The sockets must stay open for the call.
+/// A ring whose kernel (or sandbox) does the sends: one that only half supports io_uring must not
+/// fail every send and cut every subscriber.
+fn make() -> io::Result<IoUring> {
+    let ring = IoUring::new(ENTRIES as u32)?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    if !probe.is_supported(opcode::Send::CODE) {
+        return Err(io::Error::other("the kernel's io_uring has no send"));
+    }
+    Ok(ring)
+}
+
+/// Sends `bytes` to every socket of `fds` without waiting for any, and gives each one's result in
+/// `sent`: the bytes it took (maybe fewer than all), or a negated `errno` (`-EAGAIN`: no room). False
+/// when this thread has no ring: nothing was sent. The sockets must stay open for the call.
 ///
-/// If the ring fails midway (it should not), the sockets it cannot vouch for get an error, so that
+/// If the ring fails midway (it should not), the sockets it cannot vouch for get `-EIO`, so that
 /// their sessions end and their clients resume from their cursors, and the thread stops using it.
-pub(crate) fn send_all(fds: &[RawFd], bytes: &Bytes) -> Option<Vec<io::Result<usize>>> {
-    let len = u32::try_from(bytes.len()).ok()?;
+pub(crate) fn send_all(fds: &[RawFd], bytes: &Bytes, sent: &mut Vec<i32>) -> bool {
+    let Ok(len) = u32::try_from(bytes.len()) else { return false };
     if !available() {
-        return None;
+        return false;
     }
     RING.with(|cell| {
-        let mut cell = cell.try_borrow_mut().ok()?;
-        let mut results: Vec<io::Result<usize>> =
-            fds.iter().map(|_| Err(io::Error::other("not sent: the fan-out's io_uring failed"))).collect();
+        let Ok(mut cell) = cell.try_borrow_mut() else { return false };
+        sent.clear();
+        sent.resize(fds.len(), -libc::EIO);
         let failed = {
-            let Ring::Ready(ring) = &mut *cell else { return None };
-            fds.chunks(ENTRIES).enumerate().find_map(|(n, chunk)| {
-                send_chunk(ring, chunk, n * ENTRIES, bytes.as_ptr(), len, &mut results).err()
-            })
+            let Ring::Ready(ring) = &mut *cell else { return false };
+            fds.chunks(ENTRIES)
+                .enumerate()
+                .find_map(|(n, chunk)| send_chunk(ring, chunk, n * ENTRIES, bytes.as_ptr(), len, sent).err())
         };
         if let Some(e) = failed {
             tracing::warn!(error = %e, "the fan-out's io_uring failed: this thread writes each socket now");
@@ -84,19 +96,19 @@ pub(crate) fn send_all(fds: &[RawFd], bytes: &Bytes) -> Option<Vec<io::Result<us
             std::mem::forget(bytes.clone());
             *cell = Ring::Unavailable;
         }
-        Some(results)
+        true
     })
 }
 
 /// Queues one send per socket of `fds` (at most [`ENTRIES`]), submits them and waits for every
-/// completion, writing each into `results` at `base` + its place.
+/// completion, writing each result into `sent` at `base` + its place.
 fn send_chunk(
     ring: &mut IoUring,
     fds: &[RawFd],
     base: usize,
     ptr: *const u8,
     len: u32,
-    results: &mut [io::Result<usize>],
+    sent: &mut [i32],
 ) -> io::Result<()> {
     {
         let mut sq = ring.submission();
@@ -119,12 +131,10 @@ fn send_chunk(
             Err(e) => return Err(e),
         }
         for done in ring.completion() {
-            let Some(slot) = usize::try_from(done.user_data()).ok().and_then(|i| results.get_mut(i)) else {
-                continue;
-            };
-            let res = done.result();
-            *slot = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as usize) };
-            left = left.saturating_sub(1);
+            if let Some(slot) = usize::try_from(done.user_data()).ok().and_then(|i| sent.get_mut(i)) {
+                *slot = done.result();
+                left = left.saturating_sub(1);
+            }
         }
     }
     Ok(())
