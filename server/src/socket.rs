@@ -318,6 +318,7 @@ fn offer_all_via(
         }
         return;
     }
+    let wire = joined(frames);
     let mut sent = Vec::with_capacity(uring::ENTRIES);
     let mut fds = Vec::with_capacity(uring::ENTRIES);
     for group in sinks.chunks(uring::ENTRIES) {
@@ -341,7 +342,6 @@ fn offer_all_via(
         if held.is_empty() {
             continue;
         }
-        let wire = joined(frames);
         if uring::send_all(&fds, &wire, &mut sent) {
             for ((_, out), &sent) in held.iter_mut().zip(&sent) {
                 match sent {
