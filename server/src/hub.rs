@@ -149,12 +149,13 @@ async fn fan_out(channel: Weak<Channel>, shard: usize, wake: Arc<Notify>) {
             done = last.version;
             let sinks: Vec<Arc<Sink>> =
                 ch.shards[shard].sinks.lock().expect("shard lock").values().cloned().collect();
+            let wire = socket::joined(&frames);
             for (i, group) in sinks.chunks(512).enumerate() {
                 // Other tasks (a writer's session, a reader) get the thread now and then.
                 if i > 0 {
                     tokio::task::yield_now().await;
                 }
-                socket::offer_all(group, &frames, evicted, ch.capacity, &ch.metrics);
+                socket::offer_all(group, &frames, &wire, evicted, ch.capacity, &ch.metrics);
             }
         }
     }

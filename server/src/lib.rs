@@ -47,15 +47,13 @@ mod uring;
 /// Elsewhere than Linux, fan-out writes each socket itself.
 #[cfg(not(target_os = "linux"))]
 mod uring {
+    pub(crate) const ENTRIES: usize = 256;
     pub(crate) fn disable() {}
     pub(crate) fn available() -> bool {
         false
     }
-    pub(crate) fn send_all(
-        _: &[std::os::fd::RawFd],
-        _: &bytes::Bytes,
-    ) -> Option<Vec<std::io::Result<usize>>> {
-        None
+    pub(crate) fn send_all(_: &[std::os::fd::RawFd], _: &bytes::Bytes, _: &mut Vec<i32>) -> bool {
+        false
     }
 }
 mod ws;

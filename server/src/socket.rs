@@ -290,16 +290,18 @@ fn count(frames: &[Arc<Frame>], sinks: usize, metrics: &Metrics) {
 
 /// Gives each of `sinks` the channel's `frames` it does not have yet, as [`Sink::offer`] does. The
 /// plain sockets that lack exactly `frames` and have nothing waiting (nearly all of them, as a rule)
-/// are sent the frames' bytes together, with one system call per [`uring::ENTRIES`] sockets where the
-/// thread has an io_uring; each stays locked until its send is done, so nothing comes between.
+/// are sent `wire` (the frames' bytes together, [`joined`] once per round by the caller), with one
+/// system call per [`uring::ENTRIES`] sockets where the thread has an io_uring; each stays locked
+/// until its send is done, so nothing comes between.
 pub(crate) fn offer_all(
     sinks: &[Arc<Sink>],
     frames: &[Arc<Frame>],
+    wire: &Bytes,
     evicted: i64,
     capacity: usize,
     metrics: &Metrics,
 ) {
-    offer_all_via(uring::available(), sinks, frames, evicted, capacity, metrics);
+    offer_all_via(uring::available(), sinks, frames, wire, evicted, capacity, metrics);
 }
 
 /// [`offer_all`], through the thread's io_uring if `ring`, else with a write per socket.
@@ -307,6 +309,7 @@ fn offer_all_via(
     ring: bool,
     sinks: &[Arc<Sink>],
     frames: &[Arc<Frame>],
+    wire: &Bytes,
     evicted: i64,
     capacity: usize,
     metrics: &Metrics,
@@ -318,7 +321,6 @@ fn offer_all_via(
         }
         return;
     }
-    let wire = joined(frames);
     let mut sent = Vec::with_capacity(uring::ENTRIES);
     let mut fds = Vec::with_capacity(uring::ENTRIES);
     for group in sinks.chunks(uring::ENTRIES) {
@@ -342,7 +344,7 @@ fn offer_all_via(
         if held.is_empty() {
             continue;
         }
-        if uring::send_all(&fds, &wire, &mut sent) {
+        if uring::send_all(&fds, wire, &mut sent) {
             for ((_, out), &sent) in held.iter_mut().zip(&sent) {
                 match sent {
                     n if n as usize == wire.len() => {}
@@ -377,7 +379,7 @@ fn unsent(frames: &[Arc<Frame>], mut sent: usize) -> impl Iterator<Item = Bytes>
 }
 
 /// The frames' bytes, one after the other (one frame: its own bytes, no copy).
-fn joined(frames: &[Arc<Frame>]) -> Bytes {
+pub(crate) fn joined(frames: &[Arc<Frame>]) -> Bytes {
     match frames {
         [one] => one.wire.clone(),
         _ => {
@@ -809,7 +811,7 @@ mod tests {
             sinks[2].out.lock().unwrap().live = false;
             sinks[3].out.lock().unwrap().queue.push_back(Bytes::from_static(b"mine"));
             let all = frames(1..4, 200);
-            offer_all_via(ring, &sinks, &all, -5, 64, &metrics);
+            offer_all_via(ring, &sinks, &all, &joined(&all), -5, 64, &metrics);
             let fresh = wire(&all);
             for (i, client) in clients.iter_mut().enumerate() {
                 match i {
@@ -836,7 +838,7 @@ mod tests {
             assert_eq!(metrics.deliveries.get(), delivered, "ring {ring}");
             assert_eq!(sinks[2].out.lock().unwrap().sent, 0, "no frame in an initial sync");
             // Given again, nobody gets a frame twice.
-            offer_all_via(ring, &sinks, &all, -5, 64, &metrics);
+            offer_all_via(ring, &sinks, &all, &joined(&all), -5, 64, &metrics);
             assert_eq!(metrics.deliveries.get(), delivered);
         }
     }
@@ -853,7 +855,7 @@ mod tests {
             // The clients read nothing while 8 MB of frames go out: the sockets fill up.
             let all = frames(1..129, 64 * 1024);
             for chunk in all.chunks(8) {
-                offer_all_via(ring, &sinks, chunk, 0, 1024, &metrics);
+                offer_all_via(ring, &sinks, chunk, &joined(chunk), 0, 1024, &metrics);
             }
             let queued = sinks[0].out.lock().unwrap().queue.len();
             assert!(queued > 0, "ring {ring}: the socket took it all");
@@ -873,8 +875,9 @@ mod tests {
             for s in &sinks {
                 s.go_live(0);
             }
-            offer_all_via(ring, &sinks[..1], &frames(1..9, 64 * 1024), 0, 1024, &metrics);
-            offer_all_via(ring, &sinks[1..], &frames(1..129, 64 * 1024), 0, 4, &metrics);
+            let (few, many) = (frames(1..9, 64 * 1024), frames(1..129, 64 * 1024));
+            offer_all_via(ring, &sinks[..1], &few, &joined(&few), 0, 1024, &metrics);
+            offer_all_via(ring, &sinks[1..], &many, &joined(&many), 0, 4, &metrics);
             assert_eq!(sinks[0].out.lock().unwrap().end, None);
             let end = sinks[1].out.lock().unwrap().end;
             assert_eq!(end.map(|(code, _)| code), Some(close::SLOW_CONSUMER), "ring {ring}");
