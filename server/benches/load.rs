@@ -385,6 +385,11 @@ async fn memory(connections: usize) {
     let first = Lean::connect(server.addr, connections, "load-a").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kb();
+    // `MOAT_HOLD=1`: a pause here too, to compare the server before and after (gdb's `malloc_stats`).
+    if std::env::var_os("MOAT_HOLD").is_some() {
+        println!("      (held 6 s with the tenant open)");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
     let half = connections / 2;
     // Each reading 2.5 s after the last connection: the server gives what a wave of handshakes
     // freed back to the system a tick (≤ 1 s) after a tick with no new session.

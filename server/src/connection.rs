@@ -23,7 +23,7 @@ use crate::model::Model;
 use crate::protocol::{ClientMsg, PROTOCOL_VERSION, SchemaInfo, ServerMsg, close};
 use crate::rules::Profile;
 use crate::server::AppState;
-use crate::socket::{Failed, Recv, Registered, SinkEvent, Socket};
+use crate::socket::{Failed, Recv, SinkEvent, Socket};
 use crate::store::PushReply;
 use crate::ws::{self, Bad, Incoming};
 
@@ -47,18 +47,22 @@ pub(crate) struct Conn {
     pub(crate) model: Arc<Model>,
     /// The device's id (the tenant's device registry's copy).
     pub(crate) client_id: Arc<str>,
-    pub(crate) profile: Arc<Profile>,
-    /// The last version sent on this connection's channel.
-    pub(crate) sent: i64,
+    /// The session's place in its channel; its id is its place in the server's sessions too.
+    sub: Subscription,
     pub(crate) inflight: usize,
     /// Where the answers to this session's pushes come (made at its first push: a session that only
     /// reads holds no channel).
     replies: Option<mpsc::Sender<Box<PushReply>>>,
-    /// The receiving end of `replies`, until the live loop takes it.
-    new_replies: Option<mpsc::Receiver<Box<PushReply>>>,
+    /// The receiving end of `replies`.
+    answers: Option<mpsc::Receiver<Box<PushReply>>>,
 }
 
 impl Conn {
+    /// The user's profile: its channel's, shared by every session of the profile.
+    pub(crate) fn profile(&self) -> &Arc<Profile> {
+        self.sub.profile()
+    }
+
     fn send_limit(&self) -> Duration {
         Duration::from_millis(self.state.limits.send_timeout_ms)
     }
@@ -89,11 +93,11 @@ impl Conn {
     /// Where a push's answer is to be sent.
     pub(crate) fn reply_to(&mut self) -> mpsc::Sender<Box<PushReply>> {
         let limit = self.state.limits.max_inflight_pushes.max(1);
-        let new_replies = &mut self.new_replies;
+        let answers = &mut self.answers;
         self.replies
             .get_or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(limit);
-                *new_replies = Some(rx);
+                *answers = Some(rx);
                 tx
             })
             .clone()
@@ -136,10 +140,12 @@ fn refused(bad: Bad, max_frame_bytes: usize) -> End {
 }
 
 impl Drop for Conn {
-    /// The tenant counts one session less, and the device is marked disconnected.
+    /// The tenant counts one session less, the device is marked disconnected, and the session leaves
+    /// the server's sessions (its subscription leaves its channel after this).
     fn drop(&mut self) {
         self.tenant.connections().fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.tenant.gone(&self.client_id);
+        self.state.sessions.leave(self.sub.id());
     }
 }
 
@@ -147,13 +153,6 @@ impl handlers::sync::Out for Conn {
     async fn text(&mut self, text: String) -> Result<(), End> {
         self.send_text(text).await
     }
-}
-
-/// A session after its initial sync: what it holds while it lives.
-struct Live {
-    conn: Conn,
-    sub: Subscription,
-    _registered: Registered,
 }
 
 /// How the opening of a session ended.
@@ -165,23 +164,23 @@ enum Opened {
     /// Ended during its welcome or initial sync.
     Ended(Conn, End),
     /// Live.
-    Live(Live),
+    Live(Conn),
 }
 
 /// Serves one WebSocket from its upgrade until it ends. The upgrade, hello, admission, initial sync
 /// and close run boxed (large and short-lived); what an idle session keeps in memory is its
-/// [`Conn`], its subscription and the few words of [`live`]'s loop.
+/// [`Conn`] and the few words of [`live`]'s loop.
 pub(crate) async fn run(upgrade: hyper::upgrade::OnUpgrade, state: AppState) {
-    let Some(mut session) = Box::pin(open_or_refuse(upgrade, state)).await else { return };
-    let end = live(&mut session.conn, &session.sub).await.err().unwrap_or(End::Gone);
-    Box::pin(finish(&mut session.conn.socket, end)).await;
-    let metrics = Arc::clone(&session.conn.state.metrics);
-    drop(session);
+    let Some(mut conn) = Box::pin(open_or_refuse(upgrade, state)).await else { return };
+    let end = live(&mut conn).await.err().unwrap_or(End::Gone);
+    Box::pin(finish(&mut conn.socket, end)).await;
+    let metrics = Arc::clone(&conn.state.metrics);
+    drop(conn);
     metrics.connections.add(-1);
 }
 
 /// [`open`], closing the socket of a session refused or ended before it went live.
-async fn open_or_refuse(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Option<Live> {
+async fn open_or_refuse(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Option<Conn> {
     let metrics = Arc::clone(&state.metrics);
     match open(upgrade, state).await {
         Opened::Live(session) => return Some(session),
@@ -215,7 +214,7 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
         }
     };
     state.metrics.connections.add(1);
-    let mut socket = Socket::new(upgraded, state.limits.max_frame_bytes);
+    let mut socket = Socket::new(upgraded);
     let Hello { mut claims, client_id, cursors, schema: client_schema, device, rows } =
         match hello(&mut socket, &state).await {
             Ok(hello) => hello,
@@ -227,8 +226,8 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
         Err(end) => return Opened::Refused(socket, end),
     };
     let client_id = tenant.seen(&mut claims, &client_id, client_schema.as_deref(), device);
-    let sub = tenant.hub().subscribe(&profile, &socket.sink);
-    let registered = state.sessions.register(&socket.sink, claims.exp.saturating_sub(now_secs()));
+    let id = state.sessions.register(&socket.sink, claims.exp.saturating_sub(now_secs()));
+    let sub = tenant.hub().subscribe(&profile, &socket.sink, id);
     let mut conn = Conn {
         socket,
         state,
@@ -236,12 +235,10 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
         claims,
         model,
         client_id,
-        // The channel's: every session of the profile shares one.
-        profile: Arc::clone(sub.profile()),
-        sent: 0,
+        sub,
         inflight: 0,
         replies: None,
-        new_replies: None,
+        answers: None,
     };
     // A live migration between this session's hello and its subscription: start again on the new model.
     if !Arc::ptr_eq(&conn.model, &conn.tenant.models().get()) {
@@ -250,12 +247,12 @@ async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
     }
     tracing::info!(
         user = %conn.claims.sub, tenant = %conn.claims.tenant, role = %conn.claims.role,
-        client_id = %conn.client_id, channel = %conn.profile.channel, "connected"
+        client_id = %conn.client_id, channel = %conn.profile().channel, "connected"
     );
     match Box::pin(start(&mut conn, cursors, client_schema, rows)).await {
-        Ok(()) => {
-            sub.go_live(conn.sent);
-            Opened::Live(Live { conn, sub, _registered: registered })
+        Ok(sent) => {
+            conn.sub.go_live(&conn.socket.sink, sent);
+            Opened::Live(conn)
         }
         Err(end) => Opened::Ended(conn, end),
     }
@@ -332,7 +329,7 @@ struct Hello {
 async fn hello(socket: &mut Socket, state: &AppState) -> Result<Hello, End> {
     let wait = Duration::from_millis(state.limits.hello_timeout_ms);
     let protocol_error = |m: &str| End::Close(close::PROTOCOL, m.to_owned());
-    let text = match timeout(wait, socket.recv()).await {
+    let text = match timeout(wait, socket.recv(state.limits.max_frame_bytes)).await {
         Err(_) => return Err(protocol_error("no hello in time")),
         Ok(Err(Recv::Bad(bad))) => return Err(refused(bad, state.limits.max_frame_bytes)),
         Ok(Err(Recv::Gone) | Ok(Incoming::Close(_))) => return Err(End::Gone),
@@ -363,14 +360,14 @@ async fn hello(socket: &mut Socket, state: &AppState) -> Result<Hello, End> {
     Ok(Hello { claims, client_id: client_id.into_owned(), cursors, schema, device, rows })
 }
 
-/// The welcome, revokes and the initial sync.
+/// The welcome, revokes and the initial sync; returns the channel version the client has after it.
 async fn start(
     conn: &mut Conn,
     cursors: Cursors,
     client_schema: Option<String>,
     rows: bool,
-) -> Result<(), End> {
-    let profile = conn.profile.clone();
+) -> Result<i64, End> {
+    let profile = conn.profile().clone();
     let claims = conn.claims.clone();
     let model = Arc::clone(&conn.model);
     conn.send(&ServerMsg::Welcome {
@@ -406,22 +403,18 @@ enum Event {
 
 /// The next thing a live session has to do, in this order: close or write what its sink holds,
 /// send a push's answer, read the client. Registers the session to be woken for each.
-fn next_event(
-    conn: &mut Conn,
-    replies: &mut Option<mpsc::Receiver<Box<PushReply>>>,
-    cx: &mut Context<'_>,
-) -> Poll<Event> {
+fn next_event(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Event> {
     if let Poll::Ready(event) = conn.socket.sink.poll_event(cx) {
         return Poll::Ready(Event::Sink(event));
     }
     // Polled only while pushes are out.
     if conn.inflight > 0
-        && let Some(rx) = replies
+        && let Some(rx) = &mut conn.answers
         && let Poll::Ready(Some(reply)) = rx.poll_recv(cx)
     {
         return Poll::Ready(Event::Reply(reply));
     }
-    conn.socket.poll_recv(cx).map(Event::Read)
+    conn.socket.poll_recv(cx, conn.state.limits.max_frame_bytes).map(Event::Read)
 }
 
 /// What a live session's event leaves to do.
@@ -439,14 +432,10 @@ enum Step<'a> {
 /// What an event asks is started by [`step`] and anything that has to wait is boxed, so the task of
 /// an idle session is its [`Conn`] and a few words (its future was 520 bytes, 192 of them this loop's;
 /// `docs/server.md`).
-async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
-    let mut replies = None;
+async fn live(conn: &mut Conn) -> Result<(), End> {
     loop {
-        if let Some(rx) = conn.new_replies.take() {
-            replies = Some(rx);
-        }
-        let event = std::future::poll_fn(|cx| next_event(conn, &mut replies, cx)).await;
-        match step(conn, sub, event) {
+        let event = std::future::poll_fn(|cx| next_event(conn, cx)).await;
+        match step(conn, event) {
             Step::Done => {}
             Step::End(end) => return end,
             Step::Wait(work) => work.await?,
@@ -455,7 +444,7 @@ async fn live(conn: &mut Conn, sub: &Subscription) -> Result<(), End> {
 }
 
 /// Starts what a live session's event asks.
-fn step<'a>(conn: &'a mut Conn, sub: &'a Subscription, event: Event) -> Step<'a> {
+fn step(conn: &mut Conn, event: Event) -> Step<'_> {
     match event {
         // The hub, the ticker or the shutdown closing the session (a live migration, the tenant
         // moving, a subscriber too far behind, an unanswered ping, the token's expiry).
@@ -464,7 +453,7 @@ fn step<'a>(conn: &'a mut Conn, sub: &'a Subscription, event: Event) -> Step<'a>
         Event::Sink(SinkEvent::Flush) => Step::Wait(Box::pin(conn.flush())),
         Event::Reply(reply) => {
             // The writer published before it answered: its diff goes out before its ack.
-            sub.catch_up();
+            conn.sub.catch_up(&conn.socket.sink);
             Step::Wait(Box::pin(handlers::push::answer(conn, *reply)))
         }
         Event::Read(Err(Recv::Bad(bad))) => Step::End(Err(refused(bad, conn.state.limits.max_frame_bytes))),
@@ -484,5 +473,31 @@ fn step<'a>(conn: &'a mut Conn, sub: &'a Subscription, event: Event) -> Step<'a>
             conn.socket.put([ws::frame(ws::PONG, &payload)]);
             Step::Wait(Box::pin(conn.flush()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tokio's task is a 32-byte header, 16 bytes of core, the future behind a word of stage tag and
+    /// a 48-byte trailer, rounded up to 128 bytes: a session future of at most 280 bytes makes a
+    /// 384-byte task (at 376 bytes it was 512, ~0.13 KB more per idle connection).
+    #[tokio::test]
+    async fn a_sessions_task_fits_in_three_of_tokios_cache_line_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            data: dir.path().join("data"),
+            web_root: dir.path().join("no-web"),
+            auth: crate::config::AuthConfig {
+                hs256_secret: Some("a test secret, long enough".into()),
+                ..Default::default()
+            },
+            ..crate::config::Config::default()
+        };
+        let server = crate::server::Server::open(&config).unwrap();
+        let session = run(hyper::upgrade::on(hyper::Request::new(())), server.state().clone());
+        let size = std::mem::size_of_val(&session);
+        assert!(size <= 280, "a session's future is {size} bytes");
     }
 }

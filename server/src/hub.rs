@@ -82,13 +82,20 @@ struct Channel {
     shards: Box<[Shard]>,
     /// Subscribers, over the shards.
     subscribers: AtomicUsize,
-    next_id: AtomicU64,
     /// Until when sessions on other nodes want this channel's frames ([`mono_ms`]; 0: none do).
     remote_until: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
 impl Channel {
+    /// Session `id`'s shard. Ids are the server's, handed out in turn to every channel's sessions,
+    /// so they are mixed first: sessions of two channels connecting alternately still spread over
+    /// both channels' shards.
+    fn shard_of(&self, id: u64) -> &Shard {
+        let mixed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        &self.shards[mixed as usize % self.shards.len()]
+    }
+
     fn wanted(&self, now: u64) -> bool {
         self.subscribers.load(Ordering::Relaxed) > 0 || self.remote_until.load(Ordering::Relaxed) > now
     }
@@ -162,13 +169,12 @@ async fn fan_out(channel: Weak<Channel>, shard: usize, wake: Arc<Notify>) {
 }
 
 /// A session's place in a channel: it takes the channel's frames through its sink from
-/// [`go_live`](Self::go_live) on, and leaves the channel when dropped.
+/// [`go_live`](Self::go_live) on, and leaves the channel when dropped. Two words: the session's
+/// id (its place in [`Sessions`](crate::socket::Sessions) too) also names its shard.
 #[derive(Debug)]
 pub(crate) struct Subscription {
     channel: Arc<Channel>,
-    shard: usize,
     id: u64,
-    sink: Arc<Sink>,
 }
 
 impl Subscription {
@@ -177,22 +183,28 @@ impl Subscription {
         &self.channel.profile
     }
 
-    /// The initial sync ended at version `sent`: the channel's newer frames go to the socket from now.
-    pub(crate) fn go_live(&self, sent: i64) {
-        self.sink.go_live(sent);
-        self.channel.catch_up(&self.sink);
+    /// The session's id, in its channel and in the server's sessions.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
-    /// Writes (or queues) the channel's frames this session does not have yet: before an ack, the
-    /// writer's own diff.
-    pub(crate) fn catch_up(&self) {
-        self.channel.catch_up(&self.sink);
+    /// The initial sync ended at version `sent`: the channel's newer frames go to the session's
+    /// `sink` (the one it subscribed with) from now.
+    pub(crate) fn go_live(&self, sink: &Arc<Sink>, sent: i64) {
+        sink.go_live(sent);
+        self.channel.catch_up(sink);
+    }
+
+    /// Writes (or queues) the channel's frames the session's `sink` does not have yet: before an
+    /// ack, the writer's own diff.
+    pub(crate) fn catch_up(&self, sink: &Arc<Sink>) {
+        self.channel.catch_up(sink);
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.channel.shards[self.shard].sinks.lock().expect("shard lock").remove(&self.id);
+        self.channel.shard_of(self.id).sinks.lock().expect("shard lock").remove(&self.id);
         self.channel.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -253,7 +265,6 @@ impl Hub {
                 capacity: self.capacity,
                 shards: (0..shards()).map(|_| Shard::default()).collect(),
                 subscribers: AtomicUsize::new(0),
-                next_id: AtomicU64::new(0),
                 remote_until: AtomicU64::new(0),
                 metrics: Arc::clone(&self.metrics),
             });
@@ -265,14 +276,13 @@ impl Hub {
         Arc::clone(channel)
     }
 
-    /// Joins the profile's channel, writing to `sink` once it goes live.
-    pub(crate) fn subscribe(&self, profile: &Profile, sink: &Arc<Sink>) -> Subscription {
+    /// Joins the profile's channel as session `id` (unique in the server: its
+    /// [`Sessions`](crate::socket::Sessions) id), writing to `sink` once it goes live.
+    pub(crate) fn subscribe(&self, profile: &Profile, sink: &Arc<Sink>, id: u64) -> Subscription {
         let channel = self.channel(profile);
-        let id = channel.next_id.fetch_add(1, Ordering::Relaxed);
-        let shard = id as usize % channel.shards.len();
         channel.subscribers.fetch_add(1, Ordering::Relaxed);
-        channel.shards[shard].sinks.lock().expect("shard lock").insert(id, Arc::clone(sink));
-        Subscription { channel, shard, id, sink: Arc::clone(sink) }
+        channel.shard_of(id).sinks.lock().expect("shard lock").insert(id, Arc::clone(sink));
+        Subscription { channel, id }
     }
 
     /// Sessions on other nodes want the profile's channel for `for_ms` more (the owner's hub).

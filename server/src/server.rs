@@ -90,6 +90,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// What the server's handlers share.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Opens the data directory (creating it and, with `demo`, the demo's tenants), loads the base
     /// schema, the rules and the keys, and starts the writers. Tenants open on demand.
     pub fn open(config: &Config) -> Result<Server> {

@@ -406,19 +406,6 @@ pub(crate) struct Sessions {
     churn: AtomicUsize,
 }
 
-/// A session's place in [`Sessions`] (left when dropped).
-pub(crate) struct Registered {
-    sessions: Arc<Sessions>,
-    id: u64,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        self.sessions.sinks.lock().expect("sessions lock").remove(&self.id);
-        self.sessions.churn.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 impl Sessions {
     pub(crate) fn new(limits: &Limits, metrics: &Arc<Metrics>) -> Arc<Sessions> {
         Arc::new(Sessions {
@@ -432,8 +419,9 @@ impl Sessions {
     }
 
     /// Registers a session's sink: its token runs out `ttl_secs` from now, its first ping is due
-    /// one interval after it goes live.
-    pub(crate) fn register(self: &Arc<Self>, sink: &Arc<Sink>, ttl_secs: u64) -> Registered {
+    /// one interval after it goes live. Returns the session's id (it names the session in its
+    /// channel too); the session [`leave`](Self::leave)s with it when it ends.
+    pub(crate) fn register(&self, sink: &Arc<Sink>, ttl_secs: u64) -> u64 {
         let now = mono_ms();
         {
             let mut out = sink.out.lock().expect("sink lock");
@@ -446,7 +434,13 @@ impl Sessions {
         if let Some((code, reason)) = *self.closing.lock().expect("sessions lock") {
             sink.end(code, reason);
         }
-        Registered { sessions: Arc::clone(self), id }
+        id
+    }
+
+    /// Session `id` ended.
+    pub(crate) fn leave(&self, id: u64) {
+        self.sinks.lock().expect("sessions lock").remove(&id);
+        self.churn.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Closes every session with `code` and `reason`, and any that registers from now on.
@@ -513,8 +507,6 @@ pub(crate) struct Socket {
     reader: Reader,
     /// A TLS socket's halves (the session reads and writes them itself).
     tls: Option<Box<Tls>>,
-    /// The largest frame or message a client may send.
-    max: usize,
 }
 
 /// How a read ended the session.
@@ -535,7 +527,7 @@ fn read_plain(tcp: &TcpStream, reader: &mut Reader) -> io::Result<usize> {
 impl Socket {
     /// The socket of an upgraded HTTP connection: a plain TCP stream when it is one (taken out of
     /// the HTTP stack, with any bytes it had read), else (TLS) the upgraded stream.
-    pub(crate) fn new(upgraded: Upgraded, max: usize) -> Socket {
+    pub(crate) fn new(upgraded: Upgraded) -> Socket {
         let mut reader = Reader::default();
         let (tcp, tls) = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
@@ -545,19 +537,20 @@ impl Socket {
             Err(upgraded) => (None, Some(Box::new(tokio::io::split(TokioIo::new(upgraded))))),
         };
         let sink = Arc::new(Sink { tcp, out: Mutex::new(Out::default()), waker: AtomicWaker::new() });
-        Socket { sink, reader, tls, max }
+        Socket { sink, reader, tls }
     }
 
-    /// The client's next message. Cancel-safe: what was read stays in the reader.
-    pub(crate) async fn recv(&mut self) -> Result<Incoming, Recv> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    /// The client's next message (a frame or message above `max` bytes is refused). Cancel-safe:
+    /// what was read stays in the reader.
+    pub(crate) async fn recv(&mut self, max: usize) -> Result<Incoming, Recv> {
+        std::future::poll_fn(|cx| self.poll_recv(cx, max)).await
     }
 
     /// The client's next message, if the socket has it; else registers to be woken when it may.
     /// No future is kept between polls, so an idle session holds nothing for its reads.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Incoming, Recv>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Incoming, Recv>> {
         loop {
-            if let Some(m) = self.reader.next(self.max).map_err(Recv::Bad)? {
+            if let Some(m) = self.reader.next(max).map_err(Recv::Bad)? {
                 return Poll::Ready(Ok(m));
             }
             let read = match (&self.sink.tcp, &mut self.tls) {
@@ -718,7 +711,7 @@ mod tests {
     fn the_ticker_pings_when_due_and_ends_a_session_that_did_not_answer() {
         let sessions = sessions(1_000);
         let s = sink();
-        let _registered = sessions.register(&s, 3_600);
+        sessions.register(&s, 3_600);
         let now = mono_ms();
         // In its initial sync a session is not pinged (it is not reading its socket).
         s.tick(now + 5_000, 1_000, &sessions.metrics);
@@ -745,8 +738,8 @@ mod tests {
     fn the_ticker_ends_a_session_whose_token_expired_and_the_shutdown_ends_all() {
         let sessions = sessions(0);
         let (a, b) = (sink(), sink());
-        let _ra = sessions.register(&a, 2);
-        let _rb = sessions.register(&b, 3_600);
+        let ra = sessions.register(&a, 2);
+        let rb = sessions.register(&b, 3_600);
         a.go_live(0);
         b.go_live(0);
         let now = mono_ms();
@@ -758,9 +751,11 @@ mod tests {
         assert_eq!(b.out.lock().unwrap().end.map(|(code, _)| code), Some(close::GOING_AWAY));
         // A session that registers after the shutdown began is ended at once.
         let late = sink();
-        let _rl = sessions.register(&late, 3_600);
+        let rl = sessions.register(&late, 3_600);
         assert_eq!(late.out.lock().unwrap().end.map(|(code, _)| code), Some(close::GOING_AWAY));
-        drop((_ra, _rb, _rl));
+        for id in [ra, rb, rl] {
+            sessions.leave(id);
+        }
         assert!(sessions.all().is_empty(), "a session leaves the ticker when it ends");
     }
     /// `n` plain sockets on loopback: the server's sides as sinks, and the clients' sides.
@@ -865,8 +860,7 @@ mod tests {
                 let got = read_exactly(&mut clients[0], expected.len()).await;
                 assert!(got == expected, "ring {ring}: the bytes came out of order");
             };
-            let mut socket =
-                Socket { sink: Arc::clone(&sinks[0]), reader: Reader::default(), tls: None, max: 1 << 20 };
+            let mut socket = Socket { sink: Arc::clone(&sinks[0]), reader: Reader::default(), tls: None };
             let flush = async { socket.flush(Duration::from_secs(10)).await.unwrap() };
             tokio::join!(reader, flush);
             // A subscriber with more frames waiting than the channel's buffer is cut off, if they

@@ -249,7 +249,7 @@ impl Remote {
         self.interest
             .lock()
             .expect("interest lock")
-            .insert(conn.profile.channel.clone(), conn.claims.clone());
+            .insert(conn.profile().channel.clone(), conn.claims.clone());
         let moving = || End::Close(close::SCHEMA_CHANGED, MOVED.into());
         let client = &self.link.client;
         let deliver = client.new_inbox();

@@ -17,7 +17,7 @@ use crate::store::{Publish, Store, customization_versions};
 pub(crate) async fn handle(conn: &mut Conn, id: String, request: CustomizeRequest) -> Result<(), End> {
     let text = match &conn.tenant {
         Backend::Local(store) => {
-            let (model, profile) = (Arc::clone(&conn.model), conn.profile.clone());
+            let (model, profile) = (Arc::clone(&conn.model), conn.profile().clone());
             answer(store, &model, &profile, &conn.claims.sub, id, request).await
         }
         Backend::Remote(remote) => {

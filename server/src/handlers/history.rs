@@ -21,7 +21,7 @@ const HISTORY_LIMIT: usize = 50;
 pub(crate) async fn handle(conn: &mut Conn, table: String, id: String) -> Result<(), End> {
     let text = match &conn.tenant {
         Backend::Local(store) => {
-            answer(store, Arc::clone(&conn.model), Profile::clone(&conn.profile), table, id).await
+            answer(store, Arc::clone(&conn.model), Profile::clone(conn.profile()), table, id).await
         }
         Backend::Remote(remote) => {
             let (remote, claims) = (Arc::clone(remote), conn.claims.clone());

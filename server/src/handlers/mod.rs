@@ -52,7 +52,7 @@ pub(crate) async fn dispatch(conn: &mut Conn, text: &str) -> Result<(), End> {
         },
         ClientMsg::ListDevices {} => match &conn.tenant {
             Backend::Local(store) => {
-                let text = devices_frame(store, &conn.profile);
+                let text = devices_frame(store, conn.profile());
                 conn.send_text(text).await
             }
             Backend::Remote(remote) => {

@@ -44,7 +44,7 @@ pub(crate) async fn handle(conn: &mut Conn, mutation_id: String, diff: serde_jso
     };
     let push = Push {
         user: conn.claims.sub.to_string(),
-        profile: (*conn.profile).clone(),
+        profile: conn.profile().as_ref().clone(),
         mutation_id: mutation_id.clone(),
         diff,
         reply: replies,

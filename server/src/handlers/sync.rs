@@ -46,23 +46,23 @@ pub(crate) struct Job {
 const CATCH_UP_BATCH: usize = 512;
 
 /// The session's initial sync: read here when this node holds the tenant, else run by its owner and
-/// relayed frame by frame. `rows`: the client takes `snapshot_rows`.
-pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>, rows: bool) -> Result<(), End> {
-    conn.sent = match &conn.tenant {
+/// relayed frame by frame. `rows`: the client takes `snapshot_rows`. Returns the channel version
+/// the client has after it.
+pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>, rows: bool) -> Result<i64, End> {
+    match &conn.tenant {
         Backend::Local(store) => {
             let job = Job {
                 store: Arc::clone(store),
                 model: Arc::clone(&conn.model),
-                profile: Profile::clone(&conn.profile),
+                profile: Profile::clone(conn.profile()),
                 limits: Arc::clone(&conn.state.limits),
                 metrics: Arc::clone(&conn.state.metrics),
                 rows,
             };
-            initial(&job, conn, cursor).await?
+            initial(&job, conn, cursor).await
         }
-        Backend::Remote(remote) => Arc::clone(remote).sync(conn, cursor, rows).await?,
-    };
-    Ok(())
+        Backend::Remote(remote) => Arc::clone(remote).sync(conn, cursor, rows).await,
+    }
 }
 
 /// Sends the catch-up or snapshot and `synced`; returns the version the client has after it.
