@@ -50,14 +50,15 @@ const IOV: usize = 64;
 /// What waits to be written to a socket, and the channel versions it has.
 #[derive(Debug, Default)]
 struct Out {
-    /// Bytes not yet written, in order (empty, and with no allocation, while the socket keeps up).
-    queue: VecDeque<Bytes>,
+    /// Bytes not yet written, in order (none, and no allocation, while the socket keeps up).
+    queue: Queue,
     /// The last channel version written or queued.
     sent: i64,
     /// Takes channel frames (after its initial sync).
     live: bool,
-    /// The session is to close with this code and reason (asked by the hub or the fan-out).
-    end: Option<(u16, &'static str)>,
+    /// The session is to close with this code and reason (asked by the hub or the fan-out). Boxed:
+    /// set once, at the end, so a live session keeps one word for it rather than three.
+    end: Option<Box<(u16, &'static str)>>,
     /// A write failed: the session ends at its next look.
     broken: bool,
     /// When the token runs out ([`mono_ms`]; 0 until the session is registered).
@@ -66,6 +67,73 @@ struct Out {
     ping_due: u64,
     /// A ping went out and no pong came back yet.
     awaiting_pong: bool,
+}
+
+/// A sink's bytes waiting for the socket: one empty word while there are none (nearly always).
+/// Boxed on purpose: a `VecDeque` is four words in every sink, this one word.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+struct Queue(Option<Box<VecDeque<Bytes>>>);
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
+    fn extend(&mut self, bytes: impl IntoIterator<Item = Bytes>) {
+        let mut bytes = bytes.into_iter().peekable();
+        if bytes.peek().is_some() {
+            self.0.get_or_insert_default().extend(bytes);
+        }
+    }
+
+    #[cfg(test)]
+    fn push_back(&mut self, b: Bytes) {
+        self.extend([b]);
+    }
+
+    /// Drops `n` bytes from the front (they were written).
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let q = self.0.as_mut().expect("written bytes were queued");
+            let front = q.front_mut().expect("written bytes were queued");
+            if front.len() <= n {
+                n -= front.len();
+                q.pop_front();
+                if q.is_empty() {
+                    self.0 = None;
+                }
+            } else {
+                bytes::Buf::advance(front, n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Everything queued, leaving none.
+    fn take(&mut self) -> VecDeque<Bytes> {
+        self.0.take().map(|q| *q).unwrap_or_default()
+    }
+}
+
+impl Out {
+    /// The session is to close with `code` and `reason`, unless it already is (the first reason stays).
+    fn end_with(&mut self, code: u16, reason: &'static str) {
+        self.end.get_or_insert_with(|| Box::new((code, reason)));
+    }
+
+    /// The code and reason the session is to close with, if it is.
+    fn ended(&self) -> Option<(u16, &'static str)> {
+        self.end.as_deref().copied()
+    }
 }
 
 /// The writing side of a session's socket.
@@ -97,7 +165,7 @@ impl Sink {
             let written = {
                 let mut io = [IoSlice::new(&[]); IOV];
                 let mut n = 0;
-                for (slot, b) in io.iter_mut().zip(&out.queue) {
+                for (slot, b) in io.iter_mut().zip(out.queue.iter()) {
                     *slot = IoSlice::new(b);
                     n += 1;
                 }
@@ -105,24 +173,10 @@ impl Sink {
             };
             match written {
                 Ok(0) => out.broken = true,
-                Ok(mut n) => {
-                    while n > 0 {
-                        let front = out.queue.front_mut().expect("written bytes were queued");
-                        if front.len() <= n {
-                            n -= front.len();
-                            out.queue.pop_front();
-                        } else {
-                            bytes::Buf::advance(front, n);
-                            n = 0;
-                        }
-                    }
-                }
+                Ok(n) => out.queue.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => out.broken = true,
             }
-        }
-        if out.queue.is_empty() && out.queue.capacity() > 0 {
-            out.queue = VecDeque::new();
         }
     }
 
@@ -207,7 +261,7 @@ impl Sink {
     fn cut(out: &mut Out, metrics: &Metrics) {
         if out.end.is_none() {
             metrics.slow_consumers.inc();
-            out.end = Some(SLOW);
+            out.end_with(SLOW.0, SLOW.1);
         }
     }
 
@@ -215,7 +269,7 @@ impl Sink {
     pub(crate) fn cut_off(&self, metrics: &Metrics) -> (u16, &'static str) {
         let mut out = self.out.lock().expect("sink lock");
         Self::cut(&mut out, metrics);
-        out.end.expect("just set")
+        out.ended().expect("just set")
     }
 
     /// Starts taking channel frames after version `sent` (the session's initial sync ended there).
@@ -227,7 +281,7 @@ impl Sink {
 
     /// Closes the session with `code` and `reason` (at its next look).
     pub(crate) fn end(&self, code: u16, reason: &'static str) {
-        self.out.lock().expect("sink lock").end.get_or_insert((code, reason));
+        self.out.lock().expect("sink lock").end_with(code, reason);
         self.waker.wake();
     }
 
@@ -235,7 +289,7 @@ impl Sink {
     pub(crate) fn poll_event(&self, cx: &mut Context<'_>) -> Poll<SinkEvent> {
         self.waker.register(cx.waker());
         let out = self.out.lock().expect("sink lock");
-        if let Some((code, reason)) = out.end {
+        if let Some((code, reason)) = out.ended() {
             Poll::Ready(SinkEvent::End(code, reason))
         } else if out.broken || !out.queue.is_empty() {
             Poll::Ready(SinkEvent::Flush)
@@ -257,14 +311,14 @@ impl Sink {
             return;
         }
         if now >= out.expires {
-            out.end = Some((close::UNAUTHORIZED, "token expired"));
+            out.end_with(close::UNAUTHORIZED, "token expired");
         } else if every > 0 && now >= out.ping_due {
             if out.awaiting_pong {
                 metrics.slow_consumers.inc();
-                out.end = Some((
+                out.end_with(
                     close::SLOW_CONSUMER,
                     "no answer to the server's ping: reconnect to resume from your cursor",
-                ));
+                );
             } else {
                 out.awaiting_pong = true;
                 out.ping_due = now + every;
@@ -617,7 +671,7 @@ impl Socket {
                     }
                 }
                 (None, Some(tls)) => {
-                    let queued = std::mem::take(&mut self.sink.out.lock().expect("sink lock").queue);
+                    let queued = self.sink.out.lock().expect("sink lock").queue.take();
                     if queued.is_empty() {
                         return Ok(());
                     }
@@ -645,7 +699,7 @@ impl Socket {
     /// is read.
     pub(crate) async fn close(&mut self, frame: Option<Bytes>) {
         // No channel frame after the close frame.
-        self.sink.out.lock().expect("sink lock").end.get_or_insert((close::GOING_AWAY, "closing"));
+        self.sink.out.lock().expect("sink lock").end_with(close::GOING_AWAY, "closing");
         if let Some(frame) = frame {
             self.put([frame]);
             // A client that does not read may never take the close frame: do not wait for it.
@@ -704,7 +758,14 @@ mod tests {
     }
 
     fn queued(sink: &Sink) -> Vec<Bytes> {
-        std::mem::take(&mut sink.out.lock().unwrap().queue).into()
+        sink.out.lock().unwrap().queue.take().into()
+    }
+
+    /// A sink is held by every connection: with the two counts of its `Arc` and malloc's word, at
+    /// most 120 bytes is a 144-byte block (176 before its queue and close reason were boxed).
+    #[test]
+    fn a_sink_is_at_most_120_bytes() {
+        assert!(std::mem::size_of::<Sink>() <= 120, "{} bytes", std::mem::size_of::<Sink>());
     }
 
     #[test]
@@ -730,7 +791,7 @@ mod tests {
         // Not answered by the next one: the session ends, counted as a slow consumer.
         s.tick(now + 3_000, 1_000, &sessions.metrics);
         assert!(queued(&s).is_empty());
-        assert_eq!(s.out.lock().unwrap().end.map(|(code, _)| code), Some(close::SLOW_CONSUMER));
+        assert_eq!(s.out.lock().unwrap().ended().map(|(code, _)| code), Some(close::SLOW_CONSUMER));
         assert_eq!(sessions.metrics.slow_consumers.get(), 1);
     }
 
@@ -744,15 +805,15 @@ mod tests {
         b.go_live(0);
         let now = mono_ms();
         a.tick(now + 1_000, 0, &sessions.metrics);
-        assert_eq!(a.out.lock().unwrap().end, None, "no pings at interval 0, and not expired yet");
+        assert_eq!(a.out.lock().unwrap().ended(), None, "no pings at interval 0, and not expired yet");
         a.tick(now + 2_000, 0, &sessions.metrics);
-        assert_eq!(a.out.lock().unwrap().end, Some((close::UNAUTHORIZED, "token expired")));
+        assert_eq!(a.out.lock().unwrap().ended(), Some((close::UNAUTHORIZED, "token expired")));
         sessions.close_all(close::GOING_AWAY, "server shutting down");
-        assert_eq!(b.out.lock().unwrap().end.map(|(code, _)| code), Some(close::GOING_AWAY));
+        assert_eq!(b.out.lock().unwrap().ended().map(|(code, _)| code), Some(close::GOING_AWAY));
         // A session that registers after the shutdown began is ended at once.
         let late = sink();
         let rl = sessions.register(&late, 3_600);
-        assert_eq!(late.out.lock().unwrap().end.map(|(code, _)| code), Some(close::GOING_AWAY));
+        assert_eq!(late.out.lock().unwrap().ended().map(|(code, _)| code), Some(close::GOING_AWAY));
         for id in [ra, rb, rl] {
             sessions.leave(id);
         }
@@ -872,8 +933,8 @@ mod tests {
             let (few, many) = (frames(1..9, 64 * 1024), frames(1..129, 64 * 1024));
             offer_all_via(ring, &sinks[..1], &few, &joined(&few), 0, 1024, &metrics);
             offer_all_via(ring, &sinks[1..], &many, &joined(&many), 0, 4, &metrics);
-            assert_eq!(sinks[0].out.lock().unwrap().end, None);
-            let end = sinks[1].out.lock().unwrap().end;
+            assert_eq!(sinks[0].out.lock().unwrap().ended(), None);
+            let end = sinks[1].out.lock().unwrap().ended();
             assert_eq!(end.map(|(code, _)| code), Some(close::SLOW_CONSUMER), "ring {ring}");
             assert_eq!(metrics.slow_consumers.get(), 1);
         }
