@@ -351,8 +351,10 @@ where
 {
     let done = Arc::new(AtomicUsize::new(0));
     let mut out = Vec::with_capacity(total);
-    // In waves, so the server's accept queue is never the bottleneck being measured.
-    for wave in (0..total).collect::<Vec<_>>().chunks(500) {
+    // In waves, so the server's accept queue is never the bottleneck being measured; 500 handshakes
+    // at a time unless `MOAT_WAVE` says (what a wave frees is part of the memory per connection).
+    let wave_size = std::env::var("MOAT_WAVE").ok().and_then(|w| w.parse().ok()).unwrap_or(500);
+    for wave in (0..total).collect::<Vec<_>>().chunks(wave_size) {
         let tasks: Vec<_> = wave
             .iter()
             .map(|&n| {

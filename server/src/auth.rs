@@ -198,7 +198,8 @@ impl Auth {
         let from_set;
         let key = match (&header.kid, &self.jwks, header.alg) {
             (Some(kid), Some(jwks), alg) => {
-                from_set = jwks.key(kid).await?;
+                // Boxed: the key set's fetch is a large future, and most tokens need none.
+                from_set = Box::pin(jwks.key(kid)).await?;
                 if from_set.alg != alg {
                     return Err(Error::Unauthorized(format!(
                         "key {kid} is for {:?}, the token says {alg:?}",

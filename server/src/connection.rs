@@ -169,18 +169,22 @@ enum Opened {
 
 /// Serves one WebSocket from its upgrade until it ends. The upgrade, hello, admission, initial sync
 /// and close run boxed (large and short-lived); what an idle session keeps in memory is its
-/// [`Conn`] and the few words of [`live`]'s loop.
-pub(crate) async fn run(upgrade: hyper::upgrade::OnUpgrade, state: AppState) {
-    let Some(mut conn) = Box::pin(open_or_refuse(upgrade, state)).await else { return };
-    let end = live(&mut conn).await.err().unwrap_or(End::Gone);
-    Box::pin(finish(&mut conn.socket, end)).await;
-    let metrics = Arc::clone(&conn.state.metrics);
-    drop(conn);
-    metrics.connections.add(-1);
+/// [`Conn`] and the few words of [`live`]'s loop. Not an `async fn`: its arguments would stay in
+/// the session's future for its whole life; here only the boxed opening's pointer does.
+pub(crate) fn run(upgrade: Upgrade, state: AppState) -> impl Future<Output = ()> + Send {
+    let open = Box::pin(open_or_refuse(upgrade, state));
+    async move {
+        let Some(mut conn) = open.await else { return };
+        let end = live(&mut conn).await.err().unwrap_or(End::Gone);
+        Box::pin(finish(&mut conn.socket, end)).await;
+        let metrics = Arc::clone(&conn.state.metrics);
+        drop(conn);
+        metrics.connections.add(-1);
+    }
 }
 
 /// [`open`], closing the socket of a session refused or ended before it went live.
-async fn open_or_refuse(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Option<Conn> {
+async fn open_or_refuse(upgrade: Upgrade, state: AppState) -> Option<Conn> {
     let metrics = Arc::clone(&state.metrics);
     match open(upgrade, state).await {
         Opened::Live(session) => return Some(session),
@@ -204,17 +208,27 @@ async fn finish(socket: &mut Socket, end: End) {
     socket.close(frame).await;
 }
 
+/// Where a session's socket comes from.
+pub(crate) enum Upgrade {
+    /// The HTTP server's upgrade of the connection (TLS, or a handshake it answered).
+    Http(hyper::upgrade::OnUpgrade),
+    /// A plain connection whose handshake the server answered itself ([`ws::opening`]).
+    Plain(tokio::net::TcpStream),
+}
+
 /// The upgrade, the hello, admission, the subscription, the welcome and the initial sync.
-async fn open(upgrade: hyper::upgrade::OnUpgrade, state: AppState) -> Opened {
-    let upgraded = match upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(e) => {
-            tracing::debug!(error = %e, "a WebSocket upgrade failed");
-            return Opened::NoSocket;
-        }
+async fn open(upgrade: Upgrade, state: AppState) -> Opened {
+    let mut socket = match upgrade {
+        Upgrade::Http(upgrade) => match upgrade.await {
+            Ok(upgraded) => Socket::new(upgraded),
+            Err(e) => {
+                tracing::debug!(error = %e, "a WebSocket upgrade failed");
+                return Opened::NoSocket;
+            }
+        },
+        Upgrade::Plain(tcp) => Socket::plain(tcp),
     };
     state.metrics.connections.add(1);
-    let mut socket = Socket::new(upgraded);
     let Hello { mut claims, client_id, cursors, schema: client_schema, device, rows } =
         match hello(&mut socket, &state).await {
             Ok(hello) => hello,
@@ -266,9 +280,15 @@ async fn admit(
     claims: &Claims,
     names_no_schema: bool,
 ) -> Result<(Backend, Arc<Model>, Profile), End> {
+    // Boxed, so that an admission's future is small (a wave of handshakes holds one each): a tenant
+    // already open here needs no waiting at all.
     let found = match &state.cluster {
-        Some(cluster) => cluster.route(&claims.tenant).await,
-        None => state.tenants.get(&claims.tenant).await.map(|s| s.map(Backend::Local)),
+        Some(cluster) => Box::pin(cluster.route(&claims.tenant)).await,
+        None => match state.tenants.get_open(&claims.tenant) {
+            Some(open) => Ok(Some(open)),
+            None => Box::pin(state.tenants.get(&claims.tenant)).await,
+        }
+        .map(|s| s.map(Backend::Local)),
     };
     let store = match found {
         Ok(Some(s)) => s,
@@ -496,7 +516,7 @@ mod tests {
             ..crate::config::Config::default()
         };
         let server = crate::server::Server::open(&config).unwrap();
-        let session = run(hyper::upgrade::on(hyper::Request::new(())), server.state().clone());
+        let session = run(Upgrade::Http(hyper::upgrade::on(hyper::Request::new(()))), server.state().clone());
         let size = std::mem::size_of_val(&session);
         assert!(size <= 280, "a session's future is {size} bytes");
     }

@@ -237,7 +237,7 @@ impl Server {
         let stopped = state.shutdown.clone();
         let draining = Arc::clone(&state.tenants);
         let cluster = state.cluster.clone();
-        let router = app(state);
+        let router = app(state.clone());
         let notify = async move {
             signal.await;
             // In a cluster, first hand this node's tenants to other nodes: their writes pause for the
@@ -259,11 +259,11 @@ impl Server {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
             crate::tls::tune(tcp)
         });
-        let plain = serve_http(listener, router.clone(), stopped());
+        let plain = serve_http(listener, router.clone(), Some(state), stopped());
         let secure = async {
             // Sockets are tuned before their handshake.
             if let Some(tls) = tls {
-                serve_http(tls, router, stopped()).await;
+                serve_http(tls, router, None, stopped()).await;
             }
         };
         tokio::join!(plain, secure, notify);
@@ -403,9 +403,16 @@ pub fn mint(auth: &Auth, user: &str, tenant: &str, role: &str, ttl_secs: u64) ->
 /// Serves HTTP/1.1 on `listener` until `stop` resolves, then ends each connection's keep-alive and
 /// waits for the requests under way. Each request carries its peer's address (`ConnectInfo`). A
 /// WebSocket upgrade hands the connection's own stream to the session (no HTTP layer under it).
-async fn serve_http<L>(mut listener: L, router: Router, stop: impl Future<Output = ()>)
-where
+/// With `sessions` (the plain listener), a connection whose first request is a WebSocket handshake
+/// for `/sync` is answered without the HTTP server ([`sync_opening`]).
+async fn serve_http<L>(
+    mut listener: L,
+    router: Router,
+    sessions: Option<AppState>,
+    stop: impl Future<Output = ()>,
+) where
     L: axum::serve::Listener<Addr = SocketAddr>,
+    L::Io: Plain,
 {
     use hyper_util::rt::TokioIo;
     let (stopping, stopping_rx) = watch::channel(false);
@@ -420,7 +427,24 @@ where
             tower_http::add_extension::AddExtension::new(router.clone(), axum::extract::ConnectInfo(addr)),
         );
         let (mut stopping, held) = (stopping_rx.clone(), done.subscribe());
+        let sessions = sessions.clone();
         tokio::spawn(async move {
+            let io = match (sessions, io.tcp()) {
+                (Some(state), Some(tcp)) => match Box::pin(sync_opening(tcp, &state)).await {
+                    Some(answered) => {
+                        if answered {
+                            let tcp = io.into_tcp().expect("a plain connection");
+                            tokio::spawn(crate::connection::run(
+                                crate::connection::Upgrade::Plain(tcp),
+                                state,
+                            ));
+                        }
+                        return;
+                    }
+                    None => io,
+                },
+                _ => io,
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
@@ -442,6 +466,118 @@ where
     let _ = stopping.send(true);
     // A request under way finishes; a client that never completes one does not hold the stop.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, done.closed()).await;
+}
+
+/// A listener's connection: a plain TCP one or not (TLS).
+trait Plain: Sized {
+    fn tcp(&self) -> Option<&tokio::net::TcpStream>;
+    fn into_tcp(self) -> Option<tokio::net::TcpStream>;
+}
+
+impl Plain for tokio::net::TcpStream {
+    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        Some(self)
+    }
+
+    fn into_tcp(self) -> Option<tokio::net::TcpStream> {
+        Some(self)
+    }
+}
+
+impl Plain for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        None
+    }
+
+    fn into_tcp(self) -> Option<tokio::net::TcpStream> {
+        None
+    }
+}
+
+/// The largest request head the server's own handshake reads ([`crate::ws::opening`]); a longer
+/// one goes to the HTTP server.
+const OPENING_BYTES: usize = 4096;
+
+/// Looks at a plain connection's first request without taking it (`MSG_PEEK`) and, if it is a
+/// well-formed WebSocket handshake for `/sync`, takes it and answers it: the connection is then a
+/// session's, with none of the HTTP server's buffers or tasks made for it (three 8 KB buffers per
+/// connection, which a wave of reconnecting clients left scattered over the heap). `Some(true)`:
+/// answered; `Some(false)`: the peer went away; `None`: the HTTP server's to answer (anything
+/// else, or no whole head within the hello timeout), with nothing taken from the socket.
+async fn sync_opening(tcp: &tokio::net::TcpStream, state: &AppState) -> Option<bool> {
+    use crate::ws::Opening;
+    use tokio::io::Interest;
+    let wait = std::time::Duration::from_millis(state.limits.hello_timeout_ms);
+    let peeked = tokio::time::timeout(wait, async {
+        loop {
+            if tcp.readable().await.is_err() {
+                return Some(Opening::Http);
+            }
+            // Each look reads the whole head again: a head not complete yet counts as "would block",
+            // so the next look waits for more bytes.
+            let look = tcp.try_io(Interest::READABLE, || {
+                let mut head = [0u8; OPENING_BYTES];
+                let n = peek(tcp, &mut head)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                match crate::ws::opening(&head[..n], n == head.len()) {
+                    Opening::Partial => Err(std::io::ErrorKind::WouldBlock.into()),
+                    opening => Ok(Some(opening)),
+                }
+            });
+            match look {
+                Ok(opening) => return opening,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return None,
+            }
+        }
+    })
+    .await;
+    let (len, answer) = match peeked {
+        Ok(Some(Opening::Sync { len, answer })) => (len, answer),
+        // The peer closed before a whole request: nobody to answer.
+        Ok(None) => return Some(false),
+        _ => return None,
+    };
+    if !take(tcp, len) {
+        return Some(false);
+    }
+    let mut answer = answer.as_bytes();
+    while !answer.is_empty() {
+        if tcp.writable().await.is_err() {
+            return Some(false);
+        }
+        match tcp.try_write(answer) {
+            Ok(n) => answer = &answer[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Some(false),
+        }
+    }
+    Some(true)
+}
+
+/// Takes the `len` bytes a peek just saw in `tcp` (they are there); false if the socket failed.
+fn take(tcp: &tokio::net::TcpStream, len: usize) -> bool {
+    let mut head = [0u8; OPENING_BYTES];
+    let mut taken = 0;
+    while taken < len {
+        match tcp.try_read(&mut head[..len - taken]) {
+            Ok(n @ 1..) => taken += n,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The bytes waiting in `tcp`, left there (`MSG_PEEK`).
+fn peek(tcp: &tokio::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: recv into a buffer of `buf.len()` bytes this function borrows mutably.
+    let n = unsafe {
+        libc::recv(tcp.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
 /// The router: everything the server answers.
@@ -498,7 +634,7 @@ async fn sync(State(state): State<AppState>, request: axum::extract::Request) ->
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return refuse("this connection cannot be upgraded");
     };
-    tokio::spawn(crate::connection::run(on_upgrade, state));
+    tokio::spawn(crate::connection::run(crate::connection::Upgrade::Http(on_upgrade), state));
     let mut response = Response::new(axum::body::Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();

@@ -594,6 +594,13 @@ impl Socket {
         Socket { sink, reader, tls }
     }
 
+    /// A plain TCP socket whose handshake the server answered itself (no bytes read past it).
+    pub(crate) fn plain(tcp: TcpStream) -> Socket {
+        let sink =
+            Arc::new(Sink { tcp: Some(tcp), out: Mutex::new(Out::default()), waker: AtomicWaker::new() });
+        Socket { sink, reader: Reader::default(), tls: None }
+    }
+
     /// The client's next message (a frame or message above `max` bytes is refused). Cancel-safe:
     /// what was read stays in the reader.
     pub(crate) async fn recv(&mut self, max: usize) -> Result<Incoming, Recv> {

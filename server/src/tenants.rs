@@ -263,11 +263,18 @@ impl Tenants {
         &self.shared.base
     }
 
+    /// The tenant `name` if it is open now (no waiting, nothing opened).
+    pub(crate) fn get_open(&self, name: &str) -> Option<Arc<Store>> {
+        let open = self.open.lock().expect("tenants lock");
+        let s = open.get(name)?;
+        s.touch();
+        Some(Arc::clone(s))
+    }
+
     /// The tenant's store, opening it if needed; `None` when there is no such tenant.
     pub(crate) async fn get(self: &Arc<Self>, name: &str) -> Result<Option<Arc<Store>>> {
-        if let Some(s) = self.open.lock().expect("tenants lock").get(name) {
-            s.touch();
-            return Ok(Some(Arc::clone(s)));
+        if let Some(s) = self.get_open(name) {
+            return Ok(Some(s));
         }
         if check_name(name).is_err() {
             return Ok(None);

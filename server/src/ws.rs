@@ -19,6 +19,65 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
+/// What the first bytes of a plain connection hold, as far as the server's own handshake goes.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Opening {
+    /// A well-formed WebSocket handshake for `/sync`, `len` bytes long: the answer to write.
+    Sync { len: usize, answer: String },
+    /// Not all of the request's head yet.
+    Partial,
+    /// Anything else (another path, a refusal to explain, a head above the buffer): for the HTTP
+    /// server, which answers it as it always did.
+    Http,
+}
+
+/// Reads the head of a plain connection's first request: a `GET /sync` asking to upgrade to
+/// WebSocket version 13 with a key is answered by the server itself ([`Opening::Sync`]), with no
+/// HTTP stack and none of its buffers, so a wave of reconnecting clients leaves little behind.
+/// Whatever the `/sync` route would refuse, or cannot be told from `head` (`full`: the buffer it was
+/// read into is full), goes to the HTTP server.
+pub(crate) fn opening(head: &[u8], full: bool) -> Opening {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(head) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if !full => return Opening::Partial,
+        _ => return Opening::Http,
+    };
+    let path = request.path.unwrap_or_default();
+    if request.method != Some("GET") || request.version != Some(1) || path.split('?').next() != Some("/sync")
+    {
+        return Opening::Http;
+    }
+    let headers = &*request.headers;
+    fn named<'h, 'b>(
+        headers: &'h [httparse::Header<'b>],
+        name: &'static str,
+    ) -> impl Iterator<Item = &'h httparse::Header<'b>> {
+        headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name))
+    }
+    let values = |name: &'static str| named(headers, name);
+    let has = |name: &'static str, token: &str| {
+        values(name).any(|h| {
+            std::str::from_utf8(h.value)
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let version_13 = values("sec-websocket-version").next().is_some_and(|h| h.value == b"13");
+    let key = values("sec-websocket-key").next().map(|h| h.value);
+    match key {
+        Some(key) if has("connection", "upgrade") && has("upgrade", "websocket") && version_13 => {
+            let accept = accept_key(key);
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+                 sec-websocket-accept: {accept}\r\n\r\n"
+            );
+            Opening::Sync { len, answer }
+        }
+        _ => Opening::Http,
+    }
+}
+
 pub(crate) const TEXT: u8 = 0x1;
 pub(crate) const BINARY: u8 = 0x2;
 pub(crate) const CLOSE: u8 = 0x8;
@@ -242,6 +301,46 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_answers_a_sync_handshake_itself_and_leaves_the_rest_to_http() {
+        let sync = "GET /sync HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+                    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        match opening(sync.as_bytes(), false) {
+            Opening::Sync { len, answer } => {
+                assert_eq!(len, sync.len());
+                // RFC 6455's own example key and answer.
+                assert!(answer.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{answer}");
+                assert!(
+                    answer.contains("\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+                    "{answer}"
+                );
+                assert!(answer.ends_with("\r\n\r\n"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The head so far: wait for the rest (unless the buffer is full: then HTTP's).
+        assert_eq!(opening(&sync.as_bytes()[..40], false), Opening::Partial);
+        assert_eq!(opening(&sync.as_bytes()[..40], true), Opening::Http);
+        // What the route refuses, or is not the route's, is HTTP's to answer.
+        for other in [
+            sync.replace("GET /sync", "GET /index.html"),
+            sync.replace("GET /sync", "POST /sync"),
+            sync.replace("GET /sync", "GET /synced"),
+            sync.replace("Version: 13", "Version: 8"),
+            sync.replace("Upgrade: websocket", "Upgrade: h2c"),
+            sync.replace("keep-alive, Upgrade", "keep-alive"),
+            sync.replace("Sec-WebSocket-Key", "Sec-WebSocket-Nonce"),
+            sync.replace("HTTP/1.1", "HTTP/1.0"),
+            "not HTTP at all\r\n\r\n".to_owned(),
+        ] {
+            assert_eq!(opening(other.as_bytes(), false), Opening::Http, "{other}");
+        }
+        assert!(matches!(
+            opening(sync.replace("/sync", "/sync?v=1").as_bytes(), false),
+            Opening::Sync { .. }
+        ));
+    }
 
     #[test]
     fn the_empty_ping_is_the_framed_empty_ping() {

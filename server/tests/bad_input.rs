@@ -174,3 +174,76 @@ async fn websocket_framing_fragments_pings_and_bad_frames() {
     assert!(bystander.settle().await.is_empty(), "the others are untouched");
     assert_eq!(db_value(&server, "SELECT status FROM jobs WHERE id = 'job-a1'"), "done".to_owned().into());
 }
+
+/// The raw bytes a plain client gets back for `request` (written in `pieces`, 50 ms apart), read
+/// until `until` appears or the server closes.
+async fn exchange(server: &TestServer, pieces: &[&[u8]], until: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tcp.write_all(piece).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(until) {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut chunk));
+        match read.await.expect("the server answers") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A masked client text frame.
+fn client_text(text: &str) -> Vec<u8> {
+    let mask = [7u8, 1, 9, 3];
+    let mut frame = vec![0x81];
+    match text.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend((n as u16).to_be_bytes());
+        }
+    }
+    frame.extend(mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_are_answered_as_rfc_6455_says_however_their_bytes_arrive() {
+    let server = TestServer::start().await;
+    let head = "GET /sync HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+                Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let hello = json!({"type": "hello", "protocol": 1, "token": token("alice", "company-a", "admin"),
+                       "client_id": "raw-client", "cursors": {}});
+    // The head in three pieces, the last with the hello right behind it (as a client that does not
+    // wait for the 101 would send it): answered, and the hello is read as the session's first frame.
+    let (a, rest) = head.as_bytes().split_at(20);
+    let (b, c) = rest.split_at(50);
+    let mut last = c.to_vec();
+    last.extend(client_text(&hello.to_string()));
+    let got = exchange(&server, &[a, b, &last], "\"synced\"").await;
+    assert!(got.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{got}");
+    // RFC 6455's own example key and answer.
+    assert!(got.to_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{got}");
+    assert!(got.contains("\"welcome\"") && got.contains("\"synced\""), "{got}");
+
+    // What the route refuses is answered by the HTTP server as before.
+    let got = exchange(&server, &[head.replace("Version: 13", "Version: 8").as_bytes()], "\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 426"), "{got}");
+    assert!(got.to_lowercase().contains("sec-websocket-version: 13"), "{got}");
+    let got = exchange(&server, &[head.replace("Sec-WebSocket-Key", "X-Key").as_bytes()], "Key\n").await;
+    assert!(got.starts_with("HTTP/1.1 400") && got.contains("needs a Sec-WebSocket-Key"), "{got}");
+    let got = exchange(&server, &[head.replace("GET", "POST").as_bytes()], "\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 405"), "{got}");
+    // Other paths are the HTTP server's, and the server answers everyone still.
+    let got = exchange(&server, &[b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"], "ok\n").await;
+    assert!(got.starts_with("HTTP/1.1 200") && got.ends_with("ok\n"), "{got}");
+    let mut after = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
+    after.until("synced").await;
+}

@@ -59,9 +59,9 @@ pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>, rows: bool) -> R
                 metrics: Arc::clone(&conn.state.metrics),
                 rows,
             };
-            initial(&job, conn, cursor).await
+            Box::pin(initial(&job, conn, cursor)).await
         }
-        Backend::Remote(remote) => Arc::clone(remote).sync(conn, cursor, rows).await,
+        Backend::Remote(remote) => Box::pin(Arc::clone(remote).sync(conn, cursor, rows)).await,
     }
 }
 
