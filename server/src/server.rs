@@ -605,34 +605,21 @@ pub fn app(state: AppState) -> Router {
 async fn sync(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     use axum::http::{HeaderValue, Method, header};
     let (mut parts, _) = request.into_parts();
-    let headers = &parts.headers;
-    let has = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    let values = |name: &str| parts.headers.get_all(name).iter().map(|v| v.as_bytes()).collect::<Vec<_>>();
+    let accept = match crate::ws::handshake(parts.method == Method::GET, values) {
+        Ok(accept) => accept,
+        Err(refused @ crate::ws::Refused::Version) => {
+            return (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))],
+                format!("{}\n", refused.reason()),
+            )
+                .into_response();
+        }
+        Err(refused) => return (StatusCode::BAD_REQUEST, format!("{}\n", refused.reason())).into_response(),
     };
-    let refuse = |why: &'static str| (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
-    if parts.method != Method::GET {
-        return refuse("a WebSocket handshake is a GET");
-    }
-    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
-        return refuse("this is Moat's WebSocket endpoint: ask to upgrade to websocket");
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))],
-            "WebSocket version 13 only\n",
-        )
-            .into_response();
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return refuse("a WebSocket handshake needs a Sec-WebSocket-Key");
-    };
-    let accept = crate::ws::accept_key(key.as_bytes());
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-        return refuse("this connection cannot be upgraded");
+        return (StatusCode::BAD_REQUEST, "this connection cannot be upgraded\n").into_response();
     };
     tokio::spawn(crate::connection::run(crate::connection::Upgrade::Http(on_upgrade), state));
     let mut response = Response::new(axum::body::Body::empty());

@@ -50,32 +50,67 @@ pub(crate) fn opening(head: &[u8], full: bool) -> Opening {
         return Opening::Http;
     }
     let headers = &*request.headers;
-    fn named<'h, 'b>(
-        headers: &'h [httparse::Header<'b>],
-        name: &'static str,
-    ) -> impl Iterator<Item = &'h httparse::Header<'b>> {
-        headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name))
-    }
-    let values = |name: &'static str| named(headers, name);
-    let has = |name: &'static str, token: &str| {
-        values(name).any(|h| {
-            std::str::from_utf8(h.value)
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
+    let values = |name: &str| {
+        headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value).collect::<Vec<_>>()
     };
-    let version_13 = values("sec-websocket-version").next().is_some_and(|h| h.value == b"13");
-    let key = values("sec-websocket-key").next().map(|h| h.value);
-    match key {
-        Some(key) if has("connection", "upgrade") && has("upgrade", "websocket") && version_13 => {
-            let accept = accept_key(key);
+    match handshake(true, values) {
+        Ok(accept) => {
             let answer = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
                  sec-websocket-accept: {accept}\r\n\r\n"
             );
             Opening::Sync { len, answer }
         }
-        _ => Opening::Http,
+        Err(_) => Opening::Http,
     }
+}
+
+/// Why a request is not a WebSocket opening handshake the server takes.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Refused {
+    /// Not a GET (400).
+    NotGet,
+    /// No `Connection: upgrade` and `Upgrade: websocket` (400).
+    NoUpgrade,
+    /// Not version 13 (426, saying 13).
+    Version,
+    /// No `Sec-WebSocket-Key` (400).
+    NoKey,
+}
+
+impl Refused {
+    /// What the HTTP answer says.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Refused::NotGet => "a WebSocket handshake is a GET",
+            Refused::NoUpgrade => "this is Moat's WebSocket endpoint: ask to upgrade to websocket",
+            Refused::Version => "WebSocket version 13 only",
+            Refused::NoKey => "a WebSocket handshake needs a Sec-WebSocket-Key",
+        }
+    }
+}
+
+/// The rules of an opening handshake (RFC 6455, version 13), for the server's own answer
+/// ([`opening`]) and the HTTP route's alike: a GET, asking to upgrade to websocket, version 13, with
+/// a key. `values(name)`: the request's values of header `name` (any case). Returns the
+/// `Sec-WebSocket-Accept` answer.
+pub(crate) fn handshake<'v>(get: bool, values: impl Fn(&str) -> Vec<&'v [u8]>) -> Result<String, Refused> {
+    let has = |name: &str, token: &str| {
+        values(name).iter().any(|v| {
+            std::str::from_utf8(v).is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !get {
+        return Err(Refused::NotGet);
+    }
+    if !has("connection", "upgrade") || !has("upgrade", "websocket") {
+        return Err(Refused::NoUpgrade);
+    }
+    if values("sec-websocket-version").first().is_none_or(|v| *v != b"13") {
+        return Err(Refused::Version);
+    }
+    let key = values("sec-websocket-key").first().copied().ok_or(Refused::NoKey)?;
+    Ok(accept_key(key))
 }
 
 pub(crate) const TEXT: u8 = 0x1;
@@ -340,6 +375,28 @@ mod tests {
             opening(sync.replace("/sync", "/sync?v=1").as_bytes(), false),
             Opening::Sync { .. }
         ));
+        // The route's refusals, each with its reason (the HTTP server's 400 and 426).
+        let headers = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_bytes())
+                    .collect()
+            }
+        };
+        const GOOD: &[(&str, &str)] = &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        const NO_VERSION: &[(&str, &str)] = &[GOOD[0], GOOD[1], GOOD[3]];
+        assert_eq!(handshake(true, headers(GOOD)).as_deref(), Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_eq!(handshake(false, headers(GOOD)), Err(Refused::NotGet));
+        assert_eq!(handshake(true, headers(&GOOD[1..])), Err(Refused::NoUpgrade));
+        assert_eq!(handshake(true, headers(NO_VERSION)), Err(Refused::Version));
+        assert_eq!(handshake(true, headers(&GOOD[..3])), Err(Refused::NoKey));
     }
 
     #[test]
