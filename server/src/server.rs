@@ -430,19 +430,26 @@ async fn serve_http<L>(
         let sessions = sessions.clone();
         tokio::spawn(async move {
             let io = match (sessions, io.tcp()) {
-                (Some(state), Some(tcp)) => match Box::pin(sync_opening(tcp, &state)).await {
-                    Some(answered) => {
-                        if answered {
-                            let tcp = io.into_tcp().expect("a plain connection");
-                            tokio::spawn(crate::connection::run(
-                                crate::connection::Upgrade::Plain(tcp),
-                                state,
-                            ));
+                (Some(state), Some(tcp)) => {
+                    // A server stopping does not wait for a first request still to come.
+                    let opened = tokio::select! {
+                        opened = Box::pin(sync_opening(tcp, &state)) => opened,
+                        _ = stopping.wait_for(|s| *s) => Some(false),
+                    };
+                    match opened {
+                        Some(answered) => {
+                            if answered {
+                                let tcp = io.into_tcp().expect("a plain connection");
+                                tokio::spawn(crate::connection::run(
+                                    crate::connection::Upgrade::Plain(tcp),
+                                    state,
+                                ));
+                            }
+                            return;
                         }
-                        return;
+                        None => io,
                     }
-                    None => io,
-                },
+                }
                 _ => io,
             };
             let conn = hyper::server::conn::http1::Builder::new()
@@ -510,8 +517,11 @@ async fn sync_opening(tcp: &tokio::net::TcpStream, state: &AppState) -> Option<b
     let wait = std::time::Duration::from_millis(state.limits.hello_timeout_ms);
     let peeked = tokio::time::timeout(wait, async {
         loop {
-            if tcp.readable().await.is_err() {
-                return Some(Opening::Http);
+            // A peer that closed its side keeps the socket readable for good, with the bytes it
+            // sent (a peek never takes them): the HTTP server reads those and the end.
+            match tcp.ready(Interest::READABLE).await {
+                Ok(ready) if !ready.is_read_closed() => {}
+                _ => return Some(Opening::Http),
             }
             // Each look reads the whole head again: a head not complete yet counts as "would block",
             // so the next look waits for more bytes.

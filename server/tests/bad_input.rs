@@ -247,3 +247,21 @@ async fn handshakes_are_answered_as_rfc_6455_says_however_their_bytes_arrive() {
     let mut after = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
     after.until("synced").await;
 }
+
+/// A client that sends part of a handshake and closes its side is let go (the connection ends),
+/// and the server serves on: no task keeps looking at what it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_cut_short_ends_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    for part in ["GET /sync HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n", "GET /sy"] {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(part.as_bytes()).await.unwrap();
+        tcp.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut rest));
+        assert!(read.await.is_ok(), "the server never ended the connection after {part:?}");
+    }
+    let mut after = Client::connect(&server.url(), &token("amy", "company-a", "admin"), json!({})).await;
+    after.until("synced").await;
+}

@@ -50,3 +50,21 @@ async fn a_frame_above_the_limit_gets_1009() {
     assert_eq!(closed(&mut ws).await.0, 1009);
     assert!(other.settle().await.is_empty(), "the others carry on");
 }
+
+/// A stop ends connections whose first request has not come yet at once, rather than after the
+/// server's 5-second grace for requests under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_sending_its_first_request_does_not_hold_the_stop() {
+    use tokio::io::AsyncWriteExt;
+    let mut server = TestServer::start().await;
+    let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /sync HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    server.stop().await;
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(4),
+        "the stop waited {waited:?} for a request that never came"
+    );
+}
