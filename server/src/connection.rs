@@ -450,8 +450,8 @@ enum Step<'a> {
 /// The live loop. Between events it holds no future of its own: a session's pings, token expiry
 /// and the server's shutdown come through its sink (from [`Sessions`](crate::socket::Sessions)).
 /// What an event asks is started by [`step`] and anything that has to wait is boxed, so the task of
-/// an idle session is its [`Conn`] and a few words (its future was 520 bytes, 192 of them this loop's;
-/// `docs/server.md`).
+/// an idle session is its [`Conn`] and a few words (the whole session's future is 264 bytes, a
+/// 384-byte task; `docs/server.md`).
 async fn live(conn: &mut Conn) -> Result<(), End> {
     loop {
         let event = std::future::poll_fn(|cx| next_event(conn, cx)).await;
