@@ -520,3 +520,82 @@ fn a_sorted_filtered_page_is_the_same_whether_it_walks_the_sort_index_or_sorts_t
     );
     assert!(indexed[0].0 > 500 && indexed[1].1.len() == 50 && !indexed[2].1.is_empty(), "{indexed:?}");
 }
+
+#[test]
+fn a_lists_counts_are_what_sql_counts_with_any_search_scope_and_filters() {
+    let (_server, r) = device();
+    let route = std::collections::BTreeMap::from([("tenant_id".to_owned(), "company-a".to_owned())]);
+    r.set_identity(&sqlite_ext::protocol::Identity { user: "tom".into(), route }).unwrap();
+    let filter = |field: &str, equals: Option<&str>, min: Option<&str>, max: Option<&str>| ui::ListFilter {
+        field: field.into(),
+        equals: equals.map(Into::into),
+        min: min.map(Into::into),
+        max: max.map(Into::into),
+    };
+    // Searches: none, one the trigram index answers, one too short for it, one too common for it
+    // (a quarter of the rows: scanned), one with no match. Filters: none, a facet's, a range, both.
+    let searches = [None, Some("boiler"), Some("ai"), Some("job"), Some("qqxz")];
+    let filter_sets = [
+        vec![],
+        vec![filter("status", Some("open"), None, None)],
+        vec![filter("price_cents", None, Some("500.00"), Some("900.00"))],
+        vec![filter("status", Some("done"), None, None), filter("price_cents", None, Some("100.00"), None)],
+    ];
+    let count = |sql: &str| -> i64 { r.connection().query_row(sql, [], |row| row.get(0)).unwrap() };
+    let check = |phase: &str| {
+        for search in searches {
+            for mine in [false, true] {
+                for filters in &filter_sets {
+                    let q = ListQuery {
+                        search: search.map(Into::into),
+                        mine: Some(mine),
+                        filters: Some(filters.clone()),
+                        limit: Some(500),
+                        ..ListQuery::new("jobs")
+                    };
+                    let page = ui::list_view(r.connection(), r.schema(), &q).unwrap();
+                    let found = search.map_or("1".to_owned(), |s| {
+                        format!("(title LIKE '%{s}%' OR notes LIKE '%{s}%' OR assignee LIKE '%{s}%')")
+                    });
+                    let scope = if mine { format!("{found} AND assignee = 'tom'") } else { found.clone() };
+                    let filtered: String = filters
+                        .iter()
+                        .map(|f| match (&f.equals, &f.min, &f.max) {
+                            (Some(v), _, _) => format!(" AND {} = '{v}'", f.field),
+                            (_, min, max) => {
+                                let cents = |t: &Option<String>| {
+                                    t.as_deref().map(|t| (t.parse::<f64>().unwrap() * 100.0) as i64)
+                                };
+                                cents(min).map(|c| format!(" AND price_cents >= {c}")).unwrap_or_default()
+                                    + &cents(max)
+                                        .map(|c| format!(" AND price_cents <= {c}"))
+                                        .unwrap_or_default()
+                            }
+                        })
+                        .collect();
+                    let what = format!("{phase}: {search:?}, mine {mine}, {} filters", filters.len());
+                    assert_eq!(page.all_count, count("SELECT count(*) FROM jobs"), "{what}");
+                    assert_eq!(
+                        page.mine_count,
+                        Some(count(&format!("SELECT count(*) FROM jobs WHERE {found} AND assignee = 'tom'"))),
+                        "{what}"
+                    );
+                    let total = count(&format!("SELECT count(*) FROM jobs WHERE {scope}{filtered}"));
+                    assert_eq!(page.total, total, "{what}");
+                    assert_eq!(page.rows.len() as i64, total.min(500), "{what}");
+                    let status = page.facets.iter().find(|f| f.field == "status").expect("a status facet");
+                    for o in &status.options {
+                        let n = count(&format!(
+                            "SELECT count(*) FROM jobs WHERE {scope} AND status = '{}'",
+                            o.value
+                        ));
+                        assert_eq!(o.count, n, "{what}: {}", o.label);
+                    }
+                }
+            }
+        }
+    };
+    check("scanned");
+    ui::ensure_indexes(r.connection(), r.schema()).unwrap();
+    check("indexed");
+}

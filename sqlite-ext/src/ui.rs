@@ -935,7 +935,7 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         && !meta.search_fields.is_empty()
     {
         if let Some((cond, arg)) = search_condition(conn, &q.object_type, &meta, s.trim())? {
-            scope.push(cond, [arg]);
+            scope.push_column(cond, [arg]);
         } else {
             let escaped = s.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             let terms: Vec<String> =
@@ -950,58 +950,11 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
     let mine_field = meta.fields.iter().find(|f| f.mine).map(|f| f.name.clone());
     let user = records::identity(conn)?.user;
     let mine_cond = mine_field.as_ref().map(|f| (format!("{} = ?", quote(f)), Value::Text(user.clone())));
-    let count = |w: &Where| -> Result<i64> {
-        Ok(conn.query_row(
-            &format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()),
-            params_from_iter(&w.args),
-            |r| r.get(0),
-        )?)
-    };
-    let mine_count = match (&mine_cond, user.is_empty()) {
-        (Some((c, v)), false) => {
-            let mut w = scope.clone();
-            w.push(c.clone(), [v.clone()]);
-            Some(count(&w)?)
-        }
-        _ => None,
-    };
-    if q.mine == Some(true) {
-        let (c, v) = mine_cond
-            .clone()
-            .ok_or_else(|| Error::Invalid(format!("{} are not assigned to anyone", meta.label_plural)))?;
-        scope.push_column(c, [v]);
+    let mine_on = q.mine == Some(true);
+    if mine_on && mine_cond.is_none() {
+        return Err(Error::Invalid(format!("{} are not assigned to anyone", meta.label_plural)));
     }
-    // Facets count within the scope (search, mine); the filters narrow the rows.
-    let mut facets = Vec::new();
-    for c in &meta.list_columns {
-        let Some(f) = meta.field(c).filter(|f| f.kind == FieldKind::Choice) else { continue };
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {col}, count(*) FROM {}{} GROUP BY {col}",
-            quote(&t.name),
-            scope.sql(),
-            col = quote(c)
-        ))?;
-        let counts: std::collections::HashMap<String, i64> = stmt
-            .query_map(params_from_iter(&scope.args), |r| {
-                Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        facets.push(FacetView {
-            field: c.clone(),
-            label: f.label.clone(),
-            options: f
-                .options
-                .iter()
-                .map(|o| FacetOption {
-                    value: o.value.clone(),
-                    label: o.label.clone(),
-                    color: o.color.clone(),
-                    count: counts.get(&o.value).copied().unwrap_or(0),
-                })
-                .collect(),
-        });
-    }
-    let mut filtered = scope;
+    let mut filters = Where::default();
     for flt in q.filters.iter().flatten() {
         let f = meta
             .field(&flt.field)
@@ -1010,14 +963,47 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         for (text, op) in [(&flt.equals, "="), (&flt.min, ">="), (&flt.max, "<=")] {
             let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) else { continue };
             let v = parse_input(f, text)?;
-            filtered.push_column(format!("{col} {op} ?"), [v]);
+            filters.push_column(format!("{col} {op} ?"), [v]);
         }
     }
-    let total: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM {}{}", quote(&t.name), filtered.sql()),
-        params_from_iter(&filtered.args),
-        |r| r.get(0),
-    )?;
+    // Facets count within the scope (search, mine); the filters narrow the rows.
+    let facet_fields: Vec<&FieldMeta> = meta
+        .list_columns
+        .iter()
+        .filter_map(|c| meta.field(c))
+        .filter(|f| f.kind == FieldKind::Choice)
+        .collect();
+    let counted = if scope.terms.is_empty() && !mine_on {
+        counts_of_all(conn, t, mine_cond.as_ref().filter(|_| !user.is_empty()), &facet_fields, &filters)?
+    } else {
+        let mine = mine_cond.as_ref().map(|cond| Mine { cond, on: mine_on, counted: !user.is_empty() });
+        counts_in_scope(conn, t, &scope, mine, &facet_fields, &filters)?
+    };
+    let facets = facet_fields
+        .iter()
+        .zip(&counted.facets)
+        .map(|(f, counts)| FacetView {
+            field: f.name.clone(),
+            label: f.label.clone(),
+            options: f
+                .options
+                .iter()
+                .zip(counts)
+                .map(|(o, &count)| FacetOption {
+                    value: o.value.clone(),
+                    label: o.label.clone(),
+                    color: o.color.clone(),
+                    count,
+                })
+                .collect(),
+        })
+        .collect();
+    let (mine_count, total) = (counted.mine, counted.total);
+    let mut filtered = scope;
+    if mine_on && let Some((c, v)) = &mine_cond {
+        filtered.push_column(c.clone(), [v.clone()]);
+    }
+    filtered.extend(filters);
     let all_count = t.count(conn, &[])?;
     let (sort_field, asc) = match &q.sort_field {
         Some(f) => {
@@ -1095,6 +1081,149 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
     })
 }
 
+/// A list's counts: records assigned to the user (within the search), each facet's options (in the
+/// options' order, within the scope), and the records the filters leave.
+struct Counts {
+    mine: Option<i64>,
+    facets: Vec<Vec<i64>>,
+    total: i64,
+}
+
+/// "Assigned to me" in a list's query: the assignee condition, whether the list is narrowed to it,
+/// and whether its count is shown (someone is signed in).
+#[derive(Clone, Copy)]
+struct Mine<'a> {
+    cond: &'a (String, Value),
+    on: bool,
+    counted: bool,
+}
+
+/// The counts of a list with no search and no "assigned to me": each from its column's index alone
+/// (a facet reads the whole table's entries of its column, grouped).
+fn counts_of_all(
+    conn: &Connection,
+    t: &Table,
+    mine: Option<&(String, Value)>,
+    facet_fields: &[&FieldMeta],
+    filters: &Where,
+) -> Result<Counts> {
+    let count = |w: &Where| -> Result<i64> {
+        Ok(conn
+            .prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()))?
+            .query_row(params_from_iter(&w.args), |r| r.get(0))?)
+    };
+    let mine = match mine {
+        Some((c, v)) => {
+            let mut w = Where::default();
+            w.push(c.clone(), [v.clone()]);
+            Some(count(&w)?)
+        }
+        None => None,
+    };
+    // An indexed column: a count per option, each a range of its index (faster than grouping the
+    // whole index: ~2.6 against ~3.8 ms for 100,000 rows natively); without its index yet (built at
+    // an idle turn after a first sync) one grouped scan, not a scan per option.
+    let mut facets = Vec::with_capacity(facet_fields.len());
+    for f in facet_fields {
+        if sort_indexed(conn, &t.name, &f.name)? {
+            let mut counts = Vec::with_capacity(f.options.len());
+            for o in &f.options {
+                let mut w = Where::default();
+                w.push(format!("{} = ?", quote(&f.name)), [Value::Text(o.value.clone())]);
+                counts.push(count(&w)?);
+            }
+            facets.push(counts);
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {col}, count(*) FROM {} GROUP BY {col}",
+            quote(&t.name),
+            col = quote(&f.name)
+        ))?;
+        let counts: std::collections::HashMap<String, i64> = stmt
+            .query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        facets.push(f.options.iter().map(|o| counts.get(&o.value).copied().unwrap_or(0)).collect());
+    }
+    Ok(Counts { mine, facets, total: count(filters)? })
+}
+
+/// The counts of a list narrowed by a search or to the user's records, in one read of the rows in
+/// scope (each reached through the search's rowids or the assignee's index, once: a count of each
+/// kind on its own read them all again). The base is the search when there is one (the assignee
+/// count is within it, and "assigned to me" a condition of the facets and the total), else the
+/// user's records.
+fn counts_in_scope(
+    conn: &Connection,
+    t: &Table,
+    search: &Where,
+    mine: Option<Mine>,
+    facet_fields: &[&FieldMeta],
+    filters: &Where,
+) -> Result<Counts> {
+    let mut base = search.clone();
+    let mut within = Vec::new();
+    let mut within_args = Vec::new();
+    let mut exprs: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut mine_expr = None;
+    if let Some(Mine { cond: (c, v), on, counted }) = mine {
+        if search.terms.is_empty() {
+            // Only "assigned to me": its rows are the base; the assignee count is theirs.
+            base.push_column(c.clone(), [v.clone()]);
+            mine_expr = counted.then(|| "count(*)".to_owned());
+        } else {
+            if counted {
+                mine_expr = Some(format!("count(CASE WHEN {c} THEN 1 END)"));
+                args.push(v.clone());
+            }
+            if on {
+                within.push(c.clone());
+                within_args.push(v.clone());
+            }
+        }
+    }
+    let when = |extra: &[String]| -> String {
+        let all: Vec<&String> = within.iter().chain(extra).collect();
+        if all.is_empty() {
+            "count(*)".to_owned()
+        } else {
+            format!(
+                "count(CASE WHEN {} THEN 1 END)",
+                all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" AND ")
+            )
+        }
+    };
+    let counts_mine = mine_expr.is_some();
+    exprs.extend(mine_expr);
+    for f in facet_fields {
+        for o in &f.options {
+            exprs.push(when(&[format!("{} = ?", quote(&f.name))]));
+            args.extend(within_args.iter().cloned());
+            args.push(Value::Text(o.value.clone()));
+        }
+    }
+    exprs.push(when(&filters.terms));
+    args.extend(within_args.iter().cloned());
+    args.extend(filters.args.iter().cloned());
+    args.extend(base.args.iter().cloned());
+    let sql = format!("SELECT {} FROM {}{}", exprs.join(", "), quote(&t.name), base.sql());
+    conn.query_row(&sql, params_from_iter(&args), |r| {
+        let mut i = 0;
+        let mut next = || -> rusqlite::Result<i64> {
+            i += 1;
+            r.get(i - 1)
+        };
+        let mine = if counts_mine { Some(next()?) } else { None };
+        let facets = facet_fields
+            .iter()
+            .map(|f| f.options.iter().map(|_| next()).collect::<rusqlite::Result<Vec<_>>>())
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Counts { mine, facets, total: next()? })
+    })
+    .map_err(Into::into)
+}
+
 /// The conditions of a query, with their arguments in order (`?` placeholders).
 #[derive(Debug, Clone, Default)]
 struct Where {
@@ -1116,6 +1245,13 @@ impl Where {
         self.unindexed.push(format!("+{term}"));
         self.terms.push(term);
         self.args.extend(args);
+    }
+
+    /// Adds `other`'s terms after these.
+    fn extend(&mut self, other: Where) {
+        self.terms.extend(other.terms);
+        self.unindexed.extend(other.unindexed);
+        self.args.extend(other.args);
     }
 
     /// ` WHERE a AND b`, or nothing.
