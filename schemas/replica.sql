@@ -37,3 +37,15 @@ CREATE TABLE IF NOT EXISTS moat_search_fill (
     fields TEXT NOT NULL,
     upto   INTEGER NOT NULL
 ) STRICT;
+
+-- Counts the lists show without reading the rows (`ui::IndexJob::Tally`): for each object type, how
+-- many records it has (`col` and `val` empty) and how many hold each value of its facet and
+-- assignee fields. Derived from the metadata like the lists' indexes, made at an idle turn, and kept
+-- in step by triggers on the object type's table.
+CREATE TABLE IF NOT EXISTS moat_tally (
+    kind TEXT NOT NULL,
+    col  TEXT NOT NULL,
+    val  ANY NOT NULL,
+    n    INTEGER NOT NULL,
+    PRIMARY KEY (kind, col, val)
+) STRICT, WITHOUT ROWID;

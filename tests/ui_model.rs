@@ -447,7 +447,11 @@ fn a_search_index_filled_a_step_at_a_time_holds_every_row_written_meanwhile() {
     assert_eq!(searched(&r, "walrus").0, 2);
     // The list indexes a first page does not need were left for later steps.
     let left = ui::missing_indexes(conn, r.schema()).unwrap();
-    assert!(left.iter().all(|j| matches!(j, ui::IndexJob::List { first: false, .. })), "{left:?}");
+    assert!(
+        left.iter()
+            .all(|j| matches!(j, ui::IndexJob::List { first: false, .. } | ui::IndexJob::Tally { .. })),
+        "{left:?}"
+    );
     assert!(!left.is_empty() && ui::indexes_pending(conn, r.schema()).unwrap());
     while ui::index_step(conn, r.schema(), ui::FILL_ROWS).unwrap() {}
     assert!(!ui::indexes_pending(conn, r.schema()).unwrap());
@@ -523,9 +527,37 @@ fn a_sorted_filtered_page_is_the_same_whether_it_walks_the_sort_index_or_sorts_t
 
 #[test]
 fn a_lists_counts_are_what_sql_counts_with_any_search_scope_and_filters() {
-    let (_server, r) = device();
+    counted_device();
+}
+
+/// A device signed in as tom whose lists' counts were checked against SQL before and after its
+/// indexes and tallies were made (every search, "assigned to me" and filter combination).
+fn counted_device() -> (ModelServer, Replica) {
+    let (server, r) = device();
     let route = std::collections::BTreeMap::from([("tenant_id".to_owned(), "company-a".to_owned())]);
     r.set_identity(&sqlite_ext::protocol::Identity { user: "tom".into(), route }).unwrap();
+    assert_counts(&r, "scanned");
+    ui::ensure_indexes(r.connection(), r.schema()).unwrap();
+    let tallied: i64 = r
+        .connection()
+        .query_row(
+            "SELECT n FROM moat_tally WHERE kind = 'jobs' AND col = 'status' AND val = 'open'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let open: i64 = r
+        .connection()
+        .query_row("SELECT count(*) FROM jobs WHERE status = 'open'", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(tallied, open, "the lists count from a tally");
+    assert_counts(&r, "indexed");
+    (server, r)
+}
+
+/// Every count `list_view` shows, for every combination of search, "assigned to me" and filters,
+/// against what SQL counts in the rows.
+fn assert_counts(r: &Replica, phase: &str) {
     let filter = |field: &str, equals: Option<&str>, min: Option<&str>, max: Option<&str>| ui::ListFilter {
         field: field.into(),
         equals: equals.map(Into::into),
@@ -542,60 +574,94 @@ fn a_lists_counts_are_what_sql_counts_with_any_search_scope_and_filters() {
         vec![filter("status", Some("done"), None, None), filter("price_cents", None, Some("100.00"), None)],
     ];
     let count = |sql: &str| -> i64 { r.connection().query_row(sql, [], |row| row.get(0)).unwrap() };
-    let check = |phase: &str| {
-        for search in searches {
-            for mine in [false, true] {
-                for filters in &filter_sets {
-                    let q = ListQuery {
-                        search: search.map(Into::into),
-                        mine: Some(mine),
-                        filters: Some(filters.clone()),
-                        limit: Some(500),
-                        ..ListQuery::new("jobs")
-                    };
-                    let page = ui::list_view(r.connection(), r.schema(), &q).unwrap();
-                    let found = search.map_or("1".to_owned(), |s| {
-                        format!("(title LIKE '%{s}%' OR notes LIKE '%{s}%' OR assignee LIKE '%{s}%')")
-                    });
-                    let scope = if mine { format!("{found} AND assignee = 'tom'") } else { found.clone() };
-                    let filtered: String = filters
-                        .iter()
-                        .map(|f| match (&f.equals, &f.min, &f.max) {
-                            (Some(v), _, _) => format!(" AND {} = '{v}'", f.field),
-                            (_, min, max) => {
-                                let cents = |t: &Option<String>| {
-                                    t.as_deref().map(|t| (t.parse::<f64>().unwrap() * 100.0) as i64)
-                                };
-                                cents(min).map(|c| format!(" AND price_cents >= {c}")).unwrap_or_default()
-                                    + &cents(max)
-                                        .map(|c| format!(" AND price_cents <= {c}"))
-                                        .unwrap_or_default()
-                            }
-                        })
-                        .collect();
-                    let what = format!("{phase}: {search:?}, mine {mine}, {} filters", filters.len());
-                    assert_eq!(page.all_count, count("SELECT count(*) FROM jobs"), "{what}");
-                    assert_eq!(
-                        page.mine_count,
-                        Some(count(&format!("SELECT count(*) FROM jobs WHERE {found} AND assignee = 'tom'"))),
-                        "{what}"
-                    );
-                    let total = count(&format!("SELECT count(*) FROM jobs WHERE {scope}{filtered}"));
-                    assert_eq!(page.total, total, "{what}");
-                    assert_eq!(page.rows.len() as i64, total.min(500), "{what}");
-                    let status = page.facets.iter().find(|f| f.field == "status").expect("a status facet");
-                    for o in &status.options {
-                        let n = count(&format!(
-                            "SELECT count(*) FROM jobs WHERE {scope} AND status = '{}'",
-                            o.value
-                        ));
-                        assert_eq!(o.count, n, "{what}: {}", o.label);
-                    }
+    for search in searches {
+        for mine in [false, true] {
+            for filters in &filter_sets {
+                let q = ListQuery {
+                    search: search.map(Into::into),
+                    mine: Some(mine),
+                    filters: Some(filters.clone()),
+                    limit: Some(500),
+                    ..ListQuery::new("jobs")
+                };
+                let page = ui::list_view(r.connection(), r.schema(), &q).unwrap();
+                let found = search.map_or("1".to_owned(), |s| {
+                    format!("(title LIKE '%{s}%' OR notes LIKE '%{s}%' OR assignee LIKE '%{s}%')")
+                });
+                let scope = if mine { format!("{found} AND assignee = 'tom'") } else { found.clone() };
+                let filtered: String = filters
+                    .iter()
+                    .map(|f| match (&f.equals, &f.min, &f.max) {
+                        (Some(v), _, _) => format!(" AND {} = '{v}'", f.field),
+                        (_, min, max) => {
+                            let cents = |t: &Option<String>| {
+                                t.as_deref().map(|t| (t.parse::<f64>().unwrap() * 100.0) as i64)
+                            };
+                            cents(min).map(|c| format!(" AND price_cents >= {c}")).unwrap_or_default()
+                                + &cents(max).map(|c| format!(" AND price_cents <= {c}")).unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                let what = format!("{phase}: {search:?}, mine {mine}, {} filters", filters.len());
+                assert_eq!(page.all_count, count("SELECT count(*) FROM jobs"), "{what}");
+                assert_eq!(
+                    page.mine_count,
+                    Some(count(&format!("SELECT count(*) FROM jobs WHERE {found} AND assignee = 'tom'"))),
+                    "{what}"
+                );
+                let total = count(&format!("SELECT count(*) FROM jobs WHERE {scope}{filtered}"));
+                assert_eq!(page.total, total, "{what}");
+                assert_eq!(page.rows.len() as i64, total.min(500), "{what}");
+                let status = page.facets.iter().find(|f| f.field == "status").expect("a status facet");
+                for o in &status.options {
+                    let n =
+                        count(&format!("SELECT count(*) FROM jobs WHERE {scope} AND status = '{}'", o.value));
+                    assert_eq!(o.count, n, "{what}: {}", o.label);
                 }
             }
         }
-    };
-    check("scanned");
-    ui::ensure_indexes(r.connection(), r.schema()).unwrap();
-    check("indexed");
+    }
+}
+
+#[test]
+fn a_lists_tally_follows_every_change_of_its_rows() {
+    let (mut server, mut r) = counted_device();
+    // The server's changes: statuses and assignees changed, records added and removed.
+    let diff = server.edit(|c| {
+        c.execute_batch(
+            "UPDATE jobs SET status = 'done' WHERE id IN ('job-a-00001', 'job-a-00002', 'job-a-00003');
+             UPDATE jobs SET assignee = 'tom' WHERE id = 'job-a-00004';
+             UPDATE jobs SET assignee = NULL WHERE id = 'job-a-00008';
+             UPDATE jobs SET title = 'Boiler, the big one' WHERE id = 'job-a-00005';
+             DELETE FROM jobs WHERE id IN ('job-a-00010', 'job-a-00011');
+             INSERT INTO jobs (id, tenant_id, title, status, price_cents, line_items, assignee, customer_id)
+             SELECT 'job-a-new', tenant_id, 'New boiler', 'on_hold', 70000, '[]', 'tom', customer_id
+             FROM jobs WHERE id = 'job-a-00012';",
+        )
+        .unwrap();
+    });
+    r.apply_server_diff(&diff).unwrap();
+    assert_counts(&r, "after a server diff");
+    // The user's own edits (pending overlays over the server's rows), and their undoing.
+    r.update(
+        "jobs",
+        &id("job-a-00020"),
+        &fields([("status", "scheduled".into()), ("assignee", "tom".into())]),
+    )
+    .unwrap();
+    r.delete("jobs", &id("job-a-00021")).unwrap();
+    assert_counts(&r, "after local edits");
+    let pending = r.pending().unwrap();
+    for m in &pending {
+        r.reject(&m.mutation_id, "refused").unwrap();
+    }
+    assert_counts(&r, "after the edits were refused");
+    // A row replaced in place (a snapshot's `INSERT OR REPLACE`) counts once.
+    r.connection()
+        .execute_batch("INSERT OR REPLACE INTO jobs SELECT * FROM jobs WHERE id = 'job-a-00030'")
+        .unwrap();
+    r.connection()
+        .execute_batch("UPDATE jobs SET assignee = NULL, status = 'on_hold' WHERE id = 'job-a-00031'")
+        .unwrap();
+    assert_counts(&r, "after a replace");
 }

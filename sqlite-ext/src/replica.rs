@@ -150,6 +150,9 @@ impl Replica {
     }
 
     fn init(mut conn: Connection, schema: Schema) -> Result<Replica> {
+        // A row an `INSERT OR REPLACE` replaces is deleted as far as the derived indexes' triggers
+        // know (the full-text index and the lists' tallies follow every row: `ui::IndexJob`).
+        conn.execute_batch("PRAGMA recursive_triggers = ON")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(REPLICA_SQL)?;
         let stored: Option<String> = tx

@@ -974,10 +974,11 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         .filter(|f| f.kind == FieldKind::Choice)
         .collect();
     let counted = if scope.terms.is_empty() && !mine_on {
-        counts_of_all(conn, t, mine_cond.as_ref().filter(|_| !user.is_empty()), &facet_fields, &filters)?
+        let mine = mine_field.as_deref().filter(|_| !user.is_empty()).map(|f| (f, user.as_str()));
+        counts_of_all(conn, &q.object_type, &meta, mine, &facet_fields, &filters)?
     } else {
         let mine = mine_cond.as_ref().map(|cond| Mine { cond, on: mine_on, counted: !user.is_empty() });
-        counts_in_scope(conn, t, &scope, mine, &facet_fields, &filters)?
+        counts_in_scope(conn, &q.object_type, &meta, &scope, mine, &facet_fields, &filters)?
     };
     let facets = facet_fields
         .iter()
@@ -998,13 +999,12 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
                 .collect(),
         })
         .collect();
-    let (mine_count, total) = (counted.mine, counted.total);
+    let (mine_count, total, all_count) = (counted.mine, counted.total, counted.all);
     let mut filtered = scope;
     if mine_on && let Some((c, v)) = &mine_cond {
         filtered.push_column(c.clone(), [v.clone()]);
     }
     filtered.extend(filters);
-    let all_count = t.count(conn, &[])?;
     let (sort_field, asc) = match &q.sort_field {
         Some(f) => {
             t.column_index(f)
@@ -1082,11 +1082,13 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
 }
 
 /// A list's counts: records assigned to the user (within the search), each facet's options (in the
-/// options' order, within the scope), and the records the filters leave.
+/// options' order, within the scope), the records the filters leave, and all of them.
 struct Counts {
     mine: Option<i64>,
     facets: Vec<Vec<i64>>,
     total: i64,
+    /// Every record of the object type.
+    all: i64,
 }
 
 /// "Assigned to me" in a list's query: the assignee condition, whether the list is narrowed to it,
@@ -1098,24 +1100,39 @@ struct Mine<'a> {
     counted: bool,
 }
 
-/// The counts of a list with no search and no "assigned to me": each from its column's index alone
-/// (a facet reads the whole table's entries of its column, grouped).
+/// The counts of a list with no search and no "assigned to me": from the object type's tally when
+/// it has one (no row read), else each from its column's index alone. The filters' total is counted
+/// (through their index) unless there are none.
 fn counts_of_all(
     conn: &Connection,
-    t: &Table,
-    mine: Option<&(String, Value)>,
+    object_type: &str,
+    meta: &ObjectMeta,
+    mine: Option<(&str, &str)>,
     facet_fields: &[&FieldMeta],
     filters: &Where,
 ) -> Result<Counts> {
+    let t = &meta.table;
     let count = |w: &Where| -> Result<i64> {
         Ok(conn
             .prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()))?
             .query_row(params_from_iter(&w.args), |r| r.get(0))?)
     };
+    if let Some(tally) = tally_of(conn, object_type, meta)? {
+        let all = tally.get("", "");
+        return Ok(Counts {
+            mine: mine.map(|(field, user)| tally.get(field, user)),
+            facets: facet_fields
+                .iter()
+                .map(|f| f.options.iter().map(|o| tally.get(&f.name, &o.value)).collect())
+                .collect(),
+            total: if filters.terms.is_empty() { all } else { count(filters)? },
+            all,
+        });
+    }
     let mine = match mine {
-        Some((c, v)) => {
+        Some((field, user)) => {
             let mut w = Where::default();
-            w.push(c.clone(), [v.clone()]);
+            w.push(format!("{} = ?", quote(field)), [Value::from(user)]);
             Some(count(&w)?)
         }
         None => None,
@@ -1145,7 +1162,7 @@ fn counts_of_all(
             .collect::<rusqlite::Result<_>>()?;
         facets.push(f.options.iter().map(|o| counts.get(&o.value).copied().unwrap_or(0)).collect());
     }
-    Ok(Counts { mine, facets, total: count(filters)? })
+    Ok(Counts { mine, facets, total: count(filters)?, all: t.count(conn, &[])? })
 }
 
 /// The counts of a list narrowed by a search or to the user's records, in one read of the rows in
@@ -1155,7 +1172,8 @@ fn counts_of_all(
 /// user's records.
 fn counts_in_scope(
     conn: &Connection,
-    t: &Table,
+    object_type: &str,
+    meta: &ObjectMeta,
     search: &Where,
     mine: Option<Mine>,
     facet_fields: &[&FieldMeta],
@@ -1207,6 +1225,11 @@ fn counts_in_scope(
     args.extend(within_args.iter().cloned());
     args.extend(filters.args.iter().cloned());
     args.extend(base.args.iter().cloned());
+    let t = &meta.table;
+    let all = match tally_of(conn, object_type, meta)? {
+        Some(tally) => tally.get("", ""),
+        None => t.count(conn, &[])?,
+    };
     let sql = format!("SELECT {} FROM {}{}", exprs.join(", "), quote(&t.name), base.sql());
     conn.query_row(&sql, params_from_iter(&args), |r| {
         let mut i = 0;
@@ -1219,7 +1242,7 @@ fn counts_in_scope(
             .iter()
             .map(|f| f.options.iter().map(|_| next()).collect::<rusqlite::Result<Vec<_>>>())
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Counts { mine, facets, total: next()? })
+        Ok(Counts { mine, facets, total: next()?, all })
     })
     .map_err(Into::into)
 }
@@ -1310,7 +1333,9 @@ pub fn make_indexes(conn: &Connection, schema: &Schema) -> Result<usize> {
 /// `rows` rows of a full-text index being filled ([`fill_search_step`]). Returns whether any work may
 /// be left.
 pub fn index_step(conn: &Connection, schema: &Schema, rows: usize) -> Result<bool> {
-    if let Some(job) = missing_indexes(conn, schema)?.into_iter().find(|j| matches!(j, IndexJob::List { .. }))
+    if let Some(job) = missing_indexes(conn, schema)?
+        .into_iter()
+        .find(|j| matches!(j, IndexJob::List { .. } | IndexJob::Tally { .. }))
     {
         job.build(conn)?;
         return Ok(true);
@@ -1321,7 +1346,9 @@ pub fn index_step(conn: &Connection, schema: &Schema, rows: usize) -> Result<boo
 /// Whether index work is left for [`index_step`].
 pub fn indexes_pending(conn: &Connection, schema: &Schema) -> Result<bool> {
     Ok(search_fill_pending(conn)?
-        || missing_indexes(conn, schema)?.iter().any(|j| matches!(j, IndexJob::List { .. })))
+        || missing_indexes(conn, schema)?
+            .iter()
+            .any(|j| matches!(j, IndexJob::List { .. } | IndexJob::Tally { .. })))
 }
 
 /// Rows a step of a full-text fill indexes (~30 ms natively for the demo's jobs, a few times that in
@@ -1400,6 +1427,17 @@ pub enum IndexJob {
         /// Its columns, in order.
         columns: Vec<String>,
     },
+    /// An object type's tallies (`moat_tally`): its record count and the count of each value of
+    /// its facet and assignee fields, filled at once and kept by triggers; made again when the
+    /// fields change.
+    Tally {
+        /// The object type.
+        object_type: String,
+        /// Its table.
+        table: String,
+        /// The fields counted by value.
+        columns: Vec<String>,
+    },
     /// An object type's full-text index, made (again) with its triggers, empty: filled by
     /// [`fill_search_step`].
     Search {
@@ -1428,6 +1466,7 @@ impl IndexJob {
                 ))
                 .map_err(Into::into)
             }
+            IndexJob::Tally { object_type, table, columns } => build_tally(conn, object_type, table, columns),
             IndexJob::Search { object_type, table, fields } => {
                 build_search_index(conn, object_type, table, fields)
             }
@@ -1457,7 +1496,7 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
         .prepare("SELECT DISTINCT object_type FROM object_metadata")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let (mut lists, mut searches) = (Vec::new(), Vec::new());
+    let (mut lists, mut tallies, mut searches) = (Vec::new(), Vec::new(), Vec::new());
     for ot in types {
         // Metadata this client cannot read is reported where it is drawn, not here.
         let Ok(meta) = object_meta(conn, schema, &ot) else { continue };
@@ -1479,6 +1518,14 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
             if t.column_index(c).is_some() && !wanted.iter().any(|w| w[0] == c.as_str()) {
                 wanted.push([vec![c.as_str()], pk.clone()].concat());
             }
+        }
+        let counted = tally_columns(&meta);
+        if !has_tally(conn, &ot, &t.name, &counted)? {
+            tallies.push(IndexJob::Tally {
+                object_type: ot.clone(),
+                table: t.name.clone(),
+                columns: counted,
+            });
         }
         if !meta.search_fields.is_empty() && !has_search_index(conn, &ot, &t.name, &meta.search_fields)? {
             searches.push(IndexJob::Search {
@@ -1503,6 +1550,7 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
             }
         }
     }
+    lists.extend(tallies);
     lists.extend(searches);
     Ok(lists)
 }
@@ -1627,7 +1675,149 @@ pub(crate) fn drop_derived(conn: &Connection) -> Result<()> {
             drop_search_index(conn, &name)?;
         }
     }
+    let tallies: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'moat\\_tally\\_%' ESCAPE '\\'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in tallies {
+        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&name)))?;
+    }
+    conn.execute_batch("DELETE FROM moat_tally")?;
     Ok(())
+}
+
+/// The fields an object type's tally counts by value: its facets (choice list columns) and its
+/// assignee (`mine`) field, those its table has, each once.
+fn tally_columns(meta: &ObjectMeta) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let facets =
+        meta.list_columns.iter().filter(|c| meta.field(c).is_some_and(|f| f.kind == FieldKind::Choice));
+    for c in facets.chain(meta.fields.iter().filter(|f| f.mine).map(|f| &f.name)) {
+        if meta.table.column_index(c).is_some() && !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// The triggers that keep `object_type`'s tally in step with its table (`moat_tally`): names
+/// and SQL, as `sqlite_master` keeps it. Each row counts once in the record count and once under
+/// each counted field's value (a NULL is not counted).
+fn tally_triggers(object_type: &str, table: &str, columns: &[String]) -> Vec<(String, String)> {
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let (kind, t) = (lit(object_type), quote(table));
+    let add = |row: &str, c: &str, also: &str| {
+        format!(
+            "INSERT INTO moat_tally (kind, col, val, n) SELECT {kind}, {}, {row}.{col}, 1 WHERE {row}.{col} IS NOT NULL{also} \
+             ON CONFLICT DO UPDATE SET n = n + 1;",
+            lit(c),
+            col = quote(c)
+        )
+    };
+    let take = |row: &str, c: &str, also: &str| {
+        format!(
+            "UPDATE moat_tally SET n = n - 1 WHERE kind = {kind} AND col = {} AND val = {row}.{}{also};",
+            lit(c),
+            quote(c)
+        )
+    };
+    let rows = |d: &str| {
+        format!(
+            "INSERT INTO moat_tally (kind, col, val, n) VALUES ({kind}, '', '', {d}) ON CONFLICT DO UPDATE SET n = n + {d};"
+        )
+    };
+    let name = |suffix: &str| format!("moat_tally_{object_type}_{suffix}");
+    let body = |lines: Vec<String>| lines.iter().map(|l| format!("\n  {l}")).collect::<String>();
+    let changed = |c: &str| format!(" AND old.{0} IS NOT new.{0}", quote(c));
+    let ai = [vec![rows("1")], columns.iter().map(|c| add("new", c, "")).collect()].concat();
+    let ad = [vec![rows("-1")], columns.iter().map(|c| take("old", c, "")).collect()].concat();
+    let au: Vec<String> =
+        columns.iter().flat_map(|c| [take("old", c, &changed(c)), add("new", c, &changed(c))]).collect();
+    let of = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let trigger = |suffix: &str, event: String, lines: Vec<String>| {
+        (
+            name(suffix),
+            format!("CREATE TRIGGER {} AFTER {event} ON {t} BEGIN{}\nEND", quote(&name(suffix)), body(lines)),
+        )
+    };
+    let mut out = vec![trigger("ai", "INSERT".into(), ai), trigger("ad", "DELETE".into(), ad)];
+    // An update changes a count only through a counted field.
+    if !columns.is_empty() {
+        out.push(trigger("au", format!("UPDATE OF {of}"), au));
+    }
+    out
+}
+
+/// Whether `object_type`'s tally is there as its fields want it (its triggers as they would be made
+/// now; one left from more counted fields is told apart by the insert trigger's SQL).
+fn has_tally(conn: &Connection, object_type: &str, table: &str, columns: &[String]) -> Result<bool> {
+    for (name, sql) in tally_triggers(object_type, table, columns) {
+        let current: Option<String> = conn
+            .prepare_cached("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?
+            .query_row([&name], |r| r.get(0))
+            .optional()?;
+        if current.as_deref() != Some(sql.as_str()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Makes `object_type`'s tally (again): its triggers, and its counts from one grouped read of each
+/// counted field (an index's, when the field has one).
+fn build_tally(conn: &Connection, object_type: &str, table: &str, columns: &[String]) -> Result<()> {
+    for suffix in ["ai", "ad", "au"] {
+        conn.execute_batch(&format!(
+            "DROP TRIGGER IF EXISTS {}",
+            quote(&format!("moat_tally_{object_type}_{suffix}"))
+        ))?;
+    }
+    conn.execute("DELETE FROM moat_tally WHERE kind = ?1", [object_type])?;
+    for (_, sql) in tally_triggers(object_type, table, columns) {
+        conn.execute_batch(&sql)?;
+    }
+    conn.execute(
+        &format!(
+            "INSERT INTO moat_tally (kind, col, val, n) SELECT ?1, '', '', count(*) FROM {}",
+            quote(table)
+        ),
+        [object_type],
+    )?;
+    for c in columns {
+        conn.execute(
+            &format!(
+                "INSERT INTO moat_tally (kind, col, val, n) SELECT ?1, ?2, {col}, count(*) FROM {} \
+                 WHERE {col} IS NOT NULL GROUP BY {col}",
+                quote(table),
+                col = quote(c)
+            ),
+            (object_type, c),
+        )?;
+    }
+    Ok(())
+}
+
+/// `object_type`'s tally, by field and value as text (the record count under two empty texts), when
+/// it is there as the metadata wants it; else none (the caller counts).
+fn tally_of(conn: &Connection, object_type: &str, meta: &ObjectMeta) -> Result<Option<Tally>> {
+    if !has_tally(conn, object_type, &meta.table.name, &tally_columns(meta))? {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached("SELECT col, val, n FROM moat_tally WHERE kind = ?1")?;
+    let counts = stmt
+        .query_map([object_type], |r| Ok(((r.get(0)?, plain(&r.get::<_, Value>(1)?)), r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(Tally(counts)))
+}
+
+/// An object type's tally, read (see [`tally_of`]).
+struct Tally(std::collections::HashMap<(String, String), i64>);
+
+impl Tally {
+    /// How many records hold `value` in `column` (the empty column: how many there are).
+    fn get(&self, column: &str, value: &str) -> i64 {
+        self.0.get(&(column.to_owned(), value.to_owned())).copied().unwrap_or(0)
+    }
 }
 
 /// The condition that finds `text` in the search fields through the full-text index, when there is
