@@ -973,12 +973,25 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         .filter_map(|c| meta.field(c))
         .filter(|f| f.kind == FieldKind::Choice)
         .collect();
-    let counted = if scope.terms.is_empty() && !mine_on {
-        let mine = mine_field.as_deref().filter(|_| !user.is_empty()).map(|f| (f, user.as_str()));
-        counts_of_all(conn, &q.object_type, &meta, mine, &facet_fields, &filters)?
-    } else {
-        let mine = mine_cond.as_ref().map(|cond| Mine { cond, on: mine_on, counted: !user.is_empty() });
-        counts_in_scope(conn, &q.object_type, &meta, &scope, mine, &facet_fields, &filters)?
+    let tally = tally_of(conn, &q.object_type, &meta)?;
+    let counted = match &tally {
+        Some(tally) if scope.terms.is_empty() => {
+            let mine = mine_cond.as_ref().zip(mine_field.as_deref()).map(|((c, v), field)| TallyMine {
+                cond: (c, v),
+                field,
+                user: &user,
+                on: mine_on,
+            });
+            counts_from_tally(conn, &meta, tally, mine, &facet_fields, &filters)?
+        }
+        None if scope.terms.is_empty() && !mine_on => {
+            let mine = mine_field.as_deref().filter(|_| !user.is_empty()).map(|f| (f, user.as_str()));
+            counts_of_all(conn, &meta, mine, &facet_fields, &filters)?
+        }
+        _ => {
+            let mine = mine_cond.as_ref().map(|cond| Mine { cond, on: mine_on, counted: !user.is_empty() });
+            counts_in_scope(conn, &meta, tally.as_ref(), &scope, mine, &facet_fields, &filters)?
+        }
     };
     let facets = facet_fields
         .iter()
@@ -1100,12 +1113,72 @@ struct Mine<'a> {
     counted: bool,
 }
 
-/// The counts of a list with no search and no "assigned to me": from the object type's tally when
-/// it has one (no row read), else each from its column's index alone. The filters' total is counted
-/// (through their index) unless there are none.
+/// "Assigned to me" for a list counted from its tally: the assignee condition and field, the user,
+/// and whether the list is narrowed to the user's records.
+struct TallyMine<'a> {
+    cond: (&'a String, &'a Value),
+    field: &'a str,
+    user: &'a str,
+    on: bool,
+}
+
+/// The counts of a list with no search, from its object type's tally (no row read): "All",
+/// "Assigned to me", and the facets (among the user's records when the list is narrowed to them:
+/// the pairs [assignee, facet]). Only a filtered total is counted (through the filters' index).
+fn counts_from_tally(
+    conn: &Connection,
+    meta: &ObjectMeta,
+    tally: &Tally,
+    mine: Option<TallyMine>,
+    facet_fields: &[&FieldMeta],
+    filters: &Where,
+) -> Result<Counts> {
+    let all = tally.get("", "");
+    let mine_count = mine.as_ref().filter(|m| !m.user.is_empty()).map(|m| tally.get(m.field, m.user));
+    let narrowed = mine.as_ref().filter(|m| m.on);
+    let facets = facet_fields
+        .iter()
+        .map(|f| {
+            f.options
+                .iter()
+                .map(|o| match narrowed {
+                    // A facet of the assignee field itself: only the user's value is among theirs.
+                    Some(m) if f.name == m.field => {
+                        if o.value == m.user {
+                            tally.get(m.field, m.user)
+                        } else {
+                            0
+                        }
+                    }
+                    Some(m) => tally.get(
+                        &tally_col(&[m.field.to_owned(), f.name.clone()]),
+                        &format!("{}\u{1f}{}", m.user, o.value),
+                    ),
+                    None => tally.get(&f.name, &o.value),
+                })
+                .collect()
+        })
+        .collect();
+    let mut scope = Where::default();
+    if let Some(m) = narrowed {
+        scope.push_column(m.cond.0.clone(), [m.cond.1.clone()]);
+    }
+    let total = match (filters.terms.is_empty(), narrowed) {
+        (true, None) => all,
+        (true, Some(m)) => tally.get(m.field, m.user),
+        (false, _) => {
+            scope.extend(filters.clone());
+            conn.prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&meta.table.name), scope.sql()))?
+                .query_row(params_from_iter(&scope.args), |r| r.get(0))?
+        }
+    };
+    Ok(Counts { mine: mine_count, facets, total, all })
+}
+
+/// The counts of a list with no search and no "assigned to me" before its object type's tally is
+/// made: each from its column's index alone.
 fn counts_of_all(
     conn: &Connection,
-    object_type: &str,
     meta: &ObjectMeta,
     mine: Option<(&str, &str)>,
     facet_fields: &[&FieldMeta],
@@ -1117,18 +1190,6 @@ fn counts_of_all(
             .prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()))?
             .query_row(params_from_iter(&w.args), |r| r.get(0))?)
     };
-    if let Some(tally) = tally_of(conn, object_type, meta)? {
-        let all = tally.get("", "");
-        return Ok(Counts {
-            mine: mine.map(|(field, user)| tally.get(field, user)),
-            facets: facet_fields
-                .iter()
-                .map(|f| f.options.iter().map(|o| tally.get(&f.name, &o.value)).collect())
-                .collect(),
-            total: if filters.terms.is_empty() { all } else { count(filters)? },
-            all,
-        });
-    }
     let mine = match mine {
         Some((field, user)) => {
             let mut w = Where::default();
@@ -1172,8 +1233,8 @@ fn counts_of_all(
 /// user's records.
 fn counts_in_scope(
     conn: &Connection,
-    object_type: &str,
     meta: &ObjectMeta,
+    tally: Option<&Tally>,
     search: &Where,
     mine: Option<Mine>,
     facet_fields: &[&FieldMeta],
@@ -1226,7 +1287,7 @@ fn counts_in_scope(
     args.extend(filters.args.iter().cloned());
     args.extend(base.args.iter().cloned());
     let t = &meta.table;
-    let all = match tally_of(conn, object_type, meta)? {
+    let all = match tally {
         Some(tally) => tally.get("", ""),
         None => t.count(conn, &[])?,
     };
@@ -1435,8 +1496,8 @@ pub enum IndexJob {
         object_type: String,
         /// Its table.
         table: String,
-        /// The fields counted by value.
-        columns: Vec<String>,
+        /// What it counts by value: fields, and pairs of fields (see `tally_keys`).
+        keys: Vec<Vec<String>>,
     },
     /// An object type's full-text index, made (again) with its triggers, empty: filled by
     /// [`fill_search_step`].
@@ -1466,7 +1527,7 @@ impl IndexJob {
                 ))
                 .map_err(Into::into)
             }
-            IndexJob::Tally { object_type, table, columns } => build_tally(conn, object_type, table, columns),
+            IndexJob::Tally { object_type, table, keys } => build_tally(conn, object_type, table, keys),
             IndexJob::Search { object_type, table, fields } => {
                 build_search_index(conn, object_type, table, fields)
             }
@@ -1519,13 +1580,9 @@ pub fn missing_indexes(conn: &Connection, schema: &Schema) -> Result<Vec<IndexJo
                 wanted.push([vec![c.as_str()], pk.clone()].concat());
             }
         }
-        let counted = tally_columns(&meta);
-        if !has_tally(conn, &ot, &t.name, &counted)? {
-            tallies.push(IndexJob::Tally {
-                object_type: ot.clone(),
-                table: t.name.clone(),
-                columns: counted,
-            });
+        let keys = tally_keys(&meta);
+        if !has_tally(conn, &ot, &t.name, &keys)? {
+            tallies.push(IndexJob::Tally { object_type: ot.clone(), table: t.name.clone(), keys });
         }
         if !meta.search_fields.is_empty() && !has_search_index(conn, &ot, &t.name, &meta.search_fields)? {
             searches.push(IndexJob::Search {
@@ -1686,39 +1743,71 @@ pub(crate) fn drop_derived(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The fields an object type's tally counts by value: its facets (choice list columns) and its
-/// assignee (`mine`) field, those its table has, each once.
-fn tally_columns(meta: &ObjectMeta) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// What an object type's tally counts by value: each facet (choice list column) and its assignee
+/// (`mine`) field, those its table has, each once; then each facet's values among each assignee's
+/// records (the pair [assignee, facet]: "Assigned to me"'s facets).
+fn tally_keys(meta: &ObjectMeta) -> Vec<Vec<String>> {
+    let mut singles: Vec<String> = Vec::new();
     let facets =
         meta.list_columns.iter().filter(|c| meta.field(c).is_some_and(|f| f.kind == FieldKind::Choice));
-    for c in facets.chain(meta.fields.iter().filter(|f| f.mine).map(|f| &f.name)) {
-        if meta.table.column_index(c).is_some() && !out.contains(c) {
-            out.push(c.clone());
+    let mine: Vec<&String> = meta.fields.iter().filter(|f| f.mine).map(|f| &f.name).collect();
+    for c in facets.clone().chain(mine.iter().copied()) {
+        if meta.table.column_index(c).is_some() && !singles.contains(c) {
+            singles.push(c.clone());
         }
     }
-    out
+    let mut keys: Vec<Vec<String>> = singles.iter().map(|c| vec![c.clone()]).collect();
+    for m in mine.iter().filter(|m| singles.contains(m)) {
+        for c in facets.clone().filter(|c| singles.contains(c) && c != m) {
+            let pair = vec![(*m).clone(), c.clone()];
+            if !keys.contains(&pair) {
+                keys.push(pair);
+            }
+        }
+    }
+    keys
+}
+
+/// The name a tally key's counts are kept under (`moat_tally.col`): its fields, joined by the unit
+/// separator (U+001F), as is a pair's value.
+fn tally_col(key: &[String]) -> String {
+    key.join("\u{1f}")
 }
 
 /// The triggers that keep `object_type`'s tally in step with its table (`moat_tally`): names
 /// and SQL, as `sqlite_master` keeps it. Each row counts once in the record count and once under
-/// each counted field's value (a NULL is not counted).
-fn tally_triggers(object_type: &str, table: &str, columns: &[String]) -> Vec<(String, String)> {
-    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+/// each key's value (a row with a NULL in the key is not counted under it).
+fn tally_triggers(object_type: &str, table: &str, keys: &[Vec<String>]) -> Vec<(String, String)> {
+    let lit = |s: &str| {
+        // The separator as `char(31)`: no control character in the schema's text.
+        let parts: Vec<String> = s.split('\u{1f}').map(|p| format!("'{}'", p.replace('\'', "''"))).collect();
+        parts.join(" || char(31) || ")
+    };
     let (kind, t) = (lit(object_type), quote(table));
-    let add = |row: &str, c: &str, also: &str| {
+    let val = |row: &str, key: &[String]| {
+        key.iter().map(|c| format!("{row}.{}", quote(c))).collect::<Vec<_>>().join(" || char(31) || ")
+    };
+    let present = |row: &str, key: &[String]| {
+        key.iter().map(|c| format!("{row}.{} IS NOT NULL", quote(c))).collect::<Vec<_>>().join(" AND ")
+    };
+    let changed = |key: &[String]| {
+        let any = key.iter().map(|c| format!("old.{0} IS NOT new.{0}", quote(c))).collect::<Vec<_>>();
+        format!(" AND ({})", any.join(" OR "))
+    };
+    let add = |row: &str, key: &[String], also: &str| {
         format!(
-            "INSERT INTO moat_tally (kind, col, val, n) SELECT {kind}, {}, {row}.{col}, 1 WHERE {row}.{col} IS NOT NULL{also} \
+            "INSERT INTO moat_tally (kind, col, val, n) SELECT {kind}, {}, {}, 1 WHERE {}{also} \
              ON CONFLICT DO UPDATE SET n = n + 1;",
-            lit(c),
-            col = quote(c)
+            lit(&tally_col(key)),
+            val(row, key),
+            present(row, key)
         )
     };
-    let take = |row: &str, c: &str, also: &str| {
+    let take = |row: &str, key: &[String], also: &str| {
         format!(
-            "UPDATE moat_tally SET n = n - 1 WHERE kind = {kind} AND col = {} AND val = {row}.{}{also};",
-            lit(c),
-            quote(c)
+            "UPDATE moat_tally SET n = n - 1 WHERE kind = {kind} AND col = {} AND val = {}{also};",
+            lit(&tally_col(key)),
+            val(row, key)
         )
     };
     let rows = |d: &str| {
@@ -1728,12 +1817,11 @@ fn tally_triggers(object_type: &str, table: &str, columns: &[String]) -> Vec<(St
     };
     let name = |suffix: &str| format!("moat_tally_{object_type}_{suffix}");
     let body = |lines: Vec<String>| lines.iter().map(|l| format!("\n  {l}")).collect::<String>();
-    let changed = |c: &str| format!(" AND old.{0} IS NOT new.{0}", quote(c));
-    let ai = [vec![rows("1")], columns.iter().map(|c| add("new", c, "")).collect()].concat();
-    let ad = [vec![rows("-1")], columns.iter().map(|c| take("old", c, "")).collect()].concat();
+    let ai = [vec![rows("1")], keys.iter().map(|k| add("new", k, "")).collect()].concat();
+    let ad = [vec![rows("-1")], keys.iter().map(|k| take("old", k, "")).collect()].concat();
     let au: Vec<String> =
-        columns.iter().flat_map(|c| [take("old", c, &changed(c)), add("new", c, &changed(c))]).collect();
-    let of = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        keys.iter().flat_map(|k| [take("old", k, &changed(k)), add("new", k, &changed(k))]).collect();
+    let of = keys.iter().filter(|k| k.len() == 1).map(|k| quote(&k[0])).collect::<Vec<_>>().join(", ");
     let trigger = |suffix: &str, event: String, lines: Vec<String>| {
         (
             name(suffix),
@@ -1742,7 +1830,7 @@ fn tally_triggers(object_type: &str, table: &str, columns: &[String]) -> Vec<(St
     };
     let mut out = vec![trigger("ai", "INSERT".into(), ai), trigger("ad", "DELETE".into(), ad)];
     // An update changes a count only through a counted field.
-    if !columns.is_empty() {
+    if !keys.is_empty() {
         out.push(trigger("au", format!("UPDATE OF {of}"), au));
     }
     out
@@ -1750,8 +1838,8 @@ fn tally_triggers(object_type: &str, table: &str, columns: &[String]) -> Vec<(St
 
 /// Whether `object_type`'s tally is there as its fields want it (its triggers as they would be made
 /// now; one left from more counted fields is told apart by the insert trigger's SQL).
-fn has_tally(conn: &Connection, object_type: &str, table: &str, columns: &[String]) -> Result<bool> {
-    for (name, sql) in tally_triggers(object_type, table, columns) {
+fn has_tally(conn: &Connection, object_type: &str, table: &str, keys: &[Vec<String>]) -> Result<bool> {
+    for (name, sql) in tally_triggers(object_type, table, keys) {
         let current: Option<String> = conn
             .prepare_cached("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?
             .query_row([&name], |r| r.get(0))
@@ -1764,8 +1852,8 @@ fn has_tally(conn: &Connection, object_type: &str, table: &str, columns: &[Strin
 }
 
 /// Makes `object_type`'s tally (again): its triggers, and its counts from one grouped read of each
-/// counted field (an index's, when the field has one).
-fn build_tally(conn: &Connection, object_type: &str, table: &str, columns: &[String]) -> Result<()> {
+/// key (an index's, when its field has one).
+fn build_tally(conn: &Connection, object_type: &str, table: &str, keys: &[Vec<String>]) -> Result<()> {
     for suffix in ["ai", "ad", "au"] {
         conn.execute_batch(&format!(
             "DROP TRIGGER IF EXISTS {}",
@@ -1773,7 +1861,7 @@ fn build_tally(conn: &Connection, object_type: &str, table: &str, columns: &[Str
         ))?;
     }
     conn.execute("DELETE FROM moat_tally WHERE kind = ?1", [object_type])?;
-    for (_, sql) in tally_triggers(object_type, table, columns) {
+    for (_, sql) in tally_triggers(object_type, table, keys) {
         conn.execute_batch(&sql)?;
     }
     conn.execute(
@@ -1783,15 +1871,17 @@ fn build_tally(conn: &Connection, object_type: &str, table: &str, columns: &[Str
         ),
         [object_type],
     )?;
-    for c in columns {
+    for key in keys {
+        let cols: Vec<String> = key.iter().map(|c| quote(c)).collect();
         conn.execute(
             &format!(
-                "INSERT INTO moat_tally (kind, col, val, n) SELECT ?1, ?2, {col}, count(*) FROM {} \
-                 WHERE {col} IS NOT NULL GROUP BY {col}",
+                "INSERT INTO moat_tally (kind, col, val, n) SELECT ?1, ?2, {}, count(*) FROM {} \
+                 WHERE {} GROUP BY 3",
+                cols.join(" || char(31) || "),
                 quote(table),
-                col = quote(c)
+                cols.iter().map(|c| format!("{c} IS NOT NULL")).collect::<Vec<_>>().join(" AND ")
             ),
-            (object_type, c),
+            (object_type, tally_col(key)),
         )?;
     }
     Ok(())
@@ -1800,7 +1890,7 @@ fn build_tally(conn: &Connection, object_type: &str, table: &str, columns: &[Str
 /// `object_type`'s tally, by field and value as text (the record count under two empty texts), when
 /// it is there as the metadata wants it; else none (the caller counts).
 fn tally_of(conn: &Connection, object_type: &str, meta: &ObjectMeta) -> Result<Option<Tally>> {
-    if !has_tally(conn, object_type, &meta.table.name, &tally_columns(meta))? {
+    if !has_tally(conn, object_type, &meta.table.name, &tally_keys(meta))? {
         return Ok(None);
     }
     let mut stmt = conn.prepare_cached("SELECT col, val, n FROM moat_tally WHERE kind = ?1")?;
