@@ -974,24 +974,20 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         .filter(|f| f.kind == FieldKind::Choice)
         .collect();
     let tally = tally_of(conn, &q.object_type, &meta)?;
+    let mine = mine_cond.as_ref().zip(mine_field.as_deref()).map(|(cond, field)| Mine {
+        cond,
+        field,
+        user: &user,
+        on: mine_on,
+    });
     let counted = match &tally {
         Some(tally) if scope.terms.is_empty() => {
-            let mine = mine_cond.as_ref().zip(mine_field.as_deref()).map(|((c, v), field)| TallyMine {
-                cond: (c, v),
-                field,
-                user: &user,
-                on: mine_on,
-            });
             counts_from_tally(conn, &meta, tally, mine, &facet_fields, &filters)?
         }
         None if scope.terms.is_empty() && !mine_on => {
-            let mine = mine_field.as_deref().filter(|_| !user.is_empty()).map(|f| (f, user.as_str()));
             counts_of_all(conn, &meta, mine, &facet_fields, &filters)?
         }
-        _ => {
-            let mine = mine_cond.as_ref().map(|cond| Mine { cond, on: mine_on, counted: !user.is_empty() });
-            counts_in_scope(conn, &meta, tally.as_ref(), &scope, mine, &facet_fields, &filters)?
-        }
+        _ => counts_in_scope(conn, &meta, tally.as_ref(), &scope, mine, &facet_fields, &filters)?,
     };
     let facets = facet_fields
         .iter()
@@ -1104,22 +1100,21 @@ struct Counts {
     all: i64,
 }
 
-/// "Assigned to me" in a list's query: the assignee condition, whether the list is narrowed to it,
-/// and whether its count is shown (someone is signed in).
+/// "Assigned to me" in a list's query: the assignee condition, its field, the signed-in user (empty:
+/// nobody, and no "Assigned to me" count), and whether the list is narrowed to the user's records.
 #[derive(Clone, Copy)]
 struct Mine<'a> {
     cond: &'a (String, Value),
-    on: bool,
-    counted: bool,
-}
-
-/// "Assigned to me" for a list counted from its tally: the assignee condition and field, the user,
-/// and whether the list is narrowed to the user's records.
-struct TallyMine<'a> {
-    cond: (&'a String, &'a Value),
     field: &'a str,
     user: &'a str,
     on: bool,
+}
+
+impl Mine<'_> {
+    /// Whether the list shows how many records are the user's.
+    fn counted(&self) -> bool {
+        !self.user.is_empty()
+    }
 }
 
 /// The counts of a list with no search, from its object type's tally (no row read): "All",
@@ -1129,13 +1124,13 @@ fn counts_from_tally(
     conn: &Connection,
     meta: &ObjectMeta,
     tally: &Tally,
-    mine: Option<TallyMine>,
+    mine: Option<Mine>,
     facet_fields: &[&FieldMeta],
     filters: &Where,
 ) -> Result<Counts> {
     let all = tally.get("", "");
-    let mine_count = mine.as_ref().filter(|m| !m.user.is_empty()).map(|m| tally.get(m.field, m.user));
-    let narrowed = mine.as_ref().filter(|m| m.on);
+    let mine_count = mine.filter(Mine::counted).map(|m| tally.get(m.field, m.user));
+    let narrowed = mine.filter(|m| m.on);
     let facets = facet_fields
         .iter()
         .map(|f| {
@@ -1180,7 +1175,7 @@ fn counts_from_tally(
 fn counts_of_all(
     conn: &Connection,
     meta: &ObjectMeta,
-    mine: Option<(&str, &str)>,
+    mine: Option<Mine>,
     facet_fields: &[&FieldMeta],
     filters: &Where,
 ) -> Result<Counts> {
@@ -1190,10 +1185,10 @@ fn counts_of_all(
             .prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()))?
             .query_row(params_from_iter(&w.args), |r| r.get(0))?)
     };
-    let mine = match mine {
-        Some((field, user)) => {
+    let mine = match mine.filter(Mine::counted) {
+        Some(m) => {
             let mut w = Where::default();
-            w.push(format!("{} = ?", quote(field)), [Value::from(user)]);
+            w.push(m.cond.0.clone(), [m.cond.1.clone()]);
             Some(count(&w)?)
         }
         None => None,
@@ -1246,7 +1241,8 @@ fn counts_in_scope(
     let mut exprs: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     let mut mine_expr = None;
-    if let Some(Mine { cond: (c, v), on, counted }) = mine {
+    if let Some(m) = mine {
+        let ((c, v), on, counted) = (m.cond, m.on, m.counted());
         if search.terms.is_empty() {
             // Only "assigned to me": its rows are the base; the assignee count is theirs.
             base.push_column(c.clone(), [v.clone()]);
