@@ -482,17 +482,23 @@ impl Replica {
 
     /// How many conflicts wait for the user.
     pub fn conflict_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM conflicts", [], |r| r.get(0))?)
+        Ok(self.conn.prepare_cached("SELECT count(*) FROM conflicts")?.query_row([], |r| r.get(0))?)
     }
 
     /// How many refused mutations are kept.
     pub fn rejected_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM overlays WHERE state = 'rejected'", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM overlays WHERE state = 'rejected'")?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// How many mutations wait for the server.
     pub fn pending_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM overlays WHERE state = 'pending'", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM overlays WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// The mutations the server refused, with its reasons, oldest first.
@@ -626,7 +632,8 @@ impl Replica {
     pub fn last_sync_ms(&self) -> Result<Option<i64>> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM moat_meta WHERE key = 'last_sync_ms'", [], |r| r.get(0))
+            .prepare_cached("SELECT value FROM moat_meta WHERE key = 'last_sync_ms'")?
+            .query_row([], |r| r.get(0))
             .optional()?)
     }
 

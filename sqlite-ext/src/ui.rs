@@ -1467,7 +1467,7 @@ pub fn fill_search_step(conn: &Connection, rows: usize) -> Result<bool> {
 
 /// Whether a full-text index is still being filled.
 pub fn search_fill_pending(conn: &Connection) -> Result<bool> {
-    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM moat_search_fill)", [], |r| r.get(0))?)
+    Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM moat_search_fill)")?.query_row([], |r| r.get(0))?)
 }
 
 /// One index the metadata asks for that the device does not have yet (see [`missing_indexes`]).
