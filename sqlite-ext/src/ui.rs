@@ -1163,11 +1163,17 @@ fn counts_from_tally(
         (true, Some(m)) => tally.get(m.field, m.user),
         (false, _) => {
             scope.extend(filters.clone());
-            conn.prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&meta.table.name), scope.sql()))?
-                .query_row(params_from_iter(&scope.args), |r| r.get(0))?
+            count_where(conn, &meta.table, &scope)?
         }
     };
     Ok(Counts { mine: mine_count, facets, total, all })
+}
+
+/// How many rows of `t` meet `w`.
+fn count_where(conn: &Connection, t: &Table, w: &Where) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()))?
+        .query_row(params_from_iter(&w.args), |r| r.get(0))?)
 }
 
 /// The counts of a list with no search and no "assigned to me" before its object type's tally is
@@ -1180,11 +1186,7 @@ fn counts_of_all(
     filters: &Where,
 ) -> Result<Counts> {
     let t = &meta.table;
-    let count = |w: &Where| -> Result<i64> {
-        Ok(conn
-            .prepare_cached(&format!("SELECT count(*) FROM {}{}", quote(&t.name), w.sql()))?
-            .query_row(params_from_iter(&w.args), |r| r.get(0))?)
-    };
+    let count = |w: &Where| count_where(conn, t, w);
     let mine = match mine.filter(Mine::counted) {
         Some(m) => {
             let mut w = Where::default();
