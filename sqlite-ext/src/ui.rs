@@ -949,9 +949,9 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
     // "Assigned to me": the object type's assignee field holds the signed-in user's id.
     let mine_field = meta.fields.iter().find(|f| f.mine).map(|f| f.name.clone());
     let user = records::identity(conn)?.user;
-    let mine_cond = mine_field.as_ref().map(|f| (format!("{} = ?", quote(f)), Value::Text(user.clone())));
     let mine_on = q.mine == Some(true);
-    if mine_on && mine_cond.is_none() {
+    let mine = mine_field.as_deref().map(|field| Mine { field, user: &user, on: mine_on });
+    if mine_on && mine.is_none() {
         return Err(Error::Invalid(format!("{} are not assigned to anyone", meta.label_plural)));
     }
     let mut filters = Where::default();
@@ -974,12 +974,6 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         .filter(|f| f.kind == FieldKind::Choice)
         .collect();
     let tally = tally_of(conn, &q.object_type, &meta)?;
-    let mine = mine_cond.as_ref().zip(mine_field.as_deref()).map(|(cond, field)| Mine {
-        cond,
-        field,
-        user: &user,
-        on: mine_on,
-    });
     let counted = match &tally {
         Some(tally) if scope.terms.is_empty() => {
             counts_from_tally(conn, &meta, tally, mine, &facet_fields, &filters)?
@@ -1010,8 +1004,8 @@ pub fn list_view(conn: &Connection, schema: &Schema, q: &ListQuery) -> Result<Li
         .collect();
     let (mine_count, total, all_count) = (counted.mine, counted.total, counted.all);
     let mut filtered = scope;
-    if mine_on && let Some((c, v)) = &mine_cond {
-        filtered.push_column(c.clone(), [v.clone()]);
+    if let Some((c, v)) = mine.filter(|m| m.on).map(|m| m.term()) {
+        filtered.push_column(c, [v]);
     }
     filtered.extend(filters);
     let (sort_field, asc) = match &q.sort_field {
@@ -1100,17 +1094,21 @@ struct Counts {
     all: i64,
 }
 
-/// "Assigned to me" in a list's query: the assignee condition, its field, the signed-in user (empty:
-/// nobody, and no "Assigned to me" count), and whether the list is narrowed to the user's records.
+/// "Assigned to me" in a list's query: the assignee field, the signed-in user (empty: nobody, and
+/// no "Assigned to me" count), and whether the list is narrowed to the user's records.
 #[derive(Clone, Copy)]
 struct Mine<'a> {
-    cond: &'a (String, Value),
     field: &'a str,
     user: &'a str,
     on: bool,
 }
 
 impl Mine<'_> {
+    /// The condition "the assignee is the user", with its argument.
+    fn term(&self) -> (String, Value) {
+        (format!("{} = ?", quote(self.field)), Value::from(self.user))
+    }
+
     /// Whether the list shows how many records are the user's.
     fn counted(&self) -> bool {
         !self.user.is_empty()
@@ -1156,7 +1154,8 @@ fn counts_from_tally(
         .collect();
     let mut scope = Where::default();
     if let Some(m) = narrowed {
-        scope.push_column(m.cond.0.clone(), [m.cond.1.clone()]);
+        let (c, v) = m.term();
+        scope.push_column(c, [v]);
     }
     let total = match (filters.terms.is_empty(), narrowed) {
         (true, None) => all,
@@ -1190,7 +1189,8 @@ fn counts_of_all(
     let mine = match mine.filter(Mine::counted) {
         Some(m) => {
             let mut w = Where::default();
-            w.push(m.cond.0.clone(), [m.cond.1.clone()]);
+            let (c, v) = m.term();
+            w.push(c, [v]);
             Some(count(&w)?)
         }
         None => None,
@@ -1238,16 +1238,16 @@ fn counts_in_scope(
     filters: &Where,
 ) -> Result<Counts> {
     let mut base = search.clone();
-    let mut within = Vec::new();
-    let mut within_args = Vec::new();
+    // "Assigned to me" as a condition of the facets and the total, when the base is the search.
+    let mut within: Option<(String, Value)> = None;
     let mut exprs: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     let mut mine_expr = None;
     if let Some(m) = mine {
-        let ((c, v), on, counted) = (m.cond, m.on, m.counted());
+        let ((c, v), on, counted) = (m.term(), m.on, m.counted());
         if search.terms.is_empty() {
             // Only "assigned to me": its rows are the base; the assignee count is theirs.
-            base.push_column(c.clone(), [v.clone()]);
+            base.push_column(c, [v]);
             mine_expr = counted.then(|| "count(*)".to_owned());
         } else {
             if counted {
@@ -1255,13 +1255,12 @@ fn counts_in_scope(
                 args.push(v.clone());
             }
             if on {
-                within.push(c.clone());
-                within_args.push(v.clone());
+                within = Some((c, v));
             }
         }
     }
     let when = |extra: &[String]| -> String {
-        let all: Vec<&String> = within.iter().chain(extra).collect();
+        let all: Vec<&String> = within.iter().map(|(c, _)| c).chain(extra).collect();
         if all.is_empty() {
             "count(*)".to_owned()
         } else {
@@ -1276,12 +1275,12 @@ fn counts_in_scope(
     for f in facet_fields {
         for o in &f.options {
             exprs.push(when(&[format!("{} = ?", quote(&f.name))]));
-            args.extend(within_args.iter().cloned());
+            args.extend(within.iter().map(|(_, v)| v.clone()));
             args.push(Value::Text(o.value.clone()));
         }
     }
     exprs.push(when(&filters.terms));
-    args.extend(within_args.iter().cloned());
+    args.extend(within.iter().map(|(_, v)| v.clone()));
     args.extend(filters.args.iter().cloned());
     args.extend(base.args.iter().cloned());
     let t = &meta.table;
@@ -1486,9 +1485,9 @@ pub enum IndexJob {
         /// Its columns, in order.
         columns: Vec<String>,
     },
-    /// An object type's tallies (`moat_tally`): its record count and the count of each value of
-    /// its facet and assignee fields, filled at once and kept by triggers; made again when the
-    /// fields change.
+    /// An object type's tally (`moat_tally`): its record count, the count of each value of its
+    /// facet and assignee fields and of each pair [assignee, facet], filled at once and kept by
+    /// triggers; made again when the fields change.
     Tally {
         /// The object type.
         object_type: String,
