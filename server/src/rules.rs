@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 use serde::Deserialize;
-use sqlite_ext::{Change, Diff, Fields, Op, Schema, Value};
+use sqlite_ext::{Change, Diff, Fields, Op, Schema, Table, Value};
 
 use crate::auth::Claims;
 use crate::error::{Error, Result};
@@ -336,7 +336,7 @@ impl Rules {
         self.view_owned(profile, change.clone(), route)
     }
 
-    /// [`view`](Self::view) of a change the caller gives up (a snapshot's row): not copied.
+    /// [`view`](Self::view) of a change the caller gives up (a snapshot's row as a diff): not copied.
     pub fn view_owned(&self, profile: &Profile, mut change: Change, route: &[Value]) -> Option<Change> {
         if route != profile.route.as_slice() {
             return None;
@@ -360,6 +360,20 @@ impl Rules {
             }
         }
         Some(change)
+    }
+
+    /// What [`view_owned`](Self::view_owned) makes of an insert of a whole row of `table` in the
+    /// profile's channel, column by column, for a snapshot's rows: each column's index in the row,
+    /// in the insert's order ([`Table::insert_order`]), its name, and whether it goes as NULL
+    /// (hidden from the role).
+    pub fn insert_columns<'t>(&self, profile: &Profile, table: &'t Table) -> Vec<(usize, &'t str, bool)> {
+        table
+            .insert_order()
+            .map(|i| {
+                let name = table.columns[i].name.as_str();
+                (i, name, profile.role.hides(&table.name, name))
+            })
+            .collect()
     }
 
     /// The conflicts a profile may see: hidden columns are removed.
@@ -391,5 +405,42 @@ impl Rules {
     /// The routing values a profile's rows have, by column (for snapshot queries).
     pub fn route_filter<'p>(&self, profile: &'p Profile) -> Fields<&'p Value> {
         Fields(self.route.iter().zip(&profile.route).map(|((c, _), v)| (c.clone(), v)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlite_ext::RowsWriter;
+
+    /// A snapshot's rows written column by column say what its inserts, seen by each role, say.
+    #[test]
+    fn a_snapshots_rows_are_each_roles_view_of_their_inserts() {
+        let schema = Schema::demo();
+        let rules = Rules::from_toml(include_str!("../../schemas/sync_rules.toml"), &schema).unwrap();
+        for role in ["admin", "technician"] {
+            let claims =
+                Claims { sub: "u1".into(), tenant: "company-a".into(), role: role.into(), exp: 0, iat: 0 };
+            let profile = rules.profile(&claims).unwrap();
+            let (mut by_change, mut by_row) = (RowsWriter::default(), RowsWriter::default());
+            for table in schema.tables() {
+                let columns = rules.insert_columns(&profile, table);
+                let names: Vec<&str> = columns.iter().map(|(_, name, _)| *name).collect();
+                for n in 0..2 {
+                    // A value in every column, so that one sent as NULL shows.
+                    let row: Vec<Value> =
+                        (0..table.columns.len()).map(|i| Value::Text(format!("v{n}-{i}"))).collect();
+                    let change =
+                        rules.view_owned(&profile, table.insert_change(row.clone()), &profile.route).unwrap();
+                    by_change.push(&change);
+                    let values =
+                        columns.iter().map(|&(i, _, hidden)| if hidden { &Value::Null } else { &row[i] });
+                    by_row.push_row(&table.name, &names, values);
+                }
+            }
+            let (a, b) = (by_change.finish(), by_row.finish());
+            assert_eq!(a, b, "{role}");
+            assert_eq!(a.contains("null"), role == "technician", "{role}: {a}");
+        }
     }
 }

@@ -285,11 +285,11 @@ fn invalid(table: &Table, what: String) -> Error {
     Error::Invalid(format!("rows of {}: {what}", table.name))
 }
 
-/// A chunk's JSON written row by row from insert changes (the server's snapshot reader), as
-/// [`crate::DiffWriter`] writes a diff's: a new group starts when the table or its columns change.
+/// A chunk's JSON written row by row (the server's snapshot reader), as [`crate::DiffWriter`]
+/// writes a diff's: a new group starts when the table or its columns change.
 #[derive(Debug, Default)]
 pub struct RowsWriter {
-    json: String,
+    json: Vec<u8>,
     rows: usize,
     /// The open group's table and columns.
     group: Option<(String, Vec<String>)>,
@@ -298,31 +298,52 @@ pub struct RowsWriter {
 impl RowsWriter {
     /// Appends an insert's row (its key and its columns' new values).
     pub fn push(&mut self, change: &Change) {
-        let columns = || change.pk.0.iter().map(|(k, _)| k).chain(change.cols.0.iter().map(|(k, _)| k));
-        let same =
-            self.group.as_ref().is_some_and(|(t, cols)| *t == change.table && cols.iter().eq(columns()));
-        if !same {
-            let cols: Vec<String> = columns().cloned().collect();
-            self.json.push_str(match self.group {
-                None => "[",
-                Some(_) => "]},",
-            });
-            self.json.push_str(r#"{"table":"#);
-            self.json.push_str(&serde_json::to_string(&change.table).expect("names serialise"));
-            self.json.push_str(r#","columns":"#);
-            self.json.push_str(&serde_json::to_string(&cols).expect("names serialise"));
-            self.json.push_str(r#","rows":["#);
-            self.group = Some((change.table.clone(), cols));
-        } else {
-            self.json.push(',');
-        }
+        let columns: Vec<&String> =
+            change.pk.0.iter().map(|(k, _)| k).chain(change.cols.0.iter().map(|(k, _)| k)).collect();
         let values = change
             .pk
             .iter()
             .map(|(_, v)| v)
             .chain(change.cols.iter().map(|(_, c)| c.new.as_ref().unwrap_or(&Value::Null)));
-        let values: Vec<&Value> = values.collect();
-        self.json.push_str(&serde_json::to_string(&values).expect("values always serialise"));
+        self.push_row(&change.table, &columns, values);
+    }
+
+    /// Appends a row of `table`: `values` are `columns`' (as [`push`](Self::push) of its insert
+    /// would write it, without making the change).
+    pub fn push_row<'v>(
+        &mut self,
+        table: &str,
+        columns: &[impl AsRef<str>],
+        values: impl IntoIterator<Item = &'v Value>,
+    ) {
+        let same = self.group.as_ref().is_some_and(|(t, cols)| {
+            t == table
+                && cols.len() == columns.len()
+                && cols.iter().zip(columns).all(|(a, b)| a == b.as_ref())
+        });
+        if same {
+            self.json.push(b',');
+        } else {
+            self.json.extend_from_slice(match self.group {
+                None => b"[",
+                Some(_) => b"]},",
+            });
+            let cols: Vec<String> = columns.iter().map(|c| c.as_ref().to_owned()).collect();
+            self.json.extend_from_slice(br#"{"table":"#);
+            serde_json::to_writer(&mut self.json, table).expect("names serialise");
+            self.json.extend_from_slice(br#","columns":"#);
+            serde_json::to_writer(&mut self.json, &cols).expect("names serialise");
+            self.json.extend_from_slice(br#","rows":["#);
+            self.group = Some((table.to_owned(), cols));
+        }
+        self.json.push(b'[');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.json.push(b',');
+            }
+            serde_json::to_writer(&mut self.json, v).expect("values always serialise");
+        }
+        self.json.push(b']');
         self.rows += 1;
     }
 
@@ -346,8 +367,8 @@ impl RowsWriter {
         if self.group.is_none() {
             return "[]".into();
         }
-        self.json.push_str("]}]");
-        self.json
+        self.json.extend_from_slice(b"]}]");
+        String::from_utf8(self.json).expect("serde_json writes UTF-8")
     }
 }
 

@@ -141,6 +141,8 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                 let (version, _) = log_bounds(&t)?;
                 let filter = rules.route_filter(&profile);
                 let filter: Vec<(&str, &sqlite_ext::Value)> = filter.iter().map(|(k, v)| (k, *v)).collect();
+                // A tenant's database holds only the tenant's rows.
+                let constant: Vec<&str> = rules.tenant_route().map(|(c, _)| c).into_iter().collect();
                 // Smallest tables first: the metadata and layouts (and the small tables a page looks
                 // up) arrive before the big ones, so a first sync can draw the app from its first
                 // chunks.
@@ -158,9 +160,26 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                 let mut chunk = Chunk::new(as_rows);
                 let route: Vec<sqlite_ext::Value> = profile.route.clone();
                 for (_, table) in tables {
-                    table.scan(&t, &filter, |row| -> crate::error::Result<()> {
-                        if let Some(change) = rules.view_owned(&profile, table.insert_change(row), &route) {
-                            chunk.push(&change);
+                    // As rows, each written as its insert would be (`Rules::view_owned`) without
+                    // making the change.
+                    let columns = rules.insert_columns(&profile, table);
+                    let names: Vec<&str> = columns.iter().map(|(_, name, _)| *name).collect();
+                    table.scan(&t, &filter, &constant, |row| -> crate::error::Result<()> {
+                        match &mut chunk {
+                            Chunk::Rows(w) => {
+                                let values = columns.iter().map(|&(i, _, hidden)| match hidden {
+                                    true => &sqlite_ext::Value::Null,
+                                    false => &row[i],
+                                });
+                                w.push_row(&table.name, &names, values);
+                            }
+                            Chunk::Diff(w) => {
+                                if let Some(change) =
+                                    rules.view_owned(&profile, table.insert_change(row), &route)
+                                {
+                                    w.push(&change);
+                                }
+                            }
                         }
                         if chunk.changes() >= chunk_rows || chunk.len() >= chunk_bytes {
                             done += chunk.changes() as u64;
@@ -222,13 +241,6 @@ impl Chunk {
         match rows {
             true => Chunk::Rows(RowsWriter::default()),
             false => Chunk::Diff(DiffWriter::default()),
-        }
-    }
-
-    fn push(&mut self, change: &sqlite_ext::Change) {
-        match self {
-            Chunk::Diff(w) => w.push(change),
-            Chunk::Rows(w) => w.push(change),
         }
     }
 
