@@ -433,8 +433,10 @@ mod tests {
                     let change =
                         rules.view_owned(&profile, table.insert_change(row.clone()), &profile.route).unwrap();
                     by_change.push(&change);
-                    let values =
-                        columns.iter().map(|&(i, _, hidden)| if hidden { &Value::Null } else { &row[i] });
+                    let values = columns.iter().map(|&(i, _, hidden)| match hidden {
+                        true => sqlite_ext::BorrowedValue::Null,
+                        false => sqlite_ext::BorrowedValue::of(&row[i]),
+                    });
                     by_row.push_row(&table.name, &names, values);
                 }
             }

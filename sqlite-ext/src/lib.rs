@@ -39,7 +39,7 @@ pub use rows::{Row, RowsWriter, read_rows};
 pub use schema::{Column, ColumnType, Schema, Table};
 pub use sync::{Event, Instruction, Phase, Status, SyncEngine};
 pub use ui::FieldValue;
-pub use value::{FrameValue, Value};
+pub use value::{BorrowedValue, FrameValue, Value};
 
 #[cfg(feature = "uniffi")]
 uniffi::setup_scaffolding!();

@@ -23,7 +23,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use crate::diff::Change;
 use crate::error::{Error, Result};
 use crate::schema::{Schema, Table};
-use crate::value::{FrameValue, Value};
+use crate::value::{BorrowedValue, FrameValue, Value};
 
 /// One row of a chunk as [`read_rows`] hands it over: its values as the frame gave them, and where
 /// each of its table's columns is among them.
@@ -304,17 +304,18 @@ impl RowsWriter {
             .pk
             .iter()
             .map(|(_, v)| v)
-            .chain(change.cols.iter().map(|(_, c)| c.new.as_ref().unwrap_or(&Value::Null)));
+            .chain(change.cols.iter().map(|(_, c)| c.new.as_ref().unwrap_or(&Value::Null)))
+            .map(BorrowedValue::of);
         self.push_row(&change.table, &columns, values);
     }
 
     /// Appends a row of `table`: `values` are `columns`' (as [`push`](Self::push) of its insert
     /// would write it, without making the change).
-    pub fn push_row<'v>(
+    pub fn push_row<'a>(
         &mut self,
         table: &str,
         columns: &[impl AsRef<str>],
-        values: impl IntoIterator<Item = &'v Value>,
+        values: impl IntoIterator<Item = BorrowedValue<'a>>,
     ) {
         let same = self.group.as_ref().is_some_and(|(t, cols)| {
             t == table
@@ -341,7 +342,7 @@ impl RowsWriter {
             if i > 0 {
                 self.json.push(b',');
             }
-            serde_json::to_writer(&mut self.json, v).expect("values always serialise");
+            serde_json::to_writer(&mut self.json, &v).expect("values always serialise");
         }
         self.json.push(b']');
         self.rows += 1;

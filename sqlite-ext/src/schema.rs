@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params_from_iter};
 use crate::changeset::Op;
 use crate::diff::{Change, ColumnChange, Fields};
 use crate::error::{Error, Result};
-use crate::value::Value;
+use crate::value::{BorrowedValue, Value};
 
 /// Prefix of a replica's golden copy of a synced table: `jobs` is kept as `server_data_jobs`.
 pub const SERVER_DATA_PREFIX: &str = "server_data_";
@@ -267,8 +267,8 @@ impl Table {
         Ok((cond, filter.iter().map(|(_, v)| *v).collect()))
     }
 
-    /// Calls `f` with every row (all columns, in order) whose `filter` columns equal the given values,
-    /// in key order. Every name is checked.
+    /// Calls `f` with every row (all columns, in order, borrowed from SQLite) whose `filter` columns
+    /// equal the given values, in key order. Every name is checked.
     ///
     /// `constant` names filter columns that hold the same value in every row of the database (a
     /// tenant's own database: the tenant's routing column). They are checked on each row (`+col`),
@@ -281,14 +281,20 @@ impl Table {
         conn: &Connection,
         filter: &[(&str, &Value)],
         constant: &[&str],
-        mut f: impl FnMut(Vec<Value>) -> Result<(), E>,
+        mut f: impl FnMut(&[BorrowedValue<'_>]) -> Result<(), E>,
     ) -> Result<(), E> {
         let (sql, values) = self.scan_sql(filter, constant)?;
         let mut stmt = conn.prepare_cached(&sql).map_err(Error::from)?;
         let mut rows = stmt.query(params_from_iter(values)).map_err(Error::from)?;
         let n = self.columns.len();
         while let Some(r) = rows.next().map_err(Error::from)? {
-            f((0..n).map(|i| r.get::<_, Value>(i)).collect::<rusqlite::Result<_>>().map_err(Error::from)?)?;
+            let row = (0..n)
+                .map(|i| {
+                    let v = r.get_ref(i).map_err(Error::from)?;
+                    BorrowedValue::read(v).map_err(|e| Error::from(rusqlite::Error::Utf8Error(i, e)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            f(&row)?;
         }
         Ok(())
     }
@@ -503,7 +509,7 @@ mod tests {
             for _ in 0..3 {
                 let mut ids = Vec::new();
                 t.scan(&conn, &filter, &["tenant_id"], |row| -> Result<()> {
-                    ids.push(row[0].clone());
+                    ids.push(row[0].to_value());
                     Ok(())
                 })
                 .unwrap();

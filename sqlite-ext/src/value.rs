@@ -71,13 +71,7 @@ impl Value {
 
     /// Reads a value that SQLite handed out. Text that is not UTF-8 is refused.
     pub(crate) fn from_value_ref(v: ValueRef<'_>) -> Result<Value, std::str::Utf8Error> {
-        Ok(match v {
-            ValueRef::Null => Value::Null,
-            ValueRef::Integer(i) => Value::Integer(i),
-            ValueRef::Real(r) => Value::Real(r),
-            ValueRef::Text(t) => Value::Text(std::str::from_utf8(t)?.to_owned()),
-            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-        })
+        BorrowedValue::read(v).map(BorrowedValue::to_value)
     }
 }
 
@@ -125,16 +119,76 @@ impl From<f64> for Value {
 
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        BorrowedValue::of(self).serialize(s)
+    }
+}
+
+/// A value borrowed where it is (a row SQLite is reading, a [`Value`]), with its text checked to be
+/// UTF-8: a snapshot's rows are written this way, with no `String` made per value. It serialises as
+/// the [`Value`] does: both write through it, the one canonical JSON.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BorrowedValue<'a> {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit signed integer.
+    Integer(i64),
+    /// An IEEE double.
+    Real(f64),
+    /// UTF-8 text.
+    Text(&'a str),
+    /// Raw bytes.
+    Blob(&'a [u8]),
+}
+
+impl<'a> BorrowedValue<'a> {
+    /// A value as SQLite gives it; text that is not UTF-8 is an error (as for [`Value`]).
+    pub fn read(v: ValueRef<'a>) -> Result<BorrowedValue<'a>, std::str::Utf8Error> {
+        Ok(match v {
+            ValueRef::Null => BorrowedValue::Null,
+            ValueRef::Integer(i) => BorrowedValue::Integer(i),
+            ValueRef::Real(r) => BorrowedValue::Real(r),
+            ValueRef::Text(t) => BorrowedValue::Text(std::str::from_utf8(t)?),
+            ValueRef::Blob(b) => BorrowedValue::Blob(b),
+        })
+    }
+
+    /// `v`, borrowed.
+    pub fn of(v: &'a Value) -> BorrowedValue<'a> {
+        match v {
+            Value::Null => BorrowedValue::Null,
+            Value::Integer(i) => BorrowedValue::Integer(*i),
+            Value::Real(r) => BorrowedValue::Real(*r),
+            Value::Text(t) => BorrowedValue::Text(t),
+            Value::Blob(b) => BorrowedValue::Blob(b),
+        }
+    }
+
+    /// The same value, owned.
+    pub fn to_value(self) -> Value {
         match self {
-            Value::Null => s.serialize_unit(),
-            Value::Integer(i) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(i) => s.serialize_i64(*i),
-            Value::Integer(i) => tagged(s, "int", &i.to_string()),
-            Value::Real(r) if r.is_finite() => tagged(s, "real", r),
-            Value::Real(r) if *r > 0.0 => tagged(s, "real", "inf"),
-            Value::Real(r) if *r < 0.0 => tagged(s, "real", "-inf"),
-            Value::Real(_) => Err(serde::ser::Error::custom("NaN is not a SQLite value")),
-            Value::Text(t) => s.serialize_str(t),
-            Value::Blob(b) => tagged(s, "blob", &BASE64.encode(b)),
+            BorrowedValue::Null => Value::Null,
+            BorrowedValue::Integer(i) => Value::Integer(i),
+            BorrowedValue::Real(r) => Value::Real(r),
+            BorrowedValue::Text(t) => Value::Text(t.to_owned()),
+            BorrowedValue::Blob(b) => Value::Blob(b.to_vec()),
+        }
+    }
+}
+
+impl Serialize for BorrowedValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            BorrowedValue::Null => s.serialize_unit(),
+            BorrowedValue::Integer(i) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) => {
+                s.serialize_i64(i)
+            }
+            BorrowedValue::Integer(i) => tagged(s, "int", &i.to_string()),
+            BorrowedValue::Real(r) if r.is_finite() => tagged(s, "real", &r),
+            BorrowedValue::Real(r) if r > 0.0 => tagged(s, "real", "inf"),
+            BorrowedValue::Real(r) if r < 0.0 => tagged(s, "real", "-inf"),
+            BorrowedValue::Real(_) => Err(serde::ser::Error::custom("NaN is not a SQLite value")),
+            BorrowedValue::Text(t) => s.serialize_str(t),
+            BorrowedValue::Blob(b) => tagged(s, "blob", &BASE64.encode(b)),
         }
     }
 }

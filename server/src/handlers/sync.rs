@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rusqlite::TransactionBehavior;
 use serde_json::value::RawValue;
-use sqlite_ext::{DiffWriter, RowsWriter};
+use sqlite_ext::{BorrowedValue, DiffWriter, RowsWriter};
 use tokio::sync::mpsc;
 
 use crate::cluster::Backend;
@@ -168,12 +168,13 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                         match &mut chunk {
                             Chunk::Rows(w) => {
                                 let values = columns.iter().map(|&(i, _, hidden)| match hidden {
-                                    true => &sqlite_ext::Value::Null,
-                                    false => &row[i],
+                                    true => BorrowedValue::Null,
+                                    false => row[i],
                                 });
                                 w.push_row(&table.name, &names, values);
                             }
                             Chunk::Diff(w) => {
+                                let row = row.iter().map(|v| v.to_value()).collect();
                                 if let Some(change) =
                                     rules.view_owned(&profile, table.insert_change(row), &route)
                                 {
