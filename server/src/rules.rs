@@ -8,10 +8,34 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 use serde::Deserialize;
-use sqlite_ext::{Change, Diff, Fields, Op, Schema, Table, Value};
+use sqlite_ext::{BorrowedValue, Change, Diff, Fields, Op, Schema, Table, Value};
 
 use crate::auth::Claims;
 use crate::error::{Error, Result};
+
+/// A table's columns as a snapshot sends them to one profile ([`Rules::insert_columns`]): in the
+/// order its inserts carry them ([`Table::insert_order`]), those hidden from the role as NULL.
+#[derive(Debug)]
+pub struct InsertColumns<'t> {
+    /// Each column's index in the table's row, and whether the role may not see it.
+    columns: Vec<(usize, bool)>,
+    names: Vec<&'t str>,
+}
+
+impl<'t> InsertColumns<'t> {
+    /// The columns' names, in order.
+    pub fn names(&self) -> &[&'t str] {
+        &self.names
+    }
+
+    /// The values sent of `row` (the table's row, all columns in declaration order).
+    pub fn values<'a, 'v>(
+        &'a self,
+        row: &'a [BorrowedValue<'v>],
+    ) -> impl Iterator<Item = BorrowedValue<'v>> + 'a {
+        self.columns.iter().map(|&(i, hidden)| if hidden { BorrowedValue::Null } else { row[i] })
+    }
+}
 
 /// The rules file, as written.
 #[derive(Debug, Deserialize)]
@@ -363,17 +387,15 @@ impl Rules {
     }
 
     /// What [`view_owned`](Self::view_owned) makes of an insert of a whole row of `table` in the
-    /// profile's channel, column by column, for a snapshot's rows: each column's index in the row,
-    /// in the insert's order ([`Table::insert_order`]), its name, and whether it goes as NULL
-    /// (hidden from the role).
-    pub fn insert_columns<'t>(&self, profile: &Profile, table: &'t Table) -> Vec<(usize, &'t str, bool)> {
-        table
-            .insert_order()
-            .map(|i| {
-                let name = table.columns[i].name.as_str();
-                (i, name, profile.role.hides(&table.name, name))
-            })
-            .collect()
+    /// profile's channel, column by column, for a snapshot's rows (see [`InsertColumns`]).
+    pub fn insert_columns<'t>(&self, profile: &Profile, table: &'t Table) -> InsertColumns<'t> {
+        let (mut columns, mut names) = (Vec::new(), Vec::new());
+        for i in table.insert_order() {
+            let name = table.columns[i].name.as_str();
+            columns.push((i, profile.role.hides(&table.name, name)));
+            names.push(name);
+        }
+        InsertColumns { columns, names }
     }
 
     /// The conflicts a profile may see: hidden columns are removed.
@@ -425,7 +447,6 @@ mod tests {
             let (mut by_change, mut by_row) = (RowsWriter::default(), RowsWriter::default());
             for table in schema.tables() {
                 let columns = rules.insert_columns(&profile, table);
-                let names: Vec<&str> = columns.iter().map(|(_, name, _)| *name).collect();
                 for n in 0..2 {
                     // A value in every column, so that one sent as NULL shows.
                     let row: Vec<Value> =
@@ -433,11 +454,8 @@ mod tests {
                     let change =
                         rules.view_owned(&profile, table.insert_change(row.clone()), &profile.route).unwrap();
                     by_change.push(&change);
-                    let values = columns.iter().map(|&(i, _, hidden)| match hidden {
-                        true => sqlite_ext::BorrowedValue::Null,
-                        false => sqlite_ext::BorrowedValue::of(&row[i]),
-                    });
-                    by_row.push_row(&table.name, &names, values);
+                    let row: Vec<BorrowedValue> = row.iter().map(BorrowedValue::of).collect();
+                    by_row.push_row(&table.name, columns.names(), columns.values(&row));
                 }
             }
             let (a, b) = (by_change.finish(), by_row.finish());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rusqlite::TransactionBehavior;
 use serde_json::value::RawValue;
-use sqlite_ext::{BorrowedValue, DiffWriter, RowsWriter};
+use sqlite_ext::{DiffWriter, RowsWriter};
 use tokio::sync::mpsc;
 
 use crate::cluster::Backend;
@@ -163,16 +163,9 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                     // As rows, each written as its insert would be (`Rules::view_owned`) without
                     // making the change.
                     let columns = rules.insert_columns(&profile, table);
-                    let names: Vec<&str> = columns.iter().map(|(_, name, _)| *name).collect();
                     table.scan(&t, &filter, &constant, |row| -> crate::error::Result<()> {
                         match &mut chunk {
-                            Chunk::Rows(w) => {
-                                let values = columns.iter().map(|&(i, _, hidden)| match hidden {
-                                    true => BorrowedValue::Null,
-                                    false => row[i],
-                                });
-                                w.push_row(&table.name, &names, values);
-                            }
+                            Chunk::Rows(w) => w.push_row(&table.name, columns.names(), columns.values(row)),
                             Chunk::Diff(w) => {
                                 let row = row.iter().map(|v| v.to_value()).collect();
                                 if let Some(change) =
