@@ -34,10 +34,12 @@ pub enum Input {
     Timer,
     /// The app wrote locally (or changed what waits, such as dismissing a rejected write).
     LocalWrite,
-    /// The user (or the device's network) took the app offline.
+    /// The user chose to work offline (remembered across restarts until [`Input::GoOnline`]).
     GoOffline,
-    /// Back online.
+    /// The user asks to be online.
     GoOnline,
+    /// The device's network went away (`false`) or came back (`true`).
+    Network(bool),
     /// Ask the server for the tenant's devices (an admin's Sync health); they arrive as
     /// [`ClientEvent::Fleet`]. Nothing happens while not live.
     RequestFleet,
@@ -74,6 +76,7 @@ impl Input {
             Input::LocalWrite => Event::LocalWrite,
             Input::GoOffline => Event::GoOffline,
             Input::GoOnline => Event::GoOnline,
+            Input::Network(up) => Event::Network(*up),
             Input::RequestFleet => Event::RequestFleet,
             Input::RequestHistory { table, id } => Event::RequestHistory { table, id },
             Input::Customize { id, request } => Event::Customize { id, request },
@@ -222,10 +225,10 @@ impl Driver {
         self.engine.set_app(app_version, platform);
     }
 
-    /// Starts held offline (the device has no network when the app opens): no connection is tried
-    /// until [`Input::GoOnline`]. Call before the first [`Driver::run`].
-    pub fn start_offline(&mut self) {
-        self.queue.push_front(Input::GoOffline);
+    /// Starts with no network (the device has none when the app opens): no connection is tried
+    /// until [`Input::Network`]`(true)` or [`Input::GoOnline`]. Call before the first [`Driver::run`].
+    pub fn start_without_network(&mut self) {
+        self.queue.push_front(Input::Network(false));
     }
 
     /// Queues an input for the next [`Driver::run`].
@@ -686,6 +689,54 @@ mod tests {
         d.feed(Input::GoOnline);
         use sqlite_ext::Phase::{Connecting, Offline};
         assert_eq!(statuses(&d.run()), [Offline, Connecting], "both steps show");
+    }
+
+    #[test]
+    fn the_users_choice_to_work_offline_outlives_the_app_and_the_networks_does_not() {
+        use sqlite_ext::Phase::{Connecting, Offline};
+        let dir = std::env::temp_dir().join(format!("moat-driver-held-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("replica.db");
+        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let open =
+            || Driver::new(Replica::open(&path, sqlite_ext::Schema::demo()).unwrap(), token.clone()).unwrap();
+        let connects = |out: &[Effect]| out.iter().filter(|e| **e == Effect::Connect).count();
+        let label = |d: &Driver| d.status().unwrap().label;
+
+        // The user works offline and the app closes: it opens offline, and says it is the user's choice.
+        let mut d = open();
+        assert_eq!(connects(&d.run()), 1);
+        d.feed(Input::GoOffline);
+        d.run();
+        drop(d);
+        let mut d = open();
+        let out = d.run();
+        assert_eq!(connects(&out), 0, "no connection tried: {out:?}");
+        assert_eq!((d.status().unwrap().phase, label(&d).as_str()), (Offline, "Working offline"));
+        // The network coming back does not override the user; the user's switch does, and is forgotten.
+        d.feed(Input::Network(true));
+        assert_eq!(connects(&d.run()), 0);
+        d.feed(Input::GoOnline);
+        assert_eq!(statuses(&d.run()), [Connecting]);
+        drop(d);
+        let mut d = open();
+        assert_eq!(connects(&d.run()), 1, "online again after a restart");
+
+        // The network going away is not remembered: a restart with it back connects; while it is away,
+        // no reconnection is planned, and its return connects at once.
+        d.feed(Input::Network(false));
+        let out = d.run();
+        assert_eq!((statuses(&out), label(&d)), (vec![Offline], "Offline".to_owned()));
+        d.feed(Input::Disconnected(None));
+        let out = d.run();
+        assert!(!out.iter().any(|e| matches!(e, Effect::SetTimer(_))), "no retry without a network: {out:?}");
+        d.feed(Input::Network(true));
+        assert_eq!(connects(&d.run()), 1);
+        drop(d);
+        let mut d = open();
+        assert_eq!(connects(&d.run()), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -262,15 +262,24 @@ impl MoatClient {
         self.wake();
     }
 
-    /// Goes offline (as when the network drops); local reads and writes keep working.
+    /// Works offline (the user's choice): local reads and writes keep working, nothing is sent,
+    /// and the replica remembers it, so that the app opens offline too, until `go_online`.
     pub fn go_offline(&self) {
         self.lock().feed(Input::GoOffline);
         self.wake();
     }
 
-    /// Comes back online: reconnects, catches up and sends what is pending.
+    /// Goes online (the user's choice): reconnects at once, catches up and sends what is pending.
     pub fn go_online(&self) {
         self.lock().feed(Input::GoOnline);
+        self.wake();
+    }
+
+    /// The device's network went away (`false`) or came back (`true`), as the platform says (e.g.
+    /// `NWPathMonitor`): no connection is tried while it is away; back, one is at once, unless the
+    /// user works offline. Not remembered.
+    pub fn network_changed(&self, online: bool) {
+        self.lock().feed(Input::Network(online));
         self.wake();
     }
 

@@ -160,8 +160,9 @@ impl WebClient {
     /// already in the pool all users once shared stays there; `shared_pool` puts a new one there too,
     /// for tests of that path) and starts syncing with
     /// the server at `url` (`ws://host:port/sync`) as the bearer of `token`. Works offline from the
-    /// first call; with `offline` it starts held offline (the browser has no network) and connects
-    /// only after [`WebClient::go_online`]. `notify` receives each `ClientEvent` (`{type: "tables" | "status" | "conflicts" |
+    /// first call; with `offline` the browser has no network: it connects only after
+    /// [`WebClient::network_changed`] or [`WebClient::go_online`] (and, whatever `offline` says, not
+    /// while the user works offline, a choice the replica keeps). `notify` receives each `ClientEvent` (`{type: "tables" | "status" | "conflicts" |
     /// "rejected" | "error" | "fleet" | "history", …}`). Must run in a dedicated Worker (OPFS sync access handles exist
     /// only there).
     pub async fn open(
@@ -197,7 +198,7 @@ impl WebClient {
         let mut driver = Driver::new(replica, token).map_err(js_error)?;
         driver.set_app(env!("CARGO_PKG_VERSION"), "web");
         if offline {
-            driver.start_offline();
+            driver.start_without_network();
         }
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let w = weak.clone();
@@ -447,17 +448,28 @@ impl WebClient {
         feed(&Rc::downgrade(&self.inner), Input::RequestFleet);
     }
 
-    /// Goes offline (the user's switch, or the browser's `offline` event); local work goes on.
+    /// Works offline (the user's switch): local work goes on, nothing is sent, and the replica
+    /// remembers it, so that the app opens offline too, until [`WebClient::go_online`].
     #[wasm_bindgen(js_name = goOffline)]
     pub fn go_offline(&self) {
         feed(&Rc::downgrade(&self.inner), Input::GoOffline);
     }
 
-    /// Comes back online: reconnects at once, catches up and sends what is pending.
+    /// Goes online (the user's switch): reconnects at once, catches up and sends what is pending.
     #[wasm_bindgen(js_name = goOnline)]
     pub fn go_online(&self) {
         clear_timer(&self.inner);
         feed(&Rc::downgrade(&self.inner), Input::GoOnline);
+    }
+
+    /// The browser's network went away (`false`, its `offline` event) or came back (`true`): no
+    /// connection is tried while it is away; back, one is at once, unless the user works offline.
+    #[wasm_bindgen(js_name = networkChanged)]
+    pub fn network_changed(&self, online: bool) {
+        if online {
+            clear_timer(&self.inner);
+        }
+        feed(&Rc::downgrade(&self.inner), Input::Network(online));
     }
 
     /// Stops syncing and lets go of the socket (the database closes when the client is freed).

@@ -387,6 +387,11 @@ RustBuffer uniffi_client_bridge_fn_method_moatclient_line_items_text(uint64_t pt
 RustBuffer uniffi_client_bridge_fn_method_moatclient_list_view(uint64_t ptr, RustBuffer object_type, RustBuffer search, RustBuffer sort_field, int8_t ascending, int64_t offset, int64_t limit, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_NETWORK_CHANGED
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_NETWORK_CHANGED
+void uniffi_client_bridge_fn_method_moatclient_network_changed(uint64_t ptr, int8_t online, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_NEW_RECORD
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_FN_METHOD_MOATCLIENT_NEW_RECORD
 RustBuffer uniffi_client_bridge_fn_method_moatclient_new_record(uint64_t ptr, RustBuffer object_type, RustCallStatus *_Nonnull out_status
@@ -792,6 +797,12 @@ uint16_t uniffi_client_bridge_checksum_method_moatclient_line_items_text(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_LIST_VIEW
 #define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_LIST_VIEW
 uint16_t uniffi_client_bridge_checksum_method_moatclient_list_view(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_NETWORK_CHANGED
+#define UNIFFI_FFIDEF_UNIFFI_CLIENT_BRIDGE_CHECKSUM_METHOD_MOATCLIENT_NETWORK_CHANGED
+uint16_t uniffi_client_bridge_checksum_method_moatclient_network_changed(void
     
 );
 #endif

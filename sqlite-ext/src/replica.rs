@@ -628,6 +628,27 @@ impl Replica {
         Ok(age.map(|a| a.max(0) as u64))
     }
 
+    /// Whether the user chose to work offline on this device (kept until they go online again).
+    pub fn held_offline(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM moat_meta WHERE key = 'held_offline'")?
+            .query_row([], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Keeps (or forgets) the user's choice to work offline, so that the app starts as they left it.
+    pub fn set_held_offline(&self, held: bool) -> Result<()> {
+        if held {
+            self.conn
+                .execute("INSERT OR REPLACE INTO moat_meta (key, value) VALUES ('held_offline', '1')", [])?;
+        } else {
+            self.conn.execute("DELETE FROM moat_meta WHERE key = 'held_offline'", [])?;
+        }
+        Ok(())
+    }
+
     /// When the replica was last in step with the server (Unix milliseconds), if ever.
     pub fn last_sync_ms(&self) -> Result<Option<i64>> {
         Ok(self

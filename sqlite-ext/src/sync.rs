@@ -54,6 +54,10 @@ impl Phase {
             Phase::Outdated => "Update needed",
         }
     }
+
+    /// The label of [`Phase::Offline`] when the user chose to work offline (rather than the network
+    /// being away).
+    pub const WORKING_OFFLINE: &'static str = "Working offline";
 }
 
 /// What a UI shows about sync: the phase, the snapshot's progress and what waits.
@@ -101,11 +105,16 @@ pub enum Event<'a> {
     Timer,
     /// The app wrote to the replica: there may be mutations to send.
     LocalWrite,
-    /// The user (or the device's network) took the app offline: close, and stay closed until
-    /// [`Event::GoOnline`]. Local reads and writes go on.
+    /// The user chose to work offline: close, and stay closed until [`Event::GoOnline`], across
+    /// restarts too (the choice is kept in the replica). Local reads and writes go on.
     GoOffline,
-    /// Back online: connect at once, catch up and send what is pending.
+    /// The user asks to be online: connect at once (whatever the network was last said to be),
+    /// catch up and send what is pending.
     GoOnline,
+    /// The device's network went away (`false`) or came back (`true`), as the platform tells the
+    /// shell: while it is away no connection is tried; when it is back one is, at once, unless the
+    /// user chose to work offline. Not remembered: an app that starts says how the network is.
+    Network(bool),
     /// An admin opened Sync health: ask the server for the tenant's devices (answered with
     /// [`Instruction::Fleet`]; nothing is sent while not live).
     RequestFleet,
@@ -183,8 +192,11 @@ pub struct SyncEngine {
     progress: (u64, u64),
     /// Why the app is outdated.
     outdated: Option<String>,
-    /// Kept offline by [`Event::GoOffline`]: no connection until [`Event::GoOnline`].
+    /// The user chose to work offline ([`Event::GoOffline`], kept in the replica): no connection
+    /// until [`Event::GoOnline`].
     held_offline: bool,
+    /// The device has no network ([`Event::Network`]): no connection until it is back.
+    no_network: bool,
     /// A transport is open (between `Connected` and `Disconnected`).
     connected: bool,
     /// Mutation ids sent on this connection and not yet answered, oldest first.
@@ -241,6 +253,7 @@ impl SyncEngine {
             shown: (BTreeSet::new(), 0),
             outdated: None,
             held_offline: false,
+            no_network: false,
             customize_waiting: Vec::new(),
             connected: false,
             in_flight: Vec::new(),
@@ -316,7 +329,7 @@ impl SyncEngine {
     /// connection uses it.
     pub fn set_token(&mut self, token: String) -> Vec<Instruction> {
         self.token = token;
-        if self.phase == Phase::Unauthorized && !self.held_offline {
+        if self.phase == Phase::Unauthorized && !self.kept_offline() {
             self.phase = Phase::Connecting;
             return vec![Instruction::Connect];
         }
@@ -334,7 +347,11 @@ impl SyncEngine {
         let (rows_done, rows) = if self.phase == Phase::Syncing { self.progress } else { (0, 0) };
         Ok(Status {
             phase: self.phase,
-            label: self.phase.label().to_owned(),
+            label: if self.phase == Phase::Offline && self.held_offline {
+                Phase::WORKING_OFFLINE.to_owned()
+            } else {
+                self.phase.label().to_owned()
+            },
             rows_done,
             rows,
             message: if self.phase == Phase::Outdated { self.outdated.clone() } else { None },
@@ -354,34 +371,35 @@ impl SyncEngine {
     pub fn handle(&mut self, event: Event<'_>) -> Result<Vec<Instruction>> {
         let mut out = Vec::new();
         match event {
-            Event::Start | Event::Timer => self.connect_if_offline(&mut out),
+            Event::Start => {
+                // The user's choice to work offline outlives the app.
+                self.held_offline |= self.replica.held_offline()?;
+                self.connect_if_offline(&mut out);
+            }
+            Event::Timer => self.connect_if_offline(&mut out),
             Event::GoOnline => {
                 self.held_offline = false;
+                self.no_network = false;
+                self.replica.set_held_offline(false)?;
+                self.backoff_ms = BACKOFF_MIN_MS;
+                self.connect_if_offline(&mut out);
+            }
+            Event::Network(true) => {
+                self.no_network = false;
                 self.backoff_ms = BACKOFF_MIN_MS;
                 self.connect_if_offline(&mut out);
             }
             Event::GoOffline => {
                 self.held_offline = true;
-                for (id, _) in std::mem::take(&mut self.customize_waiting) {
-                    out.push(Self::customize_offline(id));
-                }
-                if self.connected {
-                    // Offline from now on: nothing more is sent on the closing session (its
-                    // `Disconnected` comes later and changes nothing).
-                    out.push(Instruction::Close);
-                    self.connected = false;
-                    self.in_flight.clear();
-                    if self.phase != Phase::Outdated && self.phase != Phase::Unauthorized {
-                        self.phase = Phase::Offline;
-                    }
-                } else if matches!(self.phase, Phase::Connecting) {
-                    // A connection on its way: the shell drops it and says so.
-                    out.push(Instruction::Close);
-                    self.phase = Phase::Offline;
-                }
+                self.replica.set_held_offline(true)?;
+                self.go_quiet(&mut out);
             }
-            Event::Connected if self.held_offline => {
-                // Opened just as the user went offline.
+            Event::Network(false) => {
+                self.no_network = true;
+                self.go_quiet(&mut out);
+            }
+            Event::Connected if self.kept_offline() => {
+                // Opened just as the app went offline.
                 out.push(Instruction::Close);
                 self.connected = true;
             }
@@ -419,7 +437,7 @@ impl SyncEngine {
                     // Stays outdated: reconnecting cannot help.
                 } else {
                     self.phase = Phase::Offline;
-                    if !self.held_offline {
+                    if !self.kept_offline() {
                         let seed = jitter_seed(self.replica.client_id());
                         out.push(Instruction::SetTimer(reconnect_delay_ms(
                             self.backoff_ms,
@@ -445,10 +463,10 @@ impl SyncEngine {
             }
             Event::Customize { id, request } => {
                 let (id, request) = (id.to_owned(), request.clone());
-                if self.connected && !self.held_offline {
+                if self.connected && !self.kept_offline() {
                     // Any time after the hello: the server reads it once the initial sync is sent.
                     out.push(Instruction::Send(ClientMsg::Customize { id, request }.to_json()));
-                } else if self.held_offline || matches!(self.phase, Phase::Outdated | Phase::Unauthorized) {
+                } else if self.kept_offline() || matches!(self.phase, Phase::Outdated | Phase::Unauthorized) {
                     out.push(Self::customize_offline(id));
                 } else {
                     // Reconnecting (a publish that changed the storage reconnects every app): sent
@@ -480,8 +498,35 @@ impl SyncEngine {
         self.outdated = Some(reason);
     }
 
+    /// Closes the session (or the connection on its way) because the app goes offline: nothing more
+    /// is sent, and customize requests waiting for a session are refused.
+    fn go_quiet(&mut self, out: &mut Vec<Instruction>) {
+        for (id, _) in std::mem::take(&mut self.customize_waiting) {
+            out.push(Self::customize_offline(id));
+        }
+        if self.connected {
+            // Offline from now on: nothing more is sent on the closing session (its
+            // `Disconnected` comes later and changes nothing).
+            out.push(Instruction::Close);
+            self.connected = false;
+            self.in_flight.clear();
+            if self.phase != Phase::Outdated && self.phase != Phase::Unauthorized {
+                self.phase = Phase::Offline;
+            }
+        } else if matches!(self.phase, Phase::Connecting) {
+            // A connection on its way: the shell drops it and says so.
+            out.push(Instruction::Close);
+            self.phase = Phase::Offline;
+        }
+    }
+
+    /// Whether no connection may be tried now (the user's choice, or no network).
+    fn kept_offline(&self) -> bool {
+        self.held_offline || self.no_network
+    }
+
     fn connect_if_offline(&mut self, out: &mut Vec<Instruction>) {
-        if self.phase == Phase::Offline && !self.held_offline {
+        if self.phase == Phase::Offline && !self.kept_offline() {
             self.phase = Phase::Connecting;
             out.push(Instruction::Connect);
         }

@@ -1,4 +1,4 @@
-"""One life of an app, in its own process: sync, go offline, edit, then die without closing
+"""One life of an app, in its own process: sync, lose the network, edit, then die without closing
 (os._exit), as when the OS kills the app. Used by test_native_client.py.
 
 usage: offline_device.py DB URL TOKEN JOB"""
@@ -14,7 +14,7 @@ db, url, token, job = sys.argv[1:5]
 listener = Listener()
 client = cb.MoatClient(db, url, token, listener)
 listener.wait("live", lambda: client.status().phase == core.Phase.LIVE)
-client.go_offline()
+client.network_changed(False)
 listener.wait("offline", lambda: client.status().phase == core.Phase.OFFLINE)
 client.edit("jobs", job, "notes", text("gate code 1234"))
 client.edit("jobs", job, "price_cents", integer(15000))

@@ -206,6 +206,39 @@ def test_going_offline_and_online_queues_then_sends(device):
     alice.listener.wait("the edit", lambda: alice.value("jobs", JOB, "assignee") == text("lena"))
 
 
+def test_working_offline_is_remembered_when_the_app_opens_again(server, tmp_path, device):
+    """The user's "Work offline" is kept in the replica: the app opens offline, says it is the user's
+    choice, sends nothing, and goes online only when the user says so."""
+    alice = device("alice", "alice", "company-a", "admin")
+    alice.wait_live()
+    path = tmp_path / "amy-phone.db"
+    amy = Device(server, path, "amy", "company-a", "admin")
+    amy.wait_live()
+    amy.client.go_offline()
+    amy.listener.wait("offline", lambda: amy.client.status().label == "Working offline")
+    amy.client.edit("jobs", JOB, "notes", text("kept while working offline"))
+    amy.client.close()
+
+    amy = Device(server, path, "amy", "company-a", "admin")
+    try:
+        amy.listener.wait("opened offline", lambda: amy.client.status().label == "Working offline")
+        s = amy.client.status()
+        assert (s.phase, s.pending) == (core.Phase.OFFLINE, 1)
+        with sqlite3.connect(tmp_path / "data" / "tenants" / "company-a.db") as db:
+            assert db.execute("SELECT count(*) FROM moat_mutations WHERE user_id = 'amy'").fetchone()[0] == 0
+        amy.client.go_online()
+        amy.wait_live(pending=0)
+        alice.listener.wait("the edit", lambda: alice.value("jobs", JOB, "notes") == text("kept while working offline"))
+    finally:
+        amy.client.close()
+    # Online is remembered too: opened again, it connects by itself.
+    amy = Device(server, path, "amy", "company-a", "admin")
+    try:
+        amy.wait_live(pending=0)
+    finally:
+        amy.client.close()
+
+
 def test_an_admin_sees_the_tenants_devices_and_what_waits_on_them(device):
     """Fleet health through the uniffi surface: each device reports (its platform and app version,
     what waits) in its hello and when that changes; an admin's `request_fleet` lists them."""

@@ -1,6 +1,7 @@
-// Offline: a context goes offline, edits, reloads while still offline (the edits are still shown, from
-// OPFS, with the app shell from the service worker), comes back online, and the server and the other
-// context receive each edit once.
+// Offline: a context goes offline (its network, and the user's "Work offline"), edits, reloads while
+// still offline (the edits are still shown, from OPFS, with the app shell from the service worker, and
+// the user's choice is remembered), its network comes back (the choice still holds), the user goes
+// online, and the server and the other context receive each edit once.
 import { test, expect, signIn, openRecord, firstRowIds, serverQuery } from "./fixtures";
 
 test("offline edits survive a reload and arrive exactly once", async ({ browser, server }) => {
@@ -14,10 +15,11 @@ test("offline edits survive a reload and arrive exactly once", async ({ browser,
   expect(ids).toHaveLength(3);
 
   await techCtx.setOffline(true);
-  // The page hears the browser go offline and tells the worker; waiting for that call makes the test
-  // independent of whether this Chromium's offline emulation also stops the worker's own sockets.
+  // The user works offline too: the database remembers it, so that the reload below cannot connect
+  // whatever this Chromium's offline emulation does to a worker's sockets (it need not stop them).
   await tech.evaluate(() => window.moat!.goOffline());
   await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "offline");
+  await expect(tech.getByTestId("status-phase")).toHaveText("Working offline");
   const notes = ids.map((id, n) => `Offline note ${n + 1} for ${id}`);
   for (const [n, id] of ids.entries()) {
     await openRecord(tech, server, "jobs", id);
@@ -28,6 +30,7 @@ test("offline edits survive a reload and arrive exactly once", async ({ browser,
 
   // Reload with no network: the shell comes from the service worker, the data from OPFS.
   await tech.reload();
+  await expect(tech.getByTestId("status-phase")).toHaveText("Working offline");
   await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "offline");
   await expect(tech.getByTestId("status-pending")).toHaveAttribute("data-count", "3");
   await expect(tech.getByTestId("field-notes-input")).toHaveValue(notes[2]!);
@@ -40,7 +43,10 @@ test("offline edits survive a reload and arrive exactly once", async ({ browser,
     })), ids);
   expect(await adminNotes()).not.toContain(notes[0]);
 
+  // The network is back; the user still works offline until they go online.
   await techCtx.setOffline(false);
+  await expect(tech.getByTestId("status-phase")).toHaveText("Working offline");
+  await tech.getByTestId("toggle-online").click();
   await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "live");
   await expect(tech.getByTestId("status-pending")).toHaveAttribute("data-count", "0");
   await expect.poll(adminNotes).toEqual(notes);

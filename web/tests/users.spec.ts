@@ -46,9 +46,12 @@ test("a database from the shared pool of before is found, with its pending chang
   await old.evaluate(() => localStorage.removeItem("moat.test.sharedPool"));
   await old.close();
 
-  // The new version opens Alice's database where it is, and her change reaches the server.
+  // The new version opens Alice's database where it is (offline, as she left it), and once she goes
+  // online her change reaches the server.
   const upgraded = await ctx.newPage();
   await upgraded.goto(server.url + "/");
+  await expect(upgraded.getByTestId("status-phase")).toHaveText("Working offline", { timeout: 60_000 });
+  await upgraded.getByTestId("toggle-online").click();
   await expect(upgraded.getByTestId("status")).toHaveAttribute("data-phase", "live", { timeout: 60_000 });
   await expect(upgraded.getByTestId("status-pending")).toHaveAttribute("data-count", "0");
   await expect

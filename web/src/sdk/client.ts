@@ -49,8 +49,8 @@ export class MoatClient {
 
   private constructor(private readonly worker: Worker, followNetwork: boolean) {
     worker.addEventListener("message", (ev: MessageEvent<FromWorker>) => this.receive(ev.data));
-    const offline = () => void this.goOffline();
-    const online = () => void this.goOnline();
+    const offline = () => void this.call("networkChanged", false);
+    const online = () => void this.call("networkChanged", true);
     if (followNetwork) {
       globalThis.addEventListener("offline", offline);
       globalThis.addEventListener("online", online);
@@ -140,9 +140,12 @@ export class MoatClient {
   retryRejected(mutationId: string): Promise<void> {
     return this.call("retryRejected", mutationId);
   }
+  /** Works offline (the user's switch): nothing is sent, and the database remembers it, so that the
+   * app opens offline too, until `goOnline`. The browser's own network is followed separately. */
   goOffline(): Promise<void> {
     return this.call("goOffline");
   }
+  /** Goes online (the user's switch): connects at once. */
   goOnline(): Promise<void> {
     return this.call("goOnline");
   }

@@ -36,8 +36,12 @@ export interface Api {
   rejected(): RejectedView[];
   dismissRejected(mutationId: string): void;
   retryRejected(mutationId: string): void;
+  /** The user works offline: nothing is sent, and the database remembers it until `goOnline`. */
   goOffline(): void;
+  /** The user goes online: connects at once. */
   goOnline(): void;
+  /** The browser's network went away or came back (not remembered; the user's choice stands). */
+  networkChanged(online: boolean): void;
   /** Asks the server for the tenant's devices (admins); they arrive as a `fleet` event. */
   requestDevices(): void;
   newRecord(objectType: string): DetailViewModel;
@@ -76,6 +80,7 @@ export interface OpenOptions {
 
 /** Page → worker. */
 export type ToWorker =
+  /** `offline`: the browser has no network as the page opens. */
   | { kind: "open"; options: OpenOptions; offline: boolean }
   | { kind: "call"; id: number; method: Method; args: unknown[] };
 

@@ -15,8 +15,9 @@ const tabId = crypto.randomUUID();
 let client: WebClient | null = null;
 let channel: BroadcastChannel | null = null;
 let ownerReady = false;
-/** The page said the browser has no network: a database this tab opens starts held offline. */
-let heldOffline = false;
+/** The page said the browser has no network: a database this tab opens starts without one. (The
+ * user's own choice to work offline is kept in the database.) */
+let noNetwork = false;
 /** Another tab of this database has spoken (it asked who owns it, or called): events are relayed
  * to the others only then (a post to a BroadcastChannel costs the owner a trip through the browser,
  * at every event of a first sync). */
@@ -77,6 +78,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
       return c.requestFleet();
     case "goOnline":
       return c.goOnline();
+    case "networkChanged":
+      return c.networkChanged(a0);
     case "newRecord":
       return c.newRecord(a0);
     case "create":
@@ -105,7 +108,8 @@ function callLocal(method: Method, args: unknown[]): unknown {
 }
 
 function call(id: number, method: Method, args: unknown[]): void {
-  if (method === "goOffline" || method === "goOnline") heldOffline = method === "goOffline";
+  if (method === "networkChanged") noNetwork = !(args[0] as boolean);
+  else if (method === "goOnline") noNetwork = false;
   if (client) {
     try {
       post({ kind: "result", id, value: callLocal(method, args) });
@@ -127,7 +131,7 @@ function flushWaiting(): void {
 
 async function becomeOwner(options: OpenOptions): Promise<void> {
   await init({ module_or_path: wasmUrl });
-  client = await WebClient.open(options.url, options.token, options.dbName, heldOffline, options.sharedPool ?? false, onEvent);
+  client = await WebClient.open(options.url, options.token, options.dbName, noNetwork, options.sharedPool ?? false, onEvent);
   ownerReady = true;
   post({ kind: "event", event: { type: "role", owner: true } });
   channel?.postMessage({ kind: "owner-ready" } satisfies Between);
@@ -210,7 +214,7 @@ async function open(options: OpenOptions): Promise<void> {
 self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.kind === "open") {
-    heldOffline = m.offline;
+    noNetwork = m.offline;
     open(m.options).then(
       () => post({ kind: "opened", owner: client !== null }),
       (e: unknown) => post({ kind: "open-failed", error: toWire(e) }),
@@ -221,9 +225,10 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
 };
 
 // The browser's `online` and `offline` events are followed by the page's `MoatClient` (unless its
-// `followBrowserNetwork` is false), which calls goOffline / goOnline: the worker does not follow them
-// on its own. A page that opens with no network says so in its `open` message, so the database starts
-// held offline and no connection is tried before the page's first goOffline could arrive (a worker's
-// sockets need not follow the page's network state).
+// `followBrowserNetwork` is false), which calls networkChanged: the worker does not follow them on its
+// own. A page that opens with no network says so in its `open` message, so the database starts without
+// one and no connection is tried before the page's first networkChanged could arrive (a worker's
+// sockets need not follow the page's network state). The user's "Work offline" is goOffline, which
+// the database remembers: a reload, or a tab that takes over, opens offline from it.
 
 export type { Api };

@@ -624,12 +624,13 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
     func editText(objectType: String, id: String, field: String, text: String, startedFrom: FieldValue?) throws 
     
     /**
-     * Goes offline (as when the network drops); local reads and writes keep working.
+     * Works offline (the user's choice): local reads and writes keep working, nothing is sent,
+     * and the replica remembers it, so that the app opens offline too, until `go_online`.
      */
     func goOffline() 
     
     /**
-     * Comes back online: reconnects, catches up and sends what is pending.
+     * Goes online (the user's choice): reconnects at once, catches up and sends what is pending.
      */
     func goOnline() 
     
@@ -650,6 +651,13 @@ public protocol MoatClientProtocol: AnyObject, Sendable {
      * `sort_field` (the metadata's default sort when `None`).
      */
     func listView(objectType: String, search: String?, sortField: String?, ascending: Bool, offset: Int64, limit: Int64) throws  -> ListViewModel
+    
+    /**
+     * The device's network went away (`false`) or came back (`true`), as the platform says (e.g.
+     * `NWPathMonitor`): no connection is tried while it is away; back, one is at once, unless the
+     * user works offline. Not remembered.
+     */
+    func networkChanged(online: Bool) 
     
     /**
      * The form of a new record of `object_type`, from the layout for this user's role (with the
@@ -910,7 +918,8 @@ open func editText(objectType: String, id: String, field: String, text: String, 
 }
     
     /**
-     * Goes offline (as when the network drops); local reads and writes keep working.
+     * Works offline (the user's choice): local reads and writes keep working, nothing is sent,
+     * and the replica remembers it, so that the app opens offline too, until `go_online`.
      */
 open func goOffline()  {try! rustCall() {
         uniffiCallStatus in
@@ -921,7 +930,7 @@ open func goOffline()  {try! rustCall() {
 }
     
     /**
-     * Comes back online: reconnects, catches up and sends what is pending.
+     * Goes online (the user's choice): reconnects at once, catches up and sends what is pending.
      */
 open func goOnline()  {try! rustCall() {
         uniffiCallStatus in
@@ -978,6 +987,20 @@ open func listView(objectType: String, search: String?, sortField: String?, asce
         FfiConverterInt64.lower(limit),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * The device's network went away (`false`) or came back (`true`), as the platform says (e.g.
+     * `NWPathMonitor`): no connection is tried while it is away; back, one is at once, unless the
+     * user works offline. Not remembered.
+     */
+open func networkChanged(online: Bool)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_client_bridge_fn_method_moatclient_network_changed(
+            self.uniffiCloneHandle(),
+        FfiConverterBool.lower(online),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -2001,10 +2024,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_client_bridge_checksum_method_moatclient_edit_text() != 38787) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_go_offline() != 922) {
+    if (uniffi_client_bridge_checksum_method_moatclient_go_offline() != 34830) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_client_bridge_checksum_method_moatclient_go_online() != 55298) {
+    if (uniffi_client_bridge_checksum_method_moatclient_go_online() != 35245) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_insert_row() != 58104) {
@@ -2014,6 +2037,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_list_view() != 17685) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_client_bridge_checksum_method_moatclient_network_changed() != 46258) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_client_bridge_checksum_method_moatclient_new_record() != 630) {
