@@ -28,7 +28,7 @@
 //! `cargo bench -p moat-server --bench load [-- --quick | --full]`: `--quick` uses 2k connections and
 //! 1k subscribers (for CI), the default 10k, `--full` 19k (the most one process's 20k file descriptors
 //! allow); `--only memory|snapshot|fanout|durable|tenants|stalled|reconnect|cluster|peers` runs one
-//! part.
+//! part. `MOAT_BIN=path` runs that `moat` binary instead of this build's (to compare two builds).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -112,7 +112,8 @@ impl Server {
         args: &[&str],
         listen: &str,
     ) -> (Child, SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
+        let bin = std::env::var_os("MOAT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_moat").into());
+        let mut child = Command::new(bin)
             .args(["serve", "--listen", listen, "--config"])
             .arg(config)
             .arg("--data")

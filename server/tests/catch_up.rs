@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::{Client, TestServer, token, update};
+use support::{Client, TestServer, get, token, update};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_from_its_cursor() {
@@ -36,6 +36,10 @@ async fn a_client_resumes_from_its_cursor() {
     // Company-b's write went to company-b's own database and log: company-a's versions do not move.
     assert_eq!((versions[0], versions[2], versions[3]), (cursor + 1, cursor + 3, cursor + 3), "{versions:?}");
     assert_eq!(frames[2]["diff"]["changes"][0]["cols"]["status"]["new"], "done");
+    // Counted as they were sent: three first syncs (alice, amy, bella), one catch-up.
+    let metrics = get(server.addr, "/metrics").await.1;
+    assert!(metrics.contains("moat_snapshots_total 3\n"), "{metrics}");
+    assert!(metrics.contains("moat_catch_ups_total 1\n"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,6 +62,9 @@ async fn a_cursor_older_than_the_log_gets_a_fresh_snapshot() {
     assert!(end["version"].as_i64().unwrap() >= 1100);
     assert_eq!(end["version"].as_i64(), Some(b.cursor));
     assert!(b.received.iter().any(|c| c["cols"]["price_cents"]["new"] == 1099));
+    let metrics = get(server.addr, "/metrics").await.1;
+    assert!(metrics.contains("moat_snapshots_total 2\n"), "{metrics}");
+    assert!(metrics.contains("moat_catch_ups_total 0\n"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,28 +67,11 @@ pub(crate) async fn start(conn: &mut Conn, cursor: Option<i64>, rows: bool) -> R
 
 /// Sends the catch-up or snapshot and `synced`; returns the version the client has after it.
 pub(crate) async fn initial(job: &Job, out: &mut impl Out, cursor: Option<i64>) -> Result<i64, End> {
-    let store = Arc::clone(&job.store);
-    let (newest, oldest, lost) = store
-        .read(move |c| {
-            let (newest, oldest) = log_bounds(c)?;
-            // A cursor from a history a restore undid: its client has rows the server no longer has.
-            let lost = match cursor {
-                Some(cursor) => crate::backup::cursor_lost(c, cursor)?,
-                None => false,
-            };
-            Ok((newest, oldest, lost))
-        })
-        .await
-        .map_err(storage)?;
-    let version = match cursor {
-        Some(c) if c <= newest && c + 1 >= oldest && !lost => {
-            job.metrics.catch_ups.inc();
-            catch_up(job, out, c).await?
-        }
-        _ => {
-            job.metrics.snapshots.inc();
-            snapshot(job, out).await?
-        }
+    // One read decides and, for a snapshot, streams it: a reconnection storm pays one hand-off to
+    // a reader thread per session, not two.
+    let version = match snapshot(job, out, cursor).await? {
+        Synced::Snapshot(version) => version,
+        Synced::CatchUp(from) => catch_up(job, out, from).await?,
     };
     let channel = job.profile.channel.as_str().into();
     out.text(ServerMsg::Synced { channel, version }.to_json()).await?;
@@ -119,12 +102,23 @@ async fn catch_up(job: &Job, out: &mut impl Out, cursor: i64) -> Result<i64, End
 }
 
 enum Part {
+    /// The change log still covers the client's cursor: no snapshot, a catch-up from it.
+    CatchUp(i64),
     Begin(u64),
     Chunk(u64, String),
     End(i64),
 }
 
-async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
+/// What [`snapshot`] did.
+enum Synced {
+    /// Sent a snapshot as of this version.
+    Snapshot(i64),
+    /// Sent nothing: the log covers the cursor, which the catch-up starts from.
+    CatchUp(i64),
+}
+
+/// Sends a snapshot of the channel, unless `cursor` is one the change log still covers.
+async fn snapshot(job: &Job, out: &mut impl Out, cursor: Option<i64>) -> Result<Synced, End> {
     let (tx, mut rx) = mpsc::channel::<Part>(2);
     let (schema, rules, profile) =
         (Arc::clone(&job.model.schema), Arc::clone(&job.model.rules), job.profile.clone());
@@ -133,12 +127,25 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
     let as_rows = job.rows;
     // The reader streams chunks from one read transaction, so the snapshot is consistent as of its
     // version; the channel is bounded, so a slow client holds two chunks in memory, not the table.
+    let metrics = Arc::clone(&job.metrics);
     let store = Arc::clone(&job.store);
-    let reader = tokio::spawn(async move {
+    let reader = async move {
         store
             .read(move |c| {
                 let t = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
-                let (version, _) = log_bounds(&t)?;
+                let (version, oldest) = log_bounds(&t)?;
+                let gone = || crate::error::Error::Unavailable("client went away".into());
+                // A cursor the log covers gets a catch-up, unless it is from a history a restore
+                // undid (its client has rows the server no longer has).
+                if let Some(cursor) = cursor
+                    && cursor <= version
+                    && cursor + 1 >= oldest
+                    && !crate::backup::cursor_lost(&t, cursor)?
+                {
+                    metrics.catch_ups.inc();
+                    return tx.blocking_send(Part::CatchUp(cursor)).map_err(|_| gone());
+                }
+                metrics.snapshots.inc();
                 let filter = rules.route_filter(&profile);
                 let filter: Vec<(&str, &sqlite_ext::Value)> = filter.iter().map(|(k, v)| (k, *v)).collect();
                 // A tenant's database holds only the tenant's rows.
@@ -152,7 +159,6 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                 }
                 tables.sort_by_key(|(n, _)| *n);
                 let total = tables.iter().map(|(n, _)| n).sum();
-                let gone = || crate::error::Error::Unavailable("client went away".into());
                 tx.blocking_send(Part::Begin(total)).map_err(|_| gone())?;
                 let mut done = 0u64;
                 // A chunk is written as it fills (as a diff or as rows), and ends at `chunk_rows`
@@ -191,37 +197,43 @@ async fn snapshot(job: &Job, out: &mut impl Out) -> Result<i64, End> {
                 Ok(())
             })
             .await
-    });
+    };
+    // The frames are written as the reader makes them, in this task: a session's initial sync is
+    // one task and one reader thread.
     let channel = job.profile.channel.clone();
-    let (mut rows, mut sent) = (0, 0);
-    while let Some(part) = rx.recv().await {
-        match part {
-            Part::Begin(n) => {
-                rows = n;
-                out.text(ServerMsg::SnapshotBegin { channel: channel.as_str().into(), rows }.to_json())
-                    .await?;
-            }
-            Part::Chunk(rows_done, json) => {
-                let json = RawValue::from_string(json).expect("a chunk's JSON is valid JSON");
-                let (channel, json) = (channel.as_str().into(), DiffJson::Encoded(&json));
-                let msg = match job.rows {
-                    true => ServerMsg::SnapshotRows { channel, rows_done, rows, tables: json },
-                    false => ServerMsg::Snapshot { channel, rows_done, rows, diff: json },
-                };
-                out.text(msg.to_json()).await?;
-            }
-            Part::End(version) => {
-                out.text(ServerMsg::SnapshotEnd { channel: channel.as_str().into(), version }.to_json())
-                    .await?;
-                sent = version;
+    let writer = async move {
+        let (mut rows, mut synced) = (0, Synced::Snapshot(0));
+        while let Some(part) = rx.recv().await {
+            match part {
+                Part::CatchUp(cursor) => synced = Synced::CatchUp(cursor),
+                Part::Begin(n) => {
+                    rows = n;
+                    out.text(ServerMsg::SnapshotBegin { channel: channel.as_str().into(), rows }.to_json())
+                        .await?;
+                }
+                Part::Chunk(rows_done, json) => {
+                    let json = RawValue::from_string(json).expect("a chunk's JSON is valid JSON");
+                    let (channel, json) = (channel.as_str().into(), DiffJson::Encoded(&json));
+                    let msg = match job.rows {
+                        true => ServerMsg::SnapshotRows { channel, rows_done, rows, tables: json },
+                        false => ServerMsg::Snapshot { channel, rows_done, rows, diff: json },
+                    };
+                    out.text(msg.to_json()).await?;
+                }
+                Part::End(version) => {
+                    out.text(ServerMsg::SnapshotEnd { channel: channel.as_str().into(), version }.to_json())
+                        .await?;
+                    synced = Synced::Snapshot(version);
+                }
             }
         }
-    }
-    match reader.await {
-        Ok(Ok(())) => Ok(sent),
-        Ok(Err(e)) => Err(storage(e)),
-        Err(_) => Err(End::Close(close::INTERNAL, "snapshot failed".into())),
-    }
+        Ok(synced)
+    };
+    // When the writer stops (the client went away), the channel closes and the reader stops too.
+    let (read, written) = tokio::join!(reader, writer);
+    let synced = written?;
+    read.map_err(storage)?;
+    Ok(synced)
 }
 
 /// A snapshot chunk being written: a diff of inserts, or rows (`snapshot_rows`).
