@@ -646,10 +646,23 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+    /// A token whose role is admin (the driver only reads the role; the server would verify it).
+    fn admin_token() -> String {
+        format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#))
+    }
+
     fn driver() -> Driver {
         let replica = Replica::open(":memory:", sqlite_ext::Schema::demo()).unwrap();
-        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
-        Driver::new(replica, token).unwrap()
+        Driver::new(replica, admin_token()).unwrap()
+    }
+
+    /// A fresh directory of this test's own; returns it and the replica file's path in it.
+    fn scratch(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("moat-driver-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("replica.db");
+        (dir, path)
     }
 
     fn statuses(effects: &[Effect]) -> Vec<sqlite_ext::Phase> {
@@ -694,11 +707,8 @@ mod tests {
     #[test]
     fn the_users_choice_to_work_offline_outlives_the_app_and_the_networks_does_not() {
         use sqlite_ext::Phase::{Connecting, Offline};
-        let dir = std::env::temp_dir().join(format!("moat-driver-held-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("replica.db");
-        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let (dir, path) = scratch("held");
+        let token = admin_token();
         let open =
             || Driver::new(Replica::open(&path, sqlite_ext::Schema::demo()).unwrap(), token.clone()).unwrap();
         let connects = |out: &[Effect]| out.iter().filter(|e| **e == Effect::Connect).count();
@@ -801,12 +811,9 @@ mod tests {
 
     #[test]
     fn a_first_sync_shows_rows_as_they_arrive_and_a_write_meanwhile_is_durable_and_kept() {
-        let dir = std::env::temp_dir().join(format!("moat-driver-first-sync-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("replica.db");
+        let (dir, path) = scratch("first-sync");
         let replica = Replica::open(&path, sqlite_ext::Schema::demo()).unwrap();
-        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let token = admin_token();
         let mut d = Driver::new(replica, token).unwrap();
         // What another process would find in the file: only what was committed.
         let other = rusqlite::Connection::open(&path).unwrap();
@@ -866,10 +873,7 @@ mod tests {
 
     #[test]
     fn a_first_sync_on_a_file_of_its_own_goes_through_a_rollback_journal_and_back_to_the_log() {
-        let dir = std::env::temp_dir().join(format!("moat-driver-journal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("replica.db");
+        let (dir, path) = scratch("journal");
         // As the web shell opens its file: no other connection, WAL, every commit waits for the disk.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -878,7 +882,7 @@ mod tests {
         .unwrap();
         let mut replica = Replica::from_connection_latest(conn, sqlite_ext::Schema::demo()).unwrap();
         replica.journal_first_sync();
-        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let token = admin_token();
         let mut d = Driver::new(replica, token).unwrap();
         let pragma = |d: &Driver, name: &str| -> String {
             d.replica()
@@ -999,7 +1003,7 @@ mod tests {
                 > 0
         };
         let pending = |d: &Driver| ui::search_fill_pending(d.replica().connection()).unwrap();
-        let token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(r#"{"role":"admin"}"#));
+        let token = admin_token();
         let mut d = Driver::new(replica, token).unwrap();
         assert!(has_index(&d, "moat_ix_jobs_title_id") && !has_index(&d, "moat_ix_jobs_status"));
         let idle = |out: &[Effect]| out.iter().filter(|e| matches!(e, Effect::Idle(_))).count();
