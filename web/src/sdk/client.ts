@@ -49,8 +49,8 @@ export class MoatClient {
 
   private constructor(private readonly worker: Worker, followNetwork: boolean) {
     worker.addEventListener("message", (ev: MessageEvent<FromWorker>) => this.receive(ev.data));
-    const offline = () => void this.call("networkChanged", false);
-    const online = () => void this.call("networkChanged", true);
+    const offline = () => void this.networkChanged(false);
+    const online = () => void this.networkChanged(true);
     if (followNetwork) {
       globalThis.addEventListener("offline", offline);
       globalThis.addEventListener("online", online);
@@ -148,6 +148,11 @@ export class MoatClient {
   /** Goes online (the user's switch): connects at once. */
   goOnline(): Promise<void> {
     return this.call("goOnline");
+  }
+  /** The device's network went away or came back (not remembered; the user's choice stands). The
+   * SDK calls it on the browser's `online` / `offline` events unless `followBrowserNetwork` is false. */
+  networkChanged(online: boolean): Promise<void> {
+    return this.call("networkChanged", online);
   }
   /** Sync health (admins: `status.admin`): asks for the tenant's devices; a `fleet` event brings them. */
   requestDevices(): Promise<void> {
