@@ -2,7 +2,7 @@
 // Alice saves Notes; when Tom leaves the field, the conflict alert shows base, Alice's and his text,
 // and nothing changes until he chooses.
 import type { Page } from "@playwright/test";
-import { test, expect, signIn, openRecord, firstRowIds } from "./fixtures";
+import { test, expect, signIn, openRecord, firstRowIds, serverQuery } from "./fixtures";
 
 async function notes(page: Page, id: string): Promise<string> {
   return page.evaluate(async (id) => {
@@ -47,4 +47,45 @@ test("an edit made while someone else saved the same field raises the alert", as
   await dialog.getByTestId("conflict-keep-mine").click();
   await expect(dialog).toHaveCount(0);
   await expect.poll(() => notes(alice, id!)).toBe("Tom: the dog is friendly");
+});
+
+test("saving a field twice in a row is the user's own doing: no alert, the second text stays", async ({ browser, server }) => {
+  const page = await (await browser.newContext()).newPage();
+  await signIn(page, server, "alice");
+  const [id] = await firstRowIds(page, 1);
+  await openRecord(page, server, "jobs", id!);
+
+  // Type, leave, come back and type again: in one go, before the first save has reached the page.
+  const twice = (first: string, second: string) =>
+    page.evaluate(
+      ({ first, second }) => {
+        const el = document.querySelector<HTMLTextAreaElement>('[data-testid="field-notes-input"]')!;
+        const type = (v: string) => {
+          Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value")!.set!.call(el, v);
+          el.dispatchEvent(new Event("input", { bubbles: true }));
+        };
+        el.focus();
+        type(first);
+        el.blur();
+        el.focus();
+        type(second);
+        el.blur();
+      },
+      { first, second },
+    );
+
+  await twice("Online: first", "Online: second");
+  await expect.poll(() => notes(page, id!)).toBe("Online: second");
+  await expect(page.getByTestId("field-notes-input")).toHaveValue("Online: second");
+
+  await page.getByTestId("toggle-online").click();
+  await expect(page.getByTestId("status")).toHaveAttribute("data-phase", "offline");
+  await twice("Offline: first", "Offline: second");
+  await expect.poll(() => notes(page, id!)).toBe("Offline: second");
+  await page.getByTestId("toggle-online").click();
+  await expect(page.getByTestId("status")).toHaveAttribute("data-phase", "live");
+  await expect.poll(() => serverQuery(server, "SELECT notes FROM jobs WHERE id = ?", id!)[0]?.[0]).toBe("Offline: second");
+  await expect(page.getByTestId("field-notes-input")).toHaveValue("Offline: second");
+  await expect(page.getByTestId("conflict")).toHaveCount(0);
+  await expect(page.getByTestId("status-conflicts")).toHaveCount(0);
 });

@@ -1,7 +1,7 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { DetailViewModel, FieldValue, HistoryEntryView } from "../sdk";
 import { useClient, type Route } from "./hooks";
-import { Widget } from "./widgets";
+import { OWN_SAVE, Widget, type StartedFrom } from "./widgets";
 import { Dialog } from "./Dialog";
 
 /** A record's page, drawn only from the synced `layout_definition` for this role; live. */
@@ -46,15 +46,34 @@ export function DetailPage({
     };
   }, [client, version, objectType, id]);
 
-  const commit = async (field: string, text: string, startedFrom: FieldValue): Promise<string | null> => {
-    try {
-      await client.editText(objectType, id, field, text, startedFrom);
-      setModel(await client.detailView(objectType, id));
+  /** Saves run one after another, in the order the user made them. */
+  const saving = useRef<Promise<unknown>>(Promise.resolve());
+  /** What each field held right after this page's last save of it (an edit begun before that save
+   * showed starts from it). */
+  const afterSave = useRef(new Map<string, FieldValue>());
+  const commit = (field: string, text: string, startedFrom: StartedFrom): Promise<string | null> => {
+    const save = async () => {
+      let error: string | null = null;
+      try {
+        const base = startedFrom === OWN_SAVE ? afterSave.current.get(field) : startedFrom;
+        await client.editText(objectType, id, field, text, base);
+      } catch (e) {
+        error = e instanceof Error ? e.message : String(e);
+      }
+      try {
+        const m = await client.detailView(objectType, id);
+        const value = m.sections.flatMap((s) => s.fields).find((f) => f.field === field)?.cell.value;
+        if (value) afterSave.current.set(field, value);
+        setModel(m);
+      } catch (e) {
+        error ??= e instanceof Error ? e.message : String(e);
+      }
       refreshStatus();
-      return null;
-    } catch (e) {
-      return e instanceof Error ? e.message : String(e);
-    }
+      return error;
+    };
+    const saved = saving.current.then(save);
+    saving.current = saved;
+    return saved;
   };
 
   const remove = async () => {

@@ -3,7 +3,8 @@
 // editing text and hands back what the user typed: the core reads it (currency in major units with the
 // field's scale), validates it, and the page shows its message next to the field. With the text goes
 // the value the user started from: if a live change replaced it while they typed, the core raises the
-// conflict alert instead of writing over it.
+// conflict alert instead of writing over it. A save takes a moment to reach the page; an edit begun
+// meanwhile starts from what that save stored (the user's own), not from the value shown before it.
 import { useEffect, useRef, useState, type ReactNode } from "react";
 import type { FieldValue, FieldView, ReferenceOption } from "../sdk";
 import { useClient } from "./hooks";
@@ -25,6 +26,11 @@ export function Chip({ text, value, color }: { text: string; value?: FieldValue;
   );
 }
 
+/** What an edit began from when it began before the user's previous save of the field showed. */
+export const OWN_SAVE = "own save";
+/** The value an edit began from (the core raises the conflict alert if the field no longer holds it). */
+export type StartedFrom = FieldValue | typeof OWN_SAVE;
+
 export function Widget({
   field,
   objectType,
@@ -33,7 +39,9 @@ export function Widget({
   field: FieldView;
   /** The record's object type (the reference picker and line items ask the core about its fields). */
   objectType: string;
-  onCommit: (text: string, startedFrom: FieldValue) => Promise<string | null>;
+  /** Saves `text`; `startedFrom` is the value the user began from, or `OWN_SAVE`: what their previous
+   * save of this field stored (begun before that save reached the page). */
+  onCommit: (text: string, startedFrom: StartedFrom) => Promise<string | null>;
 }) {
   const { widget, cell } = field;
   const stored = cell.edit_text;
@@ -41,23 +49,34 @@ export function Widget({
   const [error, setError] = useState<string | null>(null);
   const [dirty, setDirty] = useState(false);
   /** The value when the user began typing (a live change may replace the field's value meanwhile). */
-  const [startedFrom, setStartedFrom] = useState<FieldValue | null>(null);
+  const [startedFrom, setStartedFrom] = useState<StartedFrom | null>(null);
+  /** Saves of this field not yet in the page's model: until they are, the input keeps the user's text
+   * (the model still holds the value before it) and what they start from is their own save. */
+  const [landing, setLanding] = useState(0);
+  const lastSaved = useRef(stored);
+  const from = (): StartedFrom => (landing > 0 ? OWN_SAVE : cell.value);
   const typing = (t: string) => {
-    if (!dirty) setStartedFrom(cell.value);
+    if (!dirty) setStartedFrom(from());
     setDirty(true);
     setText(t);
   };
   // A live change from elsewhere replaces the shown value unless the user is typing in it.
   useEffect(() => {
-    if (!dirty) setText(stored);
-  }, [stored, dirty]);
+    if (!dirty && landing === 0) setText(stored);
+  }, [stored, dirty, landing]);
 
   const commit = async (raw: string) => {
-    const base = dirty && startedFrom ? startedFrom : cell.value;
+    const base = dirty && startedFrom !== null ? startedFrom : from();
     setDirty(false);
     setStartedFrom(null);
-    if (raw === stored) return;
-    setError(await onCommit(raw, base));
+    if (raw === (landing > 0 ? lastSaved.current : stored)) return;
+    lastSaved.current = raw;
+    setLanding((n) => n + 1);
+    try {
+      setError(await onCommit(raw, base));
+    } finally {
+      setLanding((n) => n - 1);
+    }
   };
 
   const testid = `field-${field.field}`;
@@ -66,7 +85,8 @@ export function Widget({
   const errorId = `${testid}-error`;
   const shown = error ?? (dirty ? null : field.problem);
   // While the user types, someone else's saved value arrived: say so now, not only on save.
-  const movedOn = dirty && startedFrom !== null && JSON.stringify(startedFrom) !== JSON.stringify(cell.value);
+  const movedOn =
+    dirty && startedFrom !== null && startedFrom !== OWN_SAVE && JSON.stringify(startedFrom) !== JSON.stringify(cell.value);
   const a11y = {
     id: controlId,
     "aria-required": field.required ? true : undefined,
@@ -77,7 +97,7 @@ export function Widget({
     if (key !== "Escape") return;
     setDirty(false);
     setStartedFrom(null);
-    setText(stored);
+    setText(landing > 0 ? lastSaved.current : stored);
     setError(null);
   };
   let control: ReactNode;
