@@ -213,15 +213,6 @@ impl Cluster {
             .map_err(nats("subscribe"))?;
         *cluster.acquirer.lock().expect("cluster lock") =
             Some(tokio::spawn(Arc::clone(&cluster).answer_acquires(acquires)));
-        let most = cluster.client.server_info().max_payload;
-        if most < cluster.limits.max_frame_bytes + 64 * 1024 {
-            tracing::warn!(
-                max_payload = most,
-                max_frame_bytes = cluster.limits.max_frame_bytes,
-                "NATS's largest message is below a client's largest frame: the largest pushes through a \
-                 node that does not own their tenant will be refused (raise max_payload in nats-server)"
-            );
-        }
         tracing::info!(node = %cluster.node, url, lease_secs = ttl.as_secs(), "joined the cluster");
         Ok(cluster)
     }

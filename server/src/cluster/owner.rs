@@ -102,7 +102,11 @@ pub(super) async fn serve(cluster: Arc<Cluster>, store: Arc<Store>) -> Result<to
         .await
         .map_err(|e| Error::Unavailable(format!("subscribing for {}: {e}", store.tenant)))?;
     Ok(tokio::spawn(async move {
+        // A request larger than NATS carries comes in pieces, put back together by its reply inbox.
+        let mut joiner = wire::Joiner::default();
         while let Some(msg) = requests.next().await {
+            let key = msg.reply.as_deref().unwrap_or_default();
+            let Some(payload) = joiner.join(key, msg.headers.as_ref(), &msg.payload) else { continue };
             let (cluster, store) = (Arc::clone(&cluster), Arc::clone(&store));
             tokio::spawn(async move {
                 cluster.metrics.cluster_requests_served.inc();
@@ -112,10 +116,10 @@ pub(super) async fn serve(cluster: Arc<Cluster>, store: Arc<Store>) -> Result<to
                     "model" => {
                         Some(json(&ModelAns { schema_sql: store.models.get().schema.sql().to_owned() }))
                     }
-                    "push" => Some(json(&push_for(&cluster, &store, &msg.payload).await)),
-                    "sync" => Some(json(&sync_for(&cluster, &store, &msg.payload).await)),
-                    "call" => call_for(&store, &msg.payload).await.map(|a| json(&a)),
-                    "migrate" => Some(json(&migrate_for(&store, &msg.payload).await)),
+                    "push" => Some(json(&push_for(&cluster, &store, &payload).await)),
+                    "sync" => Some(json(&sync_for(&cluster, &store, &payload).await)),
+                    "call" => call_for(&store, &payload).await.map(|a| json(&a)),
+                    "migrate" => Some(json(&migrate_for(&store, &payload).await)),
                     _ => None,
                 };
                 if let (Some(answer), Some(reply)) = (answer, msg.reply) {

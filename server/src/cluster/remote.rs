@@ -94,18 +94,20 @@ impl Link {
 
     /// Asks the owner (`op`: `push`, `call`, `model`) and waits up to `wait`; meanwhile the lease is
     /// read now and then, so that an owner that stalled or was cut off is given up on as soon as its
-    /// lease runs out, not at the end of the wait.
+    /// lease runs out, not at the end of the wait. A body larger than NATS carries goes in pieces.
     async fn ask(&self, op: &str, body: Vec<u8>, wait: Duration) -> Result<async_nats::Message> {
-        // Larger than NATS carries: refused for good (a retry would be refused the same way).
+        let subject = wire::owner(&self.tenant, op);
         let most = self.client.server_info().max_payload;
-        if most > 0 && body.len() > most {
-            return Err(Error::Invalid(format!(
-                "This change is too large to pass between the server's nodes ({} KB; at most {} KB)",
-                body.len() / 1024,
-                most / 1024
-            )));
-        }
-        let ask = self.client.request(wire::owner(&self.tenant, op), body.into());
+        let ask = async {
+            match most > 0 && body.len() > most {
+                true => self.ask_in_pieces(subject, body.into(), most).await,
+                false => self
+                    .client
+                    .request(subject, body.into())
+                    .await
+                    .map_err(|e| e.kind() == async_nats::client::RequestErrorKind::NoResponders),
+            }
+        };
         tokio::pin!(ask);
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
@@ -115,8 +117,7 @@ impl Link {
             tokio::select! {
                 answer = &mut ask => return match answer {
                     Ok(m) => Ok(m),
-                    Err(e) => {
-                        let none = e.kind() == async_nats::client::RequestErrorKind::NoResponders;
+                    Err(none) => {
                         if none || !self.holds().await {
                             self.gone();
                         }
@@ -131,6 +132,35 @@ impl Link {
                     return Err(self.moving());
                 }
             }
+        }
+    }
+}
+
+impl Link {
+    /// A request too large for one NATS message: its pieces, one after another, all answered to one
+    /// inbox (the owner puts them back together by it). `Err(true)`: nobody serves the subject.
+    async fn ask_in_pieces(
+        &self,
+        subject: String,
+        body: bytes::Bytes,
+        most: usize,
+    ) -> std::result::Result<async_nats::Message, bool> {
+        let inbox = self.client.new_inbox();
+        let mut answers = self.client.subscribe(inbox.clone()).await.map_err(|_| false)?;
+        for (piece, more) in wire::pieces(&body, most) {
+            let mut headers = async_nats::HeaderMap::new();
+            if more {
+                headers.insert(wire::HEADER_MORE, "1");
+            }
+            let piece = body.slice_ref(piece);
+            let sent =
+                self.client.publish_with_reply_and_headers(subject.clone(), inbox.clone(), headers, piece);
+            sent.await.map_err(|_| false)?;
+        }
+        let answer = answers.next().await.ok_or(false)?;
+        match answer.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            true => Err(true),
+            false => Ok(answer),
         }
     }
 }
@@ -282,7 +312,7 @@ impl Remote {
                 Ok(Err(Some(part))) => {
                     // Frames, one per line (JSON text has no raw newline), perhaps in pieces.
                     if let Some(batch) = joiner.join("", part.headers.as_ref(), &part.payload) {
-                        let text = String::from_utf8(batch).map_err(|_| moving())?;
+                        let text = std::str::from_utf8(&batch).map_err(|_| moving())?;
                         for frame in text.split('\n') {
                             conn.send_text(frame.to_owned()).await?;
                         }

@@ -2,6 +2,7 @@
 //! Every body is JSON; a channel frame is the session frame's own bytes, with its channel and
 //! version in headers.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sqlite_ext::protocol::{CustomizeRequest, DeviceReport};
 
@@ -70,28 +71,34 @@ pub(crate) fn pieces(payload: &[u8], most: usize) -> impl Iterator<Item = (&[u8]
 /// Puts pieces back together, per key (one stream of pieces per key, in order).
 #[derive(Debug, Default)]
 pub(crate) struct Joiner {
-    pending: std::collections::HashMap<String, Vec<u8>>,
+    pending: std::collections::HashMap<String, (std::time::Instant, Vec<u8>)>,
 }
 
+/// How long the first pieces of a message wait for the rest (a sender's pieces go out back to back:
+/// one that waits longer lost its sender, and is dropped when another message comes in pieces).
+const STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Joiner {
-    /// The whole message once its last piece is in; `None` while more are to come.
+    /// The whole message once its last piece is in (a message of one piece as it came, no copy);
+    /// `None` while more are to come.
     pub(crate) fn join(
         &mut self,
         key: &str,
         headers: Option<&async_nats::HeaderMap>,
-        piece: &[u8],
-    ) -> Option<Vec<u8>> {
+        piece: &Bytes,
+    ) -> Option<Bytes> {
         let more = headers.is_some_and(|h| h.get(HEADER_MORE).is_some());
         match (more, self.pending.remove(key)) {
-            (false, None) => Some(piece.to_vec()),
-            (false, Some(mut head)) => {
+            (false, None) => Some(piece.clone()),
+            (false, Some((_, mut head))) => {
                 head.extend_from_slice(piece);
-                Some(head)
+                Some(head.into())
             }
             (true, head) => {
-                let mut head = head.unwrap_or_default();
+                let (since, mut head) = head.unwrap_or_else(|| (std::time::Instant::now(), Vec::new()));
                 head.extend_from_slice(piece);
-                self.pending.insert(key.to_owned(), head);
+                self.pending.retain(|_, (t, _)| t.elapsed() < STALE);
+                self.pending.insert(key.to_owned(), (since, head));
                 None
             }
         }
@@ -216,4 +223,44 @@ pub struct Moved {
     pub to: Option<String>,
     /// From letting it go to another node holding it, in milliseconds: writes to it waited this long.
     pub ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn more() -> async_nats::HeaderMap {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(HEADER_MORE, "1");
+        h
+    }
+
+    #[test]
+    fn pieces_of_two_senders_are_joined_apart_and_a_whole_message_is_not_copied() {
+        let body = Bytes::from(vec![7u8; 10_000]);
+        let pieces: Vec<_> = pieces(&body, 4096 + 1024).collect();
+        assert_eq!(pieces.len(), 10);
+        assert!(pieces.iter().rev().skip(1).all(|(_, more)| *more) && !pieces.last().unwrap().1);
+
+        let mut j = Joiner::default();
+        let (a, b) = (Bytes::from_static(b"aa"), Bytes::from_static(b"bb"));
+        assert_eq!(j.join("inbox-1", Some(&more()), &a), None);
+        assert_eq!(j.join("inbox-2", Some(&more()), &b), None);
+        assert_eq!(j.join("inbox-1", None, &a).as_deref(), Some(&b"aaaa"[..]));
+        assert_eq!(j.join("inbox-2", Some(&async_nats::HeaderMap::new()), &b).as_deref(), Some(&b"bbbb"[..]));
+        let whole = Bytes::from(vec![1u8; 64]);
+        let out = j.join("inbox-3", None, &whole).unwrap();
+        assert_eq!(out.as_ptr(), whole.as_ptr(), "a message of one piece is passed on as it came");
+        assert!(j.pending.is_empty());
+    }
+
+    #[test]
+    fn the_first_pieces_of_a_message_whose_sender_went_away_are_dropped() {
+        let mut j = Joiner::default();
+        let stale = std::time::Instant::now() - STALE - std::time::Duration::from_secs(1);
+        j.pending.insert("gone".into(), (stale, b"half".to_vec()));
+        assert_eq!(j.join("new", Some(&more()), &Bytes::from_static(b"x")), None);
+        assert!(!j.pending.contains_key("gone"));
+        assert!(j.pending.contains_key("new"));
+    }
 }
