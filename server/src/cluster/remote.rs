@@ -134,9 +134,7 @@ impl Link {
             }
         }
     }
-}
 
-impl Link {
     /// A request too large for one NATS message: its pieces, one after another, all answered to one
     /// inbox (the owner puts them back together by it). `Err(true)`: nobody serves the subject.
     async fn ask_in_pieces(
