@@ -56,6 +56,7 @@ def test_a_native_client_follows_an_admins_customization(server, chromium, tmp_p
     assert "warranty_expires" not in fields(tom)
     # The phone is offline with an edit waiting.
     phone.client.go_offline()
+    wait("the phone offline", lambda: phone.client.status().phase == core.Phase.OFFLINE)
     phone.client.edit_text("jobs", job, "notes", "written offline during a customization", None)
     assert phone.client.status().pending == 1
 

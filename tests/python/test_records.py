@@ -120,10 +120,17 @@ def test_line_items_amounts_total_and_edit(device):
     assert (li.rows[0].amount, li.total) == ("$22.86", "$22.86")
     rows = [[c.edit_text for c in r.cells] for r in li.rows] + [["Labour", "1.5", "80"]]
     json_text = tom.client.line_items_text("jobs", "line_items", rows)
+    # Offline, so that the edit is still on the device when it is read back (live, its ack may
+    # already have come).
+    tom.client.go_offline()
+    tom.listener.wait("offline", lambda: tom.client.status().phase == core.Phase.OFFLINE)
     tom.client.edit_text("jobs", job, "line_items", json_text, None)
     after = fields_of(tom.client.detail_view("jobs", job))["line_items"]
     assert after.line_items.total == "$142.86" and after.pending
+    tom.client.go_online()
     tom.wait_live(pending=0)
+    after = fields_of(tom.client.detail_view("jobs", job))["line_items"]
+    assert after.line_items.total == "$142.86" and not after.pending
     with pytest.raises(cb.MoatError.Invalid) as e:
         tom.client.line_items_text("jobs", "line_items", [["x", "1", "0.001"]])
     assert e.value.message == "Line items, item 1: Unit price: at most 2 decimal places"
