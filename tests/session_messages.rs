@@ -72,9 +72,9 @@ fn welcomed(dir: &tempfile::TempDir) -> SyncEngine {
     assert!(matches!(hello, ClientMsg::Hello { .. }), "the engine's hello is the core's message");
     let welcome = r#"{"type":"welcome","protocol":1,"user":"tom","tenant":"company-a","role":"technician",
                       "channels":["company-a/technician"],"max_inflight_pushes":64}"#;
-    assert_eq!(e.handle(Event::Frame(welcome)).unwrap(), []);
+    assert_eq!(e.handle(Event::Frame(welcome.into())).unwrap(), []);
     let synced = r#"{"type":"synced","channel":"company-a/technician","version":41}"#;
-    e.handle(Event::Frame(synced)).unwrap();
+    e.handle(Event::Frame(synced.into())).unwrap();
     e
 }
 
@@ -87,23 +87,25 @@ fn a_diff_frame_without_a_version_is_a_protocol_error_on_the_client() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = welcomed(&dir);
     let good = r#"{"type":"diff","channel":"company-a/technician","version":42,"diff":{"changes":[]}}"#;
-    assert!(!e.handle(Event::Frame(good)).unwrap().iter().any(|i| matches!(i, Instruction::Failed(_))));
+    assert!(
+        !e.handle(Event::Frame(good.into())).unwrap().iter().any(|i| matches!(i, Instruction::Failed(_)))
+    );
     let before = cursors(&e);
     assert_eq!(before, [("company-a/technician".to_owned(), 42)]);
 
     let no_version = r#"{"type":"diff","channel":"company-a/technician","diff":{"changes":[]}}"#;
-    let out = e.handle(Event::Frame(no_version)).unwrap();
+    let out = e.handle(Event::Frame(no_version.into())).unwrap();
     let [Instruction::Failed(why), Instruction::Close] = out.as_slice() else { panic!("{out:?}") };
     assert!(why.contains("version"), "{why}");
     assert_eq!(cursors(&e), before, "the cursor did not move (it used to become 0)");
 
     // Not JSON at all, and a mistyped field: the same.
     for bad in ["not json", r#"{"type":"ack","mutation_id":7,"conflicts":[]}"#] {
-        let out = e.handle(Event::Frame(bad)).unwrap();
+        let out = e.handle(Event::Frame(bad.into())).unwrap();
         assert!(matches!(out.as_slice(), [Instruction::Failed(_), Instruction::Close]), "{bad}: {out:?}");
     }
     // A kind this engine does not know is not an error.
-    assert_eq!(e.handle(Event::Frame(r#"{"type":"weather","sunny":true}"#)).unwrap(), []);
+    assert_eq!(e.handle(Event::Frame(r#"{"type":"weather","sunny":true}"#.into())).unwrap(), []);
 }
 
 #[test]

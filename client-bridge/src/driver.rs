@@ -3,7 +3,7 @@
 //! transaction, going offline and online (as engine events), telling the app the status after every
 //! change, reporting failures, and the calls the UI makes (each a delegation to `sqlite_ext::ui`).
 //!
-//! A shell feeds it [`Input`]s, calls [`Driver::run`] and carries out the [`Effect`]s in order:
+//! A shell feeds it the engine's [`Event`]s, calls [`Driver::run`] and carries out the [`Effect`]s in order:
 //! connect, send, close, set a timer, notify. That is all a shell does, so the native and web
 //! clients cannot drift apart.
 
@@ -19,70 +19,14 @@ use sqlite_ext::{Event, FieldValue, Fields, Instruction, Phase, Replica, Status,
 
 type Result<T> = std::result::Result<T, sqlite_ext::Error>;
 
-/// An engine event that owns its frame, so that a shell can queue it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// The app starts.
-    Start,
-    /// The transport opened.
-    Connected,
-    /// A text frame arrived.
-    Frame(String),
-    /// The transport closed, with its close code if it had one.
-    Disconnected(Option<u16>),
-    /// The timer fired.
-    Timer,
-    /// The app wrote locally (or changed what waits, such as dismissing a rejected write).
-    LocalWrite,
-    /// The user chose to work offline (remembered across restarts until [`Input::GoOnline`]).
-    GoOffline,
-    /// The user asks to be online.
-    GoOnline,
-    /// The device's network went away (`false`) or came back (`true`).
-    Network(bool),
-    /// Ask the server for the tenant's devices (an admin's Sync health); they arrive as
-    /// [`ClientEvent::Fleet`]. Nothing happens while not live.
-    RequestFleet,
-    /// Ask the server for a record's history; it arrives as [`ClientEvent::History`]. Nothing happens
-    /// while not live.
-    RequestHistory {
-        /// The record's table.
-        table: String,
-        /// The record's id.
-        id: String,
-    },
-    /// An admin customizes (publish, roll back, list versions); the answer arrives as
-    /// [`ClientEvent::Customized`] (at once, refused, while not live).
-    Customize {
-        /// The request's id, chosen by the app.
-        id: String,
-        /// What to do.
-        request: sqlite_ext::protocol::CustomizeRequest,
-    },
+/// What waits in the driver's queue: an event for the engine, or a step of the driver's own
+/// background work.
+#[derive(Debug)]
+enum Queued {
+    Event(Event),
     /// Nothing else waited (asked for by [`Effect::Idle`]): a step of background work, such as
     /// filling a full-text index.
     Idle,
-}
-
-impl Input {
-    /// The engine's event, or none for the driver's own background work.
-    fn event(&self) -> Option<Event<'_>> {
-        Some(match self {
-            Input::Start => Event::Start,
-            Input::Connected => Event::Connected,
-            Input::Frame(t) => Event::Frame(t),
-            Input::Disconnected(c) => Event::Disconnected(*c),
-            Input::Timer => Event::Timer,
-            Input::LocalWrite => Event::LocalWrite,
-            Input::GoOffline => Event::GoOffline,
-            Input::GoOnline => Event::GoOnline,
-            Input::Network(up) => Event::Network(*up),
-            Input::RequestFleet => Event::RequestFleet,
-            Input::RequestHistory { table, id } => Event::RequestHistory { table, id },
-            Input::Customize { id, request } => Event::Customize { id, request },
-            Input::Idle => return None,
-        })
-    }
 }
 
 /// What the app is told, as it happens: the native shell calls its listener's method of the same
@@ -119,7 +63,7 @@ pub enum ClientEvent {
         /// In words for the user.
         message: String,
     },
-    /// The tenant's devices (Sync health), as the server answered [`Input::RequestFleet`].
+    /// The tenant's devices (Sync health), as the server answered [`Event::RequestFleet`].
     Fleet {
         /// Most recently seen first.
         devices: Vec<sqlite_ext::protocol::DeviceRecord>,
@@ -155,7 +99,7 @@ pub enum Effect {
     SetTimer(u64),
     /// Tell the app.
     Notify(ClientEvent),
-    /// Feed [`Input::Idle`] after this many milliseconds, once the inputs and calls already waiting
+    /// Call [`Driver::idle`] after this many milliseconds, once the events and calls already waiting
     /// have had their turn: the driver has background work, done a step at a time so that the app
     /// stays responsive.
     Idle(u64),
@@ -166,7 +110,7 @@ pub enum Effect {
 pub struct Driver {
     engine: SyncEngine,
     role: String,
-    queue: VecDeque<Input>,
+    queue: VecDeque<Queued>,
     reported: Option<Status>,
     /// A conflict was found on this device; the next run tells the app.
     raised: bool,
@@ -181,7 +125,7 @@ pub struct Driver {
     indexing: bool,
     /// `object_metadata` changed and the indexes it asks for are not made yet.
     metadata_changed: bool,
-    /// An [`Effect::Idle`] is out: its [`Input::Idle`] will come.
+    /// An [`Effect::Idle`] is out: its [`Driver::idle`] will come.
     idle_asked: bool,
     /// How long the next background step waits: at the start, a moment (the app opening draws its
     /// first screen first), once work is under way or was made in this session, nothing.
@@ -207,7 +151,7 @@ impl Driver {
         Ok(Driver {
             engine: SyncEngine::new(replica, token),
             role,
-            queue: VecDeque::from([Input::Start]),
+            queue: VecDeque::from([Queued::Event(Event::Start)]),
             reported: None,
             raised: false,
             changed: BTreeSet::new(),
@@ -226,14 +170,19 @@ impl Driver {
     }
 
     /// Starts with no network (the device has none when the app opens): no connection is tried
-    /// until [`Input::Network`]`(true)` or [`Input::GoOnline`]. Call before the first [`Driver::run`].
+    /// until [`Event::Network`]`(true)` or [`Event::GoOnline`]. Call before the first [`Driver::run`].
     pub fn start_without_network(&mut self) {
-        self.queue.push_front(Input::Network(false));
+        self.queue.push_front(Queued::Event(Event::Network(false)));
     }
 
-    /// Queues an input for the next [`Driver::run`].
-    pub fn feed(&mut self, input: Input) {
-        self.queue.push_back(input);
+    /// Queues an event for the next [`Driver::run`].
+    pub fn feed(&mut self, event: Event) {
+        self.queue.push_back(Queued::Event(event));
+    }
+
+    /// Queues a step of background work for the next [`Driver::run`], as an [`Effect::Idle`] asked.
+    pub fn idle(&mut self) {
+        self.queue.push_back(Queued::Idle);
     }
 
     /// Works off the queue and returns what the shell must do. Inputs that wait together (frames that
@@ -247,7 +196,7 @@ impl Driver {
         // A batch of frames holds server data only (the user's writes commit what is held first),
         // and a full-text fill's step what can be derived again: it commits without waiting for the
         // disk.
-        let frames = self.queue.iter().all(|i| matches!(i, Input::Frame(_) | Input::Idle));
+        let frames = self.queue.iter().all(|q| matches!(q, Queued::Event(Event::Frame(_)) | Queued::Idle));
         let batch = held.is_some()
             || ((self.queue.len() > 1 || self.engine.snapshot_rows().is_some())
                 && if frames {
@@ -256,8 +205,8 @@ impl Driver {
                     self.engine.replica().begin_batch().is_ok()
                 });
         let since = held.or(self.engine.snapshot_rows()).unwrap_or(0);
-        while let Some(input) = self.queue.pop_front() {
-            let Some(event) = input.event() else {
+        while let Some(queued) = self.queue.pop_front() {
+            let Queued::Event(event) = queued else {
                 (self.idle_asked, self.idle_delay) = (false, 0);
                 self.index_step(&mut out);
                 continue;
@@ -442,7 +391,7 @@ impl Driver {
 
     /// A local write was made: send it when possible (queued for the next run).
     fn wrote(&mut self) {
-        self.feed(Input::LocalWrite);
+        self.feed(Event::LocalWrite);
     }
 
     fn key(&self, object_type: &str, id: &str) -> Result<Fields<Value>> {
@@ -605,13 +554,13 @@ impl Driver {
     /// sent while not live.
     pub fn request_history(&mut self, object_type: &str, id: &str) -> Result<()> {
         let table = ui::table_of(self.replica(), object_type)?;
-        self.feed(Input::RequestHistory { table, id: id.to_owned() });
+        self.feed(Event::RequestHistory { table, id: id.to_owned() });
         Ok(())
     }
 
     /// Sends an admin's customization request; the answer arrives as [`ClientEvent::Customized`].
     pub fn customize(&mut self, id: &str, request: sqlite_ext::protocol::CustomizeRequest) {
-        self.feed(Input::Customize { id: id.to_owned(), request });
+        self.feed(Event::Customize { id: id.to_owned(), request });
     }
 
     /// The tenant's object types and layouts as the device holds them: the Customize mode's draft.
@@ -679,15 +628,15 @@ mod tests {
     fn a_frame_the_engine_cannot_use_is_reported_and_the_session_starts_again() {
         let mut d = driver();
         assert_eq!(d.run()[0], Effect::Connect);
-        d.feed(Input::Connected);
+        d.feed(Event::Connected);
         assert!(matches!(d.run().as_slice(), [Effect::Send(_)]), "the hello");
-        d.feed(Input::Frame("not json".into()));
+        d.feed(Event::Frame("not json".into()));
         let out = d.run();
         assert!(
             matches!(out.as_slice(), [Effect::Notify(ClientEvent::Error { .. }), Effect::Close]),
             "reported, not dropped: {out:?}"
         );
-        d.feed(Input::Disconnected(None));
+        d.feed(Event::Disconnected(None));
         let out = d.run();
         // The first retry waits half to all of the first backoff (500 ms), spread by client.
         assert!(out.iter().any(|e| matches!(e, Effect::SetTimer(250..=500))), "{out:?}");
@@ -698,8 +647,8 @@ mod tests {
     fn each_input_reports_its_status_even_when_queued_together() {
         let mut d = driver();
         d.run();
-        d.feed(Input::GoOffline);
-        d.feed(Input::GoOnline);
+        d.feed(Event::GoOffline);
+        d.feed(Event::GoOnline);
         use sqlite_ext::Phase::{Connecting, Offline};
         assert_eq!(statuses(&d.run()), [Offline, Connecting], "both steps show");
     }
@@ -717,7 +666,7 @@ mod tests {
         // The user works offline and the app closes: it opens offline, and says it is the user's choice.
         let mut d = open();
         assert_eq!(connects(&d.run()), 1);
-        d.feed(Input::GoOffline);
+        d.feed(Event::GoOffline);
         d.run();
         drop(d);
         let mut d = open();
@@ -725,9 +674,9 @@ mod tests {
         assert_eq!(connects(&out), 0, "no connection tried: {out:?}");
         assert_eq!((d.status().unwrap().phase, label(&d).as_str()), (Offline, "Working offline"));
         // The network coming back does not override the user; the user's switch does, and is forgotten.
-        d.feed(Input::Network(true));
+        d.feed(Event::Network(true));
         assert_eq!(connects(&d.run()), 0);
-        d.feed(Input::GoOnline);
+        d.feed(Event::GoOnline);
         assert_eq!(statuses(&d.run()), [Connecting]);
         drop(d);
         let mut d = open();
@@ -735,13 +684,13 @@ mod tests {
 
         // The network going away is not remembered: a restart with it back connects; while it is away,
         // no reconnection is planned, and its return connects at once.
-        d.feed(Input::Network(false));
+        d.feed(Event::Network(false));
         let out = d.run();
         assert_eq!((statuses(&out), label(&d)), (vec![Offline], "Offline".to_owned()));
-        d.feed(Input::Disconnected(None));
+        d.feed(Event::Disconnected(None));
         let out = d.run();
         assert!(!out.iter().any(|e| matches!(e, Effect::SetTimer(_))), "no retry without a network: {out:?}");
-        d.feed(Input::Network(true));
+        d.feed(Event::Network(true));
         assert_eq!(connects(&d.run()), 1);
         drop(d);
         let mut d = open();
@@ -759,7 +708,7 @@ mod tests {
             !d.run().iter().any(|e| matches!(e, Effect::Send(_))),
             "not sent before the transport is open"
         );
-        d.feed(Input::Connected);
+        d.feed(Event::Connected);
         let sent: Vec<String> = d
             .run()
             .into_iter()
@@ -770,7 +719,7 @@ mod tests {
             .collect();
         assert_eq!(sent.len(), 2, "the hello, then the request: {sent:?}");
         assert!(sent[0].contains("\"hello\"") && sent[1].contains("\"customize\""), "{sent:?}");
-        d.feed(Input::GoOffline);
+        d.feed(Event::GoOffline);
         d.run();
         d.customize("c-2", CustomizeRequest::Versions {});
         let out = d.run();
@@ -784,12 +733,12 @@ mod tests {
     /// `rows` rows.
     fn begin_snapshot(d: &mut Driver, rows: u64) {
         d.run();
-        d.feed(Input::Connected);
+        d.feed(Event::Connected);
         d.run();
-        d.feed(Input::Frame(
+        d.feed(Event::Frame(
             r#"{"type":"welcome","protocol":1,"user":"alice","tenant":"company-a","role":"admin","channels":["company-a/admin"],"max_inflight_pushes":16}"#.into(),
         ));
-        d.feed(Input::Frame(format!(
+        d.feed(Event::Frame(format!(
             r#"{{"type":"snapshot_begin","channel":"company-a/admin","rows":{rows}}}"#
         )));
     }
@@ -820,7 +769,7 @@ mod tests {
         let committed = |sql: &str| -> i64 { other.query_row(sql, [], |r| r.get(0)).unwrap() };
 
         begin_snapshot(&mut d, 3);
-        d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
+        d.feed(Event::Frame(chunk(&["job-1", "job-2"], 2)));
         let out = d.run();
         assert!(
             out.iter()
@@ -851,9 +800,9 @@ mod tests {
             "the edit is durable"
         );
 
-        d.feed(Input::Frame(chunk(&["job-3"], 3)));
-        d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
-        d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Event::Frame(chunk(&["job-3"], 3)));
+        d.feed(Event::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Event::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
         d.run();
         assert_eq!(committed("SELECT count(*) FROM jobs"), 3);
         assert_eq!(
@@ -904,7 +853,7 @@ mod tests {
         );
         assert_eq!(pragma(&d, "journal_mode"), "truncate", "switched after that commit");
 
-        d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
+        d.feed(Event::Frame(chunk(&["job-1", "job-2"], 2)));
         d.run();
         assert_eq!(pragma(&d, "journal_mode"), "truncate", "the chunks go through a rollback journal");
         assert!(d.held.is_some(), "and are held as before");
@@ -915,9 +864,9 @@ mod tests {
         assert!(d.held.is_none());
         assert_eq!(pragma(&d, "journal_mode"), "truncate");
 
-        d.feed(Input::Frame(chunk(&["job-3"], 3)));
-        d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
-        d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Event::Frame(chunk(&["job-3"], 3)));
+        d.feed(Event::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Event::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
         d.run();
         assert_eq!(pragma(&d, "journal_mode"), "wal", "back to the log once the first sync is whole");
         drop(d);
@@ -951,20 +900,20 @@ mod tests {
     fn a_first_sync_tells_the_app_of_a_tables_first_rows_then_when_they_have_doubled() {
         let mut d = driver();
         begin_snapshot(&mut d, 100);
-        d.feed(Input::Frame(chunk(&["job-1", "job-2"], 2)));
+        d.feed(Event::Frame(chunk(&["job-1", "job-2"], 2)));
         assert_eq!(told(&d.run()), ["jobs"], "the first rows show at once");
-        d.feed(Input::Frame(chunk(&["job-3"], 3)));
+        d.feed(Event::Frame(chunk(&["job-3"], 3)));
         assert!(told(&d.run()).is_empty(), "more rows of a table the app was told of wait");
-        d.feed(Input::Frame(chunk(&["job-4"], 4)));
+        d.feed(Event::Frame(chunk(&["job-4"], 4)));
         assert_eq!(told(&d.run()), ["jobs"], "twice the rows told last");
         for (n, id) in (5..=7).zip(["job-5", "job-6", "job-7"]) {
-            d.feed(Input::Frame(chunk(&[id], n)));
+            d.feed(Event::Frame(chunk(&[id], n)));
             assert!(told(&d.run()).is_empty(), "{n} rows");
         }
-        d.feed(Input::Frame(chunk(&["job-8"], 8)));
+        d.feed(Event::Frame(chunk(&["job-8"], 8)));
         assert_eq!(told(&d.run()), ["jobs"]);
-        d.feed(Input::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
-        d.feed(Input::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Event::Frame(r#"{"type":"snapshot_end","channel":"company-a/admin","version":7}"#.into()));
+        d.feed(Event::Frame(r#"{"type":"synced","channel":"company-a/admin","version":7}"#.into()));
         assert!(told(&d.run()).contains(&"jobs".to_owned()), "the end tells the rest");
         let rows: i64 =
             d.replica().connection().query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
@@ -1008,7 +957,7 @@ mod tests {
         assert!(has_index(&d, "moat_ix_jobs_title_id") && !has_index(&d, "moat_ix_jobs_status"));
         let idle = |out: &[Effect]| out.iter().filter(|e| matches!(e, Effect::Idle(_))).count();
         assert_eq!(idle(&d.run()), 0, "not while the session opens: the app's first reads go first");
-        d.feed(Input::GoOffline);
+        d.feed(Event::GoOffline);
         assert_eq!(
             d.run().last(),
             Some(&Effect::Idle(SETTLE_MS)),
@@ -1017,7 +966,7 @@ mod tests {
         assert_eq!(idle(&d.run()), 0, "asked once until it comes");
         let mut steps = 1;
         loop {
-            d.feed(Input::Idle);
+            d.idle();
             if idle(&d.run()) == 0 {
                 break;
             }

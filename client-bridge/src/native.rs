@@ -13,11 +13,11 @@ use sqlite_ext::ui::{
     ColumnValue, ConflictChoice, ConflictView, DetailViewModel, FieldInput, HistoryEntryView, ListQuery,
     ListViewModel, ObjectTypeView, PendingView, ReferenceOption, RejectedView,
 };
-use sqlite_ext::{FieldValue, Replica, Schema, Status};
+use sqlite_ext::{Event, FieldValue, Replica, Schema, Status};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::driver::{ClientEvent, Driver, Effect, Input};
+use crate::driver::{ClientEvent, Driver, Effect};
 use crate::error::MoatError;
 
 /// What the client tells the app, from its sync thread.
@@ -258,20 +258,20 @@ impl MoatClient {
     /// Asks the server for the tenant's devices (Sync health; admins only: `Status.admin`). They
     /// arrive through the listener's `on_fleet`.
     pub fn request_fleet(&self) {
-        self.lock().feed(Input::RequestFleet);
+        self.lock().feed(Event::RequestFleet);
         self.wake();
     }
 
     /// Works offline (the user's choice): local reads and writes keep working, nothing is sent,
     /// and the replica remembers it, so that the app opens offline too, until `go_online`.
     pub fn go_offline(&self) {
-        self.lock().feed(Input::GoOffline);
+        self.lock().feed(Event::GoOffline);
         self.wake();
     }
 
     /// Goes online (the user's choice): reconnects at once, catches up and sends what is pending.
     pub fn go_online(&self) {
-        self.lock().feed(Input::GoOnline);
+        self.lock().feed(Event::GoOnline);
         self.wake();
     }
 
@@ -279,7 +279,7 @@ impl MoatClient {
     /// `NWPathMonitor`): no connection is tried while it is away; back, one is at once, unless the
     /// user works offline. Not remembered.
     pub fn network_changed(&self, online: bool) {
-        self.lock().feed(Input::Network(online));
+        self.lock().feed(Event::Network(online));
         self.wake();
     }
 
@@ -366,7 +366,7 @@ async fn sync_loop(
 ) {
     let mut ws: Option<Ws> = None;
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    // The driver asked for an `Input::Idle` (background work, a step at a time), not before then.
+    // The driver asked for an `Driver::idle` (background work, a step at a time), not before then.
     let mut idle: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         loop {
@@ -377,14 +377,14 @@ async fn sync_loop(
             for effect in effects {
                 match effect {
                     Effect::Connect => {
-                        let input = match connect(&url).await {
+                        let event = match connect(&url).await {
                             Ok(s) => {
                                 ws = Some(s);
-                                Input::Connected
+                                Event::Connected
                             }
-                            Err(_) => Input::Disconnected(None),
+                            Err(_) => Event::Disconnected(None),
                         };
-                        lock(&driver).feed(input);
+                        lock(&driver).feed(event);
                     }
                     Effect::Send(text) => {
                         let sent = match ws.as_mut() {
@@ -392,12 +392,12 @@ async fn sync_loop(
                             None => false,
                         };
                         if !sent && ws.take().is_some() {
-                            lock(&driver).feed(Input::Disconnected(None));
+                            lock(&driver).feed(Event::Disconnected(None));
                         }
                     }
                     Effect::Close => {
                         if ws.take().is_some() {
-                            lock(&driver).feed(Input::Disconnected(None));
+                            lock(&driver).feed(Event::Disconnected(None));
                         }
                     }
                     Effect::SetTimer(ms) => {
@@ -415,15 +415,15 @@ async fn sync_loop(
                 // Frames that are already here are applied together, in one transaction.
                 while let Some(msg) = next.take() {
                     match msg {
-                        Some(Ok(Message::Text(t))) => lock(&driver).feed(Input::Frame(t.to_string())),
+                        Some(Ok(Message::Text(t))) => lock(&driver).feed(Event::Frame(t.to_string())),
                         Some(Ok(Message::Close(frame))) => {
                             ws = None;
-                            lock(&driver).feed(Input::Disconnected(frame.map(|f| f.code.into())));
+                            lock(&driver).feed(Event::Disconnected(frame.map(|f| f.code.into())));
                         }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => {
                             ws = None;
-                            lock(&driver).feed(Input::Disconnected(None));
+                            lock(&driver).feed(Event::Disconnected(None));
                         }
                     }
                     next = ws.as_mut().and_then(|s| s.next().now_or_never());
@@ -431,13 +431,13 @@ async fn sync_loop(
             },
             _ = async { match timer.as_mut() { Some(t) => t.await, None => std::future::pending().await } } => {
                 timer = None;
-                lock(&driver).feed(Input::Timer);
+                lock(&driver).feed(Event::Timer);
             }
             // After a yield, so that what is already waiting (the app's calls on the driver, frames)
             // goes first.
             _ = async { match idle.as_mut() { Some(t) => { t.await; tokio::task::yield_now().await } None => std::future::pending().await } } => {
                 idle = None;
-                lock(&driver).feed(Input::Idle);
+                lock(&driver).idle();
             }
         }
     }

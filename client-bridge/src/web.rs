@@ -10,12 +10,12 @@ use std::rc::{Rc, Weak};
 
 use serde::Serialize;
 use sqlite_ext::ui::{ColumnValue, ConflictChoice, FieldInput, ListQuery};
-use sqlite_ext::{FieldValue, Replica, Schema};
+use sqlite_ext::{Event, FieldValue, Replica, Schema};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, MessageEvent, WebSocket, WorkerGlobalScope};
 
-use crate::driver::{ClientEvent, Driver, Effect, Input};
+use crate::driver::{ClientEvent, Driver, Effect};
 
 /// An error as JavaScript sees it: an `Error` whose `name` says whose fault it is (`Invalid`,
 /// `NotFound`, `Storage`) and whose `message` can be shown to the user.
@@ -63,7 +63,7 @@ struct Inner {
     on_drain: Closure<dyn FnMut()>,
     /// A run is scheduled (frames that arrive together are applied together).
     drain_scheduled: Cell<bool>,
-    /// Feeds `Input::Idle` (the driver's background work), after what already waits.
+    /// Calls [`Driver::idle`] (the driver's background work), after what already waits.
     on_idle: Closure<dyn FnMut()>,
 }
 
@@ -202,13 +202,13 @@ impl WebClient {
         }
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let w = weak.clone();
-            let on_open = Closure::new(move || feed(&w, Input::Connected));
+            let on_open = Closure::new(move || feed(&w, Event::Connected));
             let w = weak.clone();
             let on_message = Closure::new(move |ev: MessageEvent| {
                 if let (Some(text), Some(inner)) = (ev.data().as_string(), w.upgrade()) {
                     // Not at once: the frames already on their way (a diff and its ack come together)
                     // are applied in one transaction when the event loop comes back to us.
-                    inner.driver.borrow_mut().feed(Input::Frame(text));
+                    inner.driver.borrow_mut().feed(Event::Frame(text));
                     if !inner.drain_scheduled.replace(true) {
                         let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(
                             inner.on_drain.as_ref().unchecked_ref(),
@@ -222,17 +222,17 @@ impl WebClient {
                 if let Some(inner) = w.upgrade() {
                     drop_socket(&inner);
                 }
-                feed(&w, Input::Disconnected(Some(ev.code())));
+                feed(&w, Event::Disconnected(Some(ev.code())));
             });
             let w = weak.clone();
             let on_timer = Closure::new(move || {
                 if let Some(inner) = w.upgrade() {
                     inner.timer.set(None);
                 }
-                feed(&w, Input::Timer);
+                feed(&w, Event::Timer);
             });
             let w = weak.clone();
-            let on_idle = Closure::new(move || feed(&w, Input::Idle));
+            let on_idle = Closure::new(move || queue(&w, Driver::idle));
             let w = weak.clone();
             let on_drain = Closure::new(move || {
                 if let Some(inner) = w.upgrade() {
@@ -445,21 +445,21 @@ impl WebClient {
     /// arrive as a `fleet` event.
     #[wasm_bindgen(js_name = requestFleet)]
     pub fn request_fleet(&self) {
-        feed(&Rc::downgrade(&self.inner), Input::RequestFleet);
+        feed(&Rc::downgrade(&self.inner), Event::RequestFleet);
     }
 
     /// Works offline (the user's switch): local work goes on, nothing is sent, and the replica
     /// remembers it, so that the app opens offline too, until [`WebClient::go_online`].
     #[wasm_bindgen(js_name = goOffline)]
     pub fn go_offline(&self) {
-        feed(&Rc::downgrade(&self.inner), Input::GoOffline);
+        feed(&Rc::downgrade(&self.inner), Event::GoOffline);
     }
 
     /// Goes online (the user's switch): reconnects at once, catches up and sends what is pending.
     #[wasm_bindgen(js_name = goOnline)]
     pub fn go_online(&self) {
         clear_timer(&self.inner);
-        feed(&Rc::downgrade(&self.inner), Input::GoOnline);
+        feed(&Rc::downgrade(&self.inner), Event::GoOnline);
     }
 
     /// The browser's network went away (`false`, its `offline` event) or came back (`true`): no
@@ -469,7 +469,7 @@ impl WebClient {
         if online {
             clear_timer(&self.inner);
         }
-        feed(&Rc::downgrade(&self.inner), Input::Network(online));
+        feed(&Rc::downgrade(&self.inner), Event::Network(online));
     }
 
     /// Stops syncing and lets go of the socket (the database closes when the client is freed).
@@ -516,15 +516,20 @@ fn clear_timer(inner: &Inner) {
     }
 }
 
-/// Queues an input and runs the driver.
-fn feed(weak: &Weak<Inner>, input: Input) {
+/// Queues an event and runs the driver.
+fn feed(weak: &Weak<Inner>, event: Event) {
+    queue(weak, |driver| driver.feed(event));
+}
+
+/// Queues what `add` adds (an event, a step of background work) and runs the driver.
+fn queue(weak: &Weak<Inner>, add: impl FnOnce(&mut Driver)) {
     let Some(inner) = weak.upgrade() else { return };
-    inner.driver.borrow_mut().feed(input);
+    add(&mut inner.driver.borrow_mut());
     run(&inner);
 }
 
 /// Runs the driver and carries out its effects until it has nothing more to do (unless it is
-/// already running further up the stack: then that run picks the new input up).
+/// already running further up the stack: then that run picks the new event up).
 fn run(inner: &Rc<Inner>) {
     if inner.closed.get() || inner.busy.replace(true) {
         return;
@@ -542,7 +547,7 @@ fn run(inner: &Rc<Inner>) {
 }
 
 fn carry_out(inner: &Inner, effect: Effect) {
-    let later = |input| inner.driver.borrow_mut().feed(input);
+    let later = |event| inner.driver.borrow_mut().feed(event);
     match effect {
         Effect::Connect => {
             drop_socket(inner);
@@ -553,18 +558,18 @@ fn carry_out(inner: &Inner, effect: Effect) {
                     ws.set_onclose(Some(inner.on_close.as_ref().unchecked_ref()));
                     *inner.socket.borrow_mut() = Some(ws);
                 }
-                Err(_) => later(Input::Disconnected(None)),
+                Err(_) => later(Event::Disconnected(None)),
             }
         }
         Effect::Send(text) => {
             let sent = inner.socket.borrow().as_ref().is_some_and(|ws| ws.send_with_str(&text).is_ok());
             if !sent && drop_socket(inner) {
-                later(Input::Disconnected(None));
+                later(Event::Disconnected(None));
             }
         }
         Effect::Close => {
             if drop_socket(inner) {
-                later(Input::Disconnected(None));
+                later(Event::Disconnected(None));
             }
         }
         Effect::SetTimer(ms) => {

@@ -35,7 +35,7 @@ impl Shell {
     }
 
     /// Feeds one event and carries out the instructions (which may feed more events).
-    async fn event(&mut self, event: Event<'_>) {
+    async fn event(&mut self, event: Event) {
         let mut queue = vec![self.engine.handle(event).unwrap()];
         while let Some(instructions) = queue.pop() {
             for i in instructions {
@@ -72,7 +72,7 @@ impl Shell {
                 .expect("open")
                 .expect("frame");
             if let Message::Text(t) = msg {
-                self.event(Event::Frame(&t)).await;
+                self.event(Event::Frame(t.to_string())).await;
             }
         }
     }

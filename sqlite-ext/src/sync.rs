@@ -90,15 +90,16 @@ pub struct Status {
     pub indexing: bool,
 }
 
-/// Something that happened, fed to [`SyncEngine::handle`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event<'a> {
+/// Something that happened, fed to [`SyncEngine::handle`]. The shells queue these as they come
+/// (a frame, a tap, a timer) and hand them over in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
     /// The app starts: the engine asks for a connection.
     Start,
     /// The transport is open.
     Connected,
     /// A text frame arrived.
-    Frame(&'a str),
+    Frame(String),
     /// The transport closed or failed, with the close code when there was one.
     Disconnected(Option<u16>),
     /// The timer the engine asked for fired.
@@ -122,18 +123,18 @@ pub enum Event<'a> {
     /// [`Instruction::History`]; nothing is sent while not live).
     RequestHistory {
         /// The record's table.
-        table: &'a str,
+        table: String,
         /// The record's id.
-        id: &'a str,
+        id: String,
     },
     /// An admin customizes (publish, roll back, list versions), answered with
     /// [`Instruction::Customized`]: sent while connected, after the next hello while reconnecting;
     /// refused at once (`offline`) while the app is held offline.
     Customize {
         /// The request's id.
-        id: &'a str,
+        id: String,
         /// What to do.
-        request: &'a crate::protocol::CustomizeRequest,
+        request: crate::protocol::CustomizeRequest,
     },
 }
 
@@ -368,8 +369,10 @@ impl SyncEngine {
     /// applying it fails) is not an error of this call: the engine reports it
     /// ([`Instruction::Failed`]) and closes the session, which starts again from the stored cursors.
     /// `Err` is left for the local database failing outside a frame.
-    pub fn handle(&mut self, event: Event<'_>) -> Result<Vec<Instruction>> {
+    pub fn handle(&mut self, event: Event) -> Result<Vec<Instruction>> {
         let mut out = Vec::new();
+        // What waits on this device may have changed (a write, an ack, a rejection): told after.
+        let report = !matches!(event, Event::Connected);
         match event {
             Event::Start => {
                 // The user's choice to work offline outlives the app.
@@ -462,7 +465,6 @@ impl SyncEngine {
                 }
             }
             Event::Customize { id, request } => {
-                let (id, request) = (id.to_owned(), request.clone());
                 if self.connected && !self.kept_offline() {
                     // Any time after the hello: the server reads it once the initial sync is sent.
                     out.push(Instruction::Send(ClientMsg::Customize { id, request }.to_json()));
@@ -475,7 +477,7 @@ impl SyncEngine {
                 }
             }
             Event::Frame(text) => {
-                if let Err(e) = self.frame(text, &mut out) {
+                if let Err(e) = self.frame(&text, &mut out) {
                     let message = match e {
                         Error::Protocol(_) => format!("the server sent a frame this app cannot use: {e}"),
                         e => format!("a change from the server could not be applied: {e}"),
@@ -486,8 +488,7 @@ impl SyncEngine {
                 }
             }
         }
-        // What waits on this device may have changed (a write, an ack, a rejection).
-        if !matches!(event, Event::Connected) {
+        if report {
             self.report_device(&mut out)?;
         }
         Ok(out)
