@@ -69,6 +69,10 @@ pub struct Status {
     pub phase: Phase,
     /// The phase in words for the user ([`Phase::label`]).
     pub label: String,
+    /// The user chose to work offline (kept across restarts): no connection is tried, whatever the
+    /// network does, until they go online. The UI's switch offers "Go online" while this holds and
+    /// "Work offline" otherwise (also while the network is away or the server out of reach).
+    pub held_offline: bool,
     /// Snapshot rows received (while syncing).
     pub rows_done: u64,
     /// Snapshot rows in all (while syncing; 0 during a catch-up).
@@ -353,6 +357,7 @@ impl SyncEngine {
             } else {
                 self.phase.label().to_owned()
             },
+            held_offline: self.held_offline,
             rows_done,
             rows,
             message: if self.phase == Phase::Outdated { self.outdated.clone() } else { None },

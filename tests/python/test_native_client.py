@@ -214,8 +214,17 @@ def test_working_offline_is_remembered_when_the_app_opens_again(server, tmp_path
     path = tmp_path / "amy-phone.db"
     amy = Device(server, path, "amy", "company-a", "admin")
     amy.wait_live()
+    # The network going away is not the user's choice: the status says so, and the switch offers
+    # "Work offline" still (the UIs draw it from held_offline).
+    amy.client.network_changed(False)
+    amy.listener.wait("no network", lambda: amy.client.status().phase == core.Phase.OFFLINE)
+    s = amy.client.status()
+    assert (s.label, s.held_offline) == ("Offline", False)
+    amy.client.network_changed(True)
+    amy.wait_live()
     amy.client.go_offline()
     amy.listener.wait("offline", lambda: amy.client.status().label == "Working offline")
+    assert amy.client.status().held_offline
     amy.client.edit("jobs", JOB, "notes", text("kept while working offline"))
     amy.client.close()
 
@@ -223,7 +232,7 @@ def test_working_offline_is_remembered_when_the_app_opens_again(server, tmp_path
     try:
         amy.listener.wait("opened offline", lambda: amy.client.status().label == "Working offline")
         s = amy.client.status()
-        assert (s.phase, s.pending) == (core.Phase.OFFLINE, 1)
+        assert (s.phase, s.pending, s.held_offline) == (core.Phase.OFFLINE, 1, True)
         with sqlite3.connect(tmp_path / "data" / "tenants" / "company-a.db") as db:
             assert db.execute("SELECT count(*) FROM moat_mutations WHERE user_id = 'amy'").fetchone()[0] == 0
         amy.client.go_online()

@@ -56,3 +56,38 @@ test("offline edits survive a reload and arrive exactly once", async ({ browser,
     expect(serverQuery(server, "SELECT count(*) FROM moat_log WHERE instr(entry, ?1) > 0", note)).toEqual([[1]]);
   }
 });
+
+test("while the network is away the user may try again or choose to work offline, and that choice outlasts the network's return", async ({ browser, server }) => {
+  const ctx = await browser.newContext();
+  const tech = await ctx.newPage();
+  await signIn(tech, server, "tom");
+  await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "live");
+  await expect(tech.getByTestId("toggle-online")).toHaveText("Work offline");
+  await expect(tech.getByTestId("reconnect")).toHaveCount(0);
+
+  // The network goes away; the user chose nothing: "Offline", with "Try now" beside the switch,
+  // which still offers to work offline.
+  await ctx.setOffline(true);
+  await expect(tech.getByTestId("status-phase")).toHaveText("Offline");
+  await expect(tech.getByTestId("reconnect")).toHaveText("Try now");
+  await expect(tech.getByTestId("toggle-online")).toHaveText("Work offline");
+  // Both fit on a phone.
+  await tech.setViewportSize({ width: 360, height: 740 });
+  expect(await tech.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBe(0);
+  await tech.getByTestId("toggle-online").click();
+  await expect(tech.getByTestId("status-phase")).toHaveText("Working offline");
+  await expect(tech.getByTestId("toggle-online")).toHaveText("Go online");
+  await expect(tech.getByTestId("reconnect")).toHaveCount(0);
+
+  // The network comes back (told to the worker and answered before the status is read): the choice holds.
+  await ctx.setOffline(false);
+  await tech.evaluate(() => window.moat!.networkChanged(true));
+  expect(await tech.evaluate(() => window.moat!.status().then((s) => [s.phase, s.held_offline]))).toEqual([
+    "offline",
+    true,
+  ]);
+  await expect(tech.getByTestId("status-phase")).toHaveText("Working offline");
+  await tech.getByTestId("toggle-online").click();
+  await expect(tech.getByTestId("status")).toHaveAttribute("data-phase", "live");
+  await expect(tech.getByTestId("toggle-online")).toHaveText("Work offline");
+});

@@ -63,8 +63,11 @@ struct WorkspaceView: View {
                     ToolbarItem(placement: .primaryAction) {
                         Menu {
                             Text("\(store.session.name) · \(store.session.role)")
-                            Button(store.status?.phase == .offline ? "Go online" : "Work offline") {
-                                store.setOnline(store.status?.phase == .offline)
+                            // The user's own switch: what they chose, whatever the network does.
+                            let held = store.status?.heldOffline ?? false
+                            Button(held ? "Go online" : "Work offline") { store.setOnline(held) }
+                            if store.status?.phase == .offline && !held {
+                                Button("Try now") { store.setOnline(true) }
                             }
                             Button("Changes waiting to sync") { showPending = true }
                             Button("Refused changes") { showRejected = true }

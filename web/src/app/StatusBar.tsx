@@ -79,12 +79,18 @@ export function StatusBar({
         </button>
       )}
       <span className="muted small last-sync">{status && phase !== "live" ? ago(status.last_sync_ms) : ""}</span>
+      {phase === "offline" && !status?.held_offline && (
+        <button className="link small" data-testid="reconnect" onClick={() => onToggleOnline(true)}>
+          Try now
+        </button>
+      )}
+      {/* The user's own switch: what they chose, whatever the network does meanwhile. */}
       <button
         className="link small"
         data-testid="toggle-online"
-        onClick={() => onToggleOnline(phase === "offline")}
+        onClick={() => onToggleOnline(!!status?.held_offline)}
       >
-        {phase === "offline" ? "Go online" : "Work offline"}
+        {status?.held_offline ? "Go online" : "Work offline"}
       </button>
     </div>
   );

@@ -694,6 +694,12 @@ phase: Phase,
  */
 label: string, 
 /**
+ * The user chose to work offline (kept across restarts): no connection is tried, whatever the
+ * network does, until they go online. The UI's switch offers "Go online" while this holds and
+ * "Work offline" otherwise (also while the network is away or the server out of reach).
+ */
+held_offline: boolean, 
+/**
  * Snapshot rows received (while syncing).
  */
 rows_done: number, 

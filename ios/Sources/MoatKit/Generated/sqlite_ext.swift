@@ -3283,6 +3283,12 @@ public struct Status: Equatable, Hashable {
      */
     public var label: String
     /**
+     * The user chose to work offline (kept across restarts): no connection is tried, whatever the
+     * network does, until they go online. The UI's switch offers "Go online" while this holds and
+     * "Work offline" otherwise (also while the network is away or the server out of reach).
+     */
+    public var heldOffline: Bool
+    /**
      * Snapshot rows received (while syncing).
      */
     public var rowsDone: UInt64
@@ -3330,6 +3336,11 @@ public struct Status: Equatable, Hashable {
          * The phase in words for the user ([`Phase::label`]).
          */label: String, 
         /**
+         * The user chose to work offline (kept across restarts): no connection is tried, whatever the
+         * network does, until they go online. The UI's switch offers "Go online" while this holds and
+         * "Work offline" otherwise (also while the network is away or the server out of reach).
+         */heldOffline: Bool, 
+        /**
          * Snapshot rows received (while syncing).
          */rowsDone: UInt64, 
         /**
@@ -3359,6 +3370,7 @@ public struct Status: Equatable, Hashable {
          */indexing: Bool) {
         self.phase = phase
         self.label = label
+        self.heldOffline = heldOffline
         self.rowsDone = rowsDone
         self.rows = rows
         self.pending = pending
@@ -3388,6 +3400,7 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
             try Status(
                 phase: FfiConverterTypePhase.read(from: &buf), 
                 label: FfiConverterString.read(from: &buf), 
+                heldOffline: FfiConverterBool.read(from: &buf), 
                 rowsDone: FfiConverterUInt64.read(from: &buf), 
                 rows: FfiConverterUInt64.read(from: &buf), 
                 pending: FfiConverterInt64.read(from: &buf), 
@@ -3403,6 +3416,7 @@ public struct FfiConverterTypeStatus: FfiConverterRustBuffer {
     public static func write(_ value: Status, into buf: inout [UInt8]) {
         FfiConverterTypePhase.write(value.phase, into: &buf)
         FfiConverterString.write(value.label, into: &buf)
+        FfiConverterBool.write(value.heldOffline, into: &buf)
         FfiConverterUInt64.write(value.rowsDone, into: &buf)
         FfiConverterUInt64.write(value.rows, into: &buf)
         FfiConverterInt64.write(value.pending, into: &buf)
